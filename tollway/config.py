@@ -1,0 +1,266 @@
+"""Settings: defaults, then a `key = value` file (as kong.conf), then TOLLWAY_<KEY> variables.
+
+Every key is declared once in SETTINGS with its type, default and description; anything else is
+an error that names the key. `Settings` is a frozen dataclass so that a worker, the master and
+the CLI read the same values, and so that it can be sent to a worker as plain JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tollway.errors import ConfigError
+
+BUNDLED_PLUGINS = ("key-auth", "billable")
+DEFAULT_PREFIX = "/usr/local/tollway" if os.geteuid() == 0 else "~/.tollway"
+ENV_PREFIX = "TOLLWAY_"
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("on", "true", "yes", "1"):
+        return True
+    if lowered in ("off", "false", "no", "0"):
+        return False
+    raise ValueError("expected on/off, true/false or yes/no")
+
+
+def _parse_int(text: str) -> int:
+    value = int(text.strip())
+    if value < 0:
+        raise ValueError("expected a non-negative integer")
+    return value
+
+
+def _parse_float(text: str) -> float:
+    value = float(text.strip())
+    if value < 0:
+        raise ValueError("expected a non-negative number")
+    return value
+
+
+def _parse_str(text: str) -> str:
+    return text.strip()
+
+
+def _parse_choice(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in choices:
+            raise ValueError("expected one of " + ", ".join(choices))
+        return value
+
+    return parse
+
+
+def _parse_listen(text: str) -> str:
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:8001")
+    return f"{host}:{int(port)}"
+
+
+def _parse_plugins(text: str) -> str:
+    names: list[str] = []
+    for raw in text.split(","):
+        name = raw.strip()
+        if not name:
+            continue
+        if name == "off":
+            return "off"
+        if name != "bundled" and name not in BUNDLED_PLUGINS:
+            raise ValueError(f"unknown plugin '{name}' (known: bundled, {', '.join(BUNDLED_PLUGINS)}, off)")
+        names.append(name)
+    return ",".join(names) or "off"
+
+
+def _parse_workers(text: str) -> int:
+    if text.strip().lower() == "auto":
+        return os.cpu_count() or 1
+    value = int(text.strip())
+    if not 1 <= value <= 256:
+        raise ValueError("expected 'auto' or an integer from 1 to 256")
+    return value
+
+
+def _parse_log_level(text: str) -> str:
+    value = text.strip().lower()
+    if value == "warn":
+        value = "warning"
+    if value not in ("debug", "info", "notice", "warning", "error", "crit"):
+        raise ValueError("expected debug, info, notice, warn, error or crit")
+    return "info" if value == "notice" else ("critical" if value == "crit" else value)
+
+
+@dataclass(frozen=True)
+class Setting:
+    parse: Callable[[str], Any]
+    default: str
+    description: str
+
+
+SETTINGS: dict[str, Setting] = {
+    "prefix": Setting(_parse_str, DEFAULT_PREFIX,
+                      "working directory: pid file, logs, SQLite file, usage spool"),
+    "database": Setting(_parse_choice("sqlite", "postgres"), "sqlite", "sqlite (embedded) or postgres"),
+    "sqlite_path": Setting(_parse_str, "", "the SQLite file; default PREFIX/tollway.db"),
+    "pg_host": Setting(_parse_str, "127.0.0.1", "PostgreSQL host"),
+    "pg_port": Setting(_parse_int, "5432", "PostgreSQL port"),
+    "pg_user": Setting(_parse_str, "tollway", "PostgreSQL user"),
+    "pg_password": Setting(_parse_str, "", "PostgreSQL password"),
+    "pg_database": Setting(_parse_str, "tollway", "PostgreSQL database"),
+    "pg_schema": Setting(_parse_str, "", "PostgreSQL schema (default: the user's search_path)"),
+    "pg_ssl": Setting(_parse_bool, "off", "connect to PostgreSQL over TLS"),
+    "pg_timeout": Setting(_parse_float, "5", "PostgreSQL connect and statement timeout, seconds"),
+    "pg_pool_size": Setting(_parse_int, "5", "PostgreSQL connections per node"),
+    "proxy_listen": Setting(_parse_listen, "0.0.0.0:8000", "address of the proxy"),
+    "admin_listen": Setting(_parse_listen, "127.0.0.1:8001", "address of the Admin API"),
+    "plugins": Setting(_parse_plugins, "bundled", "enabled plugins, comma separated; bundled = all that ship"),
+    "workers": Setting(_parse_workers, "auto", "proxy worker processes; auto = one per CPU"),
+    "log_level": Setting(_parse_log_level, "notice", "debug, info, notice, warn, error or crit"),
+    "db_update_frequency": Setting(_parse_float, "1",
+                                   "seconds between checks for configuration written by other nodes"),
+    "billable_flush_interval": Setting(_parse_float, "1", "seconds between flushes of metered usage"),
+    "billable_spool_max_bytes": Setting(_parse_int, str(1 << 30),
+                                        "usage spool size on disk that raises the alarm (bytes)"),
+    "billable_minute_retention": Setting(_parse_int, "7", "days that per-minute usage rows are kept"),
+    "billable_hour_retention": Setting(_parse_int, "400", "days that per-hour usage rows are kept"),
+    "upstream_keepalive_pool_size": Setting(_parse_int, "64", "idle upstream connections kept per host"),
+    "upstream_keepalive_idle_timeout": Setting(_parse_float, "60", "seconds an idle upstream connection is kept"),
+    "drain_timeout": Setting(_parse_float, "30", "seconds a stopping worker waits for in-flight requests"),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    prefix: str
+    database: str
+    sqlite_path: str
+    pg_host: str
+    pg_port: int
+    pg_user: str
+    pg_password: str
+    pg_database: str
+    pg_schema: str
+    pg_ssl: bool
+    pg_timeout: float
+    pg_pool_size: int
+    proxy_listen: str
+    admin_listen: str
+    plugins: str
+    workers: int
+    log_level: str
+    db_update_frequency: float
+    billable_flush_interval: float
+    billable_spool_max_bytes: int
+    billable_minute_retention: int
+    billable_hour_retention: int
+    upstream_keepalive_pool_size: int
+    upstream_keepalive_idle_timeout: float
+    drain_timeout: float
+    config_file: str | None = field(default=None, compare=False)
+
+    @property
+    def enabled_plugins(self) -> tuple[str, ...]:
+        """Plugin names in the order given, `bundled` expanded, duplicates dropped."""
+        if self.plugins == "off":
+            return ()
+        names: list[str] = []
+        for name in self.plugins.split(","):
+            for one in BUNDLED_PLUGINS if name == "bundled" else (name,):
+                if one not in names:
+                    names.append(one)
+        return tuple(names)
+
+    @property
+    def prefix_path(self) -> Path:
+        return Path(self.prefix)
+
+    @property
+    def database_path(self) -> Path:
+        return Path(self.sqlite_path) if self.sqlite_path else self.prefix_path / "tollway.db"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.prefix_path / "tollway.pid"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.prefix_path / "spool"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.prefix_path / "logs"
+
+    def with_overrides(self, **values: Any) -> Settings:
+        return dataclasses.replace(self, **values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Settings:
+        return cls(**data)
+
+
+def read_conf_file(path: str | os.PathLike[str]) -> dict[str, str]:
+    """Parse `key = value` lines; `#` starts a comment, blank lines are skipped."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from exc
+    values: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{path}:{number}: expected 'key = value', got '{raw.strip()}'")
+        values[key.strip().lower()] = value.strip()
+    return values
+
+
+def load_settings(conf_file: str | os.PathLike[str] | None = None,
+                  environ: Mapping[str, str] | None = None,
+                  **overrides: str) -> Settings:
+    """Defaults < file < TOLLWAY_* environment < explicit overrides. Raises ConfigError."""
+    env = os.environ if environ is None else environ
+    raw: dict[str, str] = {key: setting.default for key, setting in SETTINGS.items()}
+    sources: dict[str, str] = {}
+    if conf_file is None and env.get("TOLLWAY_CONF"):
+        conf_file = env["TOLLWAY_CONF"]
+    if conf_file is not None:
+        for key, value in read_conf_file(conf_file).items():
+            if key not in SETTINGS:
+                raise ConfigError(f"unknown setting '{key}' in {conf_file}")
+            raw[key] = value
+            sources[key] = str(conf_file)
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name == "TOLLWAY_CONF":
+            continue
+        key = name[len(ENV_PREFIX):].lower()
+        if key in SETTINGS:  # other TOLLWAY_* variables belong to tools and tests
+            raw[key] = value
+            sources[key] = name
+    for key, value in overrides.items():
+        if key not in SETTINGS:
+            raise ConfigError(f"unknown setting '{key}'")
+        raw[key] = value
+        sources[key] = "command line"
+    parsed: dict[str, Any] = {}
+    for key, setting in SETTINGS.items():
+        try:
+            parsed[key] = setting.parse(raw[key])
+        except ValueError as exc:
+            where = f" (from {sources[key]})" if key in sources else ""
+            raise ConfigError(f"invalid value '{raw[key]}' for setting '{key}'{where}: {exc}") from None
+    parsed["prefix"] = str(Path(os.path.expanduser(parsed["prefix"])).absolute())
+    if parsed["sqlite_path"]:
+        parsed["sqlite_path"] = str(Path(os.path.expanduser(parsed["sqlite_path"])).absolute())
+    return Settings(**parsed, config_file=str(conf_file) if conf_file else None)

@@ -1,0 +1,106 @@
+"""What a plugin handler sees of the proxy, and the phases it may implement.
+
+The proxy builds one Handler per plugin row (its `config` already validated and filled with the
+schema's defaults) whenever configuration is applied, never per request. For each request the
+proxy picks the handlers that apply (Kong's precedence: the most specific of route, service,
+consumer and global wins for each plugin name), orders them by PRIORITY (highest first) and calls:
+
+  access(call)           before the upstream is contacted; may answer itself by returning a Reply
+  header_filter(call)    the upstream's status and headers are known (call.status, call.response_headers)
+  body_filter(call, chunk, last) -> chunk    every response body chunk
+  meter(call)            once, synchronously, just BEFORE the last byte of the response is written to
+                         the client: status and byte counts are final. Billing-grade records go here,
+                         so that a response a client received is never missing from the record.
+  log(call)              after the response is complete; must not delay the response
+
+Every phase is a plain (synchronous) method: the hot path has no awaits in plugin code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+
+@dataclass(slots=True)
+class Reply:
+    """A response a plugin (or the proxy) sends instead of proxying: Kong's `kong.response.exit`."""
+
+    status: int
+    body: dict[str, Any] | bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Call(Protocol):
+    """One proxied request as the plugins see it (implemented by the proxy)."""
+
+    method: str
+    path: str                    # the request path as the client sent it, without the query
+    query: str                   # the raw query string, without '?'
+    client_ip: str
+    started_at: float            # time.time() when the request head was received
+    route: dict[str, Any]        # the matched route, as the Admin API shows it
+    service: dict[str, Any] | None
+    consumer: dict[str, Any] | None     # set by an auth plugin
+    credential: dict[str, Any] | None   # set by an auth plugin
+    status: int                  # the status sent (or to be sent) to the client
+    response_headers: list[tuple[bytes, bytes]]
+    request_bytes: int           # bytes received from the client for this request (head + body)
+    response_bytes: int          # bytes sent to the client for this response (head + body)
+
+    def header(self, name: str) -> str | None:
+        """The first request header of that name (case-insensitive), or None."""
+
+    def set_header(self, name: str, value: str | None) -> None:
+        """Set (or with None, remove) a request header sent to the upstream."""
+
+    def query_arg(self, name: str) -> str | None:
+        """The first query argument of that name, decoded, or None."""
+
+    def remove_query_arg(self, name: str) -> None:
+        """Drop every query argument of that name from what the upstream receives."""
+
+    def authenticate(self, consumer: dict[str, Any] | None, credential: dict[str, Any] | None) -> None:
+        """Record the consumer and credential; adds X-Consumer-* headers for the upstream."""
+
+
+class Runtime(Protocol):
+    """Worker-wide state handed to every handler."""
+
+    settings: Any                # tollway.config.Settings
+    spool: Any                   # tollway.metering.spool.SpoolWriter or None
+    consumers: dict[str, dict[str, Any]]  # consumer id -> consumer
+    snapshot: dict[str, Any]     # the whole configuration snapshot (see tollway/store/snapshot.py)
+
+
+class Handler:
+    """Base of every plugin handler; subclasses override only the phases they need."""
+
+    PRIORITY: ClassVar[int] = 0
+
+    def __init__(self, conf: dict[str, Any], runtime: Runtime) -> None:
+        self.conf = conf
+        self.runtime = runtime
+
+    def access(self, call: Call) -> Reply | None:
+        return None
+
+    def header_filter(self, call: Call) -> None:
+        return None
+
+    def body_filter(self, call: Call, chunk: bytes, last: bool) -> bytes:
+        return chunk
+
+    def meter(self, call: Call) -> None:
+        return None
+
+    def log(self, call: Call) -> None:
+        return None
+
+
+# Which phases a handler overrides, so the proxy calls only those.
+PHASES = ("access", "header_filter", "body_filter", "meter", "log")
+
+
+def overridden_phases(handler_class: type[Handler]) -> frozenset[str]:
+    return frozenset(p for p in PHASES if getattr(handler_class, p) is not getattr(Handler, p))
