@@ -1,0 +1,50 @@
+"""The `tollway` command: Kong's CLI verbs for one Tollway node.
+
+Every TollwayError ends the command with one line on stderr and exit code 1.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from tollway import __version__
+from tollway.errors import TollwayError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-c", "--conf", type=click.Path(dir_okay=False), default=None,
+              help="configuration file (key = value lines); TOLLWAY_* variables override it")
+@click.version_option(__version__, prog_name="tollway")
+@click.pass_context
+def cli(ctx: click.Context, conf: str | None) -> None:
+    """Tollway: an API gateway that meters every call for billing."""
+    ctx.ensure_object(dict)
+    ctx.obj["conf"] = conf
+
+
+def _add_commands() -> None:
+    from tollway.server.commands import health, quickstart, reload, start, stop
+    from tollway.store.cli import migrations
+    from tollway.metering.cli import report
+
+    for command in (migrations, start, stop, reload, health, quickstart, report):
+        cli.add_command(command)
+
+
+def main() -> None:
+    _add_commands()
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except TollwayError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
