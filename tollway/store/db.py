@@ -1,0 +1,71 @@
+"""The database handle: one async SQLAlchemy engine for SQLite (embedded) or PostgreSQL (cluster)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from tollway.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")      # readers (tollway report) never block the writer
+    cursor.execute("PRAGMA synchronous=NORMAL")    # durable at every commit in WAL mode but for power loss
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class Database:
+    """Owns the engine; everything else borrows connections from `engine`."""
+
+    def __init__(self, engine: AsyncEngine, settings: Settings) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.dialect: str = engine.dialect.name
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Database:
+        if settings.database == "sqlite":
+            path = settings.database_path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # NullPool: aiosqlite connections are cheap, and a fresh one never holds a stale snapshot.
+            engine = create_async_engine(f"sqlite+aiosqlite:///{path}", poolclass=NullPool)
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        else:
+            url = URL.create(
+                "postgresql+asyncpg",
+                username=settings.pg_user or None,
+                password=settings.pg_password or None,
+                host=settings.pg_host,
+                port=settings.pg_port,
+                database=settings.pg_database,
+            )
+            connect_args: dict[str, Any] = {
+                "timeout": settings.pg_timeout,
+                "command_timeout": max(settings.pg_timeout, 30.0),
+            }
+            if settings.pg_ssl:
+                connect_args["ssl"] = True
+            if settings.pg_schema:
+                connect_args["server_settings"] = {"search_path": settings.pg_schema}
+            engine = create_async_engine(
+                url,
+                pool_size=max(settings.pg_pool_size, 1),
+                max_overflow=2,
+                pool_pre_ping=True,
+                pool_recycle=300,
+                connect_args=connect_args,
+            )
+        return cls(engine, settings)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
