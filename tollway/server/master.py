@@ -1,0 +1,380 @@
+"""The master process of a node: Admin API, configuration, metering flush and the workers.
+
+It owns every database connection of the node. Workers get their configuration as a snapshot
+over the control channel and write usage only to their spool files; the master's flusher turns
+those into ledger rows. Signals: SIGTERM/SIGINT/SIGQUIT stop gracefully, SIGHUP reloads with the
+settings a `tollway reload` left in PREFIX/reload.json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+
+from tollway.config import Settings
+from tollway.errors import NodeError, StoreError
+from tollway.server import node
+from tollway.server.control import Channel
+
+log = logging.getLogger("tollway.master")
+
+WORKER_READY_TIMEOUT = 30.0
+RESTART_BACKOFF = (0.1, 0.5, 1.0, 2.0, 5.0)
+
+
+class AdminServer(uvicorn.Server):
+    """uvicorn serving the Admin API on the master's loop; the master owns the signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@dataclass
+class WorkerHandle:
+    slot: int
+    writer_id: str
+    process: asyncio.subprocess.Process
+    channel: Channel
+    settings: Settings
+    draining: bool = False
+    applied_version: int | None = None
+    restarts: int = 0
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+
+def bind(listen: str, what: str) -> socket.socket:
+    """A listening TCP socket for HOST:PORT, or NodeError saying clearly why not."""
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, int(port)))
+    except OSError as exc:
+        sock.close()
+        reason = "address already in use" if exc.errno == 98 else (exc.strerror or str(exc))
+        raise NodeError(f"cannot listen on {listen} ({what}): {reason}") from exc
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+class Master:
+    def __init__(self, settings: Settings) -> None:
+        # Node-wide state
+        self.settings = settings
+        self.node_id = node.node_id(settings)
+        self.started_at = time.time()
+        self.stopping = asyncio.Event()
+        self.reload_requested = asyncio.Event()
+        self.config_dirty = asyncio.Event()
+        # Resources, set in run()
+        self.db: Any = None
+        self.proxy_sock: socket.socket | None = None
+        self.admin_sock: socket.socket | None = None
+        self.admin_server: AdminServer | None = None
+        self.admin_app: Callable[..., Any] | None = None
+        self.flusher: Any = None
+        # Workers and the configuration they hold
+        self.workers: dict[int, WorkerHandle] = {}
+        self.retired: list[WorkerHandle] = []
+        self.snapshot: dict[str, Any] = {}
+        self.config_version: int | None = None
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        from tollway.store import migrations
+        from tollway.store.db import Database
+
+        self.db = Database.from_settings(self.settings)
+        try:
+            await migrations.ensure_bootstrapped(self.db, self.settings)
+            self.proxy_sock = bind(self.settings.proxy_listen, "proxy_listen")
+            self.admin_sock = bind(self.settings.admin_listen, "admin_listen")
+            self.snapshot = await self._load_snapshot()
+        except BaseException:
+            await self.db.dispose()
+            self._close_sockets()
+            raise
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            loop.add_signal_handler(sig, self._on_stop_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self.reload_requested.set)
+        node.write_pid(self.settings)
+        try:
+            for slot in range(self.settings.workers):
+                await self._spawn(slot, self.settings)
+            self._start_admin()
+            self._start_flusher()
+            background = [
+                asyncio.create_task(self._config_loop(), name="config"),
+                asyncio.create_task(self._poll_loop(), name="poll"),
+                asyncio.create_task(self._reload_loop(), name="reload"),
+            ]
+            log.info("tollway %s started: proxy on %s, admin on %s, %d worker(s), prefix %s",
+                     node.version(), self.settings.proxy_listen, self.settings.admin_listen,
+                     self.settings.workers, self.settings.prefix)
+            await self.stopping.wait()
+            log.info("stopping: draining workers")
+            for task in background:
+                task.cancel()
+            await self._shutdown()
+        finally:
+            node.remove_pid(self.settings)
+            self._close_sockets()
+            await self.db.dispose()
+        log.info("stopped")
+        return 0
+
+    def _on_stop_signal(self, sig: int) -> None:
+        log.info("received %s", signal.Signals(sig).name)
+        self.stopping.set()
+
+    async def _shutdown(self) -> None:
+        if self.admin_server is not None:
+            self.admin_server.should_exit = True
+        everyone = list(self.workers.values()) + self.retired
+        await asyncio.gather(*(self._drain(handle) for handle in everyone))
+        if self.admin_task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.admin_task, 10)
+        if self.flusher_task is not None:
+            self.flusher_stop.set()
+            try:
+                await asyncio.wait_for(self.flusher_task, 60)
+            except Exception:
+                log.exception("the last usage flush failed; usage stays in the spool for the next start")
+
+    def _close_sockets(self) -> None:
+        for sock in (self.proxy_sock, self.admin_sock):
+            if sock is not None:
+                sock.close()
+
+    # -- workers ---------------------------------------------------------------------------
+
+    async def _spawn(self, slot: int, settings: Settings, restarts: int = 0) -> WorkerHandle:
+        assert self.proxy_sock is not None
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        writer_id = f"{self.node_id[:8]}-{slot}-{uuid.uuid4().hex[:12]}"
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tollway.server.worker",
+            str(self.proxy_sock.fileno()), str(child.fileno()), writer_id,
+            pass_fds=(self.proxy_sock.fileno(), child.fileno()),
+        )
+        child.close()
+        channel = await Channel.open(parent)
+        handle = WorkerHandle(slot, writer_id, process, channel, settings, restarts=restarts)
+        await channel.send({"type": "config", "settings": settings.to_dict(), "snapshot": self.snapshot})
+        reply = await asyncio.wait_for(channel.receive(), WORKER_READY_TIMEOUT)
+        if reply is None:
+            raise NodeError(f"worker {process.pid} exited before it was ready; see the log above")
+        handle.applied_version = reply.get("version")
+        handle.tasks.append(asyncio.create_task(self._listen(handle)))
+        handle.tasks.append(asyncio.create_task(self._watch(handle)))
+        self.workers[slot] = handle
+        log.info("worker %d started (slot %d)", process.pid, slot)
+        return handle
+
+    async def _listen(self, handle: WorkerHandle) -> None:
+        while (message := await handle.channel.receive()) is not None:
+            if message.get("type") == "applied":
+                handle.applied_version = message.get("version")
+
+    async def _watch(self, handle: WorkerHandle) -> None:
+        code = await handle.process.wait()
+        if handle.draining or self.stopping.is_set():
+            return
+        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        log.error("worker %d (slot %d) died with %s; restarting it", handle.process.pid, handle.slot, how)
+        handle.channel.close()
+        await asyncio.sleep(RESTART_BACKOFF[min(handle.restarts, len(RESTART_BACKOFF) - 1)])
+        if self.stopping.is_set() or self.workers.get(handle.slot) is not handle:
+            return
+        try:
+            await self._spawn(handle.slot, handle.settings, restarts=handle.restarts + 1)
+        except Exception:
+            log.exception("could not restart worker slot %d", handle.slot)
+
+    async def _drain(self, handle: WorkerHandle) -> None:
+        handle.draining = True
+        if handle.process.returncode is None:
+            with contextlib.suppress(Exception):
+                await handle.channel.send({"type": "drain"})
+            try:
+                await asyncio.wait_for(handle.process.wait(), handle.settings.drain_timeout + 5)
+            except asyncio.TimeoutError:
+                log.warning("worker %d did not drain in time; killing it", handle.process.pid)
+                handle.process.kill()
+                await handle.process.wait()
+        handle.channel.close()
+        for task in handle.tasks:
+            task.cancel()
+
+    def writer_alive(self, writer_id: str) -> bool:
+        """Whether a spool writer is a worker still running (its files may still grow)."""
+        for handle in list(self.workers.values()) + self.retired:
+            if handle.writer_id == writer_id:
+                return handle.process.returncode is None
+        return False
+
+    # -- configuration ---------------------------------------------------------------------
+
+    async def _load_snapshot(self) -> dict[str, Any]:
+        from tollway.store.snapshot import load_snapshot
+
+        snapshot = await load_snapshot(self.db, self.settings)
+        self.config_version = snapshot.get("version")
+        return snapshot  # type: ignore[no-any-return]
+
+    async def _config_loop(self) -> None:
+        """Reload the snapshot when it changed and push it to every worker."""
+        while True:
+            await self.config_dirty.wait()
+            await asyncio.sleep(0.02)  # let a burst of Admin API writes land as one push
+            self.config_dirty.clear()
+            try:
+                self.snapshot = await self._load_snapshot()
+            except StoreError as exc:
+                log.warning("configuration not reloaded: %s; workers keep the last one", exc)
+                continue
+            except Exception:
+                log.exception("configuration not reloaded; workers keep the last one")
+                continue
+            message = {"type": "config", "snapshot": self.snapshot}
+            for handle in list(self.workers.values()):
+                message["settings"] = handle.settings.to_dict()
+                with contextlib.suppress(Exception):
+                    await handle.channel.send(message)
+
+    async def _poll_loop(self) -> None:
+        """Notice configuration written by other nodes sharing the database."""
+        from tollway.store.snapshot import config_version
+
+        failing = False
+        while True:
+            await asyncio.sleep(self.settings.db_update_frequency)
+            try:
+                version = await config_version(self.db)
+            except Exception as exc:
+                if not failing:
+                    log.warning("database unreachable (%s); proxying goes on with the last configuration", exc)
+                failing = True
+                continue
+            if failing:
+                log.warning("database reachable again")
+                failing = False
+            if version != self.config_version:
+                self.config_dirty.set()
+
+    # -- Admin API and metering ------------------------------------------------------------
+
+    admin_task: asyncio.Task[Any] | None = None
+    flusher_task: asyncio.Task[Any] | None = None
+
+    def _build_admin_app(self, settings: Settings) -> Callable[..., Any]:
+        from tollway.admin.app import create_app
+
+        return create_app(settings, self.db, on_change=self.config_dirty.set, status_extra=self.status)  # type: ignore[no-any-return]
+
+    def _start_admin(self) -> None:
+        assert self.admin_sock is not None
+        self.admin_app = self._build_admin_app(self.settings)
+
+        async def dispatch(scope: Any, receive: Any, send: Any) -> None:
+            # One indirection so that a reload swaps the app in one assignment.
+            assert self.admin_app is not None
+            await self.admin_app(scope, receive, send)
+
+        config = uvicorn.Config(dispatch, lifespan="off", access_log=False, log_level="warning",
+                                timeout_graceful_shutdown=5)
+        self.admin_server = AdminServer(config)
+        self.admin_task = asyncio.create_task(self.admin_server.serve(sockets=[self.admin_sock]))
+
+    def _start_flusher(self) -> None:
+        self.flusher_stop = asyncio.Event()
+        if "billable" not in self.settings.enabled_plugins:
+            return
+        from tollway.metering.flusher import Flusher
+
+        self.flusher = Flusher(self.db, self.settings, self.node_id, writer_alive=self.writer_alive)
+        self.flusher_task = asyncio.create_task(self.flusher.run(self.flusher_stop))
+
+    def status(self) -> dict[str, Any]:
+        """Node figures for GET /status."""
+        return {
+            "node_id": self.node_id,
+            "workers": [
+                {"pid": h.process.pid, "slot": h.slot, "config_version": h.applied_version}
+                for h in self.workers.values()
+            ],
+            "config_version": self.config_version,
+            "uptime_seconds": int(time.time() - self.started_at),
+        }
+
+    # -- reload ----------------------------------------------------------------------------
+
+    async def _reload_loop(self) -> None:
+        while True:
+            await self.reload_requested.wait()
+            self.reload_requested.clear()
+            request = node.read_reload_request(self.settings)
+            try:
+                await self._reload(request)
+            except Exception as exc:
+                log.exception("reload failed")
+                node.write_reload_status(self.settings, request, ok=False, message=str(exc))
+            else:
+                node.write_reload_status(self.settings, request, ok=True, message="reloaded")
+
+    async def _reload(self, request: dict[str, Any] | None) -> None:
+        new = Settings.from_dict(request["settings"]) if request else self.settings
+        fixed = [key for key in ("prefix", "proxy_listen", "admin_listen", "database", "sqlite_path",
+                                 "pg_host", "pg_port", "pg_database", "pg_schema")
+                 if getattr(new, key) != getattr(self.settings, key)]
+        if fixed:
+            log.warning("reload: %s changed; they take effect at the next start", ", ".join(fixed))
+            new = new.with_overrides(**{key: getattr(self.settings, key) for key in fixed})
+        log.info("reloading: plugins=%s workers=%d", new.plugins, new.workers)
+        if "billable" in new.enabled_plugins and self.flusher is None:
+            self.settings = new
+            self._start_flusher()
+        self.settings = new
+        self.snapshot = await self._load_snapshot()
+        self.admin_app = self._build_admin_app(new)
+        # New workers first, then the old ones drain: no connection is refused in between.
+        old = list(self.workers.values())
+        self.workers = {}
+        for slot in range(new.workers):
+            await self._spawn(slot, new)
+        self.retired.extend(old)
+        await asyncio.gather(*(self._drain(handle) for handle in old))
+        self.retired = [h for h in self.retired if h not in old]
+
+
+def run_master(settings: Settings) -> int:
+    import uvloop
+
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s [%(name)s %(process)d] %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    os.makedirs(settings.prefix, exist_ok=True)
+    uvloop.install()
+    return asyncio.run(Master(settings).run())
+

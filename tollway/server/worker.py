@@ -1,0 +1,91 @@
+"""A proxy worker process: `python -m tollway.server.worker LISTEN_FD CONTROL_FD WRITER_ID`.
+
+Spawned fresh by the master (never forked from it), so it imports only the proxy, the plugin
+handlers and the spool writer: no database driver, a small resident set. It serves the inherited
+listening socket with the configuration the master pushes, and exits after draining when the
+master says so, when it gets SIGTERM, or when the master goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+
+import uvloop
+
+from tollway.config import Settings
+from tollway.metering.spool import SpoolWriter
+from tollway.proxy.server import ProxyServer
+from tollway.server.control import Channel
+
+log = logging.getLogger("tollway.worker")
+
+
+class Worker:
+    def __init__(self, listen_sock: socket.socket, control_sock: socket.socket, writer_id: str) -> None:
+        self.listen_sock = listen_sock
+        self.control_sock = control_sock
+        self.writer_id = writer_id
+        self.proxy: ProxyServer | None = None
+        self.spool: SpoolWriter | None = None
+        self.stopping = asyncio.Event()
+        self.drain_timeout = 30.0
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
+        loop.add_signal_handler(signal.SIGINT, lambda: None)  # the master decides on Ctrl-C
+        channel = await Channel.open(self.control_sock)
+        listener = asyncio.create_task(self._listen(channel))
+        await self.stopping.wait()
+        listener.cancel()
+        if self.proxy is not None:
+            await self.proxy.drain(self.drain_timeout)
+        if self.spool is not None:
+            self.spool.close()
+        channel.close()
+        return 0
+
+    async def _listen(self, channel: Channel) -> None:
+        while True:
+            message = await channel.receive()
+            if message is None:
+                log.warning("worker %d: the master went away; draining", os.getpid())
+                break
+            kind = message.get("type")
+            if kind == "config":
+                await self._apply(message)
+                await channel.send({"type": "applied", "version": message["snapshot"].get("version")})
+            elif kind == "drain":
+                break
+        self.stopping.set()
+
+    async def _apply(self, message: dict) -> None:  # type: ignore[type-arg]
+        settings = Settings.from_dict(message["settings"])
+        if self.proxy is None:
+            logging.getLogger().setLevel(settings.log_level.upper())
+            self.drain_timeout = settings.drain_timeout
+            if "billable" in settings.enabled_plugins:
+                self.spool = SpoolWriter(settings.spool_dir, self.writer_id)
+            self.proxy = ProxyServer(settings, spool=self.spool)
+            self.proxy.apply(message["snapshot"])
+            await self.proxy.serve(self.listen_sock)
+        else:
+            self.proxy.apply(message["snapshot"])
+
+
+def main(argv: list[str]) -> int:
+    listen_fd, control_fd, writer_id = int(argv[0]), int(argv[1]), argv[2]
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s [worker %(process)d] %(levelname)s %(message)s")
+    listen_sock = socket.socket(fileno=listen_fd)
+    control_sock = socket.socket(fileno=control_fd)
+    uvloop.install()
+    return asyncio.run(Worker(listen_sock, control_sock, writer_id).run())
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
