@@ -14,7 +14,7 @@ from tollway.config import Settings
 from tests.conftest import free_port
 from tests.server.nodes import Node
 from tests.server.relay import Relay
-from tests.server.test_metering_e2e import KEYS, Load, seed, wait_for_totals, with_seed_call
+from tests.server.test_metering_e2e import KEYS, Load, seed, wait_for_totals
 
 
 def test_postgres_outage_keeps_proxying_and_loses_no_usage(settings: Settings, echo_upstream: int) -> None:
@@ -41,7 +41,7 @@ def test_postgres_outage_keeps_proxying_and_loses_no_usage(settings: Settings, e
             assert list((node.settings.spool_dir).iterdir()), "usage should wait in the spool"
             relay.open()
             time.sleep(0.5)
-        wait_for_totals(node, with_seed_call(load.received), timeout=20)
+        wait_for_totals(node, +load.received, timeout=20)
     finally:
         node.close()
         relay.close()
@@ -66,7 +66,7 @@ def test_sqlite_locked_keeps_proxying_and_loses_no_usage(settings: Settings, ech
             time.sleep(0.3)
         blocker.close()
         assert load.errors == 0
-        wait_for_totals(node, with_seed_call(load.received), timeout=20)
+        wait_for_totals(node, +load.received, timeout=20)
         assert collections.Counter(load.received)  # the load did run
     finally:
         node.close()
