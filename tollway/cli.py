@@ -25,9 +25,9 @@ def cli(ctx: click.Context, conf: str | None) -> None:
 
 
 def _add_commands() -> None:
+    from tollway.metering.cli import report
     from tollway.server.commands import health, quickstart, reload, start, stop
     from tollway.store.cli import migrations
-    from tollway.metering.cli import report
 
     for command in (migrations, start, stop, reload, health, quickstart, report):
         cli.add_command(command)

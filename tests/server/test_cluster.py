@@ -10,10 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tollway.config import Settings
 from tests.conftest import free_port
 from tests.server.nodes import Node
 from tests.server.test_metering_e2e import KEYS, Load, metered, seed, wait_seeded
+from tollway.config import Settings
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tollway.config import Settings
 from tests.server.nodes import Node, tollway
+from tollway.config import Settings
 
 
 class Load:

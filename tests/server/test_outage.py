@@ -10,11 +10,11 @@ import time
 import httpx
 import pytest
 
-from tollway.config import Settings
 from tests.conftest import free_port
 from tests.server.nodes import Node
 from tests.server.relay import Relay
 from tests.server.test_metering_e2e import KEYS, Load, seed, wait_for_totals
+from tollway.config import Settings
 
 
 def test_postgres_outage_keeps_proxying_and_loses_no_usage(settings: Settings, echo_upstream: int) -> None:

@@ -217,7 +217,7 @@ class Master:
                 await handle.channel.send({"type": "drain"})
             try:
                 await asyncio.wait_for(handle.process.wait(), handle.settings.drain_timeout + 5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.warning("worker %d did not drain in time; killing it", handle.process.pid)
                 handle.process.kill()
                 await handle.process.wait()
