@@ -1,0 +1,78 @@
+"""Settings: defaults < file < TOLLWAY_* environment; every bad key or value is one clear error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tollway.config import SETTINGS, Settings, load_settings
+from tollway.errors import ConfigError
+
+
+def test_defaults_match_the_documented_ones(tmp_path: Path) -> None:
+    settings = load_settings(environ={"TOLLWAY_PREFIX": str(tmp_path)})
+    assert settings.database == "sqlite"
+    assert settings.database_path == tmp_path / "tollway.db"
+    assert settings.proxy_listen == "0.0.0.0:8000"
+    assert settings.admin_listen == "127.0.0.1:8001"
+    assert settings.enabled_plugins == ("key-auth", "billable")
+    assert settings.workers >= 1
+
+
+def test_environment_overrides_the_file(tmp_path: Path) -> None:
+    conf = tmp_path / "tollway.conf"
+    conf.write_text("# a comment\n\nworkers = 3\nlog_level = warn   # trailing comment\ndatabase=postgres\n")
+    settings = load_settings(conf, environ={"TOLLWAY_WORKERS": "2"})
+    assert settings.workers == 2
+    assert settings.log_level == "warning"
+    assert settings.database == "postgres"
+    assert settings.config_file == str(conf)
+
+
+def test_conf_file_can_come_from_tollway_conf(tmp_path: Path) -> None:
+    conf = tmp_path / "tollway.conf"
+    conf.write_text("pg_port = 6543\n")
+    assert load_settings(environ={"TOLLWAY_CONF": str(conf)}).pg_port == 6543
+
+
+@pytest.mark.parametrize(("key", "value", "expected"), [
+    ("workers", "many", "expected 'auto' or an integer from 1 to 256"),
+    ("database", "mysql", "expected one of sqlite, postgres"),
+    ("proxy_listen", "8000", "expected HOST:PORT"),
+    ("pg_ssl", "maybe", "expected on/off"),
+    ("plugins", "bundled,rate-limiting", "unknown plugin 'rate-limiting'"),
+    ("pg_port", "-1", "expected a non-negative integer"),
+])
+def test_a_bad_value_names_the_key_the_source_and_what_was_expected(key: str, value: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={"TOLLWAY_" + key.upper(): value})
+    message = str(info.value)
+    assert f"'{key}'" in message and f"TOLLWAY_{key.upper()}" in message and expected in message
+    assert "\n" not in message
+
+
+def test_an_unknown_key_in_the_file_is_an_error(tmp_path: Path) -> None:
+    conf = tmp_path / "tollway.conf"
+    conf.write_text("admin_lisen = 127.0.0.1:9001\n")
+    with pytest.raises(ConfigError, match="unknown setting 'admin_lisen'"):
+        load_settings(conf, environ={})
+
+
+def test_a_line_without_equals_is_an_error(tmp_path: Path) -> None:
+    conf = tmp_path / "tollway.conf"
+    conf.write_text("workers 2\n")
+    with pytest.raises(ConfigError, match=r"tollway.conf:1: expected 'key = value'"):
+        load_settings(conf, environ={})
+
+
+def test_plugins_list_expands_bundled_once_and_off_disables_all() -> None:
+    assert load_settings(environ={"TOLLWAY_PLUGINS": "bundled,billable"}).enabled_plugins == ("key-auth", "billable")
+    assert load_settings(environ={"TOLLWAY_PLUGINS": "billable"}).enabled_plugins == ("billable",)
+    assert load_settings(environ={"TOLLWAY_PLUGINS": "off"}).enabled_plugins == ()
+
+
+def test_settings_round_trip_as_plain_data() -> None:
+    settings = load_settings(environ={})
+    assert Settings.from_dict(settings.to_dict()) == settings
+    assert set(SETTINGS) <= set(settings.to_dict())
