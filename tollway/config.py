@@ -31,15 +31,21 @@ def _parse_bool(text: str) -> bool:
 
 
 def _parse_int(text: str) -> int:
-    value = int(text.strip())
+    try:
+        value = int(text.strip())
+    except ValueError:
+        value = -1
     if value < 0:
         raise ValueError("expected a non-negative integer")
     return value
 
 
 def _parse_float(text: str) -> float:
-    value = float(text.strip())
-    if value < 0:
+    try:
+        value = float(text.strip())
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also rejects nan
         raise ValueError("expected a non-negative number")
     return value
 
@@ -82,10 +88,9 @@ def _parse_plugins(text: str) -> str:
 def _parse_workers(text: str) -> int:
     if text.strip().lower() == "auto":
         return os.cpu_count() or 1
-    value = int(text.strip())
-    if not 1 <= value <= 256:
+    if not text.strip().isdigit() or not 1 <= int(text) <= 256:
         raise ValueError("expected 'auto' or an integer from 1 to 256")
-    return value
+    return int(text)
 
 
 def _parse_log_level(text: str) -> str:
