@@ -1,0 +1,149 @@
+"""The flusher: counts the spool into the ledger, exactly once, in the master process.
+
+One flush reads every spool file from the offset committed for it in the database, sums the
+complete lines, and commits the ledger upserts, the names and the new offsets in ONE transaction.
+Whatever fails before the commit leaves the database as it was and the spool on disk, so the
+next flush (or a restarted master) reads the same bytes again: nothing is lost or counted twice.
+Offsets are read from the database at every flush, never trusted from memory.
+
+After the commit, files that are finished and fully counted are deleted; their offset rows go
+in a later flush's transaction (a file name is never reused, so a stale row is harmless).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from tollway.config import Settings
+from tollway.errors import StoreUnavailable
+from tollway.metering import ledger
+from tollway.metering.aggregate import UsageBatch
+from tollway.metering.spool import SpoolFile, SpoolReader
+from tollway.store.db import Database
+
+log = logging.getLogger(__name__)
+
+PURGE_EVERY = 600.0          # seconds between retention passes
+SPOOL_ALARM_RATIO = 0.8      # warn when the spool holds this share of billable_spool_max_bytes
+ALARM_EVERY = 60.0           # seconds between two spool-size warnings
+
+_UNAVAILABLE = (OSError, OperationalError, InterfaceError, TimeoutError, StoreUnavailable)
+
+
+class Flusher:
+    """Moves metered usage from this node's spool directory into the ledger."""
+
+    def __init__(self, db: Database, settings: Settings, node_id: str,
+                 writer_alive: Callable[[str], bool] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.db = db
+        self.settings = settings
+        self.node_id = node_id
+        self.reader = SpoolReader(settings.spool_dir, writer_alive)
+        self.clock = clock
+        self.counted = 0             # records counted since start
+        self.cut_off = 0             # cut-off records skipped since start
+        self._last_purge = float("-inf")
+        self._last_alarm = float("-inf")
+
+    async def flush_once(self) -> int:
+        """Count every complete line not yet counted; the number of records counted.
+
+        Raises StoreUnavailable when the database cannot be reached (nothing is lost).
+        """
+        files = self.reader.files()
+        try:
+            async with self.db.engine.connect() as conn:
+                committed = await ledger.load_offsets(conn, self.node_id)
+            batch, offsets, cut_off = await asyncio.to_thread(self._collect, files, committed)
+            on_disk = {file.name for file in files}
+            gone = [name for name in committed if name not in on_disk]
+            if offsets or gone:
+                async with self.db.engine.begin() as conn:
+                    await ledger.add_usage(conn, batch.usage_rows())
+                    await ledger.remember_names(conn, batch.name_rows())
+                    await ledger.save_offsets(conn, self.node_id, offsets)
+                    await ledger.forget_offsets(conn, self.node_id, gone)
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"cannot reach the database to flush usage: {exc}") from exc
+        self.counted += batch.records
+        self.cut_off += cut_off
+        self._delete_consumed(files, {**committed, **offsets})
+        return batch.records
+
+    def _collect(self, files: list[SpoolFile],
+                 committed: dict[str, int]) -> tuple[UsageBatch, dict[str, int], int]:
+        """Sum the lines after each committed offset; (batch, new offsets, cut-off records)."""
+        batch = UsageBatch()
+        offsets: dict[str, int] = {}
+        cut_off = 0
+        for file in files:
+            start = committed.get(file.name, 0)
+            if start > file.size:
+                log.error("usage spool %s is shorter (%d bytes) than its committed offset %d; "
+                          "was it truncated? leaving it alone", file.name, file.size, start)
+                continue
+            for chunk in self.reader.read(file, start):
+                batch.add_lines(chunk.lines, file.name)
+                cut_off += 1 if chunk.cut_off else 0
+                offsets[file.name] = chunk.end
+        return batch, offsets, cut_off
+
+    def _delete_consumed(self, files: list[SpoolFile], offsets: dict[str, int]) -> None:
+        for file in files:
+            if file.finished and offsets.get(file.name, 0) >= file.size:
+                try:
+                    file.path.unlink()
+                except FileNotFoundError:
+                    pass
+
+    async def purge_expired(self) -> int:
+        """Apply billable_minute_retention and billable_hour_retention; rows deleted."""
+        try:
+            async with self.db.engine.begin() as conn:
+                deleted = await ledger.purge_expired(conn, self.clock(), self.settings.billable_minute_retention,
+                                                     self.settings.billable_hour_retention)
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"cannot reach the database to purge old usage: {exc}") from exc
+        if deleted:
+            log.info("billable: deleted %d usage rows past their retention", deleted)
+        return deleted
+
+    def check_spool_size(self) -> int:
+        """The spool's size in bytes; warns loudly (once a minute) when it nears the alarm size."""
+        size = sum(file.size for file in self.reader.files())
+        limit = self.settings.billable_spool_max_bytes
+        now = time.monotonic()
+        if size >= limit * SPOOL_ALARM_RATIO and now - self._last_alarm >= ALARM_EVERY:
+            self._last_alarm = now
+            log.error("USAGE SPOOL IS FILLING UP: %s holds %d bytes (billable_spool_max_bytes = %d); "
+                      "usage is not reaching the database. The proxy keeps serving and metering.",
+                      self.settings.spool_dir, size, limit)
+        return size
+
+    async def _tick(self) -> None:
+        try:
+            await self.flush_once()
+            if self.clock() - self._last_purge >= PURGE_EVERY:
+                await self.purge_expired()
+                self._last_purge = self.clock()
+        except StoreUnavailable as exc:
+            log.warning("billable: %s; usage stays in the spool and will be retried", exc)
+        except Exception:
+            log.exception("billable: flushing usage failed; usage stays in the spool and will be retried")
+        self.check_spool_size()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Flush every billable_flush_interval seconds until `stop` is set, then once more."""
+        while not stop.is_set():
+            await self._tick()
+            try:
+                await asyncio.wait_for(stop.wait(), self.settings.billable_flush_interval)
+            except TimeoutError:
+                pass
+        await self._tick()

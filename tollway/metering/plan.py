@@ -1,0 +1,85 @@
+"""Query planning: which stored grain answers a report exactly, and how its buckets map to periods.
+
+The ledger holds UTC minute, hour, day and month buckets. A grain is exact for a report when
+every edge the report draws (its start, each period boundary inside the range, its end) starts a
+UTC bucket of that grain: then no bucket straddles two periods. The coarsest exact grain is read,
+so a UTC month report reads month rows, a day report in Europe/Berlin reads hour rows, and one in
+Asia/Kolkata (UTC+05:30) reads minute rows. Minute and hour rows are kept only for
+billable_minute_retention / billable_hour_retention days: a range that needs older ones is refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Any
+
+from sqlalchemy import case, literal_column
+from sqlalchemy.sql.elements import ColumnElement
+
+from tollway.config import Settings
+from tollway.metering.periods import next_period_start, period_starts, utc_aligned
+from tollway.metering.query import QueryError, UsageQuery
+
+GRAINS = ("month", "day", "hour", "minute")   # coarsest first
+MAX_PERIODS = 100_000
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How to read one report: `grain` rows with lo <= bucket_start < hi, summed per period."""
+
+    period: str
+    grain: str
+    lo: int
+    hi: int | None
+    starts: list[int]            # the start of every period in the range, ascending
+    ends: dict[int, int]         # period start -> period end
+
+    @property
+    def identity(self) -> bool:
+        """Each stored bucket is a period by itself (the grain was chosen exact): no mapping needed."""
+        return self.grain == self.period
+
+    def period_of(self, bucket: ColumnElement[Any]) -> ColumnElement[Any]:
+        """SQL for the start of the period holding `bucket`: a balanced CASE tree over the starts,
+        so each row costs log2(periods) comparisons and no period list is pulled into Python."""
+        if self.identity:
+            return bucket
+
+        def subtree(lo: int, hi: int) -> ColumnElement[Any]:
+            if hi - lo == 1:
+                return literal_column(str(self.starts[lo]))
+            mid = (lo + hi) // 2
+            return case((bucket < literal_column(str(self.starts[mid])), subtree(lo, mid)),
+                        else_=subtree(mid, hi))
+
+        return subtree(0, len(self.starts))
+
+
+_RETENTION = {"minute": "billable_minute_retention", "hour": "billable_hour_retention"}
+
+
+def plan(query: UsageQuery, settings: Settings) -> Plan:
+    """Choose the grain and the periods of `query`; QueryError when it cannot be answered exactly."""
+    hi = query.end
+    try:
+        starts = period_starts(query.start, hi if hi is not None else query.now + 1, query.period,
+                               query.tz, MAX_PERIODS)
+    except ValueError:
+        raise QueryError({"period": f"the range holds more than {MAX_PERIODS} {query.period} periods; "
+                                    "narrow it or choose a longer period"}) from None
+    ends = dict(pairwise(starts))
+    ends[starts[-1]] = next_period_start(starts[-1], query.period, query.tz)
+    edges = [query.start, *starts[1:]] + ([hi] if hi is not None else [])
+    grain = next(g for g in GRAINS if all(utc_aligned(edge, g) for edge in edges))
+    if grain in _RETENTION:
+        days = getattr(settings, _RETENTION[grain])
+        oldest = query.now - days * 86_400
+        if query.start < oldest:
+            zone = "" if query.tz.key == "UTC" else f" in {query.tz.key}"
+            raise QueryError({"start": (
+                f"a {query.period} report{zone} from this start needs per-{grain} usage, which is kept "
+                f"for {days} days ({_RETENTION[grain]}); start at or after "
+                f"{oldest - oldest % 60} (epoch seconds), or use UTC with a day or longer period")})
+    return Plan(query.period, grain, query.start, hi, starts, ends)

@@ -1,0 +1,91 @@
+"""One metered call as one spool line: the codec between the proxy's hot path and the flusher.
+
+A line is tab-separated UTF-8 ending in a newline:
+
+    1  ts_ms  consumer_id  consumer_username  consumer_custom_id  service_id  service_name
+       route_id  route_name  status  request_bytes  response_bytes  latency_us
+
+The leading `1` is the format version. Text fields escape backslash, tab, newline and carriage
+return (`\\\\`, `\\t`, `\\n`, `\\r`), so a name can never split a record; an absent value is an
+empty field (ids decode to '', names to None).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, NamedTuple
+
+FORMAT_VERSION = "1"
+FIELD_COUNT = 13
+
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_UNESCAPES = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r"}
+_ESCAPED = re.compile(r"\\(.)", re.DOTALL)
+
+
+class UsageRecord(NamedTuple):
+    """One metered call, as the flusher sees it."""
+
+    ts_ms: int                    # when the request head arrived, epoch milliseconds
+    consumer_id: str              # '' when the call had no consumer
+    consumer_username: str | None
+    consumer_custom_id: str | None
+    service_id: str               # '' when the route has no service
+    service_name: str | None
+    route_id: str
+    route_name: str | None
+    status: int
+    request_bytes: int
+    response_bytes: int
+    latency_us: int
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    text = value if type(value) is str else str(value)
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+        return text.translate(_ESCAPES)
+    return text
+
+
+def encode_call(call: Any, now: float) -> bytes:
+    """The spool line of a finished call (see tollway.plugins.base.Call); `now` ends its latency."""
+    consumer = call.consumer
+    service = call.service
+    route = call.route
+    started = call.started_at
+    latency_us = int((now - started) * 1_000_000)
+    return (
+        f"1\t{int(started * 1000)}\t"
+        + (f"{_text(consumer.get('id'))}\t{_text(consumer.get('username'))}\t"
+           f"{_text(consumer.get('custom_id'))}\t" if consumer else "\t\t\t")
+        + (f"{_text(service.get('id'))}\t{_text(service.get('name'))}\t" if service else "\t\t")
+        + (f"{_text(route.get('id'))}\t{_text(route.get('name'))}\t" if route else "\t\t")
+        + f"{int(call.status)}\t{int(call.request_bytes)}\t{int(call.response_bytes)}\t"
+          f"{latency_us if latency_us > 0 else 0}\n"
+    ).encode()
+
+
+def _unescape(field: str) -> str:
+    if "\\" not in field:
+        return field
+    return _ESCAPED.sub(lambda match: _UNESCAPES.get(match.group(1), match.group(1)), field)
+
+
+def _name(field: str) -> str | None:
+    return _unescape(field) if field else None
+
+
+def decode_line(line: bytes) -> UsageRecord:
+    """Parse one spool line (with or without its newline); ValueError when it is not one."""
+    parts = line.rstrip(b"\n").decode("utf-8").split("\t")
+    if len(parts) != FIELD_COUNT or parts[0] != FORMAT_VERSION:
+        raise ValueError(f"not a version {FORMAT_VERSION} usage record: {line[:200]!r}")
+    return UsageRecord(
+        int(parts[1]),
+        _unescape(parts[2]), _name(parts[3]), _name(parts[4]),
+        _unescape(parts[5]), _name(parts[6]),
+        _unescape(parts[7]), _name(parts[8]),
+        int(parts[9]), int(parts[10]), int(parts[11]), int(parts[12]),
+    )

@@ -1,0 +1,209 @@
+"""Usage reports: one SQL statement per report, summed and ordered in the database, shaped here.
+
+`UsageReport.prepare(db, settings, query)` resolves the consumer/service/route filters (ids or
+names, through the live tables when they exist and the ledger's last known names), plans the
+grain (tollway.metering.plan) and builds the statement; then `page()` answers one page and
+`batches()` streams every row from a server-side cursor (CSV exports, never held in memory).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, and_, case, column, func, inspect, null, or_, select, table
+from sqlalchemy.engine import Connection, Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tollway.config import Settings
+from tollway.metering.periods import iso
+from tollway.metering.plan import Plan, plan
+from tollway.metering.query import QueryError, UsageQuery
+from tollway.plugins.billable.tables import names, usage
+from tollway.store.db import Database
+
+CSV_HEADER = ("period", "period_start", "period_end", "consumer_id", "consumer_username",
+              "consumer_custom_id", "service_id", "service_name", "route_id", "route_name", "status",
+              "requests", "request_bytes", "response_bytes", "latency_ms_avg")
+STREAM_ROWS = 5000
+
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+# The core tables, as far as reports read them (they belong to the store; they may not exist yet).
+_LIVE = {
+    "consumer": table("consumers", column("id"), column("username"), column("custom_id")),
+    "service": table("services", column("id"), column("name")),
+    "route": table("routes", column("id"), column("name")),
+}
+_LIVE_NAME = {"consumer": "username", "service": "name", "route": "name"}
+_ID_COLUMN = {"consumer": usage.c.consumer_id, "service": usage.c.service_id, "route": usage.c.route_id}
+
+
+def _live_tables(conn: Connection) -> set[str]:
+    inspector = inspect(conn)
+    return {kind for kind, live in _LIVE.items() if inspector.has_table(live.name)}
+
+
+async def _resolve(conn: AsyncConnection, kind: str, value: str, live: set[str]) -> list[str] | None:
+    """The ids `value` (an id or a name) stands for: current entities first, else deleted ones."""
+    if kind in live:
+        table_ = _LIVE[kind]
+        found = await conn.execute(select(table_.c.id).where(
+            or_(table_.c.id == value, table_.c[_LIVE_NAME[kind]] == value)))
+        ids = [str(row[0]) for row in found]
+        if ids:
+            return ids
+    found = await conn.execute(select(names.c.id).where(
+        names.c.kind == kind, or_(names.c.id == value, names.c.name == value)))
+    ids = [row[0] for row in found]
+    if ids:
+        return ids
+    return [value] if _UUID.match(value) else None
+
+
+@dataclass(frozen=True)
+class UsageReport:
+    """A prepared report: its query, plan and statement (without paging)."""
+
+    db: Database
+    query: UsageQuery
+    plan: Plan
+    statement: Select[Any]
+
+    @classmethod
+    async def prepare(cls, db: Database, settings: Settings, query: UsageQuery) -> UsageReport:
+        """Resolve filters and plan; QueryError (listing every problem) when it cannot be answered."""
+        problems: dict[str, str] = {}
+        try:
+            the_plan = plan(query, settings)
+        except QueryError as exc:
+            problems.update(exc.fields)
+        filters: dict[str, list[str]] = {}
+        async with db.engine.connect() as conn:
+            live = await conn.run_sync(_live_tables)
+            for kind in ("consumer", "service", "route"):
+                value = getattr(query, kind)
+                if value is None:
+                    continue
+                ids = await _resolve(conn, kind, value, live)
+                if ids is None:
+                    problems[kind] = f"no {kind} with id or name '{value}'"
+                else:
+                    filters[kind] = ids
+        if problems:
+            raise QueryError(problems)
+        return cls(db, query, the_plan, _statement(query, the_plan, filters, live))
+
+    def _shape(self, rows: Sequence[Row[Any]]) -> list[dict[str, Any]]:
+        tz, ends = self.query.tz, self.plan.ends
+        out = []
+        for (pstart, c_id, c_name, c_custom, s_id, s_name, r_id, r_name, status,
+             requests, request_bytes, response_bytes, latency) in rows:
+            out.append({
+                "period_start": iso(pstart, tz),
+                "period_end": iso(ends[pstart], tz),
+                "consumer": {"id": c_id, "username": c_name, "custom_id": c_custom} if c_id else None,
+                "service": {"id": s_id, "name": s_name} if s_id else None,
+                "route": {"id": r_id, "name": r_name} if r_id else None,
+                "status": status,
+                "requests": int(requests),
+                "request_bytes": int(request_bytes),
+                "response_bytes": int(response_bytes),
+                "latency_ms_avg": round(int(latency) / int(requests) / 1000, 3),
+            })
+        return out
+
+    async def page(self) -> tuple[list[dict[str, Any]], int | None]:
+        """One page of `query.size` rows from `query.offset`; and the next page's offset, or None."""
+        size, offset = self.query.size, self.query.offset
+        async with self.db.engine.connect() as conn:
+            rows = (await conn.execute(self.statement.limit(size + 1).offset(offset))).all()
+        more = len(rows) > size
+        return self._shape(rows[:size]), offset + size if more else None
+
+    async def batches(self) -> AsyncIterator[list[Row[Any]]]:
+        """Every row of the report, in order, streamed from a server-side cursor in batches."""
+        async with self.db.engine.connect() as conn:
+            result = await conn.stream(self.statement.execution_options(yield_per=STREAM_ROWS))
+            async for batch in result.partitions(STREAM_ROWS):
+                yield batch
+
+    async def rows(self) -> AsyncIterator[dict[str, Any]]:
+        """Every row of the report as the JSON API shapes it."""
+        async for batch in self.batches():
+            for row in self._shape(batch):
+                yield row
+
+    async def csv_chunks(self) -> AsyncIterator[bytes]:
+        """The whole report as CSV (header first), in chunks of encoded bytes."""
+        period, tz, ends = self.query.period, self.query.tz, self.plan.ends
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(CSV_HEADER)
+        labels: dict[int, tuple[str, str]] = {}
+        async for batch in self.batches():
+            lines = []
+            for (pstart, c_id, c_name, c_custom, s_id, s_name, r_id, r_name, status,
+                 requests, request_bytes, response_bytes, latency) in batch:
+                label = labels.get(pstart)
+                if label is None:
+                    label = labels[pstart] = (iso(pstart, tz), iso(ends[pstart], tz))
+                lines.append((period, label[0], label[1], c_id, c_name, c_custom, s_id, s_name, r_id,
+                              r_name, status, requests, request_bytes, response_bytes,
+                              round(int(latency) / int(requests) / 1000, 3)))
+            writer.writerows(lines)
+            yield buffer.getvalue().encode()
+            buffer.seek(0)
+            buffer.truncate()
+        if buffer.tell():
+            yield buffer.getvalue().encode()
+
+
+def _statement(query: UsageQuery, the_plan: Plan, filters: dict[str, list[str]], live: set[str]) -> Select[Any]:
+    """SELECT period, dimensions (with names), sums ... GROUP BY period, dimensions ORDER BY the same."""
+    conditions = [usage.c.grain == the_plan.grain, usage.c.bucket_start >= the_plan.lo]
+    if the_plan.hi is not None:
+        conditions.append(usage.c.bucket_start < the_plan.hi)
+    for kind, ids in filters.items():
+        conditions.append(_ID_COLUMN[kind].in_(ids))
+    if query.status is not None:
+        conditions.append(and_(usage.c.status >= query.status.lo, usage.c.status < query.status.hi))
+
+    dimensions = [_ID_COLUMN[kind] for kind in ("consumer", "service", "route") if kind in query.group_by]
+    if "status" in query.group_by:
+        dimensions.append(usage.c.status)
+    mapped = select(the_plan.period_of(usage.c.bucket_start).label("pstart"), *dimensions,
+                    usage.c.requests, usage.c.request_bytes, usage.c.response_bytes,
+                    usage.c.latency_us_sum).where(*conditions).subquery("mapped")
+    keys = [mapped.c.pstart, *(mapped.c[d.name] for d in dimensions)]
+    grouped = select(*keys, func.sum(mapped.c.requests).label("requests"),
+                     func.sum(mapped.c.request_bytes).label("request_bytes"),
+                     func.sum(mapped.c.response_bytes).label("response_bytes"),
+                     func.sum(mapped.c.latency_us_sum).label("latency")).group_by(*keys).subquery("grouped")
+
+    source: Any = grouped
+    columns: list[Any] = [grouped.c.pstart]
+    for kind in ("consumer", "service", "route"):
+        id_name = f"{kind}_id"
+        if kind not in query.group_by:
+            columns += [null(), null()] + ([null()] if kind == "consumer" else [])
+            continue
+        known = names.alias(f"known_{kind}")
+        source = source.outerjoin(known, and_(known.c.kind == kind, known.c.id == grouped.c[id_name]))
+        name_col: Any = known.c.name
+        custom_col: Any = known.c.custom_id
+        if kind in live:
+            current = _LIVE[kind].alias(f"live_{kind}")
+            source = source.outerjoin(current, current.c.id == grouped.c[id_name])
+            name_col = case((current.c.id.is_not(None), current.c[_LIVE_NAME[kind]]), else_=known.c.name)
+            if kind == "consumer":
+                custom_col = case((current.c.id.is_not(None), current.c.custom_id), else_=known.c.custom_id)
+        columns += [grouped.c[id_name], name_col] + ([custom_col] if kind == "consumer" else [])
+    columns.append(grouped.c.status if "status" in query.group_by else null())
+    columns += [grouped.c.requests, grouped.c.request_bytes, grouped.c.response_bytes, grouped.c.latency]
+    order = [grouped.c.pstart, *(grouped.c[d.name] for d in dimensions)]
+    return select(*columns).select_from(source).order_by(*order)

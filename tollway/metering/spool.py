@@ -1,0 +1,238 @@
+"""The usage spool: append-only files a worker writes one line per call into, and the flusher reads.
+
+A file is named `<writer_id>.<session>.<seq>.spool`: `session` is the writer's start time in
+hex nanoseconds (so a name is never reused, and neither is its offset row in the database) and
+`seq` counts the writer's rotations. A writer holds an exclusive `flock` on the file it appends
+to; the kernel drops the lock when the writer closes it or dies, even by `kill -9`.
+
+A file is *finished* when no more bytes can arrive: a later file of the same writer exists, or
+no writer holds its lock (or, when the flusher is told, the writer is not alive). Only a finished
+file may be deleted, and only a finished file's incomplete last line counts as cut off.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tollway.metering.records import encode_call
+
+log = logging.getLogger(__name__)
+
+SUFFIX = ".spool"
+ROTATE_BYTES = 64 << 20
+READ_CHUNK = 8 << 20
+
+
+def _check_writer_id(writer_id: str) -> str:
+    if not writer_id or any(ch in writer_id for ch in "./\\\0\n") or writer_id.startswith("-"):
+        raise ValueError(f"writer id must be a non-empty name without '.', '/' or newlines: {writer_id!r}")
+    return writer_id
+
+
+class SpoolWriter:
+    """Appends one usage line per call to this writer's current spool file; rotates by size.
+
+    `append()` is the proxy's hot path: one encode and one `os.write` on an O_APPEND descriptor.
+    Nothing is fsynced: a killed process leaves its lines to the kernel's page cache.
+    """
+
+    def __init__(self, spool_dir: Path | str, writer_id: str, rotate_bytes: int = ROTATE_BYTES) -> None:
+        self.spool_dir = Path(spool_dir)
+        self.writer_id = _check_writer_id(writer_id)
+        self.rotate_bytes = rotate_bytes
+        self.dropped = 0             # calls lost to write errors (disk full, ...)
+        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        self._session = f"{time.time_ns():016x}"
+        self._seq = 0
+        self._fd = -1
+        self._size = 0
+        self._last_error = 0.0
+        self._open_next()
+
+    @property
+    def path(self) -> Path:
+        """The file being appended to."""
+        return self.spool_dir / self._name(self._seq)
+
+    def _name(self, seq: int) -> str:
+        return f"{self.writer_id}.{self._session}.{seq:06d}{SUFFIX}"
+
+    def _open_next(self) -> None:
+        self._seq += 1
+        name = self._name(self._seq)
+        # Lock under a hidden name, then rename: the flusher never sees this file unlocked.
+        hidden = self.spool_dir / f".{name}.new"
+        fd = os.open(hidden, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o640)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.rename(hidden, self.spool_dir / name)
+        except BaseException:
+            os.close(fd)
+            raise
+        old, self._fd, self._size = self._fd, fd, 0
+        if old >= 0:
+            os.close(old)
+
+    def append(self, call: Any) -> None:
+        """Record one finished call (see tollway.plugins.base.Call)."""
+        data = encode_call(call, time.time())
+        try:
+            written = os.write(self._fd, data)
+            while written < len(data):  # only on a nearly full disk
+                written += os.write(self._fd, data[written:])
+        except OSError as exc:
+            self._write_failed(exc)
+            return
+        self._size += written
+        if self._size >= self.rotate_bytes:
+            self._open_next()
+
+    def _write_failed(self, exc: OSError) -> None:
+        self.dropped += 1
+        now = time.monotonic()
+        if now - self._last_error > 10:
+            self._last_error = now
+            log.error("usage spool %s: write failed (%s); %d calls not metered so far",
+                      self.path, exc.strerror, self.dropped)
+        try:  # a torn line must not glue itself to the next record
+            self._open_next()
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        """Close the current file; it is finished from now on."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> SpoolWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class SpoolFile:
+    """One spool file as the flusher found it (size and finished as of that moment)."""
+
+    path: Path
+    writer_id: str
+    session: str
+    seq: int
+    size: int
+    finished: bool
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+@dataclass(frozen=True)
+class SpoolChunk:
+    """Complete lines read from a file, and the offset just past the last of them."""
+
+    lines: list[bytes]
+    end: int
+    cut_off: int = 0     # bytes of an unfinished last line skipped in a finished file
+
+
+def _parse_name(name: str) -> tuple[str, str, int] | None:
+    if not name.endswith(SUFFIX) or name.startswith("."):
+        return None
+    parts = name[: -len(SUFFIX)].split(".")
+    if len(parts) != 3 or not parts[2].isdigit():
+        return None
+    return parts[0], parts[1], int(parts[2])
+
+
+def writer_holds_lock(path: Path) -> bool:
+    """True while a live SpoolWriter has `path` open (it holds the file's flock)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return True
+        raise
+    finally:
+        os.close(fd)  # closing drops the probe's own lock
+    return False
+
+
+class SpoolReader:
+    """Lists spool files and reads complete lines from them; never writes or deletes."""
+
+    def __init__(self, spool_dir: Path | str, writer_alive: Callable[[str], bool] | None = None) -> None:
+        self.spool_dir = Path(spool_dir)
+        self.writer_alive = writer_alive
+
+    def files(self) -> list[SpoolFile]:
+        """Every spool file, oldest first per writer, with its size and whether it is finished."""
+        try:
+            names = os.listdir(self.spool_dir)
+        except FileNotFoundError:
+            return []
+        found: list[tuple[str, str, int, str]] = []
+        for name in names:
+            parsed = _parse_name(name)
+            if parsed is not None:
+                found.append((*parsed, name))
+        found.sort()
+        latest: dict[str, tuple[str, int]] = {}
+        for writer_id, session, seq, _ in found:
+            latest[writer_id] = max(latest.get(writer_id, ("", 0)), (session, seq))
+        result = []
+        for writer_id, session, seq, name in found:
+            path = self.spool_dir / name
+            # Decide "finished" BEFORE taking the size: a finished file can no longer grow.
+            if (session, seq) < latest[writer_id]:
+                finished = True
+            elif self.writer_alive is not None:
+                finished = not self.writer_alive(writer_id)
+            else:
+                finished = not writer_holds_lock(path)
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                continue
+            result.append(SpoolFile(path, writer_id, session, seq, size, finished))
+        return result
+
+    def read(self, file: SpoolFile, offset: int, chunk_bytes: int = READ_CHUNK) -> Iterator[SpoolChunk]:
+        """Complete lines of `file` from `offset` up to the size it was listed with, in chunks.
+
+        An incomplete last line is left for a later read, unless the file is finished: then it
+        was cut off (its writer died mid-write) and is skipped, with a warning.
+        """
+        if offset >= file.size:
+            return
+        with open(file.path, "rb") as handle:
+            handle.seek(offset)
+            pending = b""
+            position = offset
+            while position < file.size:
+                data = handle.read(min(chunk_bytes, file.size - position))
+                if not data:
+                    break
+                position += len(data)
+                data = pending + data
+                cut = data.rfind(b"\n") + 1
+                pending = data[cut:]
+                if cut:
+                    yield SpoolChunk(data[:cut].splitlines(), position - len(pending))
+            if pending and file.finished:
+                log.warning("usage spool %s: skipping a cut-off record of %d bytes at offset %d "
+                            "(its writer stopped mid-write)", file.name, len(pending), position - len(pending))
+                yield SpoolChunk([], position, cut_off=len(pending))

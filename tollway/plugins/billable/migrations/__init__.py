@@ -1,0 +1,1 @@
+"""The billable plugin's migrations, run in order by `tollway migrations up`."""

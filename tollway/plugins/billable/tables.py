@@ -1,0 +1,55 @@
+"""The billable ledger, as SQLAlchemy Core tables (the same definitions serve SQLite and PostgreSQL).
+
+  billable_usage          one row per (grain, bucket_start, consumer, service, route, status):
+                          totals for that UTC minute, hour, day or month. Storage grows with
+                          consumers x routes x buckets, never with requests.
+  billable_names          the last known name of every consumer, service and route seen metered,
+                          so a report still names an entity after it was deleted.
+  billable_spool_offsets  how far the flusher of each node has counted each spool file.
+
+"No consumer" (or service) is stored as '' rather than NULL so that the unique key holds on both
+databases. Times are integer epoch seconds (bucket starts) or milliseconds (last seen).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table
+
+metadata = MetaData()
+
+GRAINS = ("minute", "hour", "day", "month")
+
+usage = Table(
+    "billable_usage", metadata,
+    Column("grain", String(6), primary_key=True),
+    Column("bucket_start", BigInteger, primary_key=True),
+    Column("consumer_id", String(36), primary_key=True),
+    Column("service_id", String(36), primary_key=True),
+    Column("route_id", String(36), primary_key=True),
+    Column("status", Integer, primary_key=True),
+    Column("requests", BigInteger, nullable=False),
+    Column("request_bytes", BigInteger, nullable=False),
+    Column("response_bytes", BigInteger, nullable=False),
+    Column("latency_us_sum", BigInteger, nullable=False),
+    Index("billable_usage_consumer_idx", "consumer_id", "grain", "bucket_start"),
+    sqlite_with_rowid=False,
+)
+
+names = Table(
+    "billable_names", metadata,
+    Column("kind", String(8), primary_key=True),         # consumer, service or route
+    Column("id", String(36), primary_key=True),
+    Column("name", String(512)),                          # a consumer's username
+    Column("custom_id", String(512)),
+    Column("seen_ms", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+spool_offsets = Table(
+    "billable_spool_offsets", metadata,
+    Column("node_id", String(64), primary_key=True),
+    Column("file", String(255), primary_key=True),
+    Column("position", BigInteger, nullable=False),
+)
+
+LEDGER_TABLES = [usage, names, spool_offsets]
