@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, exc
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from tollway.config import Settings
+from tollway.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -69,3 +72,49 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+    def describe(self) -> str:
+        """Where the data lives, for messages: the SQLite file or host:port/database."""
+        s = self.settings
+        if self.dialect == "sqlite":
+            return str(s.database_path)
+        return f"{s.pg_host}:{s.pg_port}/{s.pg_database}" + (f" (schema {s.pg_schema})" if s.pg_schema else "")
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[AsyncConnection]:
+        """A connection without a transaction block; connection failures raise StoreUnavailable."""
+        async with self._translated(), self.engine.connect() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        """A connection in a transaction committed on exit; connection failures raise StoreUnavailable."""
+        async with self._translated(), self.engine.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _translated(self) -> AsyncIterator[None]:
+        try:
+            yield
+        except (TimeoutError, OSError, exc.InterfaceError) as err:
+            raise StoreUnavailable(f"database unavailable at {self.describe()}: {_reason(err)}") from err
+        except exc.DBAPIError as err:
+            if err.connection_invalidated or _is_connect_error(err):
+                raise StoreUnavailable(f"database unavailable at {self.describe()}: {_reason(err)}") from err
+            raise
+
+
+def _is_connect_error(err: exc.DBAPIError) -> bool:
+    orig = err.orig
+    name = type(orig).__name__ if orig is not None else ""
+    # asyncpg: InvalidCatalogNameError (no such database), InvalidAuthorizationSpecificationError,
+    # CannotConnectNowError; aiosqlite: "unable to open database file".
+    return (name in ("InvalidCatalogNameError", "InvalidAuthorizationSpecificationError",
+                     "InvalidPasswordError", "CannotConnectNowError", "TooManyConnectionsError")
+            or "unable to open database" in str(orig))
+
+
+def _reason(err: BaseException) -> str:
+    orig = getattr(err, "orig", None) or err.__cause__ or err
+    text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    return text

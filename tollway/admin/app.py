@@ -1,0 +1,114 @@
+"""The Admin API application: info routes, generated entity routes, plugins' api.py routes.
+
+Paths answer with or without a trailing slash; every error is JSON in Kong's shape, store errors
+are translated here (409, 400, 503), and nothing a client sends ends in a 500 with a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from tollway import plugins
+from tollway.admin import errors
+from tollway.admin.context import AdminContext
+from tollway.admin.endpoints import entity_routes
+from tollway.admin.info import StatusExtra, info_routes
+from tollway.admin.responses import json_response
+from tollway.config import Settings
+from tollway.errors import StoreError
+from tollway.store.db import Database
+
+log = logging.getLogger(__name__)
+
+HTTP_MESSAGES = {404: "Not found", 405: "Method not allowed"}
+
+
+class StripTrailingSlash:
+    """`/consumers/poppy/key-auth/` is `/consumers/poppy/key-auth`, without a redirect."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and len(scope["path"]) > 1 and scope["path"].endswith("/"):
+            path = scope["path"].rstrip("/") or "/"
+            scope = {**scope, "path": path, "raw_path": path.encode()}
+        await self.app(scope, receive, send)
+
+
+async def _api_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, errors.ApiError)
+    return json_response(exc.body, exc.status)
+
+
+async def _http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    message = HTTP_MESSAGES.get(exc.status_code, exc.detail)
+    return json_response({"message": message}, exc.status_code, headers=dict(exc.headers or {}))
+
+
+async def _store_error(_request: Request, exc: Exception) -> Response:
+    mapped = errors.from_store_error(exc)
+    if mapped is None:
+        log.error("store error: %s", exc)
+        return json_response({"message": "An unexpected error occurred"}, 500)
+    return json_response(mapped.body, mapped.status)
+
+
+async def _unexpected(_request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error in the Admin API", exc_info=exc)
+    return json_response({"message": "An unexpected error occurred"}, 500)
+
+
+def plugin_routes(ctx: AdminContext) -> list[BaseRoute]:
+    """Routes of every enabled plugin that has an api.py."""
+    found: list[BaseRoute] = []
+    for name in ctx.settings.enabled_plugins:
+        module = plugins.load_module(name, "api")
+        if module is not None:
+            found.extend(module.routes(ctx))
+    return found
+
+
+def create_app(settings: Settings, db: Database, on_change: Callable[[], None] | None = None,
+               status_extra: StatusExtra | None = None, *, node_id: str | None = None) -> Starlette:
+    """The Admin API for this configuration; on_change() runs after every successful write and
+    status_extra() adds to (or overrides parts of) GET /status, e.g. the master's server stats."""
+    ctx = AdminContext(settings, db, on_change)
+    routes: list[BaseRoute] = []
+
+    def endpoints() -> list[str]:
+        return sorted({r.path for r in routes if isinstance(r, Route)})
+
+    routes += info_routes(ctx, node_id=node_id or _node_id(settings), status_extra=status_extra,
+                          endpoints=endpoints)
+    routes += plugin_routes(ctx)  # before the generated ones: /billable is not /{entity}
+    routes += entity_routes(ctx)
+    handlers: dict[Any, Callable[[Request, Exception], Any]] = {
+        errors.ApiError: _api_error,
+        HTTPException: _http_error,
+        StoreError: _store_error,
+        Exception: _unexpected,
+    }
+    app = Starlette(routes=routes, exception_handlers=handlers)
+    app.state.ctx = ctx
+    app.add_middleware(StripTrailingSlash)
+    return app
+
+
+def _node_id(settings: Settings) -> str:
+    """The node id the server keeps in PREFIX/node_id, or a fresh one when there is none yet."""
+    try:
+        return (settings.prefix_path / "node_id").read_text().strip() or str(uuid.uuid4())
+    except OSError:
+        return str(uuid.uuid4())

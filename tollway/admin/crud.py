@@ -1,0 +1,151 @@
+"""Generic CRUD on one entity: build and validate, then read or write through its DAO.
+
+`Parent` narrows an operation to the entities under one parent (/services/{s}/routes): creation
+sets the foreign key, and an entity under another parent is not found.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tollway.admin import errors
+from tollway.admin.body import infer_types
+from tollway.admin.context import AdminContext
+from tollway.admin.dao import Dao
+from tollway.admin.schema import EntitySchema
+from tollway.admin.validation import is_uuid, validate
+
+
+@dataclass(frozen=True)
+class Parent:
+    field: str       # the child's foreign field, e.g. "service"
+    id: str
+
+
+def _merge(old: Mapping[str, Any], new: Mapping[str, Any], fields: Mapping[str, Any]) -> dict[str, Any]:
+    """PATCH: new values over old ones, records (a plugin's config) merged key by key."""
+    merged = copy.deepcopy(dict(old))
+    for key, value in new.items():
+        spec = fields.get(key, {})
+        if spec.get("type") == "record" and isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(merged[key], value, spec.get("fields", {}))
+        else:
+            merged[key] = value
+    return merged
+
+
+class Crud:
+    """Create, read, update, upsert, delete and list one entity."""
+
+    def __init__(self, ctx: AdminContext, schema: EntitySchema) -> None:
+        self.ctx = ctx
+        self.schema = schema
+        self.dao: Dao = ctx.daos[schema.name]
+
+    def build(self, data: dict[str, Any], *, form: bool, old: Mapping[str, Any] | None = None,
+              merge: bool = False) -> dict[str, Any]:
+        """Validate incoming data into a complete entity (ids and times set), or raise a schema violation."""
+        data = dict(data)
+        problems = self.schema.prepare(data) if self.schema.prepare else {}
+        hint = {**(old or {}), **data} if merge else data
+        fields, field_problems = self.schema.resolve_fields(hint)
+        problems.update(field_problems)
+        if form:
+            data = infer_types(data, fields)
+        if merge and old is not None:
+            data = _merge(old, data, fields)
+        entity, invalid = validate(fields, data)
+        invalid.update(problems)
+        if not invalid:
+            for check in self.schema.checks:
+                invalid.update(check(entity))
+        if invalid:
+            raise errors.schema_violation(invalid)
+        now = int(time.time())
+        entity["id"] = (old or {}).get("id") or entity.get("id") or str(uuid.uuid4())
+        entity["created_at"] = (old or {}).get("created_at") or entity.get("created_at") or now
+        entity["updated_at"] = now
+        for name, generate in self.schema.generated.items():
+            if entity.get(name) is None:
+                entity[name] = generate()
+        return {name: entity.get(name) for name in fields}
+
+    # Reads
+
+    async def find(self, ident: str, parent: Parent | None = None) -> dict[str, Any] | None:
+        async with self.ctx.db.connect() as conn:
+            entity = await self.dao.get(conn, ident)
+        if entity is None or (parent and (entity.get(parent.field) or {}).get("id") != parent.id):
+            return None
+        return entity
+
+    async def read(self, ident: str, parent: Parent | None = None) -> dict[str, Any]:
+        entity = await self.find(ident, parent)
+        if entity is None:
+            raise errors.not_found()
+        return entity
+
+    async def page(self, *, size: int, after: str | None, tags: list[str] | None, any_tag: bool,
+                   parent: Parent | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        where = {parent.field + "_id": parent.id} if parent else None
+        async with self.ctx.db.connect() as conn:
+            return await self.dao.page(conn, size=size, after=after, where=where, tags=tags, any_tag=any_tag)
+
+    # Writes
+
+    async def create(self, data: dict[str, Any], *, form: bool, parent: Parent | None = None) -> dict[str, Any]:
+        if parent:
+            data[parent.field] = {"id": parent.id}
+        entity = self.build(data, form=form)
+        async with self.ctx.write() as conn:
+            if await self.dao.exists(conn, entity["id"]):
+                raise errors.primary_key_violation(entity["id"])
+            await self._checked_write(conn, entity, new=True)
+        return entity
+
+    async def update(self, ident: str, data: dict[str, Any], *, form: bool,
+                     parent: Parent | None = None) -> dict[str, Any]:
+        old = await self.read(ident, parent)
+        entity = self.build(data, form=form, old=old, merge=True)
+        async with self.ctx.write() as conn:
+            await self._checked_write(conn, entity, new=False)
+        return entity
+
+    async def upsert(self, ident: str, data: dict[str, Any], *, form: bool,
+                     parent: Parent | None = None) -> dict[str, Any]:
+        """PUT: replace the entity named by ident (id or endpoint key), or create it."""
+        old = await self.find(ident, parent)
+        if parent:
+            data[parent.field] = {"id": parent.id}
+        if is_uuid(ident) and old is None:
+            data["id"] = ident
+        elif self.schema.endpoint_key and not is_uuid(ident):
+            data[self.schema.endpoint_key] = ident
+        entity = self.build(data, form=form, old=old and {"id": old["id"], "created_at": old["created_at"]})
+        async with self.ctx.write() as conn:
+            await self._checked_write(conn, entity, new=old is None)
+        return entity
+
+    async def delete(self, ident: str, parent: Parent | None = None) -> None:
+        """Delete; an absent entity is not an error (Kong answers 204 all the same)."""
+        old = await self.find(ident, parent)
+        if old is None:
+            return
+        async with self.ctx.write() as conn:
+            child = await self.dao.referencing(conn, old["id"])
+            if child is not None:
+                raise errors.referenced_by(self.schema.name, child)
+            await self.dao.delete(conn, old["id"])
+
+    async def _checked_write(self, conn: Any, entity: dict[str, Any], *, new: bool) -> None:
+        await self.dao.check_foreign(conn, entity)
+        await self.dao.check_unique(conn, entity)
+        if new:
+            await self.dao.insert(conn, entity)
+        else:
+            await self.dao.update(conn, entity)

@@ -1,0 +1,148 @@
+"""Rows of one entity's table: conversion to and from entities, and the queries CRUD needs.
+
+Every method takes the connection it runs on, so that checks and writes share a transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from sqlalchemy import Table, and_, delete, exists, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql import ColumnElement
+
+from tollway.admin.schema import JSON_TYPES, EntitySchema, column_of
+from tollway.admin.validation import is_uuid
+from tollway.errors import ForeignKeyViolation, UniqueViolation
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class Dao:
+    """Data access for one entity schema."""
+
+    def __init__(self, schema: EntitySchema) -> None:
+        self.schema = schema
+        self.table: Table = schema.table
+        self._columns = [(name, spec, column_of(name, spec)) for name, spec in schema.fields.items()]
+
+    # Conversion
+
+    def to_entity(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """A row as the Admin API shows it: JSON columns decoded, foreign keys as {"id": ...}."""
+        entity: dict[str, Any] = {}
+        for name, spec, column in self._columns:
+            value = row[column]
+            if value is not None:
+                if spec["type"] == "foreign":
+                    value = {"id": value}
+                elif spec["type"] in JSON_TYPES:
+                    value = orjson.loads(value)
+            entity[name] = value
+        return entity
+
+    def to_row(self, entity: Mapping[str, Any]) -> dict[str, Any]:
+        row: dict[str, Any] = {}
+        for name, spec, column in self._columns:
+            value = entity.get(name)
+            if value is not None:
+                if spec["type"] == "foreign":
+                    value = value["id"]
+                elif spec["type"] in JSON_TYPES:
+                    value = orjson.dumps(value).decode()
+            row[column] = value
+        if self.schema.computed is not None:
+            row.update(self.schema.computed(entity))
+        return row
+
+    # Reads
+
+    async def get(self, conn: AsyncConnection, ident: str) -> dict[str, Any] | None:
+        """By id, or else by the endpoint key (name, username, key)."""
+        if is_uuid(ident):
+            found = await self._one(conn, self.table.c.id == ident)
+            if found is not None:
+                return found
+        if self.schema.endpoint_key:
+            return await self._one(conn, self.table.c[self.schema.endpoint_key] == ident)
+        return None
+
+    async def _one(self, conn: AsyncConnection, where: ColumnElement[bool]) -> dict[str, Any] | None:
+        row = (await conn.execute(select(self.table).where(where).limit(1))).mappings().first()
+        return None if row is None else self.to_entity(row)
+
+    async def page(self, conn: AsyncConnection, *, size: int, after: str | None = None,
+                   where: Mapping[str, Any] | None = None, tags: list[str] | None = None,
+                   any_tag: bool = False) -> tuple[list[dict[str, Any]], str | None]:
+        """Up to `size` entities ordered by id after `after`, and the last id when more follow."""
+        conditions: list[ColumnElement[bool]] = [self.table.c[col] == value for col, value in (where or {}).items()]
+        if after is not None:
+            conditions.append(self.table.c.id > after)
+        if tags:
+            # tags are JSON text, ["a","b"]: match the quoted tag.
+            matches = [self.table.c.tags.like("%" + _escape_like(orjson.dumps(tag).decode()) + "%", escape="\\")
+                       for tag in tags]
+            conditions.append(or_(*matches) if any_tag else and_(*matches))
+        query = select(self.table).where(*conditions).order_by(self.table.c.id).limit(size + 1)
+        rows = [self.to_entity(row) for row in (await conn.execute(query)).mappings()]
+        if len(rows) > size:
+            return rows[:size], rows[size - 1]["id"]
+        return rows, None
+
+    async def all(self, conn: AsyncConnection) -> list[dict[str, Any]]:
+        query = select(self.table).order_by(self.table.c.id)
+        return [self.to_entity(row) for row in (await conn.execute(query)).mappings()]
+
+    # Checks, inside the writing transaction
+
+    async def check_unique(self, conn: AsyncConnection, entity: Mapping[str, Any]) -> None:
+        """Raise UniqueViolation when another row holds one of this entity's unique values."""
+        others = self.table.c.id != entity["id"]
+        for name in self.schema.unique:
+            value = entity.get(name)
+            if value is not None and await self._exists(conn, and_(self.table.c[name] == value, others)):
+                raise UniqueViolation({name: value})
+        if self.schema.computed is not None and self.schema.computed_unique is not None:
+            for column, value in self.schema.computed(entity).items():
+                if await self._exists(conn, and_(self.table.c[column] == value, others)):
+                    raise UniqueViolation(self.schema.computed_unique(entity))
+
+    async def check_foreign(self, conn: AsyncConnection, entity: Mapping[str, Any]) -> None:
+        """Raise ForeignKeyViolation when a referenced entity does not exist."""
+        tables = self.table.metadata.tables
+        for name, reference in self.schema.foreign_fields().items():
+            ref = entity.get(name)
+            if ref is None:
+                continue
+            parent = tables[reference]
+            if not await self._exists(conn, parent.c.id == ref["id"], parent):
+                raise ForeignKeyViolation(name, dict(ref))
+
+    async def referencing(self, conn: AsyncConnection, entity_id: str) -> str | None:
+        """The first table whose rows still reference this entity and forbid its deletion."""
+        tables = self.table.metadata.tables
+        for child, column in self.schema.restrict:
+            if await self._exists(conn, tables[child].c[column] == entity_id, tables[child]):
+                return child
+        return None
+
+    async def exists(self, conn: AsyncConnection, entity_id: str) -> bool:
+        return await self._exists(conn, self.table.c.id == entity_id)
+
+    async def _exists(self, conn: AsyncConnection, where: ColumnElement[bool], table: Table | None = None) -> bool:
+        return bool(await conn.scalar(select(exists().where(where).select_from(self.table if table is None else table))))
+
+    # Writes
+
+    async def insert(self, conn: AsyncConnection, entity: Mapping[str, Any]) -> None:
+        await conn.execute(insert(self.table).values(self.to_row(entity)))
+
+    async def update(self, conn: AsyncConnection, entity: Mapping[str, Any]) -> None:
+        await conn.execute(update(self.table).where(self.table.c.id == entity["id"]).values(self.to_row(entity)))
+
+    async def delete(self, conn: AsyncConnection, entity_id: str) -> None:
+        await conn.execute(delete(self.table).where(self.table.c.id == entity_id))

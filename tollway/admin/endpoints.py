@@ -1,0 +1,119 @@
+"""Kong's endpoints for every entity, generated from the entity schemas.
+
+    /{entities}                                  GET list, POST create
+    /{entities}/{id or key}                      GET, PATCH, PUT (upsert), DELETE
+    /{entities}/{id or key}/{foreign field}      GET, PATCH the referenced entity (/routes/{r}/service)
+    /{parents}/{parent}/{segment}                GET list, POST create under a parent
+    /{parents}/{parent}/{segment}/{id or key}    GET, PATCH, PUT, DELETE under a parent
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from tollway.admin import errors
+from tollway.admin.body import read_body
+from tollway.admin.context import AdminContext
+from tollway.admin.crud import Crud, Parent
+from tollway.admin.pagination import PageQuery
+from tollway.admin.responses import json_response, no_content
+from tollway.admin.schema import EntitySchema, Nesting
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+ENTITY_METHODS = ["GET", "PATCH", "PUT", "DELETE"]
+
+
+def _collection(crud: Crud, parent_of: Callable[[Request], Awaitable[Parent | None]]) -> Endpoint:
+    async def endpoint(request: Request) -> Response:
+        parent = await parent_of(request)
+        if request.method == "POST":
+            data, form = await read_body(request)
+            return json_response(await crud.create(data, form=form, parent=parent), 201)
+        query = PageQuery.parse(request.query_params)
+        rows, last_id = await crud.page(size=query.size, after=query.after, tags=query.tags,
+                                        any_tag=query.any_tag, parent=parent)
+        next_path, offset = query.next_path(request.url.path, last_id)
+        body = {"data": rows, "next": next_path}
+        if offset:
+            body["offset"] = offset
+        return json_response(body)
+
+    return endpoint
+
+
+def _entity(crud: Crud, parent_of: Callable[[Request], Awaitable[Parent | None]]) -> Endpoint:
+    async def endpoint(request: Request) -> Response:
+        parent = await parent_of(request)
+        ident = request.path_params["ident"]
+        if request.method == "GET":
+            return json_response(await crud.read(ident, parent))
+        if request.method == "DELETE":
+            await crud.delete(ident, parent)
+            return no_content()
+        data, form = await read_body(request)
+        if request.method == "PATCH":
+            return json_response(await crud.update(ident, data, form=form, parent=parent))
+        return json_response(await crud.upsert(ident, data, form=form, parent=parent))
+
+    return endpoint
+
+
+def _referenced(crud: Crud, target: Crud, field: str) -> Endpoint:
+    """/routes/{r}/service: the entity a foreign field points at."""
+    async def endpoint(request: Request) -> Response:
+        child = await crud.read(request.path_params["ident"])
+        ref = child.get(field)
+        if ref is None:
+            raise errors.not_found()
+        if request.method == "PATCH":
+            data, form = await read_body(request)
+            return json_response(await target.update(ref["id"], data, form=form))
+        return json_response(await target.read(ref["id"]))
+
+    return endpoint
+
+
+async def _no_parent(_request: Request) -> None:
+    return None
+
+
+def _parent_resolver(parent: Crud, nesting: Nesting) -> Callable[[Request], Awaitable[Parent]]:
+    async def resolve(request: Request) -> Parent:
+        found = await parent.read(request.path_params["parent"])
+        return Parent(nesting.field, found["id"])
+
+    return resolve
+
+
+def entity_routes(ctx: AdminContext) -> list[BaseRoute]:
+    """Every generated route of every entity of this configuration."""
+    routes: list[BaseRoute] = []
+    cruds = {name: Crud(ctx, schema) for name, schema in ctx.entities.items()}
+    for schema in ctx.entities.values():
+        crud = cruds[schema.name]
+        base = f"/{schema.path}"
+        routes.append(Route(base, _collection(crud, _no_parent), methods=["GET", "POST"]))
+        routes.append(Route(base + "/{ident}", _entity(crud, _no_parent), methods=ENTITY_METHODS))
+        for field, reference in schema.foreign_fields().items():
+            if reference in cruds:
+                routes.append(Route(f"{base}/{{ident}}/{field}", _referenced(crud, cruds[reference], field),
+                                    methods=["GET", "PATCH"]))
+        routes.extend(_nested_routes(schema, crud, cruds))
+    return routes
+
+
+def _nested_routes(schema: EntitySchema, crud: Crud, cruds: dict[str, Crud]) -> list[BaseRoute]:
+    routes: list[BaseRoute] = []
+    for nesting in schema.nested:
+        parent = cruds.get(schema.fields[nesting.field]["reference"])
+        if parent is None:
+            continue
+        resolve = _parent_resolver(parent, nesting)
+        base = f"/{parent.schema.path}/{{parent}}/{nesting.segment}"
+        routes.append(Route(base, _collection(crud, resolve), methods=["GET", "POST"]))
+        routes.append(Route(base + "/{ident}", _entity(crud, resolve), methods=ENTITY_METHODS))
+    return routes

@@ -1,0 +1,29 @@
+"""Consumers: who calls the APIs, known by username and/or custom_id."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tollway.admin.schema import EntitySchema, Errors, common_fields
+from tollway.store import tables
+
+
+def username_or_custom_id(consumer: dict[str, Any]) -> Errors:
+    if consumer.get("username") or consumer.get("custom_id"):
+        return {}
+    return {"@entity": ["at least one of these fields must be non-empty: 'custom_id', 'username'"]}
+
+
+CONSUMERS = EntitySchema(
+    name="consumers",
+    path="consumers",
+    table=tables.consumers,
+    endpoint_key="username",
+    unique=("username", "custom_id"),
+    fields={
+        **common_fields(),
+        "username": {"type": "string"},
+        "custom_id": {"type": "string"},
+    },
+    checks=(username_or_custom_id,),
+)

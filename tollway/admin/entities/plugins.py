@@ -1,0 +1,71 @@
+"""Plugins: a plugin's configuration, global or scoped to a service, route and/or consumer."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from tollway import plugins
+from tollway.admin.schema import EntitySchema, Errors, Fields, Nesting, common_fields
+from tollway.store import tables
+
+SCOPES = ("service", "route", "consumer")
+PROTOCOLS = ("grpc", "grpcs", "http", "https")
+
+BASE_FIELDS: dict[str, dict[str, Any]] = {
+    **common_fields(),
+    "name": {"type": "string", "required": True},
+    "service": {"type": "foreign", "reference": "services"},
+    "route": {"type": "foreign", "reference": "routes"},
+    "consumer": {"type": "foreign", "reference": "consumers"},
+    # Until the name says which plugin this is, config is any map.
+    "config": {"type": "map"},
+    "protocols": {"type": "set", "elements": {"type": "string", "one_of": PROTOCOLS},
+                  "default": list(PROTOCOLS), "required": True, "len_min": 1},
+    "enabled": {"type": "boolean", "default": True, "required": True},
+}
+
+
+def config_field(name: str) -> dict[str, Any]:
+    """The `config` field of one plugin: a record of its schema's config fields."""
+    return {"type": "record", "required": True, "fields": plugins.schema(name)["config"]}
+
+
+def _scope_errors(entity: Mapping[str, Any]) -> Errors:
+    scopes = plugins.schema(entity["name"]).get("scopes", ("global",) + SCOPES)
+    return {scope: "value must be null" for scope in SCOPES if entity.get(scope) and scope not in scopes}
+
+
+def cache_key(entity: Mapping[str, Any]) -> dict[str, Any]:
+    """The column that makes (name, service, route, consumer) unique, NULLs included."""
+    ids = [(entity.get(scope) or {}).get("id") or "" for scope in ("route", "service", "consumer")]
+    return {"cache_key": ":".join(["plugins", entity["name"], *ids])}
+
+
+def unique_key(entity: Mapping[str, Any]) -> dict[str, Any]:
+    return {"name": entity["name"], **{scope: entity.get(scope) for scope in SCOPES}}
+
+
+def plugins_entity(enabled: tuple[str, ...]) -> EntitySchema:
+    """The plugins entity for this configuration: only enabled plugins may be configured."""
+
+    def fields_for(data: Mapping[str, Any]) -> tuple[Fields, Errors]:
+        name = data.get("name")
+        if not isinstance(name, str) or not name:
+            return BASE_FIELDS, {}
+        if name not in enabled:
+            return BASE_FIELDS, {
+                "name": f"plugin '{name}' not enabled; add it to the 'plugins' configuration property"}
+        return {**BASE_FIELDS, "config": config_field(name)}, {}
+
+    return EntitySchema(
+        name="plugins",
+        path="plugins",
+        table=tables.plugins,
+        fields=BASE_FIELDS,
+        nested=tuple(Nesting(scope, "plugins") for scope in SCOPES),
+        fields_for=fields_for,
+        checks=(_scope_errors,),
+        computed=cache_key,
+        computed_unique=unique_key,
+    )

@@ -1,0 +1,99 @@
+"""Node information endpoints: GET /, /status, /plugins/enabled, /schemas/plugins/{name}, /endpoints."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sqlalchemy import text
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from tollway import __version__, plugins
+from tollway.admin.context import AdminContext
+from tollway.admin.entities.plugins import BASE_FIELDS, config_field
+from tollway.admin.responses import json_response
+from tollway.config import BUNDLED_PLUGINS
+from tollway.errors import StoreError
+
+SECRET_SETTINGS = ("pg_password",)
+StatusExtra = Callable[[], Mapping[str, Any]]
+
+
+def kong_fields(fields: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Fields in Kong's schema format: a list of one-key objects, records nested the same way."""
+    out: list[dict[str, Any]] = []
+    for name, spec in fields.items():
+        shown = {k: list(v) if isinstance(v, tuple) else v for k, v in spec.items()
+                 if k not in ("auto", "starts_with_message", "tag", "name")}
+        if spec["type"] == "record":
+            shown["fields"] = kong_fields(spec.get("fields", {}))
+        out.append({name: shown})
+    return out
+
+
+def info_routes(ctx: AdminContext, *, node_id: str, status_extra: StatusExtra | None,
+                endpoints: Callable[[], list[str]]) -> list[BaseRoute]:
+    """The informational routes; `endpoints` lists every path of the app (for GET /endpoints)."""
+
+    async def root(_request: Request) -> Response:
+        async with ctx.db.connect() as conn:
+            from tollway.store.tables import plugins as plugin_rows
+
+            names = sorted({row[0] for row in await conn.execute(plugin_rows.select().with_only_columns(
+                plugin_rows.c.name).distinct())})
+        settings = {k: v for k, v in ctx.settings.to_dict().items() if k not in SECRET_SETTINGS}
+        return json_response({
+            "version": __version__,
+            "tagline": "Welcome to tollway",
+            "hostname": socket.gethostname(),
+            "node_id": node_id,
+            "plugins": {
+                "available_on_server": {
+                    name: {"version": __version__, "priority": plugins.schema(name)["priority"]}
+                    for name in BUNDLED_PLUGINS},
+                "enabled_in_cluster": names,
+            },
+            "configuration": {**settings, "loaded_plugins": list(ctx.settings.enabled_plugins)},
+        })
+
+    async def status(_request: Request) -> Response:
+        reachable = True
+        try:
+            async with ctx.db.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except (StoreError, OSError):
+            reachable = False
+        body: dict[str, Any] = {
+            "database": {"reachable": reachable},
+            "server": {"connections_accepted": 0, "connections_active": 0, "connections_handled": 0,
+                       "connections_reading": 0, "connections_waiting": 0, "connections_writing": 0,
+                       "total_requests": 0},
+        }
+        for key, value in (status_extra() if status_extra else {}).items():
+            body[key] = {**body[key], **value} if isinstance(body.get(key), dict) and isinstance(value, dict) \
+                else value
+        return json_response(body)
+
+    async def enabled(_request: Request) -> Response:
+        return json_response({"enabled_plugins": list(ctx.settings.enabled_plugins)})
+
+    async def plugin_schema(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in BUNDLED_PLUGINS:
+            return json_response({"message": f"No plugin named '{name}'"}, 404)
+        fields = {**BASE_FIELDS, "config": config_field(name)}
+        return json_response({"fields": kong_fields(fields)})
+
+    async def list_endpoints(_request: Request) -> Response:
+        return json_response({"data": endpoints()})
+
+    return [
+        Route("/", root, methods=["GET"]),
+        Route("/status", status, methods=["GET"]),
+        Route("/plugins/enabled", enabled, methods=["GET"]),
+        Route("/schemas/plugins/{name}", plugin_schema, methods=["GET"]),
+        Route("/endpoints", list_endpoints, methods=["GET"]),
+    ]

@@ -1,0 +1,88 @@
+"""Entity schemas: plain data that drives the generic CRUD of the Admin API.
+
+Fields use the same format as a plugin's `config` fields (tollway/plugins/<name>/schema.py):
+`{"type": ..., "default": ..., "required": bool, ...}`, with these types:
+
+  string, boolean, integer, number           scalars (`one_of`, `between`, `starts_with`, `len_min`)
+  array, set                                 lists, each checked against `elements`
+  map                                        string keys, values checked against `values`
+  record                                     nested `fields`
+  foreign                                    `{"id": uuid}` of an entity of `reference` (a table name)
+
+An entity adds what the store needs: its table, unique fields, the field its endpoints accept
+besides the id (name, username, key) and hooks for what plain data cannot say.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Table
+
+Fields = Mapping[str, Mapping[str, Any]]
+Errors = dict[str, Any]
+
+JSON_TYPES = frozenset({"array", "set", "map", "record"})
+
+
+@dataclass(frozen=True)
+class Nesting:
+    """The entity is also served under its parent: /{parent path}/{parent}/{segment}."""
+
+    field: str      # the foreign field pointing at the parent, e.g. "service"
+    segment: str    # the path segment under the parent, e.g. "routes" or "key-auth"
+
+
+@dataclass(frozen=True)
+class EntitySchema:
+    """One Admin API entity and its table."""
+
+    name: str                     # the table name and Kong's entity name, e.g. "keyauth_credentials"
+    path: str                     # the collection path segment, e.g. "key-auths"
+    table: Table
+    fields: Fields
+    endpoint_key: str | None = None          # besides the id, {x} in a path may be this field
+    unique: tuple[str, ...] = ()             # fields unique on their own
+    nested: tuple[Nesting, ...] = ()
+    # Run once the fields are valid; each returns errors (Kong's "@entity" list for whole-entity ones).
+    checks: tuple[Callable[[dict[str, Any]], Errors], ...] = ()
+    # Before validation: rewrite shorthands (a service's url) on the incoming data.
+    prepare: Callable[[dict[str, Any]], Errors] | None = None
+    # The fields for this data, when they depend on it (a plugin's config follows its name).
+    fields_for: Callable[[Mapping[str, Any]], tuple[Fields, Errors]] | None = None
+    # Extra columns computed from the entity (a plugin's cache_key).
+    computed: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
+    # The unique key a computed column stands for, reported on a violation.
+    computed_unique: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
+    # Entities that must be gone before this one may be deleted: (child table, foreign column).
+    restrict: tuple[tuple[str, str], ...] = ()
+    # Generate a value for a field when none is given (a credential's key).
+    generated: Mapping[str, Callable[[], Any]] = field(default_factory=dict)
+
+    def resolve_fields(self, data: Mapping[str, Any]) -> tuple[Fields, Errors]:
+        """The fields that apply to `data`, and errors found while choosing them."""
+        if self.fields_for is None:
+            return self.fields, {}
+        return self.fields_for(data)
+
+    def foreign_fields(self) -> dict[str, str]:
+        """Foreign field name -> referenced table."""
+        return {name: spec["reference"] for name, spec in self.fields.items() if spec["type"] == "foreign"}
+
+
+def column_of(name: str, spec: Mapping[str, Any]) -> str:
+    """The column that stores a field: `service` is stored as `service_id`."""
+    return name + "_id" if spec["type"] == "foreign" else name
+
+
+# Fields every entity shares.
+ID = {"type": "string", "uuid": True, "auto": True}
+TIMESTAMP = {"type": "integer", "timestamp": True, "auto": True}
+TAGS = {"type": "set", "elements": {"type": "string", "tag": True}}
+
+
+def common_fields() -> dict[str, dict[str, Any]]:
+    """id, created_at, updated_at and tags, in that order."""
+    return {"id": dict(ID), "created_at": dict(TIMESTAMP), "updated_at": dict(TIMESTAMP), "tags": dict(TAGS)}

@@ -1,0 +1,171 @@
+"""Check data against fields (entity or plugin config), fill defaults, and collect every problem.
+
+`validate(fields, data)` returns the cleaned value and an errors dict in Kong's `fields` shape:
+a message per field, a dict for a record's fields, a list (None where fine) for array elements.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from tollway.admin.schema import Errors, Fields
+
+REQUIRED = "required field missing"
+UNKNOWN = "unknown field"
+_NAME = re.compile(r"^[\w.\-~]+$")
+_TAG = re.compile(r"^[\x21-\x2b\x2d\x2e\x30-\x7e\u0080-\U0010ffff]+$")  # printable, no ',' or '/'
+
+_EXPECTED = {
+    "string": "expected a string", "boolean": "expected a boolean", "integer": "expected an integer",
+    "number": "expected a number", "array": "expected an array", "set": "expected a set",
+    "map": "expected a map", "record": "expected a record", "foreign": "expected a record",
+}
+
+
+def is_uuid(text: Any) -> bool:
+    if not isinstance(text, str) or len(text) != 36:
+        return False
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
+def validate(fields: Fields, data: Mapping[str, Any], *, partial: bool = False) -> tuple[dict[str, Any], Errors]:
+    """Validate a record: unknown keys, each field, defaults for absent ones (unless partial)."""
+    out: dict[str, Any] = {}
+    errors: Errors = {}
+    for key in data:
+        if key not in fields:
+            errors[key] = UNKNOWN
+    for name, spec in fields.items():
+        if name not in data:
+            if partial or spec.get("auto"):
+                continue
+            value = _default(spec)
+        else:
+            value = data[name]
+        cleaned, error = check_value(spec, value)
+        if error is not None:
+            errors[name] = error
+        else:
+            out[name] = cleaned
+    return out, errors
+
+
+def _default(spec: Mapping[str, Any]) -> Any:
+    if "default" in spec:
+        return copy.deepcopy(spec["default"])
+    if spec["type"] == "record":
+        return {}  # a record without a default is built from its fields' defaults
+    return None
+
+
+def check_value(spec: Mapping[str, Any], value: Any) -> tuple[Any, Any]:
+    """(cleaned value, None) or (None, the error in Kong's shape)."""
+    if value is None:
+        return (None, REQUIRED) if spec.get("required") else (None, None)
+    kind = spec["type"]
+    if kind in ("array", "set"):
+        return _check_list(spec, value)
+    if kind == "map":
+        return _check_map(spec, value)
+    if kind == "record":
+        if not isinstance(value, Mapping):
+            return None, _EXPECTED[kind]
+        cleaned, errors = validate(spec.get("fields", {}), value)
+        return (None, errors) if errors else (cleaned, None)
+    if kind == "foreign":
+        return _check_foreign(value)
+    return _check_scalar(spec, value)
+
+
+def _check_scalar(spec: Mapping[str, Any], value: Any) -> tuple[Any, Any]:
+    kind = spec["type"]
+    ok = {
+        "string": isinstance(value, str),
+        "boolean": isinstance(value, bool),
+        "integer": isinstance(value, int) and not isinstance(value, bool)
+        or isinstance(value, float) and value.is_integer(),
+        "number": isinstance(value, int | float) and not isinstance(value, bool),
+    }[kind]
+    if not ok:
+        return None, _EXPECTED[kind]
+    if kind == "integer":
+        value = int(value)
+    if "one_of" in spec and value not in spec["one_of"]:
+        return None, "expected one of: " + ", ".join(str(v) for v in spec["one_of"])
+    if "between" in spec:
+        low, high = spec["between"]
+        if not low <= value <= high:
+            return None, f"value should be between {low} and {high}"
+    if kind == "string":
+        return _check_string(spec, value)
+    return value, None
+
+
+def _check_string(spec: Mapping[str, Any], value: str) -> tuple[Any, Any]:
+    if len(value) < spec.get("len_min", 1):  # Kong's strings are never empty unless told
+        return None, f"length must be at least {spec.get('len_min', 1)}"
+    if spec.get("name") and not _NAME.match(value):
+        return None, f"invalid value '{value}': it must only contain alphanumeric and '., -, _, ~' characters"
+    if spec.get("uuid") and not is_uuid(value):
+        return None, "expected a valid UUID"
+    starts = spec.get("starts_with")
+    if starts and not value.startswith(tuple(starts)):
+        return None, spec.get("starts_with_message", "should start with: " + " or ".join(starts))
+    if spec.get("tag") and not _TAG.match(value):
+        return None, f"invalid tag '{value}': expected printable ascii (except `,` and `/`) or valid utf-8 sequences"
+    return value, None
+
+
+def _check_list(spec: Mapping[str, Any], value: Any) -> tuple[Any, Any]:
+    if not isinstance(value, list):
+        return None, _EXPECTED[spec["type"]]
+    elements = spec.get("elements", {"type": "string"})
+    cleaned: list[Any] = []
+    errors: list[Any] = []
+    for item in value:
+        one, error = check_value({**elements, "required": True}, item)
+        errors.append(error)
+        if error is None and not (spec["type"] == "set" and one in cleaned):
+            cleaned.append(one)
+    if any(e is not None for e in errors):
+        return None, errors
+    if "len_min" in spec and len(cleaned) < spec["len_min"]:
+        return None, f"length must be at least {spec['len_min']}"
+    return cleaned, None
+
+
+def _check_map(spec: Mapping[str, Any], value: Any) -> tuple[Any, Any]:
+    if not isinstance(value, Mapping):
+        return None, _EXPECTED["map"]
+    values = spec.get("values")
+    cleaned: dict[str, Any] = {}
+    errors: dict[str, Any] = {}
+    for key, item in value.items():
+        if values is None:
+            cleaned[key] = item
+            continue
+        one, error = check_value({**values, "required": True}, item)
+        if error is not None:
+            errors[key] = error
+        else:
+            cleaned[key] = one
+    return (None, errors) if errors else (cleaned, None)
+
+
+def _check_foreign(value: Any) -> tuple[Any, Any]:
+    if not isinstance(value, Mapping):
+        return None, _EXPECTED["foreign"]
+    unknown = {key: UNKNOWN for key in value if key != "id"}
+    if unknown:
+        return None, unknown
+    if not is_uuid(value.get("id")):
+        return None, {"id": "expected a valid UUID" if value.get("id") is not None else REQUIRED}
+    return {"id": value["id"]}, None

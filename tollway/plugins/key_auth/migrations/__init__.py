@@ -1,0 +1,1 @@
+"""key-auth migrations (subsystem `key-auth`)."""

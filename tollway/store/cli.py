@@ -1,0 +1,97 @@
+"""`tollway migrations`: bootstrap, up, list and reset the database of this configuration."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import click
+
+from tollway.clitools import pass_settings
+from tollway.config import Settings
+from tollway.store import migrations as runner
+from tollway.store.db import Database
+
+T = TypeVar("T")
+
+
+def _with_db(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+    async def main() -> T:
+        db = Database.from_settings(settings)
+        try:
+            return await work(db)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(main())
+
+
+def _echo_ran(ran: list[runner.Migration]) -> None:
+    for migration in ran:
+        click.echo(f"{migration.subsystem} migrated up to: {migration.name}")
+
+
+@click.group()
+def migrations() -> None:
+    """Manage the database schema (Kong's `kong migrations`)."""
+
+
+@migrations.command()
+@pass_settings
+def bootstrap(settings: Settings) -> None:
+    """Create the schema on a fresh database (harmless on a bootstrapped one)."""
+    async def work(db: Database) -> list[runner.Migration] | None:
+        if await runner.is_bootstrapped(db):
+            return None
+        return await runner.bootstrap(db, settings)
+
+    ran = _with_db(settings, work)
+    if ran is None:
+        click.echo("Database already bootstrapped")
+        return
+    click.echo("Bootstrapping database...")
+    _echo_ran(ran)
+    click.echo(f"{len(ran)} migrations processed\nDatabase is up-to-date")
+
+
+@migrations.command()
+@pass_settings
+def up(settings: Settings) -> None:
+    """Run the pending migrations of core and of the enabled plugins."""
+    ran = _with_db(settings, lambda db: runner.up(db, settings))
+    if not ran:
+        click.echo("Database is already up-to-date")
+        return
+    _echo_ran(ran)
+    click.echo(f"{len(ran)} migrations processed\nDatabase is up-to-date")
+
+
+@migrations.command("list")
+@pass_settings
+def list_(settings: Settings) -> None:
+    """Show executed and pending migrations per subsystem."""
+    states = _with_db(settings, lambda db: runner.list_state(db, settings))
+    click.echo("Executed migrations:")
+    for state in states:
+        if state.executed:
+            click.echo(f"{state.subsystem}: {', '.join(state.executed)}")
+    waiting = [s for s in states if s.pending]
+    if waiting:
+        click.echo("\nPending migrations:")
+        for state in waiting:
+            click.echo(f"{state.subsystem}: {', '.join(state.pending)}")
+        click.echo("\nRun 'tollway migrations up' to proceed")
+    else:
+        click.echo("\nDatabase is up-to-date")
+
+
+@migrations.command()
+@click.option("-y", "--yes", is_flag=True, help="do not ask for confirmation")
+@pass_settings
+def reset(settings: Settings, yes: bool) -> None:
+    """Drop every table: all configuration and usage data is lost."""
+    if not yes:
+        click.confirm("This will drop all Tollway data. Continue?", abort=True)
+    _with_db(settings, runner.reset)
+    click.echo("Database reset")

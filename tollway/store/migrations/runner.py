@@ -1,0 +1,162 @@
+"""The migrations runner, re-exported by tollway.store.migrations.
+
+Subsystems are `core` (tollway/store/migrations/) and every enabled plugin with a `migrations`
+package. A migration is a module `NNN_name.py` with `def up(conn) -> None` (a synchronous
+SQLAlchemy Connection); it runs in the same transaction that records it in `schema_meta`, so a
+failed migration leaves nothing behind on PostgreSQL and is simply retried by the next run.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+
+from sqlalchemy import MetaData, inspect, select
+from sqlalchemy.engine import Connection
+
+from tollway import plugins
+from tollway.config import Settings
+from tollway.errors import NotBootstrapped, StoreError
+from tollway.store.db import Database
+from tollway.store.tables import schema_meta
+
+log = logging.getLogger(__name__)
+
+CORE = "core"
+_MIGRATION_NAME = re.compile(r"^\d{3}_\w+$")
+
+
+@dataclass(frozen=True)
+class Migration:
+    subsystem: str
+    name: str
+    up: Callable[[Connection], None]
+
+
+@dataclass(frozen=True)
+class SubsystemState:
+    """What ran and what is left for one subsystem."""
+
+    subsystem: str
+    executed: tuple[str, ...]
+    pending: tuple[str, ...]
+
+
+def _package_migrations(subsystem: str, package: ModuleType) -> list[Migration]:
+    found: list[Migration] = []
+    for info in pkgutil.iter_modules(package.__path__):
+        if _MIGRATION_NAME.match(info.name):
+            module = importlib.import_module(f"{package.__name__}.{info.name}")
+            found.append(Migration(subsystem, info.name, module.up))
+    return sorted(found, key=lambda m: m.name)
+
+
+def known_migrations(settings: Settings) -> dict[str, list[Migration]]:
+    """Every subsystem of this configuration and its migrations, in the order they run."""
+    subsystems = {CORE: _package_migrations(CORE, importlib.import_module(__package__))}
+    for name in settings.enabled_plugins:
+        package = plugins.load_module(name, "migrations")
+        if package is not None:
+            subsystems[name] = _package_migrations(name, package)
+    return subsystems
+
+
+def _is_bootstrapped(conn: Connection) -> bool:
+    return bool(inspect(conn).has_table(schema_meta.name))
+
+
+def _executed(conn: Connection) -> dict[str, set[str]]:
+    done: dict[str, set[str]] = {}
+    for subsystem, name in conn.execute(select(schema_meta.c.subsystem, schema_meta.c.name)):
+        done.setdefault(subsystem, set()).add(name)
+    return done
+
+
+async def _apply(db: Database, todo: list[Migration]) -> None:
+    for migration in todo:
+        log.info("migrating %s: %s", migration.subsystem, migration.name)
+
+        def step(conn: Connection, migration: Migration = migration) -> None:
+            migration.up(conn)
+            conn.execute(schema_meta.insert().values(
+                subsystem=migration.subsystem, name=migration.name, executed_at=int(time.time())))
+
+        async with db.begin() as conn:
+            await conn.run_sync(step)
+
+
+async def is_bootstrapped(db: Database) -> bool:
+    async with db.connect() as conn:
+        return await conn.run_sync(_is_bootstrapped)
+
+
+async def bootstrap(db: Database, settings: Settings) -> list[Migration]:
+    """Create `schema_meta` and run every migration; on a bootstrapped database do nothing.
+
+    Returns the migrations that ran (empty when the database was already bootstrapped).
+    """
+    if await is_bootstrapped(db):
+        return []
+    async with db.begin() as conn:
+        await conn.run_sync(lambda c: schema_meta.create(c, checkfirst=True))
+    return await up(db, settings)
+
+
+async def pending(db: Database, settings: Settings) -> list[Migration]:
+    """Migrations of this configuration that have not run yet, in order."""
+    await ensure_bootstrapped(db)
+    async with db.connect() as conn:
+        done = await conn.run_sync(_executed)
+    return [m for subsystem, todo in known_migrations(settings).items()
+            for m in todo if m.name not in done.get(subsystem, set())]
+
+
+async def up(db: Database, settings: Settings) -> list[Migration]:
+    """Run the pending migrations of core and the enabled plugins; returns those that ran."""
+    todo = await pending(db, settings)
+    await _apply(db, todo)
+    return todo
+
+
+async def list_state(db: Database, settings: Settings) -> list[SubsystemState]:
+    """Per subsystem, the executed and pending migrations (raises NotBootstrapped)."""
+    await ensure_bootstrapped(db)
+    async with db.connect() as conn:
+        done = await conn.run_sync(_executed)
+    states = []
+    for subsystem, known in known_migrations(settings).items():
+        ran = done.get(subsystem, set())
+        states.append(SubsystemState(subsystem, tuple(sorted(ran)),
+                                     tuple(m.name for m in known if m.name not in ran)))
+    return states
+
+
+async def ensure_bootstrapped(db: Database) -> None:
+    """Raise NotBootstrapped unless `tollway migrations bootstrap` has run on this database."""
+    if not await is_bootstrapped(db):
+        raise NotBootstrapped()
+
+
+async def ensure_up_to_date(db: Database, settings: Settings) -> None:
+    """Raise StoreError when migrations of this configuration are pending (for `tollway start`)."""
+    todo = await pending(db, settings)
+    if todo:
+        names = ", ".join(f"{m.subsystem}/{m.name}" for m in todo)
+        raise StoreError(f"the database has pending migrations ({names}); run 'tollway migrations up'")
+
+
+async def reset(db: Database) -> None:
+    """Drop every table of the database (or of `pg_schema`)."""
+    def drop_all(conn: Connection) -> None:
+        meta = MetaData()
+        meta.reflect(conn)
+        meta.drop_all(conn)
+
+    async with db.begin() as conn:
+        await conn.run_sync(drop_all)
