@@ -1,0 +1,250 @@
+"""The flusher counts every complete spool line exactly once, whatever fails and whenever."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.conftest import make_settings
+from tests.metering.conftest import ALICE, BOB, FakeCall, at, open_ledger, with_ledger, write_calls
+from tollway.config import Settings
+from tollway.errors import StoreUnavailable
+from tollway.metering import flusher as flusher_module
+from tollway.metering.flusher import Flusher
+from tollway.metering.spool import SpoolReader, SpoolWriter
+from tollway.plugins.billable.tables import names, spool_offsets, usage
+from tollway.store.db import Database
+
+
+async def totals(db: Database, grain: str = "minute") -> dict[str, int]:
+    """Requests per consumer id at one grain."""
+    async with db.engine.connect() as conn:
+        rows = await conn.execute(select(usage.c.consumer_id, func.sum(usage.c.requests))
+                                  .where(usage.c.grain == grain).group_by(usage.c.consumer_id))
+        return {consumer: int(n) for consumer, n in rows}
+
+
+async def offset_rows(db: Database) -> int:
+    async with db.engine.connect() as conn:
+        return int((await conn.execute(select(func.count()).select_from(spool_offsets))).scalar_one())
+
+
+def test_flush_counts_exact_totals_in_every_grain(settings: Settings) -> None:
+    start = at("2028-02-29T23:59:30+00:00")
+    calls = ([FakeCall(started_at=start + i, request_bytes=10, response_bytes=20) for i in range(60)]
+             + [FakeCall(started_at=start, consumer=BOB, status=500) for _ in range(7)]
+             + [FakeCall(started_at=start, consumer=None, status=401) for _ in range(5)])
+    write_calls(settings, calls)
+
+    async def body(db: Database) -> None:
+        assert await Flusher(db, settings, "node-1").flush_once() == 72
+        for grain in ("minute", "hour", "day", "month"):
+            assert await totals(db, grain) == {ALICE["id"]: 60, BOB["id"]: 7, "": 5}
+        async with db.engine.connect() as conn:
+            rows = (await conn.execute(
+                select(usage.c.bucket_start, usage.c.requests, usage.c.request_bytes, usage.c.response_bytes)
+                .where(usage.c.grain == "month", usage.c.consumer_id == ALICE["id"])
+                .order_by(usage.c.bucket_start))).all()
+        # Leap day 2028-02-29 23:59:30 + 60 s straddles February and March.
+        assert [tuple(r) for r in rows] == [(int(at("2028-02-01T00:00:00+00:00")), 30, 300, 600),
+                                            (int(at("2028-03-01T00:00:00+00:00")), 30, 300, 600)]
+        assert not list(settings.spool_dir.iterdir())  # finished and counted: deleted
+
+    with_ledger(settings, body)
+
+
+def test_flushing_twice_or_after_a_restart_never_counts_twice(settings: Settings) -> None:
+    writer = SpoolWriter(settings.spool_dir, "w1")  # stays open: its file is not finished
+    for i in range(10):
+        writer.append(FakeCall(started_at=at("2028-01-01T00:00:00+00:00") + i))
+
+    async def body(db: Database) -> None:
+        first = Flusher(db, settings, "node-1")
+        assert await first.flush_once() == 10
+        assert await first.flush_once() == 0
+        assert await Flusher(db, settings, "node-1").flush_once() == 0  # a restarted master
+        writer.append(FakeCall(started_at=at("2028-01-01T00:00:00+00:00")))
+        assert await Flusher(db, settings, "node-1").flush_once() == 1
+        assert await totals(db) == {ALICE["id"]: 11}
+        assert len(list(settings.spool_dir.iterdir())) == 1  # still being written: kept
+        writer.close()
+        assert await first.flush_once() == 0
+        assert not list(settings.spool_dir.iterdir())
+        assert await first.flush_once() == 0
+        assert await offset_rows(db) == 0  # the deleted file's offset row went in a later flush
+
+    with_ledger(settings, body)
+
+
+@pytest.mark.parametrize("failing", ["remember_names", "save_offsets", "forget_offsets"])
+def test_a_failure_inside_the_transaction_counts_nothing_and_the_retry_counts_once(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch, failing: str) -> None:
+    write_calls(settings, [FakeCall(started_at=at("2028-01-01T00:00:00+00:00")) for _ in range(25)])
+    real = getattr(flusher_module.ledger, failing)
+
+    async def broken(*args: Any) -> None:
+        await real(*args)  # the statement runs, then the transaction dies
+        raise RuntimeError("crash after " + failing)
+
+    async def body(db: Database) -> None:
+        flusher = Flusher(db, settings, "node-1")
+        monkeypatch.setattr(flusher_module.ledger, failing, broken)
+        with pytest.raises(RuntimeError):
+            await flusher.flush_once()
+        assert await totals(db) == {}
+        assert len(list(settings.spool_dir.iterdir())) == 1
+        monkeypatch.setattr(flusher_module.ledger, failing, real)
+        assert await flusher.flush_once() == 25
+        assert await totals(db) == {ALICE["id"]: 25}
+        assert await flusher.flush_once() == 0
+
+    with_ledger(settings, body)
+
+
+def test_names_keep_the_last_known_name(settings: Settings) -> None:
+    renamed = {**ALICE, "username": "alice-2"}
+    write_calls(settings, [FakeCall(started_at=2_000_000_100.0, consumer=renamed),
+                           FakeCall(started_at=2_000_000_000.0)])
+
+    async def body(db: Database) -> None:
+        await Flusher(db, settings, "node-1").flush_once()
+        write_calls(settings, [FakeCall(started_at=1_900_000_000.0)])  # older than what is stored
+        await Flusher(db, settings, "node-1").flush_once()
+        async with db.engine.connect() as conn:
+            row = (await conn.execute(select(names.c.name, names.c.custom_id)
+                                      .where(names.c.kind == "consumer", names.c.id == ALICE["id"]))).one()
+        assert tuple(row) == ("alice-2", "cust-a")
+
+    with_ledger(settings, body)
+
+
+CHILD = textwrap.dedent("""
+    import sys, time
+    from types import SimpleNamespace
+    from tollway.metering.spool import SpoolWriter
+    writer = SpoolWriter(sys.argv[1], "child", rotate_bytes=int(sys.argv[2]))
+    consumer = {"id": "c1", "username": "u", "custom_id": None}
+    route = {"id": "r1", "name": "r"}
+    i = 0
+    while True:
+        writer.append(SimpleNamespace(started_at=time.time(), consumer=consumer, service=None,
+                                      route=route, status=200, request_bytes=1, response_bytes=2))
+        i += 1
+        if i == 2000:
+            print("ready", flush=True)
+""")
+
+
+def test_a_writer_killed_mid_stream_loses_nothing_it_wrote(settings: Settings) -> None:
+    settings.spool_dir.mkdir(parents=True)
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(settings.spool_dir), str(256 * 1024)],
+                             stdout=subprocess.PIPE, cwd=Path(__file__).resolve().parents[2])
+    assert child.stdout is not None and child.stdout.readline() == b"ready\n"
+    time.sleep(0.2)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    complete = sum(path.read_bytes().count(b"\n") for path in settings.spool_dir.iterdir())
+    assert complete >= 2000
+    assert all(f.finished for f in SpoolReader(settings.spool_dir).files())  # the lock died with it
+
+    async def body(db: Database) -> None:
+        flusher = Flusher(db, settings, "node-1")
+        assert await flusher.flush_once() == complete
+        assert await totals(db) == {"c1": complete}
+        assert not list(settings.spool_dir.iterdir())
+
+    with_ledger(settings, body)
+
+
+def test_usage_stays_on_disk_while_the_database_is_down_and_lands_when_it_is_back(
+        settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    write_calls(settings, [FakeCall(started_at=at("2028-01-01T00:00:00+00:00")) for _ in range(40)])
+    if settings.database == "postgres":
+        from tests.conftest import free_port
+        down = settings.with_overrides(pg_port=free_port(), pg_timeout=1.0)
+    else:
+        down = settings.with_overrides(sqlite_path=str(tmp_path / "missing-dir" / "x" / "tollway.db"))
+
+    async def main() -> None:
+        bad = Database.from_settings(down) if settings.database == "postgres" else None
+        if bad is None:  # a SQLite file that cannot be opened: its directory vanished
+            (tmp_path / "missing-dir" / "x").mkdir(parents=True)
+            bad = Database.from_settings(down)
+            (tmp_path / "missing-dir" / "x").rmdir()
+        flusher = Flusher(bad, settings, "node-1")
+        with pytest.raises(StoreUnavailable):
+            await flusher.flush_once()
+        stop = asyncio.Event()
+        stop.set()
+        with caplog.at_level(logging.WARNING):
+            await flusher.run(stop)  # logs, keeps the spool, does not raise
+        assert "usage stays in the spool" in caplog.text
+        assert len(list(settings.spool_dir.iterdir())) == 1
+        await bad.dispose()
+        db = await open_ledger(settings)
+        try:
+            flusher.db = db  # the database is back
+            await flusher.run(stop)
+            assert await totals(db) == {ALICE["id"]: 40}
+            assert not list(settings.spool_dir.iterdir())
+        finally:
+            await db.dispose()
+
+    asyncio.run(main())
+
+
+def test_run_flushes_periodically_and_once_more_at_stop(settings: Settings) -> None:
+    async def body(db: Database) -> None:
+        flusher = Flusher(db, settings, "node-1")
+        stop = asyncio.Event()
+        task = asyncio.create_task(flusher.run(stop))
+        with SpoolWriter(settings.spool_dir, "w1") as writer:
+            writer.append(FakeCall(started_at=at("2028-01-01T00:00:00+00:00")))
+            for _ in range(50):
+                await asyncio.sleep(0.1)
+                if flusher.counted:
+                    break
+            assert flusher.counted == 1
+            writer.append(FakeCall(started_at=at("2028-01-01T00:00:00+00:00")))
+            stop.set()
+            await task
+        assert await totals(db) == {ALICE["id"]: 2}
+
+    with_ledger(settings, body)
+
+
+def test_retention_drops_old_minute_and_hour_rows_only(settings: Settings) -> None:
+    now = at("2028-06-01T00:00:00+00:00")
+    write_calls(settings, [FakeCall(started_at=now - 10 * 86_400), FakeCall(started_at=now - 500 * 86_400),
+                           FakeCall(started_at=now - 3600)])
+
+    async def body(db: Database) -> None:
+        flusher = Flusher(db, settings, "node-1", clock=lambda: now)
+        await flusher.flush_once()
+        assert await flusher.purge_expired() == 3  # 2 minute rows (> 7 days), 1 hour row (> 400 days)
+        assert sum((await totals(db, "minute")).values()) == 1
+        assert sum((await totals(db, "hour")).values()) == 2
+        assert sum((await totals(db, "day")).values()) == 3
+        assert sum((await totals(db, "month")).values()) == 3
+
+    with_ledger(settings, body)
+
+
+def test_spool_size_alarm_is_loud(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    settings = make_settings(tmp_path, "sqlite", billable_spool_max_bytes="1000")
+    write_calls(settings, [FakeCall(started_at=1.0) for _ in range(10)])
+    with caplog.at_level(logging.ERROR):
+        size = Flusher(Database.from_settings(settings), settings, "n").check_spool_size()
+    assert size > 1000
+    assert "USAGE SPOOL IS FILLING UP" in caplog.text

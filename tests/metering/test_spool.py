@@ -1,0 +1,125 @@
+"""The spool: one line per call, rotation, partial lines, escaping, and the cost of append()."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tests.metering.conftest import ALICE, FakeCall
+from tollway.metering.records import UsageRecord, decode_line, encode_call
+from tollway.metering.spool import SpoolReader, SpoolWriter
+
+
+def read_all(reader: SpoolReader) -> list[UsageRecord]:
+    records = []
+    for file in reader.files():
+        for chunk in reader.read(file, 0):
+            records += [decode_line(line) for line in chunk.lines]
+    return records
+
+
+def test_append_and_read_round_trip(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path, "w1") as writer:
+        writer.append(FakeCall(started_at=1_800_000_000.123, status=404, request_bytes=7, response_bytes=9))
+        writer.append(FakeCall(started_at=1_800_000_001.0, consumer=None, service=None))
+    records = read_all(SpoolReader(tmp_path))
+    assert records[0] == UsageRecord(1_800_000_000_123, ALICE["id"], "alice", "cust-a",
+                                     "33333333-3333-4333-8333-333333333333", "mock",
+                                     "44444444-4444-4444-8444-444444444444", "mock", 404, 7, 9,
+                                     records[0].latency_us)
+    assert records[1].consumer_id == "" and records[1].consumer_username is None
+    assert records[1].service_id == "" and records[1].service_name is None
+
+
+def test_latency_is_measured_from_started_at() -> None:
+    record = decode_line(encode_call(FakeCall(started_at=100.0), now=100.25))
+    assert record.latency_us == 250_000
+
+
+def test_odd_names_are_escaped_and_never_split_a_record() -> None:
+    odd = "tab\there\nnew\\line\r and ünïcødé \\t"
+    consumer = {"id": "c-1", "username": odd, "custom_id": "\\"}
+    record = decode_line(encode_call(FakeCall(started_at=1.0, consumer=consumer,
+                                              route={"id": "r", "name": "a\tb"}), now=1.0))
+    assert record.consumer_username == odd
+    assert record.consumer_custom_id == "\\"
+    assert record.route_name == "a\tb"
+    assert encode_call(FakeCall(started_at=1.0, consumer=consumer), now=1.0).count(b"\n") == 1
+
+
+def test_rotation_by_size_keeps_every_record_and_finishes_older_files(tmp_path: Path) -> None:
+    writer = SpoolWriter(tmp_path, "w1", rotate_bytes=1000)
+    for i in range(100):
+        writer.append(FakeCall(started_at=1_800_000_000 + i))
+    files = SpoolReader(tmp_path).files()
+    assert len(files) > 5
+    assert [f.finished for f in files] == [True] * (len(files) - 1) + [False]  # the last is still locked
+    assert [r.ts_ms for r in read_all(SpoolReader(tmp_path))] == [(1_800_000_000 + i) * 1000 for i in range(100)]
+    writer.close()
+    assert all(f.finished for f in SpoolReader(tmp_path).files())
+
+
+def test_a_new_writer_with_the_same_id_never_appends_to_an_old_file(tmp_path: Path) -> None:
+    SpoolWriter(tmp_path, "w1").close()
+    second = SpoolWriter(tmp_path, "w1")
+    files = SpoolReader(tmp_path).files()
+    assert len(files) == 2 and files[0].finished and not files[1].finished
+    assert files[1].path == second.path
+    second.close()
+
+
+def test_partial_trailing_line_waits_until_complete_or_its_writer_is_gone(tmp_path: Path) -> None:
+    writer = SpoolWriter(tmp_path, "w1")
+    writer.append(FakeCall(started_at=1.0))
+    line = encode_call(FakeCall(started_at=2.0), now=2.0)
+    with open(writer.path, "ab") as handle:  # a write caught half way
+        handle.write(line[:10])
+    reader = SpoolReader(tmp_path)
+    [file] = reader.files()
+    chunks = list(reader.read(file, 0))
+    assert sum(len(c.lines) for c in chunks) == 1
+    assert chunks[-1].end == file.size - 10 and chunks[-1].cut_off == 0
+    with open(writer.path, "ab") as handle:
+        handle.write(line[10:])
+    [file] = reader.files()
+    assert [decode_line(x).ts_ms for c in reader.read(file, chunks[-1].end) for x in c.lines] == [2000]
+    # A finished file whose last line never completed: the fragment is skipped, the offset moves on.
+    with open(writer.path, "ab") as handle:
+        handle.write(line[:5])
+    writer.close()
+    [file] = reader.files()
+    tail = list(reader.read(file, file.size - 5))
+    assert tail[-1].cut_off == 5 and tail[-1].end == file.size and not tail[-1].lines
+
+
+def test_reader_reads_in_chunks_without_splitting_lines(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path, "w1") as writer:
+        for i in range(500):
+            writer.append(FakeCall(started_at=float(i)))
+    reader = SpoolReader(tmp_path)
+    [file] = reader.files()
+    chunks = list(reader.read(file, 0, chunk_bytes=1000))
+    assert len(chunks) > 10
+    assert [decode_line(x).ts_ms for c in chunks for x in c.lines] == [i * 1000 for i in range(500)]
+
+
+def test_writer_alive_callback_decides_when_the_last_file_is_finished(tmp_path: Path) -> None:
+    writer = SpoolWriter(tmp_path, "w1")
+    writer.append(FakeCall(started_at=1.0))
+    assert SpoolReader(tmp_path, writer_alive=lambda w: False).files()[0].finished
+    assert not SpoolReader(tmp_path, writer_alive=lambda w: True).files()[0].finished
+    writer.close()
+
+
+def test_append_cost(tmp_path: Path) -> None:
+    """One append is an encode and one os.write; printed for the report, bounded loosely for CI."""
+    call = FakeCall(started_at=time.time())
+    n = 20_000
+    with SpoolWriter(tmp_path, "bench") as writer:
+        begin = time.perf_counter_ns()
+        for _ in range(n):
+            writer.append(call)
+        per_call = (time.perf_counter_ns() - begin) / n
+        assert writer.path.read_bytes().count(b"\n") == n
+    print(f"\nSpoolWriter.append: {per_call:.0f} ns/call")
+    assert per_call < 50_000
