@@ -1,0 +1,162 @@
+"""The proxy under test: a ProxyServer on a uvloop loop in a background thread, real sockets.
+
+`proxy` gives a running `ProxyHarness` (apply snapshots, read stats, drain); the `snap` helpers
+build Kong-shaped entities. A `Recorder` stands in for the billable handler so tests can see every
+`meter` and `log` call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvloop
+
+from tests.conftest import free_port
+from tollway.config import Settings, load_settings
+from tollway.plugins.base import Handler
+from tollway.proxy import chain as chain_module
+from tollway.proxy.server import ProxyServer
+
+
+class Recorder(Handler):
+    """A billable stand-in: records (status, request_bytes, response_bytes, consumer) per meter call."""
+
+    PRIORITY = 5
+    metered: list[dict[str, Any]] = []
+    logged: list[dict[str, Any]] = []
+
+    def meter(self, call: Any) -> None:
+        Recorder.metered.append({
+            "status": call.status, "request_bytes": call.request_bytes,
+            "response_bytes": call.response_bytes, "path": call.path,
+            "consumer": (call.consumer or {}).get("username"), "route": call.route.get("name"),
+        })
+
+    def log(self, call: Any) -> None:
+        Recorder.logged.append({"status": call.status, "path": call.path})
+
+
+class ProxyHarness:
+    """A ProxyServer serving 127.0.0.1:`port` from its own thread and event loop."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.loop = uvloop.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.server = ProxyServer(settings)
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port = self.sock.getsockname()[1]
+        self.call(self.server.serve(self.sock))
+
+    def call(self, coro: Any, timeout: float = 30) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def apply(self, snapshot: dict[str, Any]) -> None:
+        async def apply() -> None:
+            self.server.apply(snapshot)
+        self.call(apply())
+
+    def drain_async(self, timeout: float) -> Future[None]:
+        return asyncio.run_coroutine_threadsafe(self.server.drain(timeout), self.loop)
+
+    @property
+    def stats(self) -> dict[str, int]:
+        async def stats() -> dict[str, int]:
+            return self.server.stats
+        return self.call(stats())  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        try:
+            self.call(self.server.drain(1.0))
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(5)
+            self.sock.close()
+
+
+def make_proxy_settings(tmp_path: Path, **overrides: str) -> Settings:
+    values = {"prefix": str(tmp_path), "proxy_listen": f"127.0.0.1:{free_port()}"}
+    values.update(overrides)
+    return load_settings(environ={}, **values)
+
+
+@pytest.fixture
+def recorder(monkeypatch: pytest.MonkeyPatch) -> type[Recorder]:
+    Recorder.metered = []
+    Recorder.logged = []
+    monkeypatch.setitem(chain_module._CLASSES, "billable", Recorder)
+    return Recorder
+
+
+@pytest.fixture
+def proxy(tmp_path: Path, recorder: type[Recorder]) -> Iterator[ProxyHarness]:
+    harness = ProxyHarness(make_proxy_settings(tmp_path))
+    try:
+        yield harness
+    finally:
+        harness.close()
+
+
+# Kong-shaped entities ----------------------------------------------------------------------------
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def service(port: int, *, host: str = "127.0.0.1", path: str | None = None, name: str | None = None,
+            **extra: Any) -> dict[str, Any]:
+    entity = {"id": new_id(), "name": name, "protocol": "http", "host": host, "port": port, "path": path,
+              "retries": 5, "connect_timeout": 60000, "write_timeout": 60000, "read_timeout": 60000,
+              "enabled": True, "tls_verify": None, "tags": None}
+    entity.update(extra)
+    return entity
+
+
+def route(svc: dict[str, Any], paths: list[str] | None = None, *, name: str | None = None,
+          **extra: Any) -> dict[str, Any]:
+    entity = {"id": new_id(), "name": name, "service": {"id": svc["id"]}, "protocols": ["http", "https"],
+              "methods": None, "hosts": None, "paths": paths, "headers": None, "strip_path": True,
+              "preserve_host": False, "regex_priority": 0, "path_handling": "v0"}
+    entity.update(extra)
+    return entity
+
+
+def plugin(name: str, config: dict[str, Any] | None = None, *, service: dict[str, Any] | None = None,
+           route: dict[str, Any] | None = None, consumer: dict[str, Any] | None = None) -> dict[str, Any]:
+    defaults: dict[str, Any] = {}
+    if name == "key-auth":
+        defaults = {"key_names": ["apikey"], "hide_credentials": False, "anonymous": None,
+                    "key_in_header": True, "key_in_query": True, "key_in_body": False,
+                    "run_on_preflight": True}
+    defaults.update(config or {})
+    return {"id": new_id(), "name": name, "enabled": True, "config": defaults,
+            "service": {"id": service["id"]} if service else None,
+            "route": {"id": route["id"]} if route else None,
+            "consumer": {"id": consumer["id"]} if consumer else None}
+
+
+def consumer(username: str, custom_id: str | None = None) -> dict[str, Any]:
+    return {"id": new_id(), "username": username, "custom_id": custom_id}
+
+
+def credential(owner: dict[str, Any], key: str) -> dict[str, Any]:
+    return {"id": new_id(), "consumer": {"id": owner["id"]}, "key": key}
+
+
+def snapshot(services: list[dict[str, Any]], routes: list[dict[str, Any]], *,
+             plugins: list[dict[str, Any]] | None = None, consumers: list[dict[str, Any]] | None = None,
+             credentials: list[dict[str, Any]] | None = None, version: int = 1) -> dict[str, Any]:
+    return {"version": version, "services": services, "routes": routes, "consumers": consumers or [],
+            "plugins": plugins or [], "keyauth_credentials": credentials or []}

@@ -1,0 +1,102 @@
+"""key-auth: identify the consumer by an API key in a header or the query string (as Kong's).
+
+The key lookup is a dict built once per configuration (key -> (credential, consumer)) and shared by
+every key-auth handler through `runtime.indexes`; a request costs one dict probe.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tollway.plugins import base
+from tollway.plugins.base import Call, Reply
+
+NO_KEY = "No API key found in request"
+BAD_KEY = "Invalid authentication credentials"
+NO_ANONYMOUS = "An unexpected error occurred"
+CHALLENGE = {"WWW-Authenticate": 'Key realm="tollway"'}
+
+
+class KeyIndex:
+    """Credentials by key and consumers by id and username, from one configuration snapshot."""
+
+    __slots__ = ("by_key", "consumers", "by_username")
+
+    def __init__(self, snapshot: dict[str, Any], consumers: dict[str, dict[str, Any]] | None = None) -> None:
+        if consumers is None:
+            consumers = {c["id"]: c for c in snapshot.get("consumers") or ()}
+        self.consumers = consumers
+        self.by_username = {c["username"]: c for c in consumers.values() if c.get("username")}
+        self.by_key: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        for credential in snapshot.get("keyauth_credentials") or ():
+            consumer = consumers.get((credential.get("consumer") or {}).get("id"))
+            if consumer is not None and credential.get("key"):
+                self.by_key[credential["key"]] = (credential, consumer)
+
+    @classmethod
+    def of(cls, runtime: Any) -> KeyIndex:
+        """The index shared through `runtime.indexes`, built on first use."""
+        indexes = getattr(runtime, "indexes", None)
+        if indexes is None:
+            return cls(runtime.snapshot, getattr(runtime, "consumers", None))
+        index = indexes.get("key-auth")
+        if index is None:
+            index = indexes["key-auth"] = cls(runtime.snapshot, getattr(runtime, "consumers", None))
+        return index  # type: ignore[no-any-return]
+
+
+class Handler(base.Handler):
+    """Checks the key; answers 401 in Kong's words, or authenticates the consumer."""
+
+    PRIORITY = 1250
+
+    def __init__(self, conf: dict[str, Any], runtime: Any) -> None:
+        super().__init__(conf, runtime)
+        self.index = KeyIndex.of(runtime)
+        self.key_names: tuple[str, ...] = tuple(conf.get("key_names") or ("apikey",))
+        self.in_header = bool(conf.get("key_in_header", True))
+        self.in_query = bool(conf.get("key_in_query", True))
+        self.hide = bool(conf.get("hide_credentials", False))
+        self.run_on_preflight = bool(conf.get("run_on_preflight", True))
+        anonymous = conf.get("anonymous")
+        self.anonymous: str | None = anonymous or None
+
+    def access(self, call: Call) -> Reply | None:
+        if not self.run_on_preflight and call.method == "OPTIONS":
+            return None
+        if call.consumer is not None and call.credential is not None:
+            return None  # another auth plugin already identified the consumer
+        key = self._find_key(call)
+        if key is not None:
+            found = self.index.by_key.get(key)
+            if found is not None:
+                credential, consumer = found
+                call.authenticate(consumer, credential)
+                call.set_header("X-Anonymous-Consumer", None)
+                return None
+        if self.anonymous is not None:
+            consumer = self.index.consumers.get(self.anonymous) or self.index.by_username.get(self.anonymous)
+            if consumer is None:
+                return Reply(500, {"message": NO_ANONYMOUS})
+            call.authenticate(consumer, None)
+            call.set_header("X-Anonymous-Consumer", "true")
+            return None
+        if key is None:
+            return Reply(401, {"message": NO_KEY}, dict(CHALLENGE))
+        return Reply(401, {"message": BAD_KEY}, dict(CHALLENGE))
+
+    def _find_key(self, call: Call) -> str | None:
+        for name in self.key_names:
+            if self.in_header:
+                value = call.header(name)
+                if value is not None:
+                    if self.hide:
+                        call.set_header(name, None)
+                    return value
+            if self.in_query:
+                value = call.query_arg(name)
+                if value is not None:
+                    if self.hide:
+                        call.remove_query_arg(name)
+                    return value
+        return None

@@ -1,0 +1,130 @@
+"""`Call`: one request through the proxy, as plugins see it and as the protocol drives it.
+
+A Call is created when a request head has been parsed and lives until its response is complete.
+It implements `tollway.plugins.base.Call`; the remaining slots are the request cycle's own state,
+kept here so the hot path allocates one object per request.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_plus
+
+if TYPE_CHECKING:
+    from tollway.proxy.chain import Chain
+    from tollway.proxy.router import Match
+
+__all__ = ["Call"]
+
+
+class Call:
+    """One proxied request and its response (see tollway.plugins.base.Call for the public part)."""
+
+    __slots__ = (
+        # What plugins see
+        "method", "path", "query", "client_ip", "started_at", "route", "service", "consumer",
+        "credential", "status", "response_headers", "request_bytes", "response_bytes",
+        # Request
+        "method_bytes", "headers", "host", "http_11", "keep_alive", "upgrade", "expect_continue",
+        "has_body", "chunked", "content_length", "hop_tokens",
+        # Routing and plugins
+        "match", "chain",
+        # Cycle state
+        "request_done", "head_sent", "response_done", "metered", "body_queue", "queued_bytes",
+        "replay", "replay_ok", "body_forwarded", "upstream", "received_at", "sent_at",
+        "first_byte_at", "discard_body", "tries",
+    )
+
+    def __init__(self, method: bytes, path: str, query: str, headers: list[tuple[bytes, bytes]],
+                 client_ip: str, started_at: float, received_at: float) -> None:
+        self.method_bytes = method
+        self.method = method.decode("ascii")
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.client_ip = client_ip
+        self.started_at = started_at
+        self.received_at = received_at
+        self.route: dict[str, Any] = {}
+        self.service: dict[str, Any] | None = None
+        self.consumer: dict[str, Any] | None = None
+        self.credential: dict[str, Any] | None = None
+        self.status = 0
+        self.response_headers: list[tuple[bytes, bytes]] = []
+        self.request_bytes = 0
+        self.response_bytes = 0
+        self.host = b""
+        self.http_11 = True
+        self.keep_alive = True
+        self.upgrade: bytes | None = None
+        self.expect_continue = False
+        self.has_body = False
+        self.chunked = False
+        self.content_length = 0
+        self.hop_tokens: frozenset[bytes] = frozenset()
+        self.match: Match | None = None
+        self.chain: Chain | None = None
+        self.request_done = False
+        self.head_sent = False
+        self.response_done = False
+        self.metered = False
+        self.body_queue: list[bytes] = []     # body chunks not yet written to the upstream
+        self.queued_bytes = 0
+        self.replay: list[bytes] = []         # body chunks sent, kept while small for a retry
+        self.replay_ok = True
+        self.body_forwarded = 0
+        self.upstream: Any = None
+        self.sent_at = 0.0
+        self.first_byte_at = 0.0
+        self.discard_body = False
+        self.tries = 0
+
+    # The plugin interface ---------------------------------------------------------------------
+
+    def header(self, name: str) -> str | None:
+        """The first request header of that name (case-insensitive), or None."""
+        key = name.lower().encode("latin-1")
+        for hname, value in self.headers:
+            if hname == key:
+                return value.decode("latin-1")
+        return None
+
+    def set_header(self, name: str, value: str | None) -> None:
+        """Set (or with None, remove) a request header sent to the upstream."""
+        key = name.lower().encode("latin-1")
+        headers = [item for item in self.headers if item[0] != key]
+        if value is not None:
+            headers.append((key, value.encode("latin-1")))
+        self.headers = headers
+
+    def query_arg(self, name: str) -> str | None:
+        """The first query argument of that name, decoded, or None."""
+        if not self.query:
+            return None
+        for piece in self.query.split("&"):
+            key, _, value = piece.partition("=")
+            if unquote_plus(key) == name:
+                return unquote_plus(value)
+        return None
+
+    def remove_query_arg(self, name: str) -> None:
+        """Drop every query argument of that name from what the upstream receives."""
+        if self.query:
+            self.query = "&".join(piece for piece in self.query.split("&")
+                                  if piece and unquote_plus(piece.partition("=")[0]) != name)
+
+    def authenticate(self, consumer: dict[str, Any] | None, credential: dict[str, Any] | None) -> None:
+        """Record the consumer and credential; sets the X-Consumer-* headers for the upstream."""
+        self.consumer = consumer
+        self.credential = credential
+        if consumer is not None:
+            self.set_header("X-Consumer-ID", consumer.get("id"))
+            self.set_header("X-Consumer-Username", consumer.get("username"))
+            self.set_header("X-Consumer-Custom-ID", consumer.get("custom_id"))
+        else:
+            for name in ("X-Consumer-ID", "X-Consumer-Username", "X-Consumer-Custom-ID"):
+                self.set_header(name, None)
+        self.set_header("X-Credential-Identifier", credential.get("id") if credential else None)
+
+    def __repr__(self) -> str:
+        return f"<Call {self.method} {self.path} status={self.status}>"

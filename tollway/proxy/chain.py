@@ -1,0 +1,156 @@
+"""Plugin chains: which handler instances run for a request, compiled at apply().
+
+Kong's precedence picks, for each plugin name, the most specific configuration:
+
+    route+service+consumer > route+consumer > service+consumer > route+service
+        > consumer > route > service > global
+
+Consumer-scoped configurations can only be chosen once an auth plugin has identified the consumer,
+so every route gets a `RoutePlugins` holding the chain without a consumer and, for each consumer
+that has plugins of its own, the chain once that consumer is known. Both are built here, never
+per request.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from tollway.plugins import load_module
+from tollway.plugins.base import Handler, overridden_phases
+
+__all__ = ["Chain", "RoutePlugins", "Runtime", "compile_plugins", "handler_class"]
+
+log = logging.getLogger("tollway.proxy")
+
+# (route set, service set, consumer set) -> rank; higher wins.
+_RANK = {
+    (True, True, True): 8, (True, False, True): 7, (False, True, True): 6, (True, True, False): 5,
+    (False, False, True): 4, (True, False, False): 3, (False, True, False): 2, (False, False, False): 1,
+}
+
+
+class Runtime:
+    """Worker-wide state handed to every handler (tollway.plugins.base.Runtime).
+
+    `indexes` is where a plugin keeps lookup tables it builds once per configuration (key-auth's
+    key -> credential dict), shared by all its handler instances.
+    """
+
+    __slots__ = ("settings", "spool", "consumers", "snapshot", "indexes")
+
+    def __init__(self, settings: Any, spool: Any, snapshot: dict[str, Any]) -> None:
+        self.settings = settings
+        self.spool = spool
+        self.snapshot = snapshot
+        self.consumers: dict[str, dict[str, Any]] = {c["id"]: c for c in snapshot.get("consumers") or ()}
+        self.indexes: dict[str, Any] = {}
+
+
+class Chain:
+    """Handlers of one request, highest PRIORITY first, split by the phases they implement."""
+
+    __slots__ = ("handlers", "names", "access", "header_filter", "body_filter", "meter", "log")
+
+    def __init__(self, entries: Iterable[tuple[str, Handler]]) -> None:
+        ordered = sorted(entries, key=lambda item: (-item[1].PRIORITY, item[0]))
+        self.names = tuple(name for name, _ in ordered)
+        self.handlers = tuple(handler for _, handler in ordered)
+        phases = [overridden_phases(type(h)) for h in self.handlers]
+        self.access = tuple((n, h) for (n, h), p in zip(ordered, phases, strict=True) if "access" in p)
+        self.header_filter = tuple(h for h, p in zip(self.handlers, phases, strict=True) if "header_filter" in p)
+        self.body_filter = tuple(h for h, p in zip(self.handlers, phases, strict=True) if "body_filter" in p)
+        self.meter = tuple(h for h, p in zip(self.handlers, phases, strict=True) if "meter" in p)
+        self.log = tuple(h for h, p in zip(self.handlers, phases, strict=True) if "log" in p)
+
+    def __repr__(self) -> str:
+        return f"<Chain {', '.join(self.names)}>"
+
+
+EMPTY_CHAIN = Chain(())
+
+
+class RoutePlugins:
+    """The chain of one route before the consumer is known, and once it is (per consumer id)."""
+
+    __slots__ = ("base", "by_consumer")
+
+    def __init__(self, base: Chain, by_consumer: dict[str, Chain]) -> None:
+        self.base = base
+        self.by_consumer = by_consumer
+
+
+_CLASSES: dict[str, type[Handler] | None] = {}
+
+
+def handler_class(name: str) -> type[Handler] | None:
+    """The Handler class of a plugin, or None when the plugin has no handler module."""
+    if name not in _CLASSES:
+        try:
+            module = load_module(name, "handler")
+        except KeyError:
+            module = None
+        _CLASSES[name] = getattr(module, "Handler", None) if module is not None else None
+        if _CLASSES[name] is None:
+            log.warning("plugin %s has no handler; it is skipped", name)
+    return _CLASSES[name]
+
+
+def _ref(value: Any) -> str | None:
+    return value.get("id") if isinstance(value, dict) else None
+
+
+def compile_plugins(snapshot: dict[str, Any], enabled: Iterable[str], runtime: Runtime,
+                    routes: Iterable[tuple[str, str]]) -> dict[str, RoutePlugins]:
+    """For each (route id, service id), its RoutePlugins. Handlers are built here, once per row."""
+    enabled = set(enabled)
+    rows: list[tuple[str, Handler, str | None, str | None, str | None]] = []
+    for row in snapshot.get("plugins") or ():
+        name = row.get("name")
+        if not row.get("enabled", True) or name not in enabled:
+            continue
+        cls = handler_class(name)
+        if cls is None:
+            continue
+        try:
+            handler = cls(row.get("config") or {}, runtime)
+        except Exception:
+            log.exception("plugin %s (%s) failed to load; it is skipped", name, row.get("id"))
+            continue
+        rows.append((name, handler, _ref(row.get("route")), _ref(row.get("service")), _ref(row.get("consumer"))))
+
+    by_route: dict[str, list[Any]] = {}
+    by_service: dict[str, list[Any]] = {}
+    unscoped: list[Any] = []
+    for item in rows:
+        _, _, route_id, service_id, _ = item
+        if route_id is not None:
+            by_route.setdefault(route_id, []).append(item)
+        elif service_id is not None:
+            by_service.setdefault(service_id, []).append(item)
+        else:
+            unscoped.append(item)
+
+    result: dict[str, RoutePlugins] = {}
+    for route_id, service_id in routes:
+        base: dict[str, tuple[int, Handler]] = {}
+        consumers: dict[str, dict[str, tuple[int, Handler]]] = {}
+        for name, handler, r_id, s_id, c_id in (*by_route.get(route_id, ()), *by_service.get(service_id, ()),
+                                                *unscoped):
+            if s_id is not None and s_id != service_id:
+                continue
+            rank = _RANK[(r_id is not None, s_id is not None, c_id is not None)]
+            target = base if c_id is None else consumers.setdefault(c_id, {})
+            if name not in target or target[name][0] < rank:
+                target[name] = (rank, handler)
+        by_consumer: dict[str, Chain] = {}
+        for consumer_id, overrides in consumers.items():
+            merged = dict(base)
+            for name, (rank, handler) in overrides.items():
+                if name not in merged or merged[name][0] < rank:
+                    merged[name] = (rank, handler)
+            by_consumer[consumer_id] = Chain((n, h) for n, (_, h) in merged.items())
+        chain = Chain((n, h) for n, (_, h) in base.items()) if base else EMPTY_CHAIN
+        result[route_id] = RoutePlugins(chain, by_consumer)
+    return result

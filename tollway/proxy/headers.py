@@ -1,0 +1,111 @@
+"""Header rewriting at both boundaries of the proxy: client → upstream and upstream → client.
+
+Request header names are kept lower-cased (the parser callback lowers them once); response header
+names are passed on as the upstream wrote them. Hop-by-hop headers (RFC 9110 §7.6.1: Connection
+and the names it lists, Keep-Alive, Proxy-*, TE, Trailer, Transfer-Encoding, Upgrade) never cross
+the proxy: message framing is rebuilt on each side, and Upgrade is only forwarded for WebSocket.
+"""
+
+from __future__ import annotations
+
+__all__ = ["VIA", "HOP_BY_HOP", "connection_tokens", "upstream_request_head", "response_head"]
+
+VIA = b"1.1 tollway"
+
+HOP_BY_HOP = frozenset([
+    b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding",
+    b"upgrade",
+])
+
+# Request headers the proxy writes itself, so the client's copies are dropped.
+_REQUEST_REWRITTEN = HOP_BY_HOP | frozenset([
+    b"host", b"content-length", b"expect", b"x-forwarded-for", b"x-forwarded-proto",
+    b"x-forwarded-host", b"x-forwarded-port", b"x-forwarded-path", b"x-forwarded-prefix",
+    b"x-real-ip", b"via",
+])
+
+# Response headers the proxy writes itself.
+_RESPONSE_REWRITTEN = HOP_BY_HOP | frozenset([b"content-length", b"via"])
+
+
+def connection_tokens(value: bytes) -> frozenset[bytes]:
+    """The lower-cased names listed in a Connection header value."""
+    return frozenset(token.strip().lower() for token in value.split(b",") if token.strip())
+
+
+def upstream_request_head(
+    method: bytes,
+    target: bytes,
+    host: bytes,
+    headers: list[tuple[bytes, bytes]],
+    *,
+    client_ip: bytes,
+    forwarded_host: bytes,
+    forwarded_port: bytes,
+    forwarded_path: bytes,
+    framing: bytes,
+    upgrade: bytes | None,
+    hop_tokens: frozenset[bytes],
+) -> bytes:
+    """The request head sent to the upstream, as one bytes object.
+
+    `headers` are the client's (lower-cased names, after plugins changed them); `framing` is a
+    ready header line (`Content-Length: N` or `Transfer-Encoding: chunked`) or b"".
+    """
+    parts = [method, b" ", target, b" HTTP/1.1\r\nhost: ", host, b"\r\n"]
+    xff = b""
+    via = b""
+    for name, value in headers:
+        if name in _REQUEST_REWRITTEN or name in hop_tokens or name.startswith(b"proxy-"):
+            if name == b"x-forwarded-for":
+                xff = value if not xff else xff + b", " + value
+            elif name == b"via":
+                via = value if not via else via + b", " + value
+            continue
+        parts += (name, b": ", value, b"\r\n")
+    parts += (
+        b"x-forwarded-for: ", xff + b", " + client_ip if xff else client_ip,
+        b"\r\nx-forwarded-proto: http\r\nx-forwarded-host: ", forwarded_host,
+        b"\r\nx-forwarded-port: ", forwarded_port,
+        b"\r\nx-forwarded-path: ", forwarded_path,
+        b"\r\nx-real-ip: ", client_ip,
+        b"\r\nvia: ", via + b", " + VIA if via else VIA, b"\r\n",
+    )
+    if framing:
+        parts.append(framing)
+    if upgrade is not None:
+        parts += (b"connection: upgrade\r\nupgrade: ", upgrade, b"\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def filter_response_headers(raw: list[tuple[bytes, bytes]], upgrade: bool) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """The upstream's response headers without hop-by-hop ones, and its Via value (or b"")."""
+    tokens: frozenset[bytes] = frozenset()
+    for name, value in raw:
+        if name.lower() == b"connection":
+            tokens = tokens | connection_tokens(value)
+    kept: list[tuple[bytes, bytes]] = []
+    via = b""
+    for name, value in raw:
+        lname = name.lower()
+        if lname in _RESPONSE_REWRITTEN or lname in tokens or lname.startswith(b"proxy-"):
+            if lname == b"via":
+                via = value if not via else via + b", " + value
+            elif upgrade and lname == b"upgrade":
+                kept.append((name, value))
+            continue
+        kept.append((name, value))
+    return kept, via
+
+
+def response_head(status_line: bytes, headers: list[tuple[bytes, bytes]], via: bytes,
+                  tail: list[bytes]) -> bytes:
+    """The response head sent to the client: status line, headers, Via, then `tail` lines."""
+    parts = [status_line]
+    for name, value in headers:
+        parts += (name, b": ", value, b"\r\n")
+    parts += (b"Via: ", via + b", " + VIA if via else VIA, b"\r\n")
+    parts += tail
+    parts.append(b"\r\n")
+    return b"".join(parts)

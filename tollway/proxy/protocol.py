@@ -1,0 +1,714 @@
+"""The client side of the proxy: one `ClientProtocol` per client connection.
+
+httptools calls `on_url`, `on_header`, `on_headers_complete`, `on_body` and
+`on_message_complete` as bytes arrive; each request head becomes a `Call`. Requests are served in
+order: while one is in flight, later pipelined ones wait in `pipeline` (and reading pauses). A
+request's cycle is: route → plugins' access phase → an upstream connection from the pool (the
+request head and body are streamed to it) → the response streamed back, framed for this client.
+
+Flow control is symmetric: when the upstream's write buffer fills, the client's reading pauses,
+and when the client's write buffer fills, the upstream's reading pauses, so a body of any size
+passes through in bounded memory.
+
+Every request on a matched route is metered exactly once, just before the last byte of its
+response is written (or when the client goes away, or when the upstream fails after bytes were
+sent, which closes the connection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+import httptools
+
+from tollway.plugins.base import Reply
+from tollway.proxy import responses
+from tollway.proxy.call import Call
+from tollway.proxy.headers import connection_tokens, filter_response_headers, response_head, upstream_request_head
+from tollway.proxy.upstream import ConnectFailed, PoolKey, UpstreamConnection
+
+if TYPE_CHECKING:
+    from tollway.proxy.server import ProxyServer, State
+
+__all__ = ["ClientProtocol"]
+
+log = logging.getLogger("tollway.proxy")
+
+HIGH_WATER = 64 * 1024          # request body bytes queued while no upstream can take them
+REPLAY_LIMIT = 64 * 1024        # request bodies up to this size are kept for a retry
+IDEMPOTENT = frozenset(["GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"])
+
+# Request headers the protocol looks at while parsing.
+_SPECIAL = frozenset([b"host", b"content-length", b"transfer-encoding", b"expect", b"connection", b"upgrade"])
+
+# Output framing of a response.
+_NO_BODY, _LENGTH, _CHUNKED, _UNTIL_CLOSE = 0, 1, 2, 3
+
+_FAILURES = {
+    "refused": (503, responses.MSG_UNAVAILABLE),
+    "dns": (503, responses.MSG_NO_NAME),
+    "timeout": (504, responses.MSG_TIMEOUT),
+    "tls": (502, responses.MSG_BAD_GATEWAY),
+    "invalid": (502, responses.MSG_BAD_GATEWAY),
+    "closed": (502, responses.MSG_BAD_GATEWAY),
+}
+
+
+class ClientProtocol(asyncio.Protocol):
+    """Serves one client connection: parses requests, proxies them, writes responses."""
+
+    def __init__(self, server: ProxyServer) -> None:
+        # Per-connection state
+        self.server = server
+        self.loop = server.loop
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.parser = httptools.HttpRequestParser(self)
+        self.client_ip = ""
+        self.client_ip_b = b""
+        self.local_port_b = b""
+        self.read_paused = False
+        self.write_paused = False
+        self.closing = False            # close once the current response is complete
+        self.lost = False
+        self.tunnel: Call | None = None  # a WebSocket call whose bytes now flow raw
+
+        # Request cycle state
+        self.current: Call | None = None  # the request being answered
+        self.parsing: Call | None = None  # the request whose body is being parsed
+        self.pipeline: deque[Call] = deque()
+
+        # Per-request parse state
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.special: dict[bytes, bytes] = {}
+        self.head_size = 0
+
+        # Per-response state (of `current`)
+        self.out_mode = _NO_BODY
+        self.remaining = 0
+
+    # asyncio.Protocol --------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        sock = transport.get_extra_info("sockname")
+        self.client_ip = str(peer[0]) if peer else "127.0.0.1"
+        self.client_ip_b = self.client_ip.encode()
+        self.local_port_b = str(sock[1]).encode() if sock else b"80"
+        self.server.connection_opened(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.server.connection_closed(self)
+        call = self.current
+        self.current = None
+        self.pipeline.clear()
+        if call is not None and not call.response_done:
+            call.response_done = True
+            if not call.head_sent:
+                call.status = 499  # nginx's code for a client that went away
+            if call.upstream is not None:
+                call.upstream.detach()
+                call.upstream = None
+            self._meter(call)
+            self._log(call)
+
+    def eof_received(self) -> bool | None:
+        # A half-closed client still gets the response in flight, then the connection closes.
+        if self.current is not None and not self.tunnel:
+            self.closing = True
+            return True
+        return None
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        call = self.current
+        if call is not None and call.upstream is not None:
+            call.upstream.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        call = self.current
+        if call is not None and call.upstream is not None:
+            call.upstream.resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self._tunnel_up(data)
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            call = self.parsing or self.current
+            if call is None:
+                return
+            self.parsing = None
+            call.request_done = True
+            self.tunnel = call
+            rest = data[exc.args[0]:]
+            if rest:
+                self._tunnel_up(rest)
+        except httptools.HttpParserError as exc:
+            log.debug("bad request from %s: %s", self.client_ip, exc)
+            self._bad_request()
+
+    # httptools callbacks -----------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.headers = []
+        self.special = {}
+        self.head_size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        lname = name.lower()
+        self.headers.append((lname, value))
+        self.head_size += len(name) + len(value) + 4
+        if lname in _SPECIAL:
+            self.special[lname] = value if lname not in self.special else self.special[lname] + b", " + value
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        method = parser.get_method()
+        url = self.url
+        path, _, query = url.partition(b"?")
+        if not path.startswith(b"/"):
+            path = httptools.parse_url(url).path or b"/"
+        call = Call(method, path.decode("latin-1"), query.decode("latin-1"), self.headers,
+                    self.client_ip, time.time(), self.loop.time())
+        call.request_bytes = len(method) + len(url) + 13 + self.head_size + 2
+        special = self.special
+        call.host = special.get(b"host", b"")
+        call.http_11 = parser.get_http_version() == "1.1"
+        call.keep_alive = parser.should_keep_alive()
+        if b"connection" in special:
+            call.hop_tokens = connection_tokens(special[b"connection"])
+        if b"transfer-encoding" in special:
+            call.chunked = call.has_body = True
+        elif b"content-length" in special:
+            try:
+                call.content_length = int(special[b"content-length"])
+            except ValueError:
+                call.content_length = 0
+            call.has_body = call.content_length > 0
+        call.expect_continue = special.get(b"expect", b"").lower() == b"100-continue"
+        if parser.should_upgrade():
+            upgrade = special.get(b"upgrade", b"")
+            call.upgrade = upgrade if upgrade.lower() == b"websocket" else None
+            call.keep_alive = False
+        self.server.requests_total += 1
+        self.parsing = call
+        if self.current is None:
+            self.current = call
+            self._start(call)
+        else:
+            self.pipeline.append(call)
+            self._update_reading()
+
+    def on_body(self, body: bytes) -> None:
+        call = self.parsing
+        if call is None:
+            return
+        call.request_bytes += len(body)
+        if call.discard_body:
+            return
+        if call is self.current and call.upstream is not None and call.sent_at:
+            self._forward_body(call, body)
+        else:
+            call.body_queue.append(body)
+            call.queued_bytes += len(body)
+            if call.queued_bytes > HIGH_WATER:
+                self._update_reading()
+
+    def on_message_complete(self) -> None:
+        call = self.parsing
+        if call is None:
+            return
+        self.parsing = None
+        call.request_done = True
+        if call is not self.current:
+            return
+        if call.response_done:
+            self._cycle_done(call)
+        elif call.upstream is not None and call.sent_at:
+            self._end_body(call)
+
+    # The request cycle -------------------------------------------------------------------------
+
+    def _start(self, call: Call) -> None:
+        state: State = self.server.state
+        host = call.host
+        if b":" in host and not host.endswith(b"]"):
+            host = host.rpartition(b":")[0]
+        hostname = host.decode("latin-1").lower()
+        headers = dict(call.headers) if state.routes_use_headers else {}
+        match = state.routes.match(call.method, hostname, call.path, headers)
+        if match is None:
+            self._gateway_error(call, 404, responses.MSG_NO_ROUTE)
+            return
+        call.match = match
+        call.route = match.compiled.route
+        call.service = match.compiled.service
+        plugins = state.plugins.get(call.route["id"])
+        if plugins is None:
+            self._gateway_error(call, 404, responses.MSG_NO_ROUTE)
+            return
+        chain = plugins.base
+        call.chain = chain
+        if not match.compiled.http_allowed:
+            self._reply(call, Reply(426, {"message": responses.MSG_USE_HTTPS},
+                                    {"Connection": "Upgrade", "Upgrade": "TLS/1.2, HTTP/1.1"}))
+            return
+        if chain.access:
+            try:
+                reply = self._access(call, plugins)
+            except Exception:
+                log.exception("plugin access phase failed")
+                reply = Reply(500, {"message": responses.MSG_UNEXPECTED})
+            if reply is not None:
+                self._reply(call, reply)
+                return
+        if call.expect_continue and not call.request_done:
+            call.response_bytes += len(responses.CONTINUE)
+            self.transport.write(responses.CONTINUE)
+        self._attempt(call)
+
+    def _access(self, call: Call, plugins: object) -> Reply | None:
+        """Run the access phases; switch to the consumer's chain once an auth plugin found one."""
+        chain = call.chain
+        assert chain is not None
+        by_consumer = plugins.by_consumer  # type: ignore[attr-defined]
+        done: set[str] = set()
+        switched = False
+        entries = chain.access
+        index = 0
+        while index < len(entries):
+            name, handler = entries[index]
+            index += 1
+            done.add(name)
+            reply = handler.access(call)
+            if reply is not None:
+                return reply
+            if not switched and call.consumer is not None and by_consumer:
+                switched = True
+                consumer_chain = by_consumer.get(call.consumer.get("id"))
+                if consumer_chain is not None:
+                    call.chain = consumer_chain
+                    priority = handler.PRIORITY
+                    entries = tuple((n, h) for n, h in consumer_chain.access
+                                    if n not in done and priority >= h.PRIORITY)
+                    index = 0
+        return None
+
+    def _attempt(self, call: Call) -> None:
+        """Send the request on an idle pooled connection, or open one in a task."""
+        service = call.service
+        assert service is not None
+        key = PoolKey(service.get("protocol") or "http", service["host"], int(service.get("port") or 80),
+                      service.get("tls_verify") is not False)
+        conn = self.server.pool.take(key)
+        if conn is not None:
+            self._send(call, conn)
+        else:
+            self.loop.create_task(self._connect(call, key))
+
+    async def _connect(self, call: Call, key: PoolKey) -> None:
+        service = call.service
+        assert service is not None
+        timeout = (service.get("connect_timeout") or 60000) / 1000.0
+        try:
+            conn = await self.server.pool.connect(key, timeout)
+        except ConnectFailed as exc:
+            log.info("%s", exc)
+            self._upstream_error(call, exc.kind, nothing_sent=True)
+            return
+        except Exception:
+            log.exception("connecting to %s:%d failed", key.host, key.port)
+            self._upstream_error(call, "refused", nothing_sent=True)
+            return
+        if self.lost or call is not self.current:
+            self.server.pool.release(conn)
+            return
+        self._send(call, conn)
+
+    def _send(self, call: Call, conn: UpstreamConnection) -> None:
+        """Write the request head (and whatever body arrived) to `conn`."""
+        service = call.service
+        match = call.match
+        assert service is not None and match is not None
+        call.upstream = conn
+        conn.begin(self, call.method == "HEAD",
+                   (service.get("read_timeout") or 60000) / 1000.0,
+                   (service.get("write_timeout") or 60000) / 1000.0)
+        if self.write_paused:
+            conn.pause_reading()
+        if match.compiled.preserve_host and call.host:
+            host = call.host
+        else:
+            port = conn.key.port
+            default = 443 if conn.key.scheme == "https" else 80
+            host = conn.key.host.encode() if port == default else b"%s:%d" % (conn.key.host.encode(), port)
+        target = match.upstream_path.encode("latin-1")
+        if call.query:
+            target += b"?" + call.query.encode("latin-1")
+        if call.chunked:
+            framing = b"transfer-encoding: chunked\r\n"
+        elif call.has_body or call.method in ("POST", "PUT", "PATCH"):
+            framing = b"content-length: %d\r\n" % call.content_length
+        else:
+            framing = b""
+        forwarded_host = call.host.rpartition(b":")[0] if b":" in call.host else call.host
+        head = upstream_request_head(
+            call.method_bytes, target, host, call.headers,
+            client_ip=self.client_ip_b, forwarded_host=forwarded_host, forwarded_port=self.local_port_b,
+            forwarded_path=call.path.encode("latin-1"), framing=framing, upgrade=call.upgrade,
+            hop_tokens=call.hop_tokens)
+        call.sent_at = self.loop.time()
+        conn.write(head)
+        if call.upgrade is not None:
+            return  # bytes after the head belong to the tunnel, sent once the upstream agrees
+        if call.replay and call.replay_ok:
+            for chunk in call.replay:  # a retry: what the failed attempt already sent
+                self._frame_body(call, conn, chunk)
+        queued = call.body_queue
+        if queued:
+            call.body_queue = []
+            call.queued_bytes = 0
+            for chunk in queued:
+                self._forward_body(call, chunk)
+            self._update_reading()
+        if call.request_done:
+            self._end_body(call)
+
+    def _forward_body(self, call: Call, chunk: bytes) -> None:
+        conn = call.upstream
+        assert conn is not None
+        call.body_forwarded += len(chunk)
+        if call.replay_ok:
+            if call.body_forwarded > REPLAY_LIMIT:
+                call.replay_ok = False
+                call.replay = []
+            else:
+                call.replay.append(chunk)
+        self._frame_body(call, conn, chunk)
+
+    @staticmethod
+    def _frame_body(call: Call, conn: UpstreamConnection, chunk: bytes) -> None:
+        if call.chunked:
+            conn.writelines([b"%x\r\n" % len(chunk), chunk, b"\r\n"])
+        else:
+            conn.write(chunk)
+
+    def _end_body(self, call: Call) -> None:
+        conn = call.upstream
+        if conn is None:
+            return
+        if call.chunked and not call.discard_body:
+            conn.write(b"0\r\n\r\n")
+        conn.request_sent()
+
+    # What the upstream connection reports (the Exchange protocol) -----------------------------
+
+    def upstream_head(self, conn: UpstreamConnection, status: int, raw: list[tuple[bytes, bytes]]) -> None:
+        call = self.current
+        if call is None or call.upstream is not conn:
+            return
+        call.first_byte_at = self.loop.time()
+        upgrade = status == 101 and call.upgrade is not None
+        if status == 101 and not upgrade:
+            conn.detach()
+            self._upstream_error(call, "invalid", nothing_sent=False)
+            return
+        headers, via = filter_response_headers(raw, upgrade)
+        call.status = status
+        call.response_headers = headers
+        chain = call.chain
+        if chain is not None and chain.header_filter:
+            for handler in chain.header_filter:
+                try:
+                    handler.header_filter(call)
+                except Exception:
+                    log.exception("plugin header_filter failed")
+        length: int | None = None
+        for name, value in raw:
+            if name.lower() == b"content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    length = None
+        keep_alive = call.keep_alive and not self.closing and not self.server.draining
+        if upgrade:
+            mode = _NO_BODY
+            tail = [b"Connection: upgrade\r\n"]
+        elif call.method == "HEAD" or status in (204, 304) or status < 200:
+            mode = _NO_BODY
+            tail = [b"Content-Length: %d\r\n" % length] if length is not None and call.method == "HEAD" else []
+        elif length is not None and not (chain is not None and chain.body_filter):
+            mode = _LENGTH if length else _NO_BODY
+            tail = [b"Content-Length: %d\r\n" % length]
+        elif call.http_11:
+            mode = _CHUNKED
+            tail = [b"Transfer-Encoding: chunked\r\n"]
+        else:
+            mode = _UNTIL_CLOSE
+            keep_alive = False
+            tail = []
+        if not upgrade:
+            if not keep_alive:
+                tail.append(b"Connection: close\r\n")
+            elif not call.http_11:
+                tail.append(b"Connection: keep-alive\r\n")
+        call.keep_alive = keep_alive
+        tail.append(b"X-Tollway-Upstream-Latency: %d\r\nX-Tollway-Proxy-Latency: %d\r\n" % (
+            int((call.first_byte_at - call.sent_at) * 1000), int((call.sent_at - call.received_at) * 1000)))
+        line = responses.STATUS_LINE.get(status) or b"HTTP/1.1 %d \r\n" % status
+        head = response_head(line, call.response_headers, via, tail)
+        self.out_mode = mode
+        self.remaining = length or 0
+        call.head_sent = True
+        call.response_bytes += len(head)
+        if upgrade:
+            self.transport.write(head)
+            self._open_tunnel(call, conn)
+            return
+        if mode == _NO_BODY:
+            self._meter(call)
+        self.transport.write(head)
+
+    def upstream_body(self, conn: UpstreamConnection, chunk: bytes) -> None:
+        call = self.current
+        if call is None or call.upstream is not conn or self.out_mode == _NO_BODY:
+            return
+        chain = call.chain
+        if chain is not None and chain.body_filter:
+            for handler in chain.body_filter:
+                try:
+                    chunk = handler.body_filter(call, chunk, False)
+                except Exception:
+                    log.exception("plugin body_filter failed")
+            if not chunk:
+                return
+        mode = self.out_mode
+        if mode == _CHUNKED:
+            size = b"%x\r\n" % len(chunk)
+            call.response_bytes += len(size) + len(chunk) + 2
+            self.transport.writelines([size, chunk, b"\r\n"])
+            return
+        call.response_bytes += len(chunk)
+        if mode == _LENGTH:
+            self.remaining -= len(chunk)
+            if self.remaining <= 0:
+                self._meter(call)
+        self.transport.write(chunk)
+
+    def upstream_done(self, conn: UpstreamConnection, keep_alive: bool) -> None:
+        call = self.current
+        if call is None or call.upstream is not conn:
+            return
+        call.upstream = None
+        if conn.tunnel:
+            self._meter(call)
+            self.transport.close()
+            return
+        mode = self.out_mode
+        if mode == _CHUNKED:
+            last = b"0\r\n\r\n"
+            chain = call.chain
+            if chain is not None and chain.body_filter:
+                tail = b""
+                for handler in chain.body_filter:
+                    try:
+                        tail = handler.body_filter(call, tail, True)
+                    except Exception:
+                        log.exception("plugin body_filter failed")
+                if tail:
+                    last = b"%x\r\n%s\r\n0\r\n\r\n" % (len(tail), tail)
+            call.response_bytes += len(last)
+            self._meter(call)
+            self.transport.write(last)
+        else:
+            self._meter(call)
+        self._response_complete(call)
+
+    def upstream_failed(self, conn: UpstreamConnection, kind: str) -> None:
+        call = self.current
+        if call is None or call.upstream is not conn:
+            return
+        # A kept-alive connection the upstream closed before answering: the request can be
+        # sent again (when its body allows it).
+        self._upstream_error(call, kind, nothing_sent=False, stale=kind == "closed" and not conn.got_bytes)
+
+    def upstream_tunnel(self, conn: UpstreamConnection, data: bytes) -> None:
+        call = self.current
+        if call is not None:
+            call.response_bytes += len(data)
+        self.transport.write(data)
+
+    def upstream_write_paused(self, paused: bool) -> None:
+        self._update_reading()
+
+    # Errors, replies, completion ---------------------------------------------------------------
+
+    def _upstream_error(self, call: Call, kind: str, nothing_sent: bool, stale: bool = False) -> None:
+        """The upstream failed: retry when allowed, else answer as Kong, or close if too late."""
+        if self.lost or call is not self.current or call.response_done:
+            return
+        conn = call.upstream
+        call.upstream = None
+        if conn is not None:
+            conn.detach()
+        service = call.service or {}
+        if not call.head_sent and call.upgrade is None and call.tries < int(service.get("retries") or 0):
+            # Connection failures are retried; a request whose body went out only when idempotent.
+            replayable = call.replay_ok and (call.body_forwarded == 0 or call.method in IDEMPOTENT)
+            if (nothing_sent and kind in ("refused", "timeout")) or (stale and replayable):
+                call.tries += 1
+                self._attempt(call)
+                return
+        if call.head_sent:
+            # Part of the response is out: the client can only learn of the failure by a close.
+            call.keep_alive = False
+            call.response_done = True
+            self._meter(call)
+            self._log(call)
+            self.transport.close()
+            return
+        status, message = _FAILURES.get(kind, (502, responses.MSG_BAD_GATEWAY))
+        self._gateway_error(call, status, message)
+
+    def _gateway_error(self, call: Call, status: int, message: str) -> None:
+        self._reply(call, Reply(status, {"message": message}))
+
+    def _reply(self, call: Call, reply: Reply) -> None:
+        """Answer `call` with a response of the gateway's (or a plugin's) own."""
+        keep_alive = call.keep_alive and not self.closing and not self.server.draining
+        if not call.request_done:
+            if call.expect_continue or call.upgrade is not None:
+                keep_alive = False  # the client may or may not send the body now
+            else:
+                call.discard_body = True
+        call.keep_alive = keep_alive
+        data, status = responses.render(reply, keep_alive, call.method == "HEAD")
+        call.status = status
+        call.response_headers = [(k.encode("latin-1"), str(v).encode("latin-1")) for k, v in reply.headers.items()]
+        call.head_sent = True
+        call.response_bytes += len(data)
+        self._meter(call)
+        self.transport.write(data)
+        self._response_complete(call)
+
+    def _bad_request(self) -> None:
+        call = self.current
+        if call is None or not call.head_sent:
+            data, _ = responses.render(Reply(400, {"message": responses.MSG_BAD_REQUEST}), False)
+            self.transport.write(data)
+        if call is not None and not call.response_done:
+            call.response_done = True
+            call.keep_alive = False
+            if call.upstream is not None:
+                call.upstream.detach()
+                call.upstream = None
+            self._meter(call)
+        self.transport.close()
+
+    def _response_complete(self, call: Call) -> None:
+        call.response_done = True
+        if call.chain is not None and call.chain.log:
+            self.loop.call_soon(self._log, call)
+        if call.request_done or not call.keep_alive:
+            self._cycle_done(call)
+        else:
+            call.discard_body = True  # the rest of the body arrives before the next request
+
+    def _cycle_done(self, call: Call) -> None:
+        if call is not self.current:
+            return
+        self.current = None
+        if not call.keep_alive or self.closing:
+            self.transport.close()
+            return
+        if self.pipeline:
+            following = self.pipeline.popleft()
+            self.current = following
+            self._update_reading()
+            self._start(following)
+            return
+        self._update_reading()
+
+    def _meter(self, call: Call) -> None:
+        if call.metered:
+            return
+        call.metered = True
+        chain = call.chain
+        if chain is None:
+            return
+        for handler in chain.meter:
+            try:
+                handler.meter(call)
+            except Exception:
+                log.exception("plugin meter phase failed")
+
+    @staticmethod
+    def _log(call: Call) -> None:
+        chain = call.chain
+        if chain is None:
+            return
+        for handler in chain.log:
+            try:
+                handler.log(call)
+            except Exception:
+                log.exception("plugin log phase failed")
+
+    def _update_reading(self) -> None:
+        call = self.current
+        pause = bool(self.pipeline) or (
+            call is not None and (call.queued_bytes > HIGH_WATER
+                                  or (call.upstream is not None and call.upstream.write_paused)))
+        if pause != self.read_paused and not self.lost:
+            self.read_paused = pause
+            if pause:
+                self.transport.pause_reading()
+            else:
+                self.transport.resume_reading()
+
+    # WebSocket tunnel ---------------------------------------------------------------------------
+
+    def _open_tunnel(self, call: Call, conn: UpstreamConnection) -> None:
+        self.tunnel = call
+        queued = call.body_queue
+        call.body_queue = []
+        call.queued_bytes = 0
+        for chunk in queued:
+            conn.write(chunk)
+        self._update_reading()
+
+    def _tunnel_up(self, data: bytes) -> None:
+        call = self.tunnel
+        assert call is not None
+        call.request_bytes += len(data)
+        conn = call.upstream
+        if conn is not None and conn.tunnel:
+            conn.write(data)
+        else:
+            call.body_queue.append(data)
+            call.queued_bytes += len(data)
+            self._update_reading()
+
+    # Draining -----------------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Close now if idle; otherwise close once the response in flight is complete."""
+        self.closing = True
+        if self.current is None and not self.pipeline:
+            self.transport.close()
+
+    def abort(self) -> None:
+        self.transport.abort()

@@ -1,0 +1,442 @@
+"""Connections to upstreams: the keep-alive pool, DNS cache, and the upstream-side protocol.
+
+    UpstreamPool            idle keep-alive connections per PoolKey(scheme, host, port, verify)
+    ├── Resolver            getaddrinfo answers cached for DNS_TTL seconds
+    └── UpstreamConnection  asyncio.Protocol + httptools response parser; hands the response to
+                            the client side (`Exchange` below) as it arrives
+
+Connect errors are raised as `ConnectFailed(kind)` with kind "refused", "dns", "timeout" or "tls",
+so the client side can answer as Kong does (503, 503, 504, 502).
+
+DNS: answers come from `loop.getaddrinfo` and are kept for a fixed DNS_TTL (getaddrinfo does not
+report the record's TTL); a failed lookup is not cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import ssl
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple, Protocol
+
+import httptools
+
+__all__ = ["DNS_TTL", "ConnectFailed", "Exchange", "PoolKey", "Resolver", "UpstreamConnection", "UpstreamPool"]
+
+log = logging.getLogger("tollway.proxy")
+
+DNS_TTL = 30.0
+
+
+class PoolKey(NamedTuple):
+    """What makes two upstream connections interchangeable."""
+
+    scheme: str
+    host: str
+    port: int
+    verify: bool
+
+
+class ConnectFailed(Exception):
+    """Connecting to an upstream failed; `kind` is "refused", "dns", "timeout" or "tls"."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class Exchange(Protocol):
+    """The client side of one request, as an upstream connection reports to it."""
+
+    def upstream_head(self, conn: UpstreamConnection, status: int, headers: list[tuple[bytes, bytes]]) -> None: ...
+    def upstream_body(self, conn: UpstreamConnection, chunk: bytes) -> None: ...
+    def upstream_done(self, conn: UpstreamConnection, keep_alive: bool) -> None: ...
+    def upstream_failed(self, conn: UpstreamConnection, kind: str) -> None: ...
+    def upstream_tunnel(self, conn: UpstreamConnection, data: bytes) -> None: ...
+    def upstream_write_paused(self, paused: bool) -> None: ...
+
+
+class Resolver:
+    """Host name -> address, cached for `ttl` seconds. IP literals are returned as they are."""
+
+    def __init__(self, ttl: float = DNS_TTL) -> None:
+        self.ttl = ttl
+        self._cache: dict[tuple[str, int], tuple[float, str]] = {}
+
+    async def resolve(self, host: str, port: int) -> str:
+        try:
+            ipaddress.ip_address(host)
+            return host
+        except ValueError:
+            pass
+        now = time.monotonic()
+        cached = self._cache.get((host, port))
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(host, port, type=1)  # SOCK_STREAM
+        except OSError as exc:
+            raise ConnectFailed("dns", f"cannot resolve {host}: {exc}") from exc
+        address = str(infos[0][4][0])
+        self._cache[(host, port)] = (now + self.ttl, address)
+        return address
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One TCP (or TLS) connection to an upstream, carrying one exchange at a time."""
+
+    def __init__(self, pool: UpstreamPool, key: PoolKey) -> None:
+        # Per-connection state
+        self.pool = pool
+        self.key = key
+        self.loop = pool.loop
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.closed = False
+        self.write_paused = False
+        self.idle_since = 0.0
+        self.tunnel = False
+
+        # Per-exchange state
+        self.exchange: Exchange | None = None
+        self.head_only = False
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.informational = False
+        self.got_bytes = False
+        self.sent_all = False           # the whole request (head and body) was written
+        self.done = False
+        self.close_delimited = False
+        self.reset_parser = False
+        self.last_activity = 0.0
+        self.paused_since = 0.0
+        self.read_timeout = 60.0
+        self.write_timeout = 60.0
+        self.timer: asyncio.TimerHandle | None = None
+
+    # asyncio.Protocol --------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._cancel_timer()
+        self.pool.forget(self)
+        exchange = self.exchange
+        if exchange is None:
+            return
+        if self.tunnel:
+            self.exchange = None
+            exchange.upstream_done(self, False)
+        elif self.close_delimited and not self.done:
+            self.done = True
+            self.exchange = None
+            exchange.upstream_done(self, False)
+        elif not self.done:
+            self.exchange = None
+            exchange.upstream_failed(self, "closed")
+
+    def eof_received(self) -> bool | None:
+        return None  # close: the connection_lost above tells the exchange
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        self.paused_since = self.loop.time()
+        if self.exchange is not None:
+            self.exchange.upstream_write_paused(True)
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self.last_activity = self.loop.time()
+        if self.exchange is not None:
+            self.exchange.upstream_write_paused(False)
+
+    def data_received(self, data: bytes) -> None:
+        exchange = self.exchange
+        if exchange is None:
+            # An idle connection has nothing to say; whatever it said makes it unusable.
+            self.close()
+            return
+        self.last_activity = self.loop.time()
+        if self.tunnel:
+            exchange.upstream_tunnel(self, data)
+            return
+        self.got_bytes = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            if self.status == 101 and self.exchange is not None:
+                self.tunnel = True
+                rest = data[exc.args[0]:]
+                if rest:
+                    exchange.upstream_tunnel(self, rest)
+            else:
+                self._fail("invalid")
+        except httptools.HttpParserError:
+            self._fail("invalid")
+        if self.reset_parser:
+            self.reset_parser = False
+            self.parser = httptools.HttpResponseParser(self)
+
+    # httptools callbacks -----------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.headers = []
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        self.status = status
+        self.informational = 100 <= status < 200 and status != 101
+        if self.informational or self.exchange is None:
+            return
+        self.close_delimited = False
+        if status >= 200 and status not in (204, 304) and not self.head_only:
+            for name, value in self.headers:
+                lname = name.lower()
+                if lname == b"content-length" or (lname == b"transfer-encoding" and b"chunked" in value.lower()):
+                    break
+            else:
+                self.close_delimited = True
+        self.exchange.upstream_head(self, status, self.headers)
+        if self.head_only and self.exchange is not None:
+            # llhttp cannot be told the request was HEAD: complete the exchange here and give
+            # the connection a fresh parser, as a Content-Length body will never come.
+            self.reset_parser = True
+            self._complete(self.parser.should_keep_alive())
+
+    def on_body(self, body: bytes) -> None:
+        if self.exchange is not None and not self.informational:
+            self.exchange.upstream_body(self, body)
+
+    def on_message_complete(self) -> None:
+        if self.informational or self.exchange is None or self.status == 101:
+            return
+        self._complete(self.parser.should_keep_alive())
+
+    # The exchange ------------------------------------------------------------------------------
+
+    def begin(self, exchange: Exchange, head_only: bool, read_timeout: float, write_timeout: float) -> None:
+        """Start carrying one request for `exchange`."""
+        self.exchange = exchange
+        self.head_only = head_only
+        self.status = 0
+        self.got_bytes = False
+        self.sent_all = False
+        self.done = False
+        self.close_delimited = False
+        self.read_timeout = read_timeout
+        self.write_timeout = write_timeout
+        self.last_activity = self.loop.time()
+        self._arm(min(read_timeout, write_timeout))
+
+    def request_sent(self) -> None:
+        """The whole request was written: the read timeout runs from now."""
+        self.sent_all = True
+        self.last_activity = self.loop.time()
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def writelines(self, parts: list[bytes]) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.writelines(parts)
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    def detach(self) -> None:
+        """The exchange gives up on this connection (client gone, or an error): close it."""
+        self.exchange = None
+        self.close()
+
+    def close(self) -> None:
+        self._cancel_timer()
+        if not self.closed:
+            self.closed = True
+            self.pool.forget(self)
+            if self.transport is not None:
+                self.transport.close()
+
+    def abort(self) -> None:
+        self._cancel_timer()
+        self.closed = True
+        self.pool.forget(self)
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _complete(self, keep_alive: bool) -> None:
+        exchange = self.exchange
+        self.done = True
+        self.exchange = None
+        self._cancel_timer()
+        reusable = keep_alive and self.sent_all and not self.tunnel
+        if exchange is not None:
+            exchange.upstream_done(self, reusable)
+        if reusable and not self.closed:
+            self.pool.release(self)
+        else:
+            self.close()
+
+    def _fail(self, kind: str) -> None:
+        exchange = self.exchange
+        self.exchange = None
+        self.abort()
+        if exchange is not None:
+            exchange.upstream_failed(self, kind)
+
+    # Timeouts: one timer per exchange, re-armed lazily from the last activity ---------------------
+
+    def _arm(self, delay: float) -> None:
+        self._cancel_timer()
+        self.timer = self.loop.call_later(max(delay, 0.001), self._check_timeout)
+
+    def _cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _check_timeout(self) -> None:
+        self.timer = None
+        if self.exchange is None or self.tunnel:
+            return
+        now = self.loop.time()
+        if self.write_paused:
+            deadline = self.paused_since + self.write_timeout
+        elif not self.sent_all:
+            # The client is still sending its body at its own pace: nothing to time out here.
+            self._arm(self.read_timeout)
+            return
+        else:
+            deadline = self.last_activity + self.read_timeout
+        if now >= deadline:
+            log.info("upstream %s:%d timed out", self.key.host, self.key.port)
+            self._fail("timeout")
+        else:
+            self._arm(deadline - now)
+
+
+Connector = Callable[[PoolKey, float], Awaitable[UpstreamConnection]]
+
+
+class UpstreamPool:
+    """Keep-alive connections per PoolKey: at most `size` idle ones, each for `idle_timeout` s.
+
+    Idle connections sit in a deque with the time they went idle; a stale one is dropped when
+    taken, and a cleanup timer (running only while something is idle) closes the rest.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, size: int, idle_timeout: float,
+                 resolver: Resolver | None = None, connect: Connector | None = None) -> None:
+        if size < 0 or idle_timeout < 0:
+            raise ValueError(f"expected size >= 0 and idle_timeout >= 0, got {size}, {idle_timeout}")
+        self.loop = loop
+        self.size = size
+        self.idle_timeout = idle_timeout
+        self.resolver = resolver or Resolver()
+        self._connect = connect or self._open
+        self._idle: dict[PoolKey, deque[UpstreamConnection]] = {}
+        self._cleanup: asyncio.TimerHandle | None = None
+        self._contexts: dict[bool, ssl.SSLContext] = {}
+
+    def take(self, key: PoolKey) -> UpstreamConnection | None:
+        """An idle connection for `key`, or None. Stale or closed ones are dropped on the way."""
+        idle = self._idle.get(key)
+        if not idle:
+            return None
+        oldest_allowed = self.loop.time() - self.idle_timeout
+        while idle:
+            conn = idle.pop()
+            if conn.closed or conn.idle_since < oldest_allowed:
+                conn.close()
+                continue
+            return conn
+        return None
+
+    async def connect(self, key: PoolKey, timeout: float) -> UpstreamConnection:
+        """A new connection; raises ConnectFailed."""
+        return await self._connect(key, timeout)
+
+    def release(self, conn: UpstreamConnection) -> None:
+        """Keep a connection whose exchange completed cleanly, if there is room."""
+        if conn.closed:
+            return
+        idle = self._idle.setdefault(conn.key, deque())
+        if len(idle) >= self.size:
+            conn.close()
+            return
+        conn.idle_since = self.loop.time()
+        conn.resume_reading()
+        idle.append(conn)
+        if self._cleanup is None:
+            self._cleanup = self.loop.call_later(self.idle_timeout, self._sweep)
+
+    def forget(self, conn: UpstreamConnection) -> None:
+        idle = self._idle.get(conn.key)
+        if idle:
+            try:
+                idle.remove(conn)
+            except ValueError:
+                pass
+
+    def idle_count(self) -> int:
+        return sum(len(idle) for idle in self._idle.values())
+
+    def close(self) -> None:
+        """Close every idle connection."""
+        if self._cleanup is not None:
+            self._cleanup.cancel()
+            self._cleanup = None
+        for idle in list(self._idle.values()):
+            while idle:
+                idle.pop().close()
+
+    def _sweep(self) -> None:
+        self._cleanup = None
+        oldest_allowed = self.loop.time() - self.idle_timeout
+        for idle in self._idle.values():
+            while idle and idle[0].idle_since < oldest_allowed:
+                idle.popleft().close()
+        if any(self._idle.values()):
+            self._cleanup = self.loop.call_later(max(self.idle_timeout / 2, 0.5), self._sweep)
+
+    def _ssl_context(self, verify: bool) -> ssl.SSLContext:
+        context = self._contexts.get(verify)
+        if context is None:
+            context = ssl.create_default_context()
+            if not verify:
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            self._contexts[verify] = context
+        return context
+
+    async def _open(self, key: PoolKey, timeout: float) -> UpstreamConnection:
+        address = await self.resolver.resolve(key.host, key.port)
+        tls: dict[str, Any] = {}
+        if key.scheme == "https":
+            tls = {"ssl": self._ssl_context(key.verify), "server_hostname": key.host}
+        try:
+            async with asyncio.timeout(timeout):
+                _, conn = await self.loop.create_connection(
+                    lambda: UpstreamConnection(self, key), address, key.port, **tls)
+        except TimeoutError as exc:
+            raise ConnectFailed("timeout", f"connecting to {key.host}:{key.port} timed out") from exc
+        except ssl.SSLError as exc:
+            raise ConnectFailed("tls", f"TLS handshake with {key.host}:{key.port} failed: {exc}") from exc
+        except OSError as exc:
+            raise ConnectFailed("refused", f"cannot connect to {key.host}:{key.port}: {exc}") from exc
+        return conn
