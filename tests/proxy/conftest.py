@@ -160,3 +160,112 @@ def snapshot(services: list[dict[str, Any]], routes: list[dict[str, Any]], *,
              credentials: list[dict[str, Any]] | None = None, version: int = 1) -> dict[str, Any]:
     return {"version": version, "services": services, "routes": routes, "consumers": consumers or [],
             "plugins": plugins or [], "keyauth_credentials": credentials or []}
+
+
+# Clients and small upstreams ---------------------------------------------------------------------
+
+class Response:
+    def __init__(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        self.status = status
+        self.header_list = headers
+        self.headers = {k.lower(): v for k, v in headers}
+        self.body = body
+
+    def json(self) -> Any:
+        import json
+        return json.loads(self.body)
+
+
+def request(port: int, method: str, path: str, headers: dict[str, str] | None = None,
+            body: bytes | None = None, timeout: float = 10) -> Response:
+    """One request on a fresh connection with http.client."""
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return Response(resp.status, resp.getheaders(), resp.read())
+    finally:
+        conn.close()
+
+
+def raw_exchange(port: int, data: bytes, until: bytes | None = None, timeout: float = 5) -> bytes:
+    """Send raw bytes; read until the peer closes, `until` was seen, or a pause of `timeout`."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        received = b""
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            received += chunk
+            if until is not None and received.count(until) >= 1 and received.endswith(until):
+                break
+        return received
+
+
+class RawUpstream:
+    """An asyncio TCP server in its own thread; `handler(reader, writer)` runs per connection."""
+
+    def __init__(self, handler: Any) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.connections = 0
+
+        async def counted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.connections += 1
+            try:
+                await handler(reader, writer)
+            except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+                pass
+            finally:
+                writer.close()
+
+        async def start() -> asyncio.Server:
+            return await asyncio.start_server(counted, "127.0.0.1", 0)
+
+        self.server = asyncio.run_coroutine_threadsafe(start(), self.loop).result(5)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    def close(self) -> None:
+        async def shutdown() -> None:
+            self.server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+async def read_head(reader: asyncio.StreamReader) -> tuple[str, dict[str, str]]:
+    """A request head read by a RawUpstream handler: request line and lower-cased headers."""
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+    line, *lines = head.split("\r\n")
+    headers = {}
+    for item in lines:
+        if item:
+            name, _, value = item.partition(":")
+            headers[name.strip().lower()] = value.strip()
+    return line, headers
+
+
+@pytest.fixture
+def raw_upstreams() -> Iterator[Any]:
+    """A factory of RawUpstream servers, all closed after the test."""
+    made: list[RawUpstream] = []
+
+    def make(handler: Any) -> RawUpstream:
+        upstream = RawUpstream(handler)
+        made.append(upstream)
+        return upstream
+
+    yield make
+    for upstream in made:
+        upstream.close()

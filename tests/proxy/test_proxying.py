@@ -1,0 +1,233 @@
+"""End to end through real sockets: routing, headers, framing, keep-alive, pipelining."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from tests.proxy.conftest import (ProxyHarness, raw_exchange, read_head, request, route, service,
+                                  snapshot)
+
+
+def setup_echo(proxy: ProxyHarness, echo_port: int, path: str | None = None, **route_extra) -> tuple[dict, dict]:
+    svc = service(echo_port, path=path, name="echo")
+    rte = route(svc, ["/mock"], name="mock", **route_extra)
+    proxy.apply(snapshot([svc], [rte]))
+    return svc, rte
+
+
+def test_request_is_proxied_with_service_path_joined(proxy, echo_upstream):
+    setup_echo(proxy, echo_upstream, path="/api")
+    resp = request(proxy.port, "GET", "/mock/requests?a=1&b=2")
+    assert resp.status == 200
+    echo = resp.json()
+    assert echo["path"] == "/api/requests"
+    assert echo["query"] == "a=1&b=2"
+    assert echo["headers"]["host"] == f"127.0.0.1:{echo_upstream}"
+
+
+def test_no_route_answers_404_in_kongs_shape(proxy, echo_upstream):
+    setup_echo(proxy, echo_upstream)
+    resp = request(proxy.port, "GET", "/elsewhere")
+    assert resp.status == 404
+    assert resp.json() == {"message": "no Route matched with those values"}
+    assert resp.headers["content-type"] == "application/json; charset=utf-8"
+    assert resp.headers["server"].startswith("tollway/")
+
+
+def test_preserve_host_and_strip_path_false(proxy, echo_upstream):
+    setup_echo(proxy, echo_upstream, path="/api", preserve_host=True, strip_path=False)
+    echo = request(proxy.port, "GET", "/mock/x", headers={"Host": "client.example:8000"}).json()
+    assert echo["headers"]["host"] == "client.example:8000"
+    assert echo["path"] == "/api/mock/x"
+
+
+def test_forwarded_headers_are_added_and_x_forwarded_for_appended(proxy, echo_upstream):
+    setup_echo(proxy, echo_upstream)
+    echo = request(proxy.port, "GET", "/mock/p", headers={
+        "Host": "gw.example:8000", "X-Forwarded-For": "10.0.0.1", "X-Real-IP": "6.6.6.6",
+        "X-Forwarded-Proto": "gopher"}).json()
+    headers = echo["headers"]
+    assert headers["x-forwarded-for"] == "10.0.0.1, 127.0.0.1"
+    assert headers["x-forwarded-proto"] == "http"
+    assert headers["x-forwarded-host"] == "gw.example"
+    assert headers["x-forwarded-port"] == str(proxy.port)
+    assert headers["x-forwarded-path"] == "/mock/p"
+    assert headers["x-real-ip"] == "127.0.0.1"
+    assert headers["via"] == "1.1 tollway"
+
+
+def test_hop_by_hop_request_headers_are_removed(proxy, echo_upstream):
+    setup_echo(proxy, echo_upstream)
+    echo = request(proxy.port, "GET", "/mock", headers={
+        "Connection": "keep-alive, X-Private", "X-Private": "secret", "Keep-Alive": "timeout=5",
+        "Proxy-Authorization": "Basic x", "TE": "trailers", "X-Kept": "yes"}).json()
+    headers = echo["headers"]
+    for name in ("x-private", "keep-alive", "proxy-authorization", "te"):
+        assert name not in headers
+    assert headers["x-kept"] == "yes"
+
+
+def test_responses_carry_via_and_latency_headers(proxy, echo_upstream):
+    setup_echo(proxy, echo_upstream)
+    resp = request(proxy.port, "GET", "/mock/delay/60")
+    assert resp.headers["via"] == "1.1 tollway"
+    assert int(resp.headers["x-tollway-upstream-latency"]) >= 50
+    assert int(resp.headers["x-tollway-proxy-latency"]) >= 0
+
+
+def test_head_gets_headers_without_a_body(proxy, echo_upstream):
+    setup_echo(proxy, echo_upstream)
+    raw = raw_exchange(proxy.port, b"HEAD /mock/bytes/1000 HTTP/1.1\r\nHost: x\r\n\r\n"
+                                   b"GET /mock/bytes/3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    first, second = raw.split(b"HTTP/1.1 200", 2)[1:]
+    assert b"Content-Length: 1000" in first and first.endswith(b"\r\n\r\n")
+    assert second.endswith(b"\r\n\r\nxxx")
+
+
+def test_pipelined_requests_are_answered_in_order(proxy, echo_upstream):
+    setup_echo(proxy, echo_upstream)
+    requests = b"".join(b"GET /mock/delay/%d?n=%d HTTP/1.1\r\nHost: x\r\n\r\n" % (30 - i * 10, i) for i in range(3))
+    requests += b"GET /mock/last?n=3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    raw = raw_exchange(proxy.port, requests)
+    assert raw.count(b"HTTP/1.1 200 OK") == 4
+    positions = [raw.index(b'"query": "n=%d"' % i) for i in range(4)]
+    assert positions == sorted(positions)
+    assert raw.rstrip().endswith(b"}")
+
+
+def test_keep_alive_reuses_the_client_and_upstream_connections(proxy, raw_upstreams):
+    async def answer(reader, writer):
+        while True:
+            await read_head(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    upstream = raw_upstreams(answer)
+    svc = service(upstream.port)
+    proxy.apply(snapshot([svc], [route(svc, ["/"])]))
+    with socket.create_connection(("127.0.0.1", proxy.port)) as sock:
+        for _ in range(5):
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            data = b""
+            while not data.endswith(b"ok"):
+                data += sock.recv(4096)
+    assert upstream.connections == 1
+    assert proxy.stats["connections_accepted"] == 1
+
+
+def test_connection_close_and_http_10(proxy, echo_upstream):
+    setup_echo(proxy, echo_upstream)
+    raw = raw_exchange(proxy.port, b"GET /mock/bytes/5 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert b"Connection: close" in raw and raw.endswith(b"xxxxx")
+    raw = raw_exchange(proxy.port, b"GET /mock/bytes/5 HTTP/1.0\r\n\r\n")
+    assert raw.startswith(b"HTTP/1.1 200") and b"Connection: close" in raw and raw.endswith(b"xxxxx")
+    raw = raw_exchange(proxy.port, b"GET /mock/bytes/5 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+                       until=b"xxxxx", timeout=1)
+    assert b"Connection: keep-alive" in raw and b"Content-Length: 5" in raw
+
+
+def test_expect_100_continue_gets_an_interim_response(proxy, echo_upstream):
+    setup_echo(proxy, echo_upstream)
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+        sock.sendall(b"POST /mock/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                     b"Expect: 100-continue\r\n\r\n")
+        assert sock.recv(4096) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(b"hello")
+        data = b""
+        while not data.endswith(b"}"):
+            data += sock.recv(4096)
+    assert b"HTTP/1.1 200 OK" in data and b'"body_length": 5' in data
+    assert b"expect" not in data.split(b"\r\n\r\n", 1)[1]
+
+
+def test_chunked_request_body_is_streamed_to_the_upstream_chunked(proxy, raw_upstreams):
+    seen = {}
+
+    async def answer(reader, writer):
+        line, headers = await read_head(reader)
+        seen["headers"] = headers
+        body = b""
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+            chunk = await reader.readexactly(size + 2)
+            if size == 0:
+                break
+            body += chunk[:-2]
+        seen["body"] = body
+        writer.write(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
+    upstream = raw_upstreams(answer)
+    svc = service(upstream.port)
+    proxy.apply(snapshot([svc], [route(svc, ["/"])]))
+    raw = raw_exchange(proxy.port, b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                   b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", until=b"\r\n\r\n", timeout=2)
+    assert raw.startswith(b"HTTP/1.1 201")
+    assert seen["body"] == b"hello world"
+    assert seen["headers"]["transfer-encoding"] == "chunked"
+
+
+def test_chunked_and_close_delimited_responses_are_reframed(proxy, raw_upstreams):
+    async def chunked(reader, writer):
+        await read_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"2\r\nde\r\n0\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.2)
+
+    async def until_close(reader, writer):
+        await read_head(reader)
+        writer.write(b"HTTP/1.0 200 OK\r\n\r\nstreamed until close")
+        await writer.drain()
+    a, b = raw_upstreams(chunked), raw_upstreams(until_close)
+    sa, sb = service(a.port), service(b.port)
+    proxy.apply(snapshot([sa, sb], [route(sa, ["/a"]), route(sb, ["/b"])]))
+    for path, body in (("/a", b"abcde"), ("/b", b"streamed until close")):
+        raw = raw_exchange(proxy.port, b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode(),
+                           until=b"0\r\n\r\n", timeout=2)
+        head, _, payload = raw.partition(b"\r\n\r\n")
+        assert b"Transfer-Encoding: chunked" in head
+        assert payload.endswith(b"0\r\n\r\n")
+        decoded, rest = b"", payload
+        while True:
+            size_line, _, rest = rest.partition(b"\r\n")
+            size = int(size_line, 16)
+            if size == 0:
+                break
+            decoded, rest = decoded + rest[:size], rest[size + 2:]
+        assert decoded == body
+        assert request(proxy.port, "GET", path).body == body  # http.client decodes it too
+
+
+def test_websocket_upgrade_is_tunnelled(proxy, raw_upstreams):
+    async def ws(reader, writer):
+        line, headers = await read_head(reader)
+        assert headers["upgrade"] == "websocket"
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+        while True:
+            data = await reader.read(100)
+            if not data:
+                break
+            writer.write(data.upper())
+    upstream = raw_upstreams(ws)
+    svc = service(upstream.port)
+    proxy.apply(snapshot([svc], [route(svc, ["/ws"])]))
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+        sock.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                     b"Sec-WebSocket-Key: x\r\nSec-WebSocket-Version: 13\r\n\r\nearly")
+        data = b""
+        while b"EARLY" not in data:
+            data += sock.recv(4096)
+        assert data.startswith(b"HTTP/1.1 101")
+        assert b"Upgrade: websocket" in data
+        sock.sendall(b"ping")
+        assert sock.recv(4096) == b"PING"
+
+
+def test_configuration_swaps_without_dropping_connections(proxy, echo_upstream):
+    svc = service(echo_upstream)
+    proxy.apply(snapshot([svc], [route(svc, ["/one"])]))
+    assert request(proxy.port, "GET", "/one").status == 200
+    proxy.apply(snapshot([svc], [route(svc, ["/two"])], version=2))
+    assert request(proxy.port, "GET", "/one").status == 404
+    assert request(proxy.port, "GET", "/two").status == 200
+    assert proxy.stats["config_version"] == 2
