@@ -11,11 +11,9 @@ import time
 from typing import Any
 
 import click
-from sqlalchemy.exc import InterfaceError, OperationalError
 
 from tollway.clitools import pass_settings
 from tollway.config import Settings
-from tollway.errors import StoreUnavailable
 from tollway.metering.periods import PERIODS
 from tollway.metering.query import GROUPS, UsageQuery
 from tollway.metering.report import UsageReport
@@ -79,7 +77,4 @@ def report(settings: Settings, as_csv: bool, **options: str | None) -> None:
     Bad options end it with one line and exit code 1 (a QueryError is a TollwayError).
     """
     params = {name: value for name, value in options.items() if value is not None}
-    try:
-        asyncio.run(_report(settings, params, as_csv))
-    except (OSError, OperationalError, InterfaceError) as exc:
-        raise StoreUnavailable(f"cannot read usage from the database: {exc}") from exc
+    asyncio.run(_report(settings, params, as_csv))

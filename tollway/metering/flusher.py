@@ -17,8 +17,6 @@ import logging
 import time
 from collections.abc import Callable
 
-from sqlalchemy.exc import InterfaceError, OperationalError
-
 from tollway.config import Settings
 from tollway.errors import StoreUnavailable
 from tollway.metering import ledger
@@ -32,7 +30,7 @@ PURGE_EVERY = 600.0          # seconds between retention passes
 SPOOL_ALARM_RATIO = 0.8      # warn when the spool holds this share of billable_spool_max_bytes
 ALARM_EVERY = 60.0           # seconds between two spool-size warnings
 
-_UNAVAILABLE = (OSError, OperationalError, InterfaceError, TimeoutError, StoreUnavailable)
+_UNAVAILABLE = (*ledger.UNAVAILABLE, StoreUnavailable)
 
 
 class Flusher:
@@ -70,7 +68,7 @@ class Flusher:
                     await ledger.save_offsets(conn, self.node_id, offsets)
                     await ledger.forget_offsets(conn, self.node_id, gone)
         except _UNAVAILABLE as exc:
-            raise StoreUnavailable(f"cannot reach the database to flush usage: {exc}") from exc
+            raise StoreUnavailable(f"cannot reach the database to flush usage: {ledger.describe(exc)}") from exc
         self.counted += batch.records
         self.cut_off += cut_off
         self._delete_consumed(files, {**committed, **offsets})
@@ -109,7 +107,7 @@ class Flusher:
                 deleted = await ledger.purge_expired(conn, self.clock(), self.settings.billable_minute_retention,
                                                      self.settings.billable_hour_retention)
         except _UNAVAILABLE as exc:
-            raise StoreUnavailable(f"cannot reach the database to purge old usage: {exc}") from exc
+            raise StoreUnavailable(f"cannot reach the database to purge old usage: {ledger.describe(exc)}") from exc
         if deleted:
             log.info("billable: deleted %d usage rows past their retention", deleted)
         return deleted

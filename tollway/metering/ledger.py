@@ -11,11 +11,21 @@ from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tollway.plugins.billable.tables import names, spool_offsets, usage
 
 BATCH = 2000  # rows per executemany
+
+# What a database that cannot be reached raises (through SQLAlchemy or from the socket itself).
+UNAVAILABLE = (OSError, OperationalError, InterfaceError, TimeoutError)
+
+
+def describe(exc: BaseException) -> str:
+    """The first line of a driver error, without SQLAlchemy's statement dump."""
+    cause = getattr(exc, "orig", None) or exc
+    return (str(cause).strip().splitlines() or [type(cause).__name__])[0]
 
 _USAGE_KEY = ["grain", "bucket_start", "consumer_id", "service_id", "route_id", "status"]
 _USAGE_SUMS = ["requests", "request_bytes", "response_bytes", "latency_us_sum"]

@@ -12,6 +12,7 @@ import csv
 import io
 import re
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,8 @@ from sqlalchemy.engine import Connection, Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tollway.config import Settings
+from tollway.errors import NotBootstrapped, StoreUnavailable
+from tollway.metering.ledger import UNAVAILABLE, describe
 from tollway.metering.periods import iso
 from tollway.metering.plan import Plan, plan
 from tollway.metering.query import QueryError, UsageQuery
@@ -43,9 +46,21 @@ _LIVE_NAME = {"consumer": "username", "service": "name", "route": "name"}
 _ID_COLUMN = {"consumer": usage.c.consumer_id, "service": usage.c.service_id, "route": usage.c.route_id}
 
 
-def _live_tables(conn: Connection) -> set[str]:
+@asynccontextmanager
+async def _connection(db: Database) -> AsyncIterator[AsyncConnection]:
+    """A connection; an unreachable database is raised as StoreUnavailable."""
+    try:
+        async with db.engine.connect() as conn:
+            yield conn
+    except UNAVAILABLE as exc:
+        raise StoreUnavailable(f"cannot read usage from the database: {describe(exc)}") from exc
+
+
+def _tables(conn: Connection) -> tuple[bool, set[str]]:
+    """Whether the ledger exists, and which core tables (consumer, service, route) do."""
     inspector = inspect(conn)
-    return {kind for kind, live in _LIVE.items() if inspector.has_table(live.name)}
+    return (inspector.has_table(usage.name),
+            {kind for kind, live in _LIVE.items() if inspector.has_table(live.name)})
 
 
 async def _resolve(conn: AsyncConnection, kind: str, value: str, live: set[str]) -> list[str] | None:
@@ -83,8 +98,11 @@ class UsageReport:
         except QueryError as exc:
             problems.update(exc.fields)
         filters: dict[str, list[str]] = {}
-        async with db.engine.connect() as conn:
-            live = await conn.run_sync(_live_tables)
+        async with _connection(db) as conn:
+            ledger_exists, live = await conn.run_sync(_tables)
+            if not ledger_exists:
+                raise NotBootstrapped("the usage ledger does not exist; run 'tollway migrations up' "
+                                      "with the billable plugin enabled")
             for kind in ("consumer", "service", "route"):
                 value = getattr(query, kind)
                 if value is None:
@@ -120,7 +138,7 @@ class UsageReport:
     async def page(self) -> tuple[list[dict[str, Any]], int | None]:
         """One page of `query.size` rows from `query.offset`; and the next page's offset, or None."""
         size, offset = self.query.size, self.query.offset
-        async with self.db.engine.connect() as conn:
+        async with _connection(self.db) as conn:
             rows = (await conn.execute(self.statement.limit(size + 1).offset(offset))).all()
         more = len(rows) > size
         return self._shape(rows[:size]), offset + size if more else None

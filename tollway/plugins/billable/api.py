@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from tollway.errors import StoreUnavailable
+from tollway.errors import StoreError
 from tollway.metering.periods import iso
 from tollway.metering.query import QueryError, UsageQuery, encode_offset
 from tollway.metering.report import UsageReport
@@ -42,14 +42,17 @@ def routes(ctx: Any) -> list[BaseRoute]:
             report = await UsageReport.prepare(ctx.db, ctx.settings, query)
         except QueryError as exc:
             return _schema_violation(exc)
-        except StoreUnavailable as exc:
+        except StoreError as exc:
             return _json(503, {"message": str(exc)})
         if _wants_csv(request, query):
             day = datetime.now(UTC).astimezone(query.tz).date().isoformat()
             filename = f"tollway-usage-{query.period}-{day}.csv"
             return StreamingResponse(report.csv_chunks(), media_type="text/csv; charset=utf-8",
                                      headers={"Content-Disposition": f'attachment; filename="{filename}"'})
-        data, next_offset = await report.page()
+        try:
+            data, next_offset = await report.page()
+        except StoreError as exc:
+            return _json(503, {"message": str(exc)})
         next_path = None
         if next_offset is not None:
             params["offset"] = encode_offset(next_offset)
