@@ -67,14 +67,15 @@ def decode_form(pairs: list[tuple[str, str]]) -> dict[str, Any]:
     return _finish(root)
 
 
-def _put(node: dict[Any, Any], tokens: list[str | int], value: str) -> None:
+def _put(node: Any, tokens: list[str | int], value: str) -> None:
     for position, token in enumerate(tokens):
         last = position == len(tokens) - 1
         nxt = None if last else tokens[position + 1]
-        if isinstance(node, _Indexed) and token == _APPEND:
+        indexed = isinstance(node, _Indexed)
+        if indexed and token == _APPEND:
             token = max(node, default=0) + 1
         if last:
-            if isinstance(node, _Indexed) or token not in node:
+            if indexed or token not in node:
                 node[token] = value
             elif isinstance(node[token], list):
                 node[token].append(value)

@@ -32,7 +32,7 @@ class Dao:
 
     # Conversion
 
-    def to_entity(self, row: Mapping[str, Any]) -> dict[str, Any]:
+    def to_entity(self, row: Mapping[Any, Any]) -> dict[str, Any]:
         """A row as the Admin API shows it: JSON columns decoded, foreign keys as {"id": ...}."""
         entity: dict[str, Any] = {}
         for name, spec, column in self._columns:
@@ -133,8 +133,10 @@ class Dao:
     async def exists(self, conn: AsyncConnection, entity_id: str) -> bool:
         return await self._exists(conn, self.table.c.id == entity_id)
 
-    async def _exists(self, conn: AsyncConnection, where: ColumnElement[bool], table: Table | None = None) -> bool:
-        return bool(await conn.scalar(select(exists().where(where).select_from(self.table if table is None else table))))
+    async def _exists(self, conn: AsyncConnection, where: ColumnElement[bool],
+                      table: Table | None = None) -> bool:
+        query = select(exists().where(where).select_from(self.table if table is None else table))
+        return bool(await conn.scalar(query))
 
     # Writes
 

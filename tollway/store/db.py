@@ -39,7 +39,10 @@ class Database:
     def from_settings(cls, settings: Settings) -> Database:
         if settings.database == "sqlite":
             path = settings.database_path
-            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreUnavailable(f"database unavailable: cannot create {path.parent}: {exc.strerror}") from exc
             # NullPool: aiosqlite connections are cheap, and a fresh one never holds a stale snapshot.
             engine = create_async_engine(f"sqlite+aiosqlite:///{path}", poolclass=NullPool)
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

@@ -1,0 +1,95 @@
+"""Migrations on SQLite and PostgreSQL: bootstrap (twice is harmless), up, list, reset, the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import pytest
+from click.testing import CliRunner
+
+from tollway.config import Settings
+from tollway.errors import NotBootstrapped, StoreUnavailable
+from tollway.store import migrations
+from tollway.store.cli import migrations as migrations_cli
+from tollway.store.db import Database
+from tollway.store.snapshot import config_version, load_snapshot
+
+T = TypeVar("T")
+
+
+def run(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+    async def main() -> T:
+        db = Database.from_settings(settings)
+        try:
+            return await work(db)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(main())
+
+
+def cli(settings: Settings, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(migrations_cli, list(args), obj={"settings": settings})
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.output
+
+
+def test_bootstrap_twice_is_harmless(settings: Settings) -> None:
+    ran = run(settings, lambda db: migrations.bootstrap(db, settings))
+    assert [(m.subsystem, m.name) for m in ran][:2] == [("core", "000_base"), ("key-auth", "000_base")]
+    assert run(settings, lambda db: migrations.bootstrap(db, settings)) == []
+    assert run(settings, lambda db: migrations.pending(db, settings)) == []
+    assert run(settings, config_version) == 1
+
+
+def test_not_bootstrapped_is_reported(settings: Settings) -> None:
+    with pytest.raises(NotBootstrapped):
+        run(settings, migrations.ensure_bootstrapped)
+    with pytest.raises(NotBootstrapped):
+        run(settings, lambda db: migrations.up(db, settings))
+
+
+def test_up_runs_the_migrations_of_newly_enabled_plugins(settings: Settings) -> None:
+    core_only = settings.with_overrides(plugins="off")
+    run(core_only, lambda db: migrations.bootstrap(db, core_only))
+    states = run(settings, lambda db: migrations.list_state(db, settings))
+    assert states[0] == migrations.SubsystemState("core", ("000_base",), ())
+    assert states[1] == migrations.SubsystemState("key-auth", (), ("000_base",))
+    ran = run(settings, lambda db: migrations.up(db, settings))
+    assert ("key-auth", "000_base") in [(m.subsystem, m.name) for m in ran]
+    assert run(settings, lambda db: migrations.up(db, settings)) == []
+
+
+def test_snapshot_of_a_fresh_database(settings: Settings) -> None:
+    run(settings, lambda db: migrations.bootstrap(db, settings))
+    snapshot = run(settings, lambda db: load_snapshot(db, settings))
+    assert snapshot == {"version": 1, "services": [], "routes": [], "consumers": [], "plugins": [],
+                        "keyauth_credentials": []}
+
+
+def test_cli_bootstrap_up_list_reset(settings: Settings) -> None:
+    code, out = cli(settings, "bootstrap")
+    assert code == 0 and "core migrated up to: 000_base" in out
+    code, out = cli(settings, "bootstrap")
+    assert code == 0 and "already bootstrapped" in out
+    code, out = cli(settings, "up")
+    assert code == 0 and "up-to-date" in out
+    code, out = cli(settings, "list")
+    assert code == 0 and "core: 000_base" in out and "key-auth: 000_base" in out
+    code, out = cli(settings, "reset", "--yes")
+    assert code == 0
+    with pytest.raises(NotBootstrapped):
+        cli(settings, "list")
+    assert cli(settings, "bootstrap")[0] == 0
+
+
+def test_unreachable_database_is_store_unavailable(settings: Settings) -> None:
+    if settings.database == "sqlite":
+        broken = settings.with_overrides(sqlite_path="/proc/nope/tollway.db", prefix="/proc/nope")
+    else:
+        broken = settings.with_overrides(pg_port=1, pg_timeout=2.0)
+    with pytest.raises(StoreUnavailable, match="database unavailable"):
+        run(broken, migrations.ensure_bootstrapped)
