@@ -184,7 +184,7 @@ class ClientProtocol(asyncio.Protocol):
             path = httptools.parse_url(url).path or b"/"
         call = Call(method, path.decode("latin-1"), query.decode("latin-1"), self.headers,
                     self.client_ip, time.time(), self.loop.time())
-        call.request_bytes = len(method) + len(url) + 13 + self.head_size + 2
+        call.request_bytes = len(method) + len(url) + 12 + self.head_size + 2  # "M U HTTP/1.1\r\n" ... "\r\n"
         special = self.special
         call.host = special.get(b"host", b"")
         call.http_11 = parser.get_http_version() == "1.1"
