@@ -1,0 +1,35 @@
+"""Run a ProxyServer in its own process: `python serve_proxy.py PORT SNAPSHOT.json`.
+
+Used by tests that measure the proxy's memory, and by bench/proxy_quick.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import sys
+import tempfile
+
+import uvloop
+
+from tollway.config import load_settings
+from tollway.proxy.server import ProxyServer
+
+
+async def main(port: int, snapshot_path: str) -> None:
+    settings = load_settings(environ={}, prefix=tempfile.mkdtemp(), proxy_listen=f"127.0.0.1:{port}")
+    server = ProxyServer(settings)
+    with open(snapshot_path) as file:
+        server.apply(json.load(file))
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(1024)
+    await server.serve(sock)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    uvloop.install()
+    asyncio.run(main(int(sys.argv[1]), sys.argv[2]))
