@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from tollway.config import Settings
-from tollway.errors import NotBootstrapped, StoreUnavailable
+from tollway.errors import NotBootstrapped, StoreError, StoreUnavailable
 from tollway.store import migrations
 from tollway.store.cli import migrations as migrations_cli
 from tollway.store.db import Database
@@ -58,6 +58,8 @@ def test_up_runs_the_migrations_of_newly_enabled_plugins(settings: Settings) -> 
     states = run(settings, lambda db: migrations.list_state(db, settings))
     assert states[0] == migrations.SubsystemState("core", ("000_base",), ())
     assert states[1] == migrations.SubsystemState("key-auth", (), ("000_base",))
+    with pytest.raises(StoreError, match="pending migrations"):
+        run(settings, lambda db: migrations.ensure_bootstrapped(db, settings))
     ran = run(settings, lambda db: migrations.up(db, settings))
     assert ("key-auth", "000_base") in [(m.subsystem, m.name) for m in ran]
     assert run(settings, lambda db: migrations.up(db, settings)) == []

@@ -137,10 +137,16 @@ async def list_state(db: Database, settings: Settings) -> list[SubsystemState]:
     return states
 
 
-async def ensure_bootstrapped(db: Database) -> None:
-    """Raise NotBootstrapped unless `tollway migrations bootstrap` has run on this database."""
+async def ensure_bootstrapped(db: Database, settings: Settings | None = None) -> None:
+    """Raise NotBootstrapped unless `tollway migrations bootstrap` has run on this database.
+
+    With settings, also raise StoreError when migrations of the enabled plugins are pending
+    (a node must not serve a plugin whose tables are missing).
+    """
     if not await is_bootstrapped(db):
         raise NotBootstrapped()
+    if settings is not None:
+        await ensure_up_to_date(db, settings)
 
 
 async def ensure_up_to_date(db: Database, settings: Settings) -> None:
