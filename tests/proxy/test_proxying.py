@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from tests.proxy.conftest import (ProxyHarness, raw_exchange, read_head, request, route, service,
-                                  snapshot)
+from tests.proxy.conftest import ProxyHarness, raw_exchange, read_head, request, route, service, snapshot
 
 
 def setup_echo(proxy: ProxyHarness, echo_port: int, path: str | None = None, **route_extra) -> tuple[dict, dict]:

@@ -29,7 +29,7 @@ class KeyIndex:
         self.by_username = {c["username"]: c for c in consumers.values() if c.get("username")}
         self.by_key: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
         for credential in snapshot.get("keyauth_credentials") or ():
-            consumer = consumers.get((credential.get("consumer") or {}).get("id"))
+            consumer = consumers.get((credential.get("consumer") or {}).get("id") or "")
             if consumer is not None and credential.get("key"):
                 self.by_key[credential["key"]] = (credential, consumer)
 
@@ -75,10 +75,10 @@ class Handler(base.Handler):
                 call.set_header("X-Anonymous-Consumer", None)
                 return None
         if self.anonymous is not None:
-            consumer = self.index.consumers.get(self.anonymous) or self.index.by_username.get(self.anonymous)
-            if consumer is None:
+            anonymous = self.index.consumers.get(self.anonymous) or self.index.by_username.get(self.anonymous)
+            if anonymous is None:
                 return Reply(500, {"message": NO_ANONYMOUS})
-            call.authenticate(consumer, None)
+            call.authenticate(anonymous, None)
             call.set_header("X-Anonymous-Consumer", "true")
             return None
         if key is None:
