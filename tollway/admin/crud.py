@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from tollway.admin import errors
 from tollway.admin.body import infer_types
 from tollway.admin.context import AdminContext
@@ -142,7 +144,7 @@ class Crud:
                 raise errors.referenced_by(self.schema.name, child)
             await self.dao.delete(conn, old["id"])
 
-    async def _checked_write(self, conn: Any, entity: dict[str, Any], *, new: bool) -> None:
+    async def _checked_write(self, conn: AsyncConnection, entity: dict[str, Any], *, new: bool) -> None:
         await self.dao.check_foreign(conn, entity)
         await self.dao.check_unique(conn, entity)
         if new:

@@ -6,7 +6,7 @@ import socket
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -17,6 +17,7 @@ from tollway.admin.entities.plugins import BASE_FIELDS, config_field
 from tollway.admin.responses import json_response
 from tollway.config import BUNDLED_PLUGINS
 from tollway.errors import StoreError
+from tollway.store.tables import plugins as plugin_rows
 
 SECRET_SETTINGS = ("pg_password",)
 StatusExtra = Callable[[], Mapping[str, Any]]
@@ -40,10 +41,7 @@ def info_routes(ctx: AdminContext, *, node_id: str, status_extra: StatusExtra | 
 
     async def root(_request: Request) -> Response:
         async with ctx.db.connect() as conn:
-            from tollway.store.tables import plugins as plugin_rows
-
-            names = sorted({row[0] for row in await conn.execute(plugin_rows.select().with_only_columns(
-                plugin_rows.c.name).distinct())})
+            names = sorted(await conn.scalars(select(plugin_rows.c.name).distinct()))
         settings = {k: v for k, v in ctx.settings.to_dict().items() if k not in SECRET_SETTINGS}
         return json_response({
             "version": __version__,
