@@ -1,0 +1,147 @@
+"""latest.md: the results of one run as Markdown tables, built from the JSON report alone."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .machine import machine_line
+
+
+def _ms(microseconds: float | None) -> str:
+    return "–" if microseconds is None else f"{microseconds / 1000:.2f}"
+
+
+def _signed_ms(microseconds: float | None) -> str:
+    return "–" if microseconds is None else f"{microseconds / 1000:+.2f}"
+
+
+def _rps(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def _rss(peaks: Mapping[str, float]) -> str:
+    return ", ".join(f"{role} {mib:.1f}" for role, mib in peaks.items()) or "–"
+
+
+def _error_kinds(by_kind: Mapping[str, int]) -> str:
+    return ", ".join(f"{count:,} {kind}" for kind, count in by_kind.items() if count)
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def throughput_table(configs: list[Mapping[str, Any]]) -> list[str]:
+    lines = [
+        _row(["configuration", "workers", "req/s (median)", "req/s per round", "p50 ms", "p99 ms",
+              "vs nginx proxy_pass", "peak RSS MiB per process", "errors"]),
+        _row(["---", "---:", "---:", "---", "---:", "---:", "---:", "---", "---:"]),
+    ]
+    for config in configs:
+        summary = config.get("summary")
+        if not summary:
+            continue
+        ratio = summary.get("vs_nginx_proxy")
+        lines.append(_row([
+            config["label"], str(config["workers"]), _rps(summary["median_rps"]),
+            " / ".join(_rps(value) for value in summary["rps_runs"]),
+            _ms(summary["p50_us"]), _ms(summary["p99_us"]),
+            f"{ratio:.2f}×" if ratio is not None else "–",
+            _rss(summary["rss_peak_mib"]), str(summary["errors"]),
+        ]))
+    return lines
+
+
+def fixed_rate_table(levels: list[Mapping[str, Any]]) -> list[str]:
+    lines = [
+        _row(["rate req/s", "configuration", "workers", "achieved req/s", "p50 ms", "p99 ms", "p999 ms",
+              "added p50 ms", "added p99 ms", "added p999 ms", "errors"]),
+        _row(["---:", "---", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:"]),
+    ]
+    for level in levels:
+        for result in level["results"]:
+            summary = result.get("summary")
+            if not summary:
+                continue
+            latency, added = summary["latency_us"], result.get("added_us", {})
+            lines.append(_row([
+                _rps(level["rate"]), result["label"], str(result["workers"]), _rps(summary["achieved_rps"]),
+                _ms(latency["p50"]), _ms(latency["p99"]), _ms(latency["p999"]),
+                _signed_ms(added.get("p50")), _signed_ms(added.get("p99")), _signed_ms(added.get("p999")),
+                _error_kinds(summary.get("errors_by_kind", {})) or str(summary["errors"]),
+            ]))
+    return lines
+
+
+def _fixed_rate_notes(levels: list[Mapping[str, Any]]) -> list[str]:
+    notes = []
+    for level in levels:
+        notes.append(f"- {_rps(level['rate'])} req/s = {level['basis']}.")
+        for result in level["results"]:
+            summary = result.get("summary")
+            if summary:
+                lag, service = summary["send_lag_us"], summary["service_us"]
+                notes.append(f"  - {result['label']}: generator send lag p50 {_ms(lag['p50'])} ms, "
+                             f"p99 {_ms(lag['p99'])} ms; from actual send (uncorrected) p50 "
+                             f"{_ms(service['p50'])} ms, p99 {_ms(service['p99'])} ms.")
+            if result.get("error"):
+                notes.append(f"  - {result['label']}: not measured: {result['error']}")
+    return notes
+
+
+def render_markdown(report: Mapping[str, Any]) -> str:
+    """The whole latest.md for a report as written by the runner."""
+    options = report["options"]
+    configs = report["configs"]
+    lines = [
+        f"# Tollway benchmark, {report['started_at']}",
+        "",
+        f"- Machine: {machine_line(report['machine'])}",
+        f"- Command: `{report.get('command', './scripts/bench.sh')}`",
+        f"- Upstream: {report['upstream']}; every request is `GET /bench` with an `apikey` header.",
+        f"- Throughput: wrk, {options['connections']} connections, {options['threads']} thread(s), "
+        f"{options['duration']:g} s per run after a {options['warmup']:g} s warm-up, {options['rounds']} rounds "
+        "interleaved (every configuration once per round, same order), median of the rounds. "
+        "wrk, the upstream and the proxy share the machine's cores.",
+        "",
+        "## Throughput (closed loop)",
+        "",
+        *throughput_table(configs),
+        "",
+    ]
+    levels = report.get("fixed_rate") or []
+    if levels:
+        lines += [
+            "## Latency at a fixed rate (open loop, corrected for coordinated omission)",
+            "",
+            f"Constant rate over {options['rate_connections']} keep-alive connections, {options['rate_duration']:g} s "
+            f"after a {options['warmup']:g} s warm-up, {options['rate_rounds']} rounds interleaved, median of the "
+            "rounds. Latency is measured from each request's scheduled send time; \"added\" is Tollway minus "
+            "nginx proxy_pass at the same rate. Percentiles cover answered requests only: "
+            "`unanswered` ones were still waiting when the grace period after the schedule ended.",
+            "",
+            *fixed_rate_table(levels),
+            "",
+            *_fixed_rate_notes(levels),
+            "",
+        ]
+    failed = [config for config in configs if config.get("error")]
+    if failed:
+        lines += ["## Not measured, or not every round", ""]
+        lines += [f"- {config['label']} ({config['workers']} worker(s)): {config['error'].splitlines()[0]}"
+                  for config in failed]
+        lines.append("")
+    ledger = report.get("ledger_report")
+    if ledger is not None:
+        lines += ["## Ledger report (bench/ledger_report.py)", "", "```json",
+                  json.dumps(ledger, indent=2)[:4000], "```", ""]
+    return "\n".join(lines)
+
+
+def write_markdown(report: Mapping[str, Any], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_markdown(report))
+    return path

@@ -1,0 +1,219 @@
+"""The run itself: every configuration, interleaved round by round, then latency at a fixed rate.
+
+Round r loads every configuration once, in the same order (direct, nginx, Tollway ...), so a
+drift of the machine (another process, thermal, the page cache) hits every configuration alike
+instead of one of them; the median over the rounds is reported.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .machine import describe_machine
+from .nginx import NginxServer
+from .openloop import OpenLoopPlan, run_open_loop
+from .rss import RssSampler
+from .summary import REFERENCE, add_ratios, added_latency, summarize_open_loop, summarize_runs
+from .targets import DirectTarget, NginxProxyTarget, Target, TollwayTarget
+from .tollway_node import PROFILES
+from .wrk import WrkResult, run_wrk, write_done_script
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXED_RATE_TOLLWAY = "tollway-keyauth-billable-w1"
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """How long and how hard to load; `quick()` gives a run of a couple of minutes."""
+
+    duration: float = 10.0
+    warmup: float = 2.0
+    rounds: int = 3
+    connections: int = 50
+    threads: int = 1
+    rate_duration: float = 10.0
+    rate_rounds: int = 3
+    rate_connections: int = 50
+    tollway: bool = True
+    tollway_workers: tuple[int, ...] = (1, 2)
+    tollway_log_level: str = "notice"
+    only: tuple[str, ...] = ()
+
+    @classmethod
+    def quick(cls, **overrides: Any) -> BenchOptions:
+        values: dict[str, Any] = {"duration": 3.0, "warmup": 1.0, "rate_duration": 3.0}
+        values.update(overrides)
+        return cls(**values)
+
+    def validate(self) -> None:
+        problems = []
+        if self.rounds < 1 or self.rate_rounds < 1:
+            problems.append("rounds must be at least 1")
+        if self.duration < 1 or self.rate_duration < 1:
+            problems.append("durations must be at least 1 s (wrk counts whole seconds)")
+        if self.connections < self.threads or self.threads < 1:
+            problems.append("need at least one thread and at least as many connections as threads")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Bench:
+    """One benchmark run in `workdir` (nginx prefixes, Tollway prefixes, the wrk script)."""
+
+    def __init__(self, options: BenchOptions, workdir: Path, say: Say = print) -> None:
+        options.validate()
+        self.options = options
+        self.workdir = workdir
+        self.say = say
+        self.script = write_done_script(workdir)
+
+    def targets(self, upstream: NginxServer) -> list[Target]:
+        """Every configuration, in the order each round loads them."""
+        targets: list[Target] = [DirectTarget(upstream), NginxProxyTarget(upstream.port, self.workdir / "nginx-proxy")]
+        if self.options.tollway:
+            for workers in self.options.tollway_workers:
+                for profile in PROFILES:
+                    targets.append(TollwayTarget(profile, workers, self.workdir, upstream.url + "/",
+                                                 self.options.tollway_log_level))
+        if self.options.only:
+            keep = set(self.options.only) | {REFERENCE}
+            targets = [t for t in targets if t.key in keep]
+        return targets
+
+    def run(self) -> dict[str, Any]:
+        started = _now()
+        with NginxServer.upstream(self.workdir / "upstream") as upstream:
+            targets = self.targets(upstream)
+            configs = {t.key: {**t.describe(), "runs": [], "error": None} for t in targets}
+            live = self._setup(targets, configs)
+            self._throughput(live, configs)
+            for config in configs.values():
+                config["summary"] = summarize_runs(config["runs"]) if config["runs"] else None
+            add_ratios(list(configs.values()))
+            fixed_rate = self._fixed_rate(live, configs)
+        return {
+            "version": 1,
+            "started_at": started,
+            "finished_at": _now(),
+            "machine": describe_machine(ROOT),
+            "options": {**asdict(self.options), "tollway_workers": list(self.options.tollway_workers)},
+            "upstream": "nginx return 200, worker_processes 1, access_log off",
+            "configs": list(configs.values()),
+            "fixed_rate": fixed_rate,
+        }
+
+    # Throughput ------------------------------------------------------------------------------
+
+    def _setup(self, targets: Sequence[Target], configs: dict[str, dict[str, Any]]) -> list[Target]:
+        live = []
+        for target in targets:
+            try:
+                target.setup()
+                live.append(target)
+            except Exception as exc:  # one broken configuration must not sink the others
+                configs[target.key]["error"] = f"setup failed: {exc}"
+                self.say(f"{target.key}: setup failed: {exc}")
+        return live
+
+    def _throughput(self, targets: list[Target], configs: dict[str, dict[str, Any]]) -> None:
+        options = self.options
+        for number in range(1, options.rounds + 1):
+            for target in list(targets):
+                try:
+                    run = self._measure(target, number)
+                except Exception as exc:
+                    configs[target.key]["error"] = f"round {number}: {exc}"
+                    self.say(f"[round {number}/{options.rounds}] {target.key}: FAILED: {exc}")
+                    targets.remove(target)
+                    continue
+                configs[target.key]["runs"].append(run)
+                self.say(f"[round {number}/{options.rounds}] {target.key:30} {run['rps']:>10,.0f} req/s  "
+                         f"p50 {run['p50_us'] / 1000:6.2f} ms  p99 {run['p99_us'] / 1000:6.2f} ms  "
+                         f"errors {sum(run['errors'].values())}")
+
+    def _measure(self, target: Target, number: int) -> dict[str, Any]:
+        """Start the target, warm it up, load it once with wrk while sampling RSS, stop it."""
+        options = self.options
+        target.start()
+        try:
+            self._wrk(target, options.warmup)
+            loadavg = os.getloadavg()[0]
+            with RssSampler(target.processes) as sampler:
+                result = self._wrk(target, options.duration)
+        finally:
+            target.stop()
+        return {"round": number, **result.to_dict(), "rss_peak_bytes": sampler.peaks,
+                "loadavg_1m_before": round(loadavg, 2)}
+
+    def _wrk(self, target: Target, duration: float) -> WrkResult:
+        return run_wrk(target.url, connections=self.options.connections, threads=self.options.threads,
+                       duration=duration, script=self.script, headers=target.headers)
+
+    # Latency at a fixed rate -----------------------------------------------------------------
+
+    def _fixed_rate(self, targets: Sequence[Target], configs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+        """Open-loop latency of Tollway (key-auth + billable, 1 worker) against nginx, same rates."""
+        by_key = {t.key: t for t in targets}
+        nginx, tollway = by_key.get(REFERENCE), by_key.get(FIXED_RATE_TOLLWAY)
+        if nginx is None or tollway is None or not configs[REFERENCE].get("summary"):
+            self.say("fixed-rate latency skipped: nginx proxy_pass or Tollway key-auth + billable (1 worker) "
+                     "was not measured")
+            return []
+        nginx_max = configs[REFERENCE]["summary"]["median_rps"]
+        levels = [("half of nginx proxy_pass's maximum", round(nginx_max / 2))]
+        tollway_summary = configs[FIXED_RATE_TOLLWAY].get("summary")
+        if tollway_summary and tollway_summary["median_rps"] < nginx_max / 2:
+            # Above its own maximum an open-loop queue only grows; also measure where it can keep up.
+            levels.append(("half of Tollway key-auth + billable's maximum",
+                           round(tollway_summary["median_rps"] / 2)))
+        return [self._fixed_rate_level(basis, rate, [nginx, tollway]) for basis, rate in levels]
+
+    def _fixed_rate_level(self, basis: str, rate: int, targets: Sequence[Target]) -> dict[str, Any]:
+        options = self.options
+        runs: dict[str, list[dict[str, Any]]] = {t.key: [] for t in targets}
+        errors: dict[str, str] = {}
+        for number in range(1, options.rate_rounds + 1):
+            for target in targets:
+                if target.key in errors:
+                    continue
+                try:
+                    target.start()
+                    try:
+                        result = run_open_loop(self._plan(target, rate))
+                    finally:
+                        target.stop()
+                except Exception as exc:
+                    errors[target.key] = str(exc)
+                    self.say(f"[rate {rate}/s round {number}] {target.key}: FAILED: {exc}")
+                    continue
+                runs[target.key].append(result.to_dict())
+                ms = {name: value / 1000 for name, value in result.latency_us.items()}
+                self.say(f"[rate {rate}/s round {number}/{options.rate_rounds}] {target.key:30} "
+                         f"achieved {result.achieved_rps:>9,.0f}/s  p50 {ms['p50']:7.2f} ms  "
+                         f"p99 {ms['p99']:8.2f} ms  p999 {ms['p999']:8.2f} ms")
+        summaries = {t.key: summarize_open_loop(runs[t.key]) if runs[t.key] else None for t in targets}
+        results: list[dict[str, Any]] = [
+            {"key": t.key, "label": t.label, "workers": t.workers, "runs": runs[t.key],
+             "summary": summaries[t.key], "error": errors.get(t.key)}
+            for t in targets
+        ]
+        nginx, tollway = summaries[targets[0].key], summaries[targets[1].key]
+        if nginx and tollway:
+            results[1]["added_us"] = added_latency(tollway, nginx)
+        return {"basis": basis, "rate": rate, "results": results}
+
+    def _plan(self, target: Target, rate: int) -> OpenLoopPlan:
+        """The open-loop plan for a started target (Tollway takes new ports at every start)."""
+        return OpenLoopPlan(port=target.port, rate=rate, duration=self.options.rate_duration,
+                            path=target.path, headers=target.headers,
+                            connections=self.options.rate_connections, warmup=self.options.warmup)
