@@ -92,6 +92,8 @@ class Master:
         # Workers and the configuration they hold
         self.workers: dict[int, WorkerHandle] = {}
         self.retired: list[WorkerHandle] = []
+        # Every worker process this master started, by spool writer id; kept after they exit.
+        self.writers: dict[str, asyncio.subprocess.Process] = {}
         self.snapshot: dict[str, Any] = {}
         self.config_version: int | None = None
 
@@ -177,6 +179,7 @@ class Master:
             pass_fds=(self.proxy_sock.fileno(), child.fileno()),
         )
         child.close()
+        self.writers[writer_id] = process
         channel = await Channel.open(parent)
         handle = WorkerHandle(slot, writer_id, process, channel, settings, restarts=restarts)
         await channel.send({"type": "config", "settings": settings.to_dict(), "snapshot": self.snapshot})
@@ -226,11 +229,12 @@ class Master:
             task.cancel()
 
     def writer_alive(self, writer_id: str) -> bool:
-        """Whether a spool writer is a worker still running (its files may still grow)."""
-        for handle in list(self.workers.values()) + self.retired:
-            if handle.writer_id == writer_id:
-                return handle.process.returncode is None
-        return False
+        """Whether a spool writer is a worker still running (its files may still grow).
+
+        Writers of earlier runs are unknown here and finished: their process is gone.
+        """
+        process = self.writers.get(writer_id)
+        return process is not None and process.returncode is None
 
     # -- configuration ---------------------------------------------------------------------
 
