@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select, and_, case, column, func, inspect, null, or_, select, table
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tollway.config import Settings
@@ -114,7 +114,7 @@ class UsageReport:
             raise QueryError(problems)
         return cls(db, query, the_plan, _statement(query, the_plan, filters, live))
 
-    def _shape(self, rows: Sequence[Row[Any]]) -> list[dict[str, Any]]:
+    def _shape(self, rows: Sequence[Any]) -> list[dict[str, Any]]:
         tz, ends = self.query.tz, self.plan.ends
         out = []
         for (pstart, c_id, c_name, c_custom, s_id, s_name, r_id, r_name, status,
@@ -141,7 +141,7 @@ class UsageReport:
         more = len(rows) > size
         return self._shape(rows[:size]), offset + size if more else None
 
-    async def batches(self) -> AsyncIterator[list[Row[Any]]]:
+    async def batches(self) -> AsyncIterator[Sequence[Any]]:
         """Every row of the report, in order, streamed from a server-side cursor in batches."""
         async with self.db.engine.connect() as conn:
             result = await conn.stream(self.statement.execution_options(yield_per=STREAM_ROWS))
