@@ -64,6 +64,19 @@ def _parse_choice(*choices: str) -> Callable[[str], str]:
     return parse
 
 
+_SIZE_SUFFIXES = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def _parse_size(text: str) -> int:
+    value = text.strip().lower()
+    number, suffix = value, ""
+    if value and value[-1] in "kmg":
+        number, suffix = value[:-1], value[-1]
+    if not number.isdigit():
+        raise ValueError("expected a size in bytes, optionally with a k, m or g suffix")
+    return int(number) * _SIZE_SUFFIXES[suffix]
+
+
 def _parse_listen(text: str) -> str:
     host, sep, port = text.strip().rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -138,6 +151,24 @@ SETTINGS: dict[str, Setting] = {
     "upstream_keepalive_pool_size": Setting(_parse_int, "64", "idle upstream connections kept per host"),
     "upstream_keepalive_idle_timeout": Setting(_parse_float, "60", "seconds an idle upstream connection is kept"),
     "drain_timeout": Setting(_parse_float, "30", "seconds a stopping worker waits for in-flight requests"),
+    # Limits on what a client may send the proxy (hostile input)
+    "client_max_body_size": Setting(_parse_size, "0", "largest request body (bytes, k, m or g suffix); 0 = no limit"),
+    "client_header_timeout": Setting(_parse_float, "60", "seconds a client has to send a whole request head"),
+    "client_keepalive_timeout": Setting(_parse_float, "75", "seconds an idle client keep-alive connection is kept"),
+    "client_max_header_size": Setting(_parse_size, "32k", "largest request head (bytes): request line and headers"),
+    "client_max_headers": Setting(_parse_int, "100", "most request headers"),
+    "client_max_url_length": Setting(_parse_size, "8k", "longest request target (bytes)"),
+    "worker_connections": Setting(_parse_int, "16384", "most client connections one worker holds open"),
+    # TLS and Admin API access
+    "proxy_ssl_cert": Setting(_parse_str, "", "PEM certificate for the proxy; with proxy_ssl_cert_key, TLS is on"),
+    "proxy_ssl_cert_key": Setting(_parse_str, "", "PEM private key for proxy_ssl_cert"),
+    "admin_ssl_cert": Setting(_parse_str, "", "PEM certificate for the Admin API; with admin_ssl_cert_key, TLS is on"),
+    "admin_ssl_cert_key": Setting(_parse_str, "", "PEM private key for admin_ssl_cert"),
+    "admin_token": Setting(_parse_str, "", "a token every Admin API call must send (Tollway-Admin-Token)"),
+    "keyauth_hash_keys": Setting(
+        _parse_bool, "on", "store key-auth keys hashed (shown in full only when created); off keeps them readable"),
+    "billable_spool_failure": Setting(_parse_choice("serve", "refuse"), "serve",
+                                      "when the usage spool cannot be written: serve (with an alarm) or refuse (503)"),
 }
 
 
@@ -168,6 +199,20 @@ class Settings:
     upstream_keepalive_pool_size: int
     upstream_keepalive_idle_timeout: float
     drain_timeout: float
+    client_max_body_size: int
+    client_header_timeout: float
+    client_keepalive_timeout: float
+    client_max_header_size: int
+    client_max_headers: int
+    client_max_url_length: int
+    worker_connections: int
+    proxy_ssl_cert: str
+    proxy_ssl_cert_key: str
+    admin_ssl_cert: str
+    admin_ssl_cert_key: str
+    admin_token: str
+    keyauth_hash_keys: bool
+    billable_spool_failure: str
     config_file: str | None = field(default=None, compare=False)
 
     @property
