@@ -12,6 +12,8 @@ matplotlib.use("Agg")  # no display: the harness runs in terminals and CI
 
 import matplotlib.pyplot as plt  # noqa: E402
 
+from .machine import machine_line  # noqa: E402
+
 
 def _name(config: Mapping[str, Any]) -> str:
     name = config["label"].replace(" (", "\n(")
@@ -73,9 +75,7 @@ def write_chart(report: Mapping[str, Any], path: Path) -> Path:
         ax.set_xticks(spots, labels, fontsize=8)
         ax.legend()
 
-    machine = report["machine"]
-    fig.suptitle(f"Tollway bench {report['started_at']} on {machine['cpu_model']}, {machine['cores']} cores",
-                 fontsize=10)
+    fig.suptitle(f"Tollway bench {report['started_at']}\n{machine_line(report['machine'])}", fontsize=9)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

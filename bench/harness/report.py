@@ -92,6 +92,14 @@ def _fixed_rate_notes(levels: list[Mapping[str, Any]]) -> list[str]:
     return notes
 
 
+def _load_line(configs: list[Mapping[str, Any]]) -> list[str]:
+    loads = [run["loadavg_1m_before"] for config in configs for run in config["runs"] if "loadavg_1m_before" in run]
+    if not loads:
+        return []
+    return [f"- 1-minute load average before the runs: {min(loads):.2f} to {max(loads):.2f} "
+            "(this includes the bench's own load from the run before)."]
+
+
 def render_markdown(report: Mapping[str, Any]) -> str:
     """The whole latest.md for a report as written by the runner."""
     options = report["options"]
@@ -106,6 +114,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"{options['duration']:g} s per run after a {options['warmup']:g} s warm-up, {options['rounds']} rounds "
         "interleaved (every configuration once per round, same order), median of the rounds. "
         "wrk, the upstream and the proxy share the machine's cores.",
+        *_load_line(configs),
         "",
         "## Throughput (closed loop)",
         "",
