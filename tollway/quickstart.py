@@ -17,6 +17,7 @@ import time
 import urllib.parse
 
 import click
+import orjson
 
 from tollway.config import Settings
 from tollway.errors import NodeError
@@ -43,6 +44,23 @@ def _request(host: str, port: int, method: str, path: str, form: dict[str, str] 
         return response.status
     finally:
         conn.close()
+
+
+def _wait_metered(host: str, port: int, sent: int, timeout: float = 15.0) -> None:
+    """Wait until the ledger holds at least the calls just sent (it is flushed every second)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        conn = http.client.HTTPConnection(host, port, timeout=10)
+        try:
+            conn.request("GET", "/billable?period=month&size=1000")
+            rows = orjson.loads(conn.getresponse().read()).get("data") or []
+        except (OSError, ValueError):
+            rows = []
+        finally:
+            conn.close()
+        if sum(row.get("requests", 0) for row in rows) >= sent:
+            return
+        time.sleep(0.2)
 
 
 def _tollway(*args: str) -> None:
@@ -100,7 +118,7 @@ def run_quickstart(settings: Settings, send_traffic: bool = True) -> int:
                     for _ in range(count)
                 ]
                 say(f"  {count} calls with apikey {key or '(none)':13} -> {' '.join(map(str, codes))}")
-            time.sleep(max(1.5, settings.billable_flush_interval * 2))
+            _wait_metered(host, port, sent=7 + 4 + 3)
             say("\nThis month's usage (tollway report --period month):")
             report = subprocess.run([sys.executable, "-m", "tollway", "report", "--period", "month"],
                                     capture_output=True, text=True)
