@@ -46,20 +46,22 @@ def _request(host: str, port: int, method: str, path: str, form: dict[str, str] 
         conn.close()
 
 
-def _wait_metered(host: str, port: int, sent: int, timeout: float = 15.0) -> None:
-    """Wait until the ledger holds at least the calls just sent (it is flushed every second)."""
+def _metered_this_month(host: str, port: int) -> int:
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    try:
+        conn.request("GET", "/billable?period=month&group_by=status&size=1000")
+        rows = orjson.loads(conn.getresponse().read()).get("data") or []
+    except (OSError, ValueError):
+        rows = []
+    finally:
+        conn.close()
+    return sum(row.get("requests", 0) for row in rows)
+
+
+def _wait_metered(host: str, port: int, total: int, timeout: float = 15.0) -> None:
+    """Wait until the ledger holds `total` calls this month (it is flushed every second)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        conn = http.client.HTTPConnection(host, port, timeout=10)
-        try:
-            conn.request("GET", "/billable?period=month&size=1000")
-            rows = orjson.loads(conn.getresponse().read()).get("data") or []
-        except (OSError, ValueError):
-            rows = []
-        finally:
-            conn.close()
-        if sum(row.get("requests", 0) for row in rows) >= sent:
-            return
+    while time.monotonic() < deadline and _metered_this_month(host, port) < total:
         time.sleep(0.2)
 
 
@@ -111,6 +113,7 @@ def run_quickstart(settings: Settings, send_traffic: bool = True) -> int:
             proxy_host = "127.0.0.1"
         if send_traffic:
             time.sleep(1.2)  # workers apply Admin API writes within a second
+            before = _metered_this_month(host, port)
             for key, count in (("poppy-secret", 7), ("digit-secret", 4), (None, 3)):
                 codes = [
                     _request(proxy_host, int(proxy_port), "GET", "/mock/requests",
@@ -118,7 +121,7 @@ def run_quickstart(settings: Settings, send_traffic: bool = True) -> int:
                     for _ in range(count)
                 ]
                 say(f"  {count} calls with apikey {key or '(none)':13} -> {' '.join(map(str, codes))}")
-            _wait_metered(host, port, sent=7 + 4 + 3)
+            _wait_metered(host, port, total=before + 7 + 4 + 3)
             say("\nThis month's usage (tollway report --period month):")
             report = subprocess.run([sys.executable, "-m", "tollway", "report", "--period", "month"],
                                     capture_output=True, text=True)
