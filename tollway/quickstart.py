@@ -21,7 +21,7 @@ import orjson
 
 from tollway.config import Settings
 from tollway.errors import NodeError
-from tollway.server.commands import admin_address, admin_status
+from tollway.server.commands import admin_address, admin_connection, admin_headers, admin_status
 
 
 def _free_port() -> int:
@@ -30,9 +30,8 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _request(host: str, port: int, method: str, path: str, form: dict[str, str] | None = None,
-             headers: dict[str, str] | None = None) -> int:
-    conn = http.client.HTTPConnection(host, port, timeout=10)
+def _send(conn: http.client.HTTPConnection, method: str, path: str, form: dict[str, str] | None = None,
+          headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     try:
         body = urllib.parse.urlencode(form) if form is not None else None
         all_headers = dict(headers or {})
@@ -40,28 +39,28 @@ def _request(host: str, port: int, method: str, path: str, form: dict[str, str] 
             all_headers["Content-Type"] = "application/x-www-form-urlencoded"
         conn.request(method, path, body=body, headers=all_headers)
         response = conn.getresponse()
-        response.read()
-        return response.status
+        return response.status, response.read()
     finally:
         conn.close()
 
 
-def _metered_this_month(host: str, port: int) -> int:
-    conn = http.client.HTTPConnection(host, port, timeout=10)
+def _admin(settings: Settings, method: str, path: str, form: dict[str, str] | None = None) -> tuple[int, bytes]:
+    return _send(admin_connection(settings), method, path, form, admin_headers(settings))
+
+
+def _metered_this_month(settings: Settings) -> int:
     try:
-        conn.request("GET", "/billable?period=month&group_by=status&size=1000")
-        rows = orjson.loads(conn.getresponse().read()).get("data") or []
+        _, body = _admin(settings, "GET", "/billable?period=month&group_by=status&size=1000")
+        rows = orjson.loads(body).get("data") or []
     except (OSError, ValueError):
         rows = []
-    finally:
-        conn.close()
     return sum(row.get("requests", 0) for row in rows)
 
 
-def _wait_metered(host: str, port: int, total: int, timeout: float = 15.0) -> None:
+def _wait_metered(settings: Settings, total: int, timeout: float = 15.0) -> None:
     """Wait until the ledger holds `total` calls this month (it is flushed every second)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _metered_this_month(host, port) < total:
+    while time.monotonic() < deadline and _metered_this_month(settings) < total:
         time.sleep(0.2)
 
 
@@ -91,7 +90,6 @@ def run_quickstart(settings: Settings, send_traffic: bool = True) -> int:
             time.sleep(0.1)
         say(f"  gateway started: proxy on {settings.proxy_listen}, Admin API on {settings.admin_listen}")
 
-        host, port = admin_address(settings)
         steps = [
             ("POST", "/plugins", {"name": "billable"}),
             ("PUT", "/services/mock", {"url": f"http://127.0.0.1:{mock_port}"}),
@@ -103,7 +101,7 @@ def run_quickstart(settings: Settings, send_traffic: bool = True) -> int:
             ("POST", "/consumers/digit/key-auth", {"key": "digit-secret"}),
         ]
         for method, path, form in steps:
-            status = _request(host, port, method, path, form)
+            status, _ = _admin(settings, method, path, form)
             if status not in (200, 201, 409):  # 409: already there from an earlier quickstart
                 raise NodeError(f"{method} {path} answered {status}")
             say(f"  {method:4} {path:32} {status}")
@@ -113,20 +111,21 @@ def run_quickstart(settings: Settings, send_traffic: bool = True) -> int:
             proxy_host = "127.0.0.1"
         if send_traffic:
             time.sleep(1.2)  # workers apply Admin API writes within a second
-            before = _metered_this_month(host, port)
+            before = _metered_this_month(settings)
             for key, count in (("poppy-secret", 7), ("digit-secret", 4), (None, 3)):
                 codes = [
-                    _request(proxy_host, int(proxy_port), "GET", "/mock/requests",
-                             headers={"apikey": key} if key else None)
+                    _send(http.client.HTTPConnection(proxy_host, int(proxy_port), timeout=10), "GET",
+                          "/mock/requests", headers={"apikey": key} if key else None)[0]
                     for _ in range(count)
                 ]
                 say(f"  {count} calls with apikey {key or '(none)':13} -> {' '.join(map(str, codes))}")
-            _wait_metered(host, port, total=before + 7 + 4 + 3)
+            _wait_metered(settings, total=before + 7 + 4 + 3)
             say("\nThis month's usage (tollway report --period month):")
             report = subprocess.run([sys.executable, "-m", "tollway", "report", "--period", "month"],
                                     capture_output=True, text=True)
             say(report.stdout if report.returncode == 0 else report.stderr)
 
+        host, port = admin_address(settings)
         admin = f"http://{host}:{port}"
         proxy = f"http://{proxy_host}:{proxy_port}"
         say("Try next (Ctrl-C stops the gateway):")

@@ -71,6 +71,7 @@ class Runtime(Protocol):
     spool: Any                   # tollway.metering.spool.SpoolWriter or None
     consumers: dict[str, dict[str, Any]]  # consumer id -> consumer
     snapshot: dict[str, Any]     # the whole configuration snapshot (see tollway/store/snapshot.py)
+    indexes: dict[str, Any]      # lookup tables a plugin builds once per configuration, by plugin name
 
 
 class Handler:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -25,12 +26,27 @@ def admin_address(settings: Settings) -> tuple[str, int]:
     return host, int(port)
 
 
+def admin_connection(settings: Settings, timeout: float = 10.0) -> http.client.HTTPConnection:
+    """A connection to this node's own Admin API (TLS when it has a certificate)."""
+    host, port = admin_address(settings)
+    if settings.admin_ssl_cert and settings.admin_ssl_cert_key:
+        # Our own node on loopback, often with a self-signed certificate: encrypt, don't verify.
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
+    return http.client.HTTPConnection(host, port, timeout=timeout)
+
+
+def admin_headers(settings: Settings) -> dict[str, str]:
+    return {"Tollway-Admin-Token": settings.admin_token} if settings.admin_token else {}
+
+
 def admin_status(settings: Settings, timeout: float = 2.0) -> int | None:
     """The HTTP status of GET /status on the Admin API, or None when nothing answers."""
-    host, port = admin_address(settings)
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    conn = admin_connection(settings, timeout)
     try:
-        conn.request("GET", "/status")
+        conn.request("GET", "/status", headers=admin_headers(settings))
         return conn.getresponse().status
     except OSError:
         return None

@@ -304,8 +304,11 @@ class Master:
             assert self.admin_app is not None
             await self.admin_app(scope, receive, send)
 
+        tls: dict[str, Any] = {}
+        if self.settings.admin_ssl_cert and self.settings.admin_ssl_cert_key:
+            tls = {"ssl_certfile": self.settings.admin_ssl_cert, "ssl_keyfile": self.settings.admin_ssl_cert_key}
         config = uvicorn.Config(dispatch, lifespan="off", access_log=False, log_level="warning",
-                                timeout_graceful_shutdown=5)
+                                timeout_graceful_shutdown=5, **tls)
         self.admin_server = AdminServer(config)
         self.admin_task = asyncio.create_task(self.admin_server.serve(sockets=[self.admin_sock]))
 
