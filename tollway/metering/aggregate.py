@@ -59,8 +59,10 @@ class UsageBatch:
             self.names[(kind, id_)] = (name, custom_id, ts)
 
     def add_lines(self, lines: Iterable[bytes], source: str = "") -> None:
-        """Count spool lines; a line that does not parse is logged and skipped."""
+        """Count spool lines; empty lines are skipped, a line that does not parse is logged and skipped."""
         for line in lines:
+            if not line:
+                continue  # a writer's probe after a write failure (see tollway.metering.spool)
             try:
                 record = decode_line(line)
             except ValueError as exc:  # UnicodeDecodeError is a ValueError too

@@ -8,10 +8,14 @@ to; the kernel drops the lock when the writer closes it or dies, even by `kill -
 A file is *finished* when no more bytes can arrive: a later file of the same writer exists, or
 no writer holds its lock (or, when the flusher is told, the writer is not alive). Only a finished
 file may be deleted, and only a finished file's incomplete last line counts as cut off.
+
+An empty line is not a record: it is the probe a writer leaves when it tries to write again after
+a write failed (disk full, ...); readers skip it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import logging
@@ -29,6 +33,8 @@ log = logging.getLogger(__name__)
 SUFFIX = ".spool"
 ROTATE_BYTES = 64 << 20
 READ_CHUNK = 8 << 20
+PROBE_EVERY = 1.0      # seconds between two attempts to write again while the spool is failing
+ALARM_EVERY = 10.0     # seconds between two 'spool cannot be written' errors in the log
 
 
 def _check_writer_id(writer_id: str) -> str:
@@ -42,19 +48,37 @@ class SpoolWriter:
 
     `append()` is the proxy's hot path: one encode and one `os.write` on an O_APPEND descriptor.
     Nothing is fsynced: a killed process leaves its lines to the kernel's page cache.
+
+    When a write fails (ENOSPC, EIO, EFBIG, EROFS, EACCES, ...) the writer is `failing`: the call
+    is counted in `dropped`, a loud error is logged (at most every ALARM_EVERY seconds), and no
+    more writes are tried until `recover()` probes again, at most once per PROBE_EVERY seconds:
+    it moves to a new file (the failed one may be unwritable, or too big) and writes one empty
+    line there; when that succeeds the writer records again. A write that failed halfway is
+    truncated back to the last complete line, so a torn record is never glued to the next one.
+    billable_spool_failure (the billable handler) decides whether calls are served meanwhile.
     """
 
-    def __init__(self, spool_dir: Path | str, writer_id: str, rotate_bytes: int = ROTATE_BYTES) -> None:
+    def __init__(self, spool_dir: Path | str, writer_id: str, rotate_bytes: int = ROTATE_BYTES,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.spool_dir = Path(spool_dir)
         self.writer_id = _check_writer_id(writer_id)
         self.rotate_bytes = rotate_bytes
-        self.dropped = 0             # calls lost to write errors (disk full, ...)
+        self.clock = clock
+        # Health, for the handler and GET /status
+        self.failing = False         # the last write failed; nothing is written until recover()
+        self.dropped = 0             # calls served but not recorded (write errors)
+        self.refused = 0             # calls answered 503 by billable_spool_failure = refuse
+        self.last_error: str | None = None
+        self._failed_at = 0.0
+        self._retry_at = 0.0
+        self._alarm_at = float("-inf")
+        self._dropped_before = 0     # `dropped` when the current failure began
+        # The current file
         self.spool_dir.mkdir(parents=True, exist_ok=True)
         self._session = f"{time.time_ns():016x}"
         self._seq = 0
         self._fd = -1
         self._size = 0
-        self._last_error = 0.0
         self._open_next()
 
     @property
@@ -66,8 +90,8 @@ class SpoolWriter:
         return f"{self.writer_id}.{self._session}.{seq:06d}{SUFFIX}"
 
     def _open_next(self) -> None:
-        self._seq += 1
-        name = self._name(self._seq)
+        seq = self._seq + 1
+        name = self._name(seq)
         # Lock under a hidden name, then rename: the flusher never sees this file unlocked.
         hidden = self.spool_dir / f".{name}.new"
         fd = os.open(hidden, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o640)
@@ -76,36 +100,88 @@ class SpoolWriter:
             os.rename(hidden, self.spool_dir / name)
         except BaseException:
             os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(hidden)
             raise
-        old, self._fd, self._size = self._fd, fd, 0
+        old, self._fd, self._size, self._seq = self._fd, fd, 0, seq
         if old >= 0:
             os.close(old)
 
-    def append(self, call: Any) -> None:
-        """Record one finished call (see tollway.plugins.base.Call)."""
-        data = encode_call(call, time.time())
+    def _write(self, data: bytes) -> None:
+        written = 0
         try:
             written = os.write(self._fd, data)
             while written < len(data):  # only on a nearly full disk
                 written += os.write(self._fd, data[written:])
-        except OSError as exc:
-            self._write_failed(exc)
-            return
-        self._size += written
-        if self._size >= self.rotate_bytes:
-            self._open_next()
-
-    def _write_failed(self, exc: OSError) -> None:
-        self.dropped += 1
-        now = time.monotonic()
-        if now - self._last_error > 10:
-            self._last_error = now
-            log.error("usage spool %s: write failed (%s); %d calls not metered so far",
-                      self.path, exc.strerror, self.dropped)
-        try:  # a torn line must not glue itself to the next record
-            self._open_next()
         except OSError:
-            pass
+            if written:
+                self._untear()
+            raise
+        self._size += written
+
+    def _untear(self) -> None:
+        """Cut a half-written record off the end of the file; failing that, leave the file."""
+        try:
+            os.ftruncate(self._fd, self._size)
+        except OSError:
+            # Its last line stays incomplete: once the file is finished, readers skip it as cut off.
+            self._size = -1
+
+    def append(self, call: Any) -> None:
+        """Record one finished call (see tollway.plugins.base.Call)."""
+        data = encode_call(call, time.time())
+        if self.failing and not self.recover():
+            self.dropped += 1
+            return
+        try:
+            self._write(data)
+        except OSError as exc:
+            self._failed(exc)
+            self.dropped += 1
+            return
+        if self._size >= self.rotate_bytes:
+            try:
+                self._open_next()
+            except OSError as exc:
+                self._failed(exc)
+
+    def recover(self) -> bool:
+        """While failing, try (at most once per PROBE_EVERY) to write again; whether the spool works.
+
+        Cheap when it is not time to probe: one clock read.
+        """
+        if not self.failing:
+            return True
+        now = self.clock()
+        if now < self._retry_at:
+            return False
+        self._retry_at = now + PROBE_EVERY
+        try:
+            if self._size != 0:  # a fresh file that failed is as good as another new one
+                self._open_next()
+            self._write(b"\n")
+        except OSError as exc:
+            self._failed(exc)
+            return False
+        self.failing = False
+        self.last_error = None
+        log.warning("usage spool %s is writable again after %.0f s; %d calls were served without being "
+                    "metered meanwhile", self.path, now - self._failed_at, self.dropped - self._dropped_before)
+        return True
+
+    def _failed(self, exc: OSError) -> None:
+        now = self.clock()
+        if not self.failing:
+            self.failing = True
+            self._failed_at = now
+            self._retry_at = now + PROBE_EVERY
+            self._dropped_before = self.dropped
+        self.last_error = f"{errno.errorcode.get(exc.errno or 0, 'error')}: {exc.strerror}"
+        if now - self._alarm_at >= ALARM_EVERY:
+            self._alarm_at = now
+            log.error("USAGE SPOOL CANNOT BE WRITTEN: %s (%s); %d calls not metered so far; retrying every "
+                      "%.0f s (billable_spool_failure decides whether calls are served or refused meanwhile)",
+                      self.path, self.last_error, self.dropped, PROBE_EVERY)
 
     def close(self) -> None:
         """Close the current file; it is finished from now on."""

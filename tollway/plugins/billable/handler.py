@@ -1,11 +1,23 @@
-"""The billable handler: hands every finished call to the worker's usage spool."""
+"""The billable handler: hands every finished call to the worker's usage spool.
+
+When the spool cannot be written, settings.billable_spool_failure decides: `serve` (the default)
+serves calls anyway (the spool counts them in `dropped` and raises an alarm); `refuse` answers
+503 in the access phase until the spool can be written again, for operators who must never serve
+traffic they cannot bill. The spool probes at most once a second, never per request.
+"""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from tollway.plugins import base
 from tollway.plugins.billable.schema import SCHEMA
+
+REFUSED_MESSAGE = "usage metering unavailable; request refused"
+
+# Calls refused by this plugin whose meter phase has not run yet (by id; the call is kept alive so
+# its id cannot be reused meanwhile). The meter phase runs right after the refusal is rendered.
+_refused: dict[int, Any] = {}
 
 
 class Handler(base.Handler):
@@ -13,7 +25,22 @@ class Handler(base.Handler):
 
     PRIORITY: ClassVar[int] = SCHEMA["priority"]  # type: ignore[assignment]
 
+    def __init__(self, conf: dict[str, Any], runtime: base.Runtime) -> None:
+        super().__init__(conf, runtime)
+        settings = runtime.settings
+        self.refuse = getattr(settings, "billable_spool_failure", "serve") == "refuse"
+
+    def access(self, call: base.Call) -> base.Reply | None:
+        spool = self.runtime.spool
+        if self.refuse and spool is not None and spool.failing and not spool.recover():
+            spool.refused += 1
+            _refused[id(call)] = call
+            return base.Reply(503, {"message": REFUSED_MESSAGE})
+        return None
+
     def meter(self, call: base.Call) -> None:
+        if _refused and _refused.pop(id(call), None) is not None:
+            return  # never served: not billable, and counted in spool.refused
         spool = self.runtime.spool
         if spool is not None:
             spool.append(call)

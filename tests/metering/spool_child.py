@@ -1,0 +1,110 @@
+"""Child processes for the spool-failure tests: real write failures need a process of their own.
+
+    python -m tests.metering.spool_child writer SPOOL_DIR
+        a SpoolWriter under RLIMIT_FSIZE (Python ignores SIGXFSZ, so a write past it raises EFBIG);
+        prints one JSON line of what it saw.
+    python -m tests.metering.spool_child proxy PREFIX SNAPSHOT.json POLICY
+        a ProxyServer with the billable handler and a spool; SIGUSR1 makes every file write fail
+        (RLIMIT_FSIZE 0), SIGUSR2 lifts it; prints its port, and at SIGTERM the spool's counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import signal
+import socket
+import sys
+from pathlib import Path
+
+from tests.metering.conftest import FakeCall
+from tollway.metering.spool import SpoolWriter
+
+_, HARD = resource.getrlimit(resource.RLIMIT_FSIZE)
+
+
+def fsize(limit: int) -> None:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, HARD))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def writer(spool_dir: str) -> None:
+    clock = Clock()
+    spool = SpoolWriter(spool_dir, "w1", clock=clock)
+    seen: dict[str, object] = {}
+    spool.append(FakeCall(started_at=1.0))
+    line = spool.path.stat().st_size
+    # Room for one and a half more lines: the next write is torn, then EFBIG.
+    fsize(line * 2 + line // 2)
+    spool.append(FakeCall(started_at=2.0))
+    spool.append(FakeCall(started_at=3.0))
+    seen["torn"] = {"failing": spool.failing, "dropped": spool.dropped, "error": spool.last_error,
+                    "size": spool.path.stat().st_size, "line": line}
+    # A new file has room again (EFBIG is per file): the next probe moves to one.
+    clock.now += 0.5
+    spool.append(FakeCall(started_at=4.0))        # before the probe time: dropped, no write
+    clock.now += 0.6
+    spool.append(FakeCall(started_at=5.0))        # probes, moves to a new file, records
+    seen["rotated"] = {"failing": spool.failing, "dropped": spool.dropped}
+    # Nothing can be written anywhere: every probe fails, and each costs no new file.
+    fsize(0)
+    spool.append(FakeCall(started_at=6.0))
+    clock.now += 1.1
+    spool.append(FakeCall(started_at=7.0))        # the first probe moves to a new file, which fails too
+    files_before = sorted(p.name for p in Path(spool_dir).iterdir())
+    for _ in range(4):
+        clock.now += 1.1
+        spool.append(FakeCall(started_at=7.0))    # later probes reuse that empty file
+    seen["full"] = {"failing": spool.failing, "dropped": spool.dropped, "recover": spool.recover(),
+                    "new_files": sorted(p.name for p in Path(spool_dir).iterdir()) != files_before,
+                    "error": spool.last_error}
+    fsize(resource.RLIM_INFINITY)
+    seen["before_probe"] = spool.recover()
+    clock.now += 1.1
+    seen["after_probe"] = spool.recover()
+    spool.append(FakeCall(started_at=8.0))
+    spool.close()
+    seen["final"] = {"failing": spool.failing, "dropped": spool.dropped}
+    print(json.dumps(seen), flush=True)
+
+
+async def proxy(prefix: str, snapshot_path: str, policy: str) -> None:
+    from tollway.config import load_settings
+    from tollway.proxy.server import ProxyServer
+
+    settings = load_settings(environ={}, prefix=prefix, billable_spool_failure=policy)
+    spool = SpoolWriter(settings.spool_dir, "w1")
+    server = ProxyServer(settings, spool=spool)
+    server.apply(json.loads(Path(snapshot_path).read_text()))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    await server.serve(sock)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGUSR1, fsize, 0)
+    loop.add_signal_handler(signal.SIGUSR2, fsize, resource.RLIM_INFINITY)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    print(sock.getsockname()[1], flush=True)
+    await stop.wait()
+    await server.drain(1.0)
+    spool.close()
+    print(json.dumps({"dropped": spool.dropped, "refused": spool.refused, "failing": spool.failing}), flush=True)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "writer":
+        writer(sys.argv[2])
+    else:
+        import uvloop
+
+        uvloop.install()
+        asyncio.run(proxy(*sys.argv[2:5]))

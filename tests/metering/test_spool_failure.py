@@ -1,0 +1,152 @@
+"""A spool that cannot be written: calls are served with an alarm, or refused with 503, and
+recording resumes once the disk has room. Every failure here is a real one from the kernel."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.metering.conftest import FakeCall
+from tests.proxy.conftest import plugin, request, route, service, snapshot
+from tollway.metering.aggregate import UsageBatch
+from tollway.metering.spool import SpoolReader, SpoolWriter
+from tollway.plugins.billable.handler import REFUSED_MESSAGE
+
+
+def spool_batch(spool_dir: Path) -> UsageBatch:
+    reader = SpoolReader(spool_dir)
+    batch = UsageBatch()
+    for file in reader.files():
+        for chunk in reader.read(file, 0):
+            batch.add_lines(chunk.lines, file.name)
+    return batch
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def full_disk(writer: SpoolWriter) -> None:
+    """Point the writer's open file at /dev/full: every write to it fails with ENOSPC."""
+    full = os.open("/dev/full", os.O_WRONLY)
+    try:
+        os.dup2(full, writer._fd)
+    finally:
+        os.close(full)
+
+
+def test_a_full_disk_drops_calls_with_one_loud_alarm_then_a_new_file_records_again(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    writer = SpoolWriter(tmp_path, "w1", clock=clock)
+    writer.append(FakeCall(started_at=1.0))
+    full_disk(writer)
+    with caplog.at_level(logging.ERROR, "tollway.metering.spool"):
+        for i in range(50):
+            writer.append(FakeCall(started_at=2.0 + i))
+    assert writer.failing and writer.dropped == 50
+    assert writer.last_error is not None and writer.last_error.startswith("ENOSPC")
+    alarms = [r for r in caplog.records if "CANNOT BE WRITTEN" in r.getMessage()]
+    assert len(alarms) == 1  # rate-limited, not one per call
+    assert not writer.recover()  # no probe before PROBE_EVERY has passed
+    clock.now += 1.0
+    writer.append(FakeCall(started_at=100.0))  # probes: a new file, then records
+    writer.close()
+    assert not writer.failing and writer.dropped == 50
+    batch = spool_batch(tmp_path)
+    assert (batch.records, batch.bad_lines) == (2, 0)
+
+
+def test_efbig_tears_no_record_and_a_probe_per_second_costs_no_new_file(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "tests.metering.spool_child", "writer", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    torn = seen["torn"]
+    assert torn["failing"] and torn["dropped"] == 1 and torn["error"].startswith("EFBIG")
+    assert torn["size"] == torn["line"] * 2  # the half-written line was cut off again
+    assert seen["rotated"] == {"failing": False, "dropped": 2}
+    full = seen["full"]
+    assert full["failing"] and full["dropped"] == 8 and not full["recover"] and not full["new_files"]
+    assert not seen["before_probe"] and seen["after_probe"]
+    assert seen["final"] == {"failing": False, "dropped": 8}
+    batch = spool_batch(tmp_path)
+    assert batch.bad_lines == 0
+    assert batch.records == 4  # calls 1, 2, 5 and 8
+
+
+@pytest.fixture
+def billable_proxy(tmp_path: Path, echo_upstream: int, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    svc = service(echo_upstream, name="echo")
+    rte = route(svc, ["/mock"], name="mock")
+    snap = tmp_path / "snapshot.json"
+    snap.write_text(json.dumps(snapshot([svc], [rte], plugins=[plugin("billable")])))
+    prefix = tmp_path / "prefix"
+    proc = subprocess.Popen([sys.executable, "-m", "tests.metering.spool_child", "proxy", str(prefix), str(snap),
+                             request.param], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        yield proc, port, prefix / "spool"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+
+
+def _finish(proc: subprocess.Popen[str]) -> dict[str, int]:
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=15)
+    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def _signal(proc: subprocess.Popen[str], sig: int) -> None:
+    proc.send_signal(sig)
+    time.sleep(0.2)
+
+
+@pytest.mark.parametrize("billable_proxy", ["serve"], indirect=True)
+def test_serve_policy_serves_through_a_failing_spool_and_counts_the_unmetered_calls(billable_proxy) -> None:  # type: ignore[no-untyped-def]
+    proc, port, spool_dir = billable_proxy
+    assert request(port, "GET", "/mock").status == 200
+    _signal(proc, signal.SIGUSR1)  # no file can be written any more
+    assert [request(port, "GET", "/mock").status for _ in range(5)] == [200] * 5
+    _signal(proc, signal.SIGUSR2)  # room again
+    time.sleep(1.0)
+    assert [request(port, "GET", "/mock").status for _ in range(3)] == [200] * 3
+    assert _finish(proc) == {"dropped": 5, "refused": 0, "failing": False}
+    batch = spool_batch(spool_dir)
+    assert (batch.records, batch.bad_lines) == (4, 0)
+
+
+@pytest.mark.parametrize("billable_proxy", ["refuse"], indirect=True)
+def test_refuse_policy_answers_503_while_the_spool_fails_and_serves_again_once_it_works(billable_proxy) -> None:  # type: ignore[no-untyped-def]
+    proc, port, spool_dir = billable_proxy
+    assert request(port, "GET", "/mock").status == 200
+    _signal(proc, signal.SIGUSR1)
+    assert request(port, "GET", "/mock").status == 200  # already being served when the write failed
+    refused = [request(port, "GET", "/mock") for _ in range(5)]
+    assert [r.status for r in refused] == [503] * 5
+    assert refused[0].json() == {"message": REFUSED_MESSAGE}
+    time.sleep(1.0)
+    assert request(port, "GET", "/mock").status == 503  # the probe fails: still no room
+    _signal(proc, signal.SIGUSR2)
+    time.sleep(1.0)
+    assert [request(port, "GET", "/mock").status for _ in range(3)] == [200] * 3
+    assert _finish(proc) == {"dropped": 1, "refused": 6, "failing": False}
+    batch = spool_batch(spool_dir)
+    assert (batch.records, batch.bad_lines) == (4, 0)
+    assert {key[4] for key in batch.minutes} == {200}  # refusals are not billed
