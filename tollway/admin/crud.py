@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import BigInteger, Integer
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tollway.admin import errors
@@ -63,6 +64,7 @@ class Crud:
             data = _merge(old, data, fields)
         entity, invalid = validate(fields, data)
         invalid.update(problems)
+        invalid.update(self._column_limits(entity, invalid))
         if not invalid:
             for check in self.schema.checks:
                 invalid.update(check(entity))
@@ -76,6 +78,23 @@ class Crud:
             if entity.get(name) is None:
                 entity[name] = generate()
         return {name: entity.get(name) for name in fields}
+
+    def _column_limits(self, entity: Mapping[str, Any], invalid: Mapping[str, Any]) -> dict[str, Any]:
+        """Values their columns cannot hold (a 300-character name, a 40-bit integer), as Kong's
+        length and range errors rather than a database error."""
+        found: dict[str, Any] = {}
+        columns = self.schema.table.c
+        for name, value in entity.items():
+            if name in invalid or name not in columns or value is None:
+                continue
+            column_type = columns[name].type
+            length = getattr(column_type, "length", None)
+            if isinstance(value, str) and length is not None and len(value) > length:
+                found[name] = f"length must be at most {length}"
+            elif isinstance(value, int) and not isinstance(value, bool) and isinstance(column_type, Integer) \
+                    and not isinstance(column_type, BigInteger) and not -(1 << 31) <= value < (1 << 31):
+                found[name] = f"value should be between {-(1 << 31)} and {(1 << 31) - 1}"
+        return found
 
     # Reads
 

@@ -5,17 +5,20 @@ Every method takes the connection it runs on, so that checks and writes share a 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
-from sqlalchemy import Table, and_, delete, exists, insert, or_, select, update
+from sqlalchemy import Table, and_, delete, exc, exists, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ColumnElement
 
+from tollway.admin import errors
 from tollway.admin.schema import JSON_TYPES, EntitySchema, column_of
 from tollway.admin.validation import is_uuid
 from tollway.errors import ForeignKeyViolation, UniqueViolation
+from tollway.store.integrity import classify
 
 
 def _escape_like(text: str) -> str:
@@ -54,6 +57,8 @@ class Dao:
                     value = value["id"]
                 elif spec["type"] in JSON_TYPES:
                     value = orjson.dumps(value).decode()
+                elif name in self.schema.stored:
+                    value = self.schema.stored[name](value)
             row[column] = value
         if self.schema.computed is not None:
             row.update(self.schema.computed(entity))
@@ -67,9 +72,16 @@ class Dao:
             found = await self._one(conn, self.table.c.id == ident)
             if found is not None:
                 return found
-        if self.schema.endpoint_key:
-            return await self._one(conn, self.table.c[self.schema.endpoint_key] == ident)
+        if self.schema.endpoint_key and "\x00" not in ident:  # PostgreSQL text cannot hold NUL
+            return await self._one(conn, self._matches(self.schema.endpoint_key, ident))
         return None
+
+    def _matches(self, name: str, value: Any) -> ColumnElement[bool]:
+        """The column of a field holds this value (or, for a field with aliases, one of them)."""
+        aliases = self.schema.aliases.get(name)
+        if aliases is not None and isinstance(value, str):
+            return self.table.c[name].in_(aliases(value))
+        return self.table.c[name] == value
 
     async def _one(self, conn: AsyncConnection, where: ColumnElement[bool]) -> dict[str, Any] | None:
         row = (await conn.execute(select(self.table).where(where).limit(1))).mappings().first()
@@ -104,7 +116,7 @@ class Dao:
         others = self.table.c.id != entity["id"]
         for name in self.schema.unique:
             value = entity.get(name)
-            if value is not None and await self._exists(conn, and_(self.table.c[name] == value, others)):
+            if value is not None and await self._exists(conn, and_(self._matches(name, value), others)):
                 raise UniqueViolation({name: value})
         if self.schema.computed is not None and self.schema.computed_unique is not None:
             for column, value in self.schema.computed(entity).items():
@@ -141,10 +153,42 @@ class Dao:
     # Writes
 
     async def insert(self, conn: AsyncConnection, entity: Mapping[str, Any]) -> None:
-        await conn.execute(insert(self.table).values(self.to_row(entity)))
+        async with self._constraints(entity):
+            await conn.execute(insert(self.table).values(self.to_row(entity)))
 
     async def update(self, conn: AsyncConnection, entity: Mapping[str, Any]) -> None:
-        await conn.execute(update(self.table).where(self.table.c.id == entity["id"]).values(self.to_row(entity)))
+        async with self._constraints(entity):
+            await conn.execute(update(self.table).where(self.table.c.id == entity["id"])
+                               .values(self.to_row(entity)))
 
     async def delete(self, conn: AsyncConnection, entity_id: str) -> None:
-        await conn.execute(delete(self.table).where(self.table.c.id == entity_id))
+        async with self._constraints({"id": entity_id}, deleting=True):
+            await conn.execute(delete(self.table).where(self.table.c.id == entity_id))
+
+    @asynccontextmanager
+    async def _constraints(self, entity: Mapping[str, Any], *, deleting: bool = False) -> AsyncIterator[None]:
+        """A constraint the checks above did not foresee is answered as they would have (409/400)."""
+        try:
+            yield
+        except exc.IntegrityError as err:
+            raise self._translate(err, entity, deleting) from err
+
+    def _translate(self, err: exc.IntegrityError, entity: Mapping[str, Any], deleting: bool) -> Exception:
+        found = classify(err, self.table.name)
+        if found.kind == "foreign key":
+            if deleting:
+                child = self.schema.restrict[0][0] if self.schema.restrict else "entities"
+                return errors.referenced_by(self.schema.name, child)
+            refs = {name: entity.get(name) for name in self.schema.foreign_fields() if entity.get(name)}
+            name, ref = next(iter(refs.items()), ("@entity", {}))
+            return ForeignKeyViolation(name, dict(ref))
+        if found.kind == "primary key":
+            return errors.primary_key_violation(str(entity.get("id")))
+        if found.kind == "not null":
+            return errors.schema_violation({name: "required field missing" for name in found.columns}
+                                           or {"@entity": ["a required field is missing"]})
+        by_column = {column_of(name, spec): name for name, spec in self.schema.fields.items()}
+        fields = {by_column[c]: entity.get(by_column[c]) for c in found.columns if c in by_column}
+        if not fields and self.schema.computed_unique is not None:
+            fields = self.schema.computed_unique(entity)
+        return UniqueViolation(fields or {"id": entity.get("id")})

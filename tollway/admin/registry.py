@@ -12,8 +12,10 @@ def plugin_entities(settings: Settings) -> list[EntitySchema]:
     found: list[EntitySchema] = []
     for name in settings.enabled_plugins:
         module = plugins.load_module(name, "daos")
-        if module is not None:
-            found.extend(module.ENTITIES)
+        if module is None:
+            continue
+        # entities(settings) when they depend on settings (key-auth's hashing), else ENTITIES
+        found.extend(module.entities(settings) if hasattr(module, "entities") else module.ENTITIES)
     return found
 
 

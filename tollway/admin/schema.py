@@ -60,6 +60,15 @@ class EntitySchema:
     restrict: tuple[tuple[str, str], ...] = ()
     # Generate a value for a field when none is given (a credential's key).
     generated: Mapping[str, Callable[[], Any]] = field(default_factory=dict)
+    # How a field's value is stored, when not as given (a key-auth key, hashed).
+    stored: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict)
+    # The stored values a given value may match, for lookups by endpoint key and uniqueness
+    # (a key matches its hash and, from before hashing was on, itself).
+    aliases: Mapping[str, Callable[[str], list[str]]] = field(default_factory=dict)
+    # The entity as sent to proxy workers, when it differs from what the Admin API shows.
+    for_workers: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    # Fields whose values are secrets: never logged, documented as such.
+    secrets: tuple[str, ...] = ()
 
     def resolve_fields(self, data: Mapping[str, Any]) -> tuple[Fields, Errors]:
         """The fields that apply to `data`, and errors found while choosing them."""

@@ -7,6 +7,7 @@ a message per field, a dict for a record's fields, a list (None where fine) for 
 from __future__ import annotations
 
 import copy
+import math
 import re
 import uuid
 from collections.abc import Mapping
@@ -18,6 +19,8 @@ REQUIRED = "required field missing"
 UNKNOWN = "unknown field"
 _NAME = re.compile(r"^[\w.\-~]+$")
 _TAG = re.compile(r"^[\x21-\x2b\x2d\x2e\x30-\x7e\u0080-\U0010ffff]+$")  # printable, no ',' or '/'
+
+_INT64 = (-(1 << 63), (1 << 63) - 1)
 
 _EXPECTED = {
     "string": "expected a string", "boolean": "expected a boolean", "integer": "expected an integer",
@@ -98,6 +101,10 @@ def _check_scalar(spec: Mapping[str, Any], value: Any) -> tuple[Any, Any]:
         return None, _EXPECTED[kind]
     if kind == "integer":
         value = int(value)
+        if not _INT64[0] <= value <= _INT64[1]:  # what the database and JSON columns can hold
+            return None, f"value should be between {_INT64[0]} and {_INT64[1]}"
+    if kind == "number" and not math.isfinite(value):
+        return None, "expected a finite number"
     if "one_of" in spec and value not in spec["one_of"]:
         return None, "expected one of: " + ", ".join(str(v) for v in spec["one_of"])
     if "between" in spec:
@@ -112,6 +119,10 @@ def _check_scalar(spec: Mapping[str, Any], value: Any) -> tuple[Any, Any]:
 def _check_string(spec: Mapping[str, Any], value: str) -> tuple[Any, Any]:
     if len(value) < spec.get("len_min", 1):  # Kong's strings are never empty unless told
         return None, f"length must be at least {spec.get('len_min', 1)}"
+    if "len_max" in spec and len(value) > spec["len_max"]:
+        return None, f"length must be at most {spec['len_max']}"
+    if "\x00" in value:  # PostgreSQL text cannot hold it
+        return None, "invalid value: must not contain a NUL character"
     if spec.get("name") and not _NAME.match(value):
         return None, f"invalid value '{value}': it must only contain alphanumeric and '., -, _, ~' characters"
     if spec.get("uuid") and not is_uuid(value):

@@ -44,7 +44,8 @@ class Database:
             except OSError as exc:
                 raise StoreUnavailable(f"database unavailable: cannot create {path.parent}: {exc.strerror}") from exc
             # NullPool: aiosqlite connections are cheap, and a fresh one never holds a stale snapshot.
-            engine = create_async_engine(f"sqlite+aiosqlite:///{path}", poolclass=NullPool)
+            # hide_parameters: a statement's values (key-auth keys) never reach an error message or log.
+            engine = create_async_engine(f"sqlite+aiosqlite:///{path}", poolclass=NullPool, hide_parameters=True)
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         else:
             url = URL.create(
@@ -69,6 +70,7 @@ class Database:
                 max_overflow=2,
                 pool_pre_ping=True,
                 pool_recycle=300,
+                hide_parameters=True,
                 connect_args=connect_args,
             )
         return cls(engine, settings)

@@ -1,7 +1,8 @@
 """The configuration snapshot the master pushes to workers, and the version that says it changed.
 
 The snapshot holds every entity as the Admin API shows it, read in one consistent transaction;
-only plugins enabled in settings are included.
+only plugins enabled in settings are included. Secrets are sent in the form workers need: a
+key-auth credential's key is always its `sha256:` hash, even when stored readable.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ async def load_snapshot(db: Database, settings: Settings) -> dict[str, Any]:
     from tollway.admin.dao import Dao  # entities are shaped as the Admin API shows them
     from tollway.admin.registry import entities_for
 
-    daos = {schema.name: Dao(schema) for schema in entities_for(settings)}
+    schemas = {schema.name: schema for schema in entities_for(settings)}
+    daos = {name: Dao(schema) for name, schema in schemas.items()}
     enabled = set(settings.enabled_plugins)
     async with db.connect() as conn:
         if db.dialect == "postgresql":
@@ -48,4 +50,8 @@ async def load_snapshot(db: Database, settings: Settings) -> dict[str, Any]:
             for key in SNAPSHOT_KEYS:
                 snapshot[key] = await daos[key].all(conn) if key in daos else []
     snapshot["plugins"] = [p for p in snapshot["plugins"] if p["name"] in enabled]
+    for key in SNAPSHOT_KEYS:  # secrets leave the master only in the form workers need (key hashes)
+        shape = schemas[key].for_workers if key in schemas else None
+        if shape is not None:
+            snapshot[key] = [shape(entity) for entity in snapshot[key]]
     return snapshot

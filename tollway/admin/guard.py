@@ -1,0 +1,48 @@
+"""The admin token: when `admin_token` is set, every Admin API call must carry it.
+
+Sent in `Tollway-Admin-Token` (or `Kong-Admin-Token`, Kong Enterprise's header, so that Kong
+tooling works unchanged); compared in constant time. Every path is protected, /status too, as
+Kong protects its whole Admin API: the node's own health check sends the header. A missing or
+wrong token is answered 401 in Kong's words, before any routing (an unknown path is 401 too).
+"""
+
+from __future__ import annotations
+
+import hmac
+
+import orjson
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+HEADER = "Tollway-Admin-Token"
+HEADERS = (b"tollway-admin-token", b"kong-admin-token")
+INVALID = {"message": "Invalid credentials. Token or User credentials required"}
+
+
+def token_headers(token: str) -> dict[str, str]:
+    """The headers a client (the CLI's health check) sends to pass the guard."""
+    return {HEADER: token} if token else {}
+
+
+class AdminTokenGuard:
+    """ASGI middleware: 401 unless the request carries the token."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.token = token.encode()
+        self.refusal = orjson.dumps(INVALID)
+
+    def allows(self, scope: Scope) -> bool:
+        for name, value in scope.get("headers") or ():
+            if name.lower() in HEADERS and hmac.compare_digest(value, self.token):
+                return True
+        return False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.allows(scope):
+            await self.app(scope, receive, send)
+            return
+        await send({"type": "http.response.start", "status": 401, "headers": [
+            (b"content-type", b"application/json; charset=utf-8"),
+            (b"content-length", str(len(self.refusal)).encode()),
+        ]})
+        await send({"type": "http.response.body", "body": self.refusal})
