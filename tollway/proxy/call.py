@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Call"]
 
+_UNLIMITED = 1 << 62
+
 
 class Call:
     """One proxied request and its response (see tollway.plugins.base.Call for the public part)."""
@@ -26,7 +28,7 @@ class Call:
         "credential", "status", "response_headers", "request_bytes", "response_bytes",
         # Request
         "method_bytes", "headers", "host", "http_11", "keep_alive", "upgrade", "expect_continue",
-        "has_body", "chunked", "content_length", "hop_tokens",
+        "has_body", "chunked", "content_length", "body_limit", "hop_tokens",
         # Routing and plugins
         "match", "chain",
         # Cycle state
@@ -61,6 +63,7 @@ class Call:
         self.has_body = False
         self.chunked = False
         self.content_length = 0
+        self.body_limit = _UNLIMITED          # request_bytes allowed (head + chunked body)
         self.hop_tokens: frozenset[bytes] = frozenset()
         self.match: Match | None = None
         self.chain: Chain | None = None

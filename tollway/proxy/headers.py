@@ -40,6 +40,7 @@ def upstream_request_head(
     headers: list[tuple[bytes, bytes]],
     *,
     client_ip: bytes,
+    forwarded_proto: bytes,
     forwarded_host: bytes,
     forwarded_port: bytes,
     forwarded_path: bytes,
@@ -65,7 +66,7 @@ def upstream_request_head(
         parts += (name, b": ", value, b"\r\n")
     parts += (
         b"x-forwarded-for: ", xff + b", " + client_ip if xff else client_ip,
-        b"\r\nx-forwarded-proto: http\r\nx-forwarded-host: ", forwarded_host,
+        b"\r\nx-forwarded-proto: ", forwarded_proto, b"\r\nx-forwarded-host: ", forwarded_host,
         b"\r\nx-forwarded-port: ", forwarded_port,
         b"\r\nx-forwarded-path: ", forwarded_path,
         b"\r\nx-real-ip: ", client_ip,

@@ -13,6 +13,20 @@ passes through in bounded memory.
 Every request on a matched route is metered exactly once, just before the last byte of its
 response is written (or when the client goes away, or when the upstream fails after bytes were
 sent, which closes the connection).
+
+Hostile input: llhttp (strict, no lenient flags) already refuses Content-Length together with
+Transfer-Encoding, duplicate or malformed Content-Lengths, bad chunk sizes, obs-fold, bare LF, NUL
+and control bytes, and a final coding other than chunked. The callbacks add what it lets through
+(see `Rejected`): a Transfer-Encoding other than exactly `chunked`, Transfer-Encoding in HTTP/1.0,
+non-ASCII header values, a missing or repeated Host, CONNECT, HTTP versions other than 1.0 and
+1.1, an Upgrade request with a body, and the size limits of the settings. A request is started only
+once the bytes of the read that completed its head were all parsed, so a request that breaks later
+in the same read never reaches an upstream. A refused request is answered in Kong's error shape
+(after the responses of the requests before it) and the connection is closed; it is metered only
+when it had been routed (a body that breaks or grows too large mid-stream).
+
+Timeouts (a head that takes too long, an idle keep-alive connection) are enforced by the server's
+sweep (`check_timeouts`), so the request path arms no timer.
 """
 
 from __future__ import annotations
@@ -42,6 +56,8 @@ HIGH_WATER = 64 * 1024          # request body bytes queued while no upstream ca
 REPLAY_LIMIT = 64 * 1024        # request bodies up to this size are kept for a retry
 IDEMPOTENT = frozenset(["GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"])
 
+UNLIMITED = 1 << 62
+
 # Request headers the protocol looks at while parsing.
 _SPECIAL = frozenset([b"host", b"content-length", b"transfer-encoding", b"expect", b"connection", b"upgrade"])
 
@@ -58,6 +74,15 @@ _FAILURES = {
 }
 
 
+class Rejected(Exception):
+    """Raised in a parser callback: the request is refused with `status` before reaching an upstream."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
 class ClientProtocol(asyncio.Protocol):
     """Serves one client connection: parses requests, proxies them, writes responses."""
 
@@ -67,6 +92,9 @@ class ClientProtocol(asyncio.Protocol):
         self.loop = server.loop
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.parser = httptools.HttpRequestParser(self)
+        self.tls = server.ssl_context is not None
+        self.proto_b = b"https" if self.tls else b"http"
+        (self.max_head, self.max_headers, self.max_url, self.max_body) = server.limits
         self.client_ip = ""
         self.client_ip_b = b""
         self.local_port_b = b""
@@ -74,7 +102,19 @@ class ClientProtocol(asyncio.Protocol):
         self.write_paused = False
         self.closing = False            # close once the current response is complete
         self.lost = False
+        self.refused = False            # over worker_connections: closed as soon as accepted
         self.tunnel: Call | None = None  # a WebSocket call whose bytes now flow raw
+        self.upgrading: Call | None = None  # the call whose head asked for an Upgrade
+        self.rejecting = False          # a request was refused: nothing more is read
+        self.deferred: Rejected | None = None  # a refusal answered once earlier requests are done
+        self.start_pending = False      # `current` starts once the read that completed it is parsed
+
+        # Timeouts (see check_timeouts): what the last sweep saw, and until when it may last
+        self.in_head = False            # a request head has begun and is not complete
+        self.head_received = 0          # bytes read while that head was incomplete
+        self.completed = 0              # request messages parsed on this connection
+        self.watched: tuple[bool, int] | None = None
+        self.deadline = 0.0
 
         # Request cycle state
         self.current: Call | None = None  # the request being answered
@@ -100,9 +140,13 @@ class ClientProtocol(asyncio.Protocol):
         self.client_ip = str(peer[0]) if peer else "127.0.0.1"
         self.client_ip_b = self.client_ip.encode()
         self.local_port_b = str(sock[1]).encode() if sock else b"80"
-        self.server.connection_opened(self)
+        if not self.server.connection_opened(self):
+            self.refused = self.lost = True
+            self.transport.abort()  # over worker_connections
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.refused:
+            return
         self.lost = True
         self.server.connection_closed(self)
         call = self.current
@@ -141,21 +185,60 @@ class ClientProtocol(asyncio.Protocol):
         if self.tunnel is not None:
             self._tunnel_up(data)
             return
+        if self.rejecting:
+            return
+        fresh = self.parsing is None  # no body in progress: these bytes begin in (or before) a head
+        completed = self.completed
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
-            call = self.parsing or self.current
-            if call is None:
-                return
-            self.parsing = None
-            call.request_done = True
-            self.tunnel = call
-            rest = data[exc.args[0]:]
-            if rest:
-                self._tunnel_up(rest)
+            self._upgrade(data, exc.args[0])
+            return
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, Rejected):
+                log.debug("request from %s refused: %d %s", self.client_ip, cause.status, cause.message)
+                self._reject(cause)
+            else:
+                log.error("request from %s: parser callback failed", self.client_ip, exc_info=cause)
+                self._reject(Rejected(500, responses.MSG_UNEXPECTED))
+            return
         except httptools.HttpParserError as exc:
             log.debug("bad request from %s: %s", self.client_ip, exc)
-            self._bad_request()
+            self._reject(Rejected(400, responses.MSG_BAD_REQUEST))
+            return
+        # httptools buffers an incomplete header line itself: bound it by the bytes read. When the
+        # head began after another message in this read, it is counted from the next read.
+        if self.in_head and fresh and completed == self.completed:
+            self.head_received += len(data)
+            if self.head_received > self.max_head:
+                self._reject(Rejected(431, responses.MSG_HEADERS_TOO_LARGE))
+                return
+        if self.start_pending:
+            self.start_pending = False
+            self._start(self.current)  # type: ignore[arg-type]
+
+    def _upgrade(self, data: bytes, offset: int) -> None:
+        """llhttp stopped after a request that asked for an Upgrade (its message is complete)."""
+        call = self.upgrading
+        self.upgrading = None
+        if call is None or call.upgrade is None:
+            # Not a WebSocket (and with no body, see on_headers_complete): the Upgrade is ignored
+            # and the connection goes on as HTTP/1.1, so the bytes that follow are parsed as requests.
+            self.parser = httptools.HttpRequestParser(self)
+            if self.start_pending:
+                self.start_pending = False
+                self._start(self.current)  # type: ignore[arg-type]
+            if offset < len(data) and not self.lost:
+                self.data_received(data[offset:])
+            return
+        self.tunnel = call
+        if self.start_pending:
+            self.start_pending = False
+            self._start(self.current)  # type: ignore[arg-type]
+        rest = data[offset:]
+        if rest and not self.lost and self.tunnel is call:
+            self._tunnel_up(rest)
 
     # httptools callbacks -----------------------------------------------------------------------
 
@@ -164,20 +247,38 @@ class ClientProtocol(asyncio.Protocol):
         self.headers = []
         self.special = {}
         self.head_size = 0
+        self.in_head = True
+        self.head_received = 0
 
     def on_url(self, url: bytes) -> None:
         self.url += url
+        if len(self.url) > self.max_url:
+            raise Rejected(414, responses.MSG_URI_TOO_LONG)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         lname = name.lower()
-        self.headers.append((lname, value))
+        headers = self.headers
+        headers.append((lname, value))
         self.head_size += len(name) + len(value) + 4
         if lname in _SPECIAL:
-            self.special[lname] = value if lname not in self.special else self.special[lname] + b", " + value
+            special = self.special
+            if lname not in special:
+                special[lname] = value
+            elif lname == b"host":
+                raise Rejected(400, responses.MSG_BAD_REQUEST)  # RFC 9112 §3.2: exactly one Host
+            else:
+                special[lname] += b", " + value
+        if self.head_size + len(self.url) > self.max_head or len(headers) > self.max_headers:
+            raise Rejected(431, responses.MSG_HEADERS_TOO_LARGE)
+        if not value.isascii():
+            raise Rejected(400, responses.MSG_BAD_REQUEST)
 
     def on_headers_complete(self) -> None:
+        self.in_head = False
         parser = self.parser
         method = parser.get_method()
+        if method == b"CONNECT":
+            raise Rejected(405, responses.MSG_METHOD_NOT_ALLOWED)
         url = self.url
         path, _, query = url.partition(b"?")
         if not path.startswith(b"/"):
@@ -187,28 +288,43 @@ class ClientProtocol(asyncio.Protocol):
         call.request_bytes = len(method) + len(url) + 12 + self.head_size + 2  # "M U HTTP/1.1\r\n" ... "\r\n"
         special = self.special
         call.host = special.get(b"host", b"")
-        call.http_11 = parser.get_http_version() == "1.1"
+        version = parser.get_http_version()
+        if version != "1.1":
+            if version != "1.0":
+                raise Rejected(505 if version >= "2" else 400,
+                               responses.MSG_VERSION if version >= "2" else responses.MSG_BAD_REQUEST)
+            call.http_11 = False
+        elif not call.host:
+            raise Rejected(400, responses.MSG_BAD_REQUEST)  # RFC 9112 §3.2: HTTP/1.1 needs a Host
         call.keep_alive = parser.should_keep_alive()
         if b"connection" in special:
             call.hop_tokens = connection_tokens(special[b"connection"])
         if b"transfer-encoding" in special:
+            # Only `chunked` is forwarded (re-framed); any other coding, or chunked in HTTP/1.0
+            # (RFC 9112 §6.1), could be framed differently by the upstream.
+            if special[b"transfer-encoding"].lower() != b"chunked" or not call.http_11:
+                raise Rejected(400, responses.MSG_BAD_REQUEST)
             call.chunked = call.has_body = True
+            call.body_limit = call.request_bytes + self.max_body
         elif b"content-length" in special:
-            try:
-                call.content_length = int(special[b"content-length"])
-            except ValueError:
-                call.content_length = 0
+            call.content_length = int(special[b"content-length"])  # llhttp checked the digits
+            if call.content_length > self.max_body:
+                raise Rejected(413, responses.MSG_BODY_TOO_LARGE)
             call.has_body = call.content_length > 0
         call.expect_continue = special.get(b"expect", b"").lower() == b"100-continue"
         if parser.should_upgrade():
+            if call.has_body:
+                raise Rejected(400, responses.MSG_BAD_REQUEST)  # llhttp would hand the body over as tunnel bytes
             upgrade = special.get(b"upgrade", b"")
-            call.upgrade = upgrade if upgrade.lower() == b"websocket" else None
-            call.keep_alive = False
+            if upgrade.lower() == b"websocket":
+                call.upgrade = upgrade
+                call.keep_alive = False
+            self.upgrading = call
         self.server.requests_total += 1
         self.parsing = call
         if self.current is None:
             self.current = call
-            self._start(call)
+            self.start_pending = True
         else:
             self.pipeline.append(call)
             self._update_reading()
@@ -218,6 +334,8 @@ class ClientProtocol(asyncio.Protocol):
         if call is None:
             return
         call.request_bytes += len(body)
+        if call.request_bytes > call.body_limit:  # only chunked bodies have a limit to check here
+            raise Rejected(413, responses.MSG_BODY_TOO_LARGE)
         if call.discard_body:
             return
         if call is self.current and call.upstream is not None and call.sent_at:
@@ -229,6 +347,7 @@ class ClientProtocol(asyncio.Protocol):
                 self._update_reading()
 
     def on_message_complete(self) -> None:
+        self.completed += 1
         call = self.parsing
         if call is None:
             return
@@ -263,7 +382,7 @@ class ClientProtocol(asyncio.Protocol):
             return
         chain = plugins.base
         call.chain = chain
-        if not match.compiled.http_allowed:
+        if not match.compiled.http_allowed and not self.tls:
             self._reply(call, Reply(426, {"message": responses.MSG_USE_HTTPS},
                                     {"Connection": "Upgrade", "Upgrade": "TLS/1.2, HTTP/1.1"}))
             return
@@ -368,7 +487,8 @@ class ClientProtocol(asyncio.Protocol):
         forwarded_host = call.host.rpartition(b":")[0] if b":" in call.host else call.host
         head = upstream_request_head(
             call.method_bytes, target, host, call.headers,
-            client_ip=self.client_ip_b, forwarded_host=forwarded_host, forwarded_port=self.local_port_b,
+            client_ip=self.client_ip_b, forwarded_proto=self.proto_b, forwarded_host=forwarded_host,
+            forwarded_port=self.local_port_b,
             forwarded_path=call.path.encode("latin-1"), framing=framing, upgrade=call.upgrade,
             hop_tokens=call.hop_tokens)
         call.sent_at = self.loop.time()
@@ -605,18 +725,53 @@ class ClientProtocol(asyncio.Protocol):
         self.transport.write(data)
         self._response_complete(call)
 
-    def _bad_request(self) -> None:
-        call = self.current
-        if call is None or not call.head_sent:
-            data, _ = responses.render(Reply(400, {"message": responses.MSG_BAD_REQUEST}), False)
-            self.transport.write(data)
-        if call is not None and not call.response_done:
-            call.response_done = True
-            call.keep_alive = False
-            if call.upstream is not None:
-                call.upstream.detach()
-                call.upstream = None
-            self._meter(call)
+    def _reject(self, rejected: Rejected) -> None:
+        """Refuse a request: answer in Kong's shape and close; nothing more is read or forwarded.
+
+        When earlier requests of the connection are complete, they are answered first.
+        """
+        self.server.requests_rejected += 1
+        self.rejecting = True
+        self.in_head = False
+        broken = self.parsing  # a request whose body broke, or grew over the limit
+        self.parsing = None
+        current = self.current
+        if broken is not None and broken is not current:
+            self.pipeline.remove(broken)  # a pipelined request that never started
+            broken = None
+        if current is not None and broken is None:
+            self.deferred = rejected
+            if not self.read_paused:
+                self.read_paused = True
+                self.transport.pause_reading()
+            if self.start_pending:
+                self.start_pending = False
+                self._start(current)
+            return
+        self.start_pending = False
+        if current is None:
+            self._write_rejection(rejected)
+            return
+        # The request in flight broke: whatever went to its upstream is abandoned.
+        current.keep_alive = False
+        conn = current.upstream
+        current.upstream = None
+        if conn is not None:
+            conn.detach()
+        if current.response_done:
+            self.transport.close()
+        elif current.head_sent:
+            current.response_done = True
+            self._meter(current)
+            self._log(current)
+            self.transport.close()
+        else:
+            current.request_done = True
+            self._reply(current, Reply(rejected.status, {"message": rejected.message}))
+
+    def _write_rejection(self, rejected: Rejected) -> None:
+        data, _ = responses.render(Reply(rejected.status, {"message": rejected.message}), False)
+        self.transport.write(data)
         self.transport.close()
 
     def _response_complete(self, call: Call) -> None:
@@ -640,6 +795,9 @@ class ClientProtocol(asyncio.Protocol):
             self.current = following
             self._update_reading()
             self._start(following)
+            return
+        if self.deferred is not None:
+            self._write_rejection(self.deferred)
             return
         self._update_reading()
 
@@ -672,7 +830,7 @@ class ClientProtocol(asyncio.Protocol):
         pause = bool(self.pipeline) or (
             call is not None and (call.queued_bytes > HIGH_WATER
                                   or (call.upstream is not None and call.upstream.write_paused)))
-        if pause != self.read_paused and not self.lost:
+        if pause != self.read_paused and not self.lost and not self.rejecting:
             self.read_paused = pause
             if pause:
                 self.transport.pause_reading()
@@ -701,6 +859,32 @@ class ClientProtocol(asyncio.Protocol):
             call.body_queue.append(data)
             call.queued_bytes += len(data)
             self._update_reading()
+
+    # Timeouts (called by the server's sweep) ---------------------------------------------------
+
+    def check_timeouts(self, now: float, header_timeout: float, keepalive_timeout: float) -> None:
+        """Close the connection when a head, or an idle keep-alive period, lasted too long.
+
+        A busy connection (a request in flight, a tunnel) is left to the upstream timeouts. The
+        clock of a state starts at the first sweep that sees it, so a limit holds within a sweep.
+        """
+        if self.current is not None or self.tunnel is not None or self.pipeline or self.lost:
+            self.watched = None
+            return
+        state = (self.in_head, self.completed)
+        if state != self.watched:
+            self.watched = state
+            waiting_for_head = self.in_head or not self.completed
+            self.deadline = now + (header_timeout if waiting_for_head else keepalive_timeout)
+            return
+        if now < self.deadline:
+            return
+        self.server.timeouts += 1
+        if self.in_head:
+            self.rejecting = True
+            self._write_rejection(Rejected(408, responses.MSG_REQUEST_TIMEOUT))
+        else:
+            self.transport.close()
 
     # Draining -----------------------------------------------------------------------------------
 

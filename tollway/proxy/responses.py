@@ -16,7 +16,8 @@ from tollway.plugins.base import Reply
 
 __all__ = [
     "STATUS_LINE", "SERVER", "CONTINUE", "MSG_NO_ROUTE", "MSG_BAD_GATEWAY", "MSG_UNAVAILABLE",
-    "MSG_TIMEOUT", "MSG_BAD_REQUEST", "MSG_UNEXPECTED", "error_body", "render",
+    "MSG_TIMEOUT", "MSG_BAD_REQUEST", "MSG_UNEXPECTED", "MSG_METHOD_NOT_ALLOWED", "MSG_REQUEST_TIMEOUT",
+    "MSG_BODY_TOO_LARGE", "MSG_URI_TOO_LONG", "MSG_HEADERS_TOO_LARGE", "MSG_VERSION", "error_body", "render",
 ]
 
 
@@ -43,6 +44,13 @@ MSG_TIMEOUT = "The upstream server is timed out"
 MSG_BAD_REQUEST = "Bad request"
 MSG_UNEXPECTED = "An unexpected error occurred"
 MSG_USE_HTTPS = "Please use HTTPS protocol"
+# What the proxy answers to requests it refuses before they reach an upstream (Kong's wording).
+MSG_METHOD_NOT_ALLOWED = "Method not allowed"
+MSG_REQUEST_TIMEOUT = "Request timeout"
+MSG_BODY_TOO_LARGE = "Request size limit exceeded"
+MSG_URI_TOO_LONG = "URI too long"
+MSG_HEADERS_TOO_LARGE = "Request header or cookie too large"
+MSG_VERSION = "HTTP version not supported"
 
 
 def error_body(message: str) -> bytes:

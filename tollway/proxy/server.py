@@ -5,6 +5,11 @@
     await server.serve(sock)      # start serving a bound, listening socket; returns once serving
     await server.drain(timeout)   # stop accepting, finish in-flight requests, close the rest
     server.stats                  # {"connections_accepted", "connections_active", "requests_total", ...}
+
+With `proxy_ssl_cert` and `proxy_ssl_cert_key` set, the socket is served over TLS (the context is
+built once, in __init__, which raises ConfigError when the files cannot be loaded). The client
+limits of the settings (`client_*`, `worker_connections`) are enforced by ClientProtocol; the
+header and keep-alive timeouts by one sweep over the connections, running while there are any.
 """
 
 from __future__ import annotations
@@ -12,15 +17,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from typing import Any
+import ssl
+from typing import Any, NamedTuple
 
 from tollway.config import Settings
+from tollway.errors import ConfigError
 from tollway.proxy.chain import RoutePlugins, Runtime, compile_plugins
-from tollway.proxy.protocol import ClientProtocol
+from tollway.proxy.protocol import UNLIMITED, ClientProtocol
 from tollway.proxy.router import RouteTable
 from tollway.proxy.upstream import UpstreamPool
 
-__all__ = ["ProxyServer", "State"]
+__all__ = ["Limits", "ProxyServer", "State", "server_ssl_context"]
 
 log = logging.getLogger("tollway.proxy")
 
@@ -48,21 +55,58 @@ class State:
         return cls(int(snapshot.get("version") or 0), routes, plugins, runtime)
 
 
+class Limits(NamedTuple):
+    """What one request may hold, from the settings; 0 there means no limit."""
+
+    head: int          # request line and headers, bytes
+    headers: int       # header lines
+    url: int           # request target, bytes
+    body: int          # body, bytes
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        return cls(*(value or UNLIMITED for value in (
+            settings.client_max_header_size, settings.client_max_headers, settings.client_max_url_length,
+            settings.client_max_body_size)))
+
+
+def server_ssl_context(cert: str, key: str) -> ssl.SSLContext:
+    """The proxy's TLS context: the certificate chain and key of the settings, HTTP/1.1 by ALPN."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load proxy_ssl_cert {cert} with proxy_ssl_cert_key {key}: {exc}") from exc
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
 class ProxyServer:
     """Serves proxied requests on a listening socket with the configuration last applied."""
 
     def __init__(self, settings: Settings, spool: Any = None) -> None:
         self.settings = settings
         self.spool = spool
+        self.limits = Limits.from_settings(settings)
+        self.max_connections = settings.worker_connections or UNLIMITED
+        self.ssl_context: ssl.SSLContext | None = None
+        if settings.proxy_ssl_cert and settings.proxy_ssl_cert_key:
+            self.ssl_context = server_ssl_context(settings.proxy_ssl_cert, settings.proxy_ssl_cert_key)
         self.state = State(0, RouteTable(), {}, None)
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self.pool: UpstreamPool = None  # type: ignore[assignment]
         self.connections: set[ClientProtocol] = set()
         self.connections_accepted = 0
+        self.connections_refused = 0    # over worker_connections
         self.requests_total = 0
+        self.requests_rejected = 0      # refused before reaching an upstream (bad or too large)
+        self.timeouts = 0               # connections closed by the header or keep-alive timeout
         self.draining = False
         self._servers: list[asyncio.Server] = []
         self._all_closed: asyncio.Event | None = None
+        self._sweep_handle: asyncio.TimerHandle | None = None
+        header, keepalive = settings.client_header_timeout, settings.client_keepalive_timeout
+        self._sweep_every = min(1.0, max(0.05, min(t for t in (header, keepalive, 4.0) if t > 0) / 4))
 
     def apply(self, snapshot: dict[str, Any]) -> None:
         """Compile `snapshot` and make it the configuration of every request that starts from now."""
@@ -74,7 +118,10 @@ class ProxyServer:
         """Start serving `sock` (bound and listening); returns once connections are accepted."""
         self._setup()
         sock.setblocking(False)
-        server = await self.loop.create_server(lambda: ClientProtocol(self), sock=sock, backlog=1024)
+        tls: dict[str, Any] = {}
+        if self.ssl_context is not None:
+            tls = {"ssl": self.ssl_context, "ssl_handshake_timeout": self.settings.client_header_timeout or None}
+        server = await self.loop.create_server(lambda: ClientProtocol(self), sock=sock, backlog=1024, **tls)
         self._servers.append(server)
 
     async def drain(self, timeout: float) -> None:
@@ -100,6 +147,9 @@ class ProxyServer:
                 await asyncio.sleep(0)
         if self.pool is not None:
             self.pool.close()
+        if self._sweep_handle is not None:
+            self._sweep_handle.cancel()
+            self._sweep_handle = None
 
     @property
     def stats(self) -> dict[str, int]:
@@ -107,23 +157,44 @@ class ProxyServer:
         return {
             "connections_accepted": self.connections_accepted,
             "connections_active": len(self.connections),
+            "connections_refused": self.connections_refused,
             "requests_total": self.requests_total,
+            "requests_rejected": self.requests_rejected,
+            "timeouts": self.timeouts,
             "upstream_idle": self.pool.idle_count() if self.pool is not None else 0,
             "config_version": self.state.version,
         }
 
     # Called by ClientProtocol ------------------------------------------------------------------
 
-    def connection_opened(self, conn: ClientProtocol) -> None:
+    def connection_opened(self, conn: ClientProtocol) -> bool:
+        """Count a new connection; False when it is over worker_connections (it is closed)."""
+        if len(self.connections) >= self.max_connections:
+            self.connections_refused += 1
+            return False
         self.connections_accepted += 1
         self.connections.add(conn)
+        if self._sweep_handle is None:
+            self._sweep_handle = self.loop.call_later(self._sweep_every, self._sweep)
         if self.draining:
             conn.shutdown()
+        return True
 
     def connection_closed(self, conn: ClientProtocol) -> None:
         self.connections.discard(conn)
         if not self.connections and self._all_closed is not None:
             self._all_closed.set()
+
+    def _sweep(self) -> None:
+        """Enforce the header and keep-alive timeouts; runs while there are connections."""
+        self._sweep_handle = None
+        now = self.loop.time()
+        header = self.settings.client_header_timeout or float(UNLIMITED)
+        keepalive = self.settings.client_keepalive_timeout or float(UNLIMITED)
+        for conn in list(self.connections):
+            conn.check_timeouts(now, header, keepalive)
+        if self.connections:
+            self._sweep_handle = self.loop.call_later(self._sweep_every, self._sweep)
 
     def _setup(self) -> None:
         if self.loop is None:
