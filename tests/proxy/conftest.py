@@ -109,6 +109,21 @@ def proxy(tmp_path: Path, recorder: type[Recorder]) -> Iterator[ProxyHarness]:
         harness.close()
 
 
+@pytest.fixture
+def make_proxy(tmp_path: Path, recorder: type[Recorder]) -> Iterator[Any]:
+    """A factory of ProxyHarness with settings overrides (`client_max_body_size="1k"`), closed after the test."""
+    made: list[ProxyHarness] = []
+
+    def make(**overrides: str) -> ProxyHarness:
+        harness = ProxyHarness(make_proxy_settings(tmp_path, **overrides))
+        made.append(harness)
+        return harness
+
+    yield make
+    for harness in made:
+        harness.close()
+
+
 # Kong-shaped entities ----------------------------------------------------------------------------
 
 def new_id() -> str:
@@ -208,9 +223,10 @@ def raw_exchange(port: int, data: bytes, until: bytes | None = None, timeout: fl
 
 
 class RawUpstream:
-    """An asyncio TCP server in its own thread; `handler(reader, writer)` runs per connection."""
+    """An asyncio TCP (or, with `ssl`, TLS) server in its own thread; `handler(reader, writer)` runs
+    per connection."""
 
-    def __init__(self, handler: Any) -> None:
+    def __init__(self, handler: Any, ssl: Any = None) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
@@ -226,7 +242,7 @@ class RawUpstream:
                 writer.close()
 
         async def start() -> asyncio.Server:
-            return await asyncio.start_server(counted, "127.0.0.1", 0)
+            return await asyncio.start_server(counted, "127.0.0.1", 0, ssl=ssl)
 
         self.server = asyncio.run_coroutine_threadsafe(start(), self.loop).result(5)
         self.port = self.server.sockets[0].getsockname()[1]
@@ -261,11 +277,77 @@ def raw_upstreams() -> Iterator[Any]:
     """A factory of RawUpstream servers, all closed after the test."""
     made: list[RawUpstream] = []
 
-    def make(handler: Any) -> RawUpstream:
-        upstream = RawUpstream(handler)
+    def make(handler: Any, ssl: Any = None) -> RawUpstream:
+        upstream = RawUpstream(handler, ssl)
         made.append(upstream)
         return upstream
 
     yield make
     for upstream in made:
         upstream.close()
+
+
+class RecordingUpstream:
+    """An upstream that records every byte it receives and answers each request head with 200 "ok".
+
+    Tests of refused requests assert that `received` stays empty: nothing reached the upstream.
+    """
+
+    def __init__(self, make: Any) -> None:
+        self.received = b""
+        self.upstream = make(self._serve)
+        self.port = self.upstream.port
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        pending = b""
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                return
+            self.received += data
+            pending += data
+            while b"\r\n\r\n" in pending:
+                head, _, pending = pending.partition(b"\r\n\r\n")
+                length, chunked = 0, False
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                    chunked = chunked or name.strip().lower() == b"transfer-encoding"
+                while (b"0\r\n\r\n" not in pending) if chunked else (len(pending) < length):
+                    more = await reader.read(65536)
+                    if not more:
+                        return
+                    self.received += more
+                    pending += more
+                pending = pending.partition(b"0\r\n\r\n")[2] if chunked else pending[length:]
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    @property
+    def requests(self) -> int:
+        return self.received.count(b" HTTP/1.1\r\n")
+
+
+@pytest.fixture
+def recording_upstream(raw_upstreams: Any) -> RecordingUpstream:
+    return RecordingUpstream(raw_upstreams)
+
+
+def exchange(port: int, data: bytes, timeout: float = 5) -> tuple[bytes, bool]:
+    """Send raw bytes; read until the proxy closes (True) or stays silent for `timeout` (False)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        try:
+            sock.sendall(data)
+        except OSError:
+            pass  # the proxy may close before reading everything
+        received = b""
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                return received, False
+            except ConnectionResetError:
+                return received, True
+            if not chunk:
+                return received, True
+            received += chunk

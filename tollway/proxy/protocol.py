@@ -57,6 +57,7 @@ REPLAY_LIMIT = 64 * 1024        # request bodies up to this size are kept for a 
 IDEMPOTENT = frozenset(["GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"])
 
 UNLIMITED = 1 << 62
+LINGER = 2.0                    # seconds a refused client's bytes are still read and dropped
 
 # Request headers the protocol looks at while parsing.
 _SPECIAL = frozenset([b"host", b"content-length", b"transfer-encoding", b"expect", b"connection", b"upgrade"])
@@ -772,7 +773,24 @@ class ClientProtocol(asyncio.Protocol):
     def _write_rejection(self, rejected: Rejected) -> None:
         data, _ = responses.render(Reply(rejected.status, {"message": rejected.message}), False)
         self.transport.write(data)
-        self.transport.close()
+        self._close()
+
+    def _close(self) -> None:
+        """Close; after a refusal, linger (as nginx's lingering_close) so the answer gets through.
+
+        A client may still be sending what was refused: closing a socket with unread bytes resets
+        the connection, which can destroy the answer before the client reads it. So the write side
+        is shut, what arrives is read and dropped (`rejecting`), and the socket goes after LINGER.
+        """
+        transport = self.transport
+        if not self.rejecting or self.tls or self.lost or not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        if self.read_paused:
+            self.read_paused = False
+            transport.resume_reading()
+        self.loop.call_later(LINGER, transport.abort)
 
     def _response_complete(self, call: Call) -> None:
         call.response_done = True
@@ -788,7 +806,7 @@ class ClientProtocol(asyncio.Protocol):
             return
         self.current = None
         if not call.keep_alive or self.closing:
-            self.transport.close()
+            self._close()
             return
         if self.pipeline:
             following = self.pipeline.popleft()
@@ -868,7 +886,7 @@ class ClientProtocol(asyncio.Protocol):
         A busy connection (a request in flight, a tunnel) is left to the upstream timeouts. The
         clock of a state starts at the first sweep that sees it, so a limit holds within a sweep.
         """
-        if self.current is not None or self.tunnel is not None or self.pipeline or self.lost:
+        if self.current is not None or self.tunnel is not None or self.pipeline or self.lost or self.rejecting:
             self.watched = None
             return
         state = (self.in_head, self.completed)
