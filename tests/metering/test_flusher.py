@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import fcntl
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -87,7 +90,7 @@ def test_flushing_twice_or_after_a_restart_never_counts_twice(settings: Settings
     with_ledger(settings, body)
 
 
-@pytest.mark.parametrize("failing", ["remember_names", "save_offsets", "forget_offsets"])
+@pytest.mark.parametrize("failing", ["remember_names", "move_offsets", "forget_offsets"])
 def test_a_failure_inside_the_transaction_counts_nothing_and_the_retry_counts_once(
         settings: Settings, monkeypatch: pytest.MonkeyPatch, failing: str) -> None:
     write_calls(settings, [FakeCall(started_at=at("2028-01-01T00:00:00+00:00")) for _ in range(25)])
@@ -248,3 +251,46 @@ def test_spool_size_alarm_is_loud(tmp_path: Path, caplog: pytest.LogCaptureFixtu
         size = Flusher(Database.from_settings(settings), settings, "n").check_spool_size()
     assert size > 1000
     assert "USAGE SPOOL IS FILLING UP" in caplog.text
+
+
+def test_a_second_flusher_on_the_same_spool_waits_its_turn(settings: Settings,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    write_calls(settings, [FakeCall(started_at=at("2028-01-01T00:00:00+00:00")) for _ in range(12)])
+    other_master = os.open(settings.spool_dir, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(other_master, fcntl.LOCK_EX)  # another master's flusher is mid-flush
+
+    async def body(db: Database) -> None:
+        flusher = Flusher(db, settings, "node-1")
+        with caplog.at_level(logging.ERROR, "tollway.metering.flusher"):
+            assert await flusher.flush_once() == 0
+        assert "another flusher is flushing" in caplog.text
+        assert await totals(db) == {}
+        os.close(other_master)
+        assert await flusher.flush_once() == 12
+        assert await totals(db) == {ALICE["id"]: 12}
+
+    with_ledger(settings, body)
+
+
+def test_a_copied_spool_flushed_under_the_same_node_id_is_counted_once(settings: Settings, tmp_path: Path) -> None:
+    write_calls(settings, [FakeCall(started_at=at("2028-01-01T00:00:00+00:00")) for _ in range(30)])
+    copy = dataclasses.replace(settings, prefix=str(tmp_path / "copy"))  # another prefix, the same database
+    shutil.copytree(settings.spool_dir, copy.spool_dir)
+
+    async def body(db: Database) -> None:
+        rival = Flusher(db, copy, "node-1")
+        raced = []
+
+        class Racing(Flusher):
+            async def _commit(self, *args: Any) -> None:
+                if not raced:  # the rival commits between this flush's read and its commit
+                    raced.append(await rival.flush_once())
+                await super()._commit(*args)
+
+        assert await Racing(db, settings, "node-1").flush_once() == 0  # rolled back, read again: nothing new
+        assert raced == [30]
+        assert await totals(db) == {ALICE["id"]: 30}
+        assert await totals(db, "month") == {ALICE["id"]: 30}
+        assert not list(settings.spool_dir.iterdir()) and not list(copy.spool_dir.iterdir())
+
+    with_ledger(settings, body)

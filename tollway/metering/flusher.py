@@ -6,6 +6,11 @@ Whatever fails before the commit leaves the database as it was and the spool on 
 next flush (or a restarted master) reads the same bytes again: nothing is lost or counted twice.
 Offsets are read from the database at every flush, never trusted from memory.
 
+Two flushers of one node id never count a byte twice: one flusher at a time holds a flock on the
+spool directory, and each commit moves an offset only from the value that flush read (an UPDATE
+... WHERE position = old, or an INSERT for a new file); when another flusher got there first (a
+copied prefix), the transaction is rolled back and the spool read again.
+
 After the commit, files that are finished and fully counted are deleted; their offset rows go
 in a later flush's transaction (a file name is never reused, so a stale row is harmless).
 """
@@ -13,7 +18,9 @@ in a later flush's transaction (a file name is never reused, so a stale row is h
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 import time
 from collections.abc import Callable
 
@@ -28,7 +35,8 @@ log = logging.getLogger(__name__)
 
 PURGE_EVERY = 600.0          # seconds between retention passes
 SPOOL_ALARM_RATIO = 0.8      # warn when the spool holds this share of billable_spool_max_bytes
-ALARM_EVERY = 60.0           # seconds between two spool-size warnings
+ALARM_EVERY = 60.0           # seconds between two spool-size (or busy spool) warnings
+CONFLICT_RETRIES = 3         # flushes read again after an offset conflict before giving up this turn
 
 _UNAVAILABLE = (*ledger.UNAVAILABLE, StoreUnavailable)
 
@@ -48,31 +56,79 @@ class Flusher:
         self.cut_off = 0             # cut-off records skipped since start
         self._last_purge = float("-inf")
         self._last_alarm = float("-inf")
+        self._last_busy = float("-inf")
 
     async def flush_once(self) -> int:
         """Count every complete line not yet counted; the number of records counted.
 
+        Only one flusher at a time works on a spool directory (a `flock` on it); another one
+        skips its turn. Its commit is conditional on the offsets it read still being the ones in
+        the database, so a copy of the spool flushed elsewhere under the same node id is never
+        counted twice either: on a conflict it rolls back and reads again.
         Raises StoreUnavailable when the database cannot be reached (nothing is lost).
         """
+        lock = self._lock()
+        if lock is None:
+            return 0
+        try:
+            for _attempt in range(CONFLICT_RETRIES):
+                try:
+                    return await self._flush_locked()
+                except ledger.OffsetConflict as exc:
+                    log.warning("billable: %s; another flusher with node id %s counted this spool "
+                                "meanwhile; reading it again", exc, self.node_id)
+            log.error("billable: the spool offsets of node %s keep changing under this flusher; is another "
+                      "master flushing a copy of this spool with the same node_id?", self.node_id)
+            return 0
+        finally:
+            os.close(lock)
+
+    def _lock(self) -> int | None:
+        """An exclusive flock on the spool directory (its descriptor), or None when another holds it."""
+        spool_dir = self.reader.spool_dir
+        spool_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(spool_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            now = time.monotonic()
+            if now - self._last_busy >= ALARM_EVERY:
+                self._last_busy = now
+                log.error("billable: another flusher is flushing %s (two masters on one prefix?); this one "
+                          "skips its turn", spool_dir)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    async def _flush_locked(self) -> int:
         files = self.reader.files()
         try:
             async with self.db.engine.connect() as conn:
                 committed = await ledger.load_offsets(conn, self.node_id)
             batch, offsets, cut_off = await asyncio.to_thread(self._collect, files, committed)
             on_disk = {file.name for file in files}
-            gone = [name for name in committed if name not in on_disk]
+            gone = {name: position for name, position in committed.items() if name not in on_disk}
             if offsets or gone:
-                async with self.db.engine.begin() as conn:
-                    await ledger.add_usage(conn, batch.usage_rows())
-                    await ledger.remember_names(conn, batch.name_rows())
-                    await ledger.save_offsets(conn, self.node_id, offsets)
-                    await ledger.forget_offsets(conn, self.node_id, gone)
+                await self._commit(batch, committed, offsets, gone)
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"cannot reach the database to flush usage: {ledger.describe(exc)}") from exc
         self.counted += batch.records
         self.cut_off += cut_off
         self._delete_consumed(files, {**committed, **offsets})
         return batch.records
+
+    async def _commit(self, batch: UsageBatch, committed: dict[str, int], offsets: dict[str, int],
+                      gone: dict[str, int]) -> None:
+        """One transaction: usage, names, and offsets moved from `committed` (or OffsetConflict)."""
+        async with self.db.engine.begin() as conn:
+            await ledger.add_usage(conn, batch.usage_rows())
+            await ledger.remember_names(conn, batch.name_rows())
+            await ledger.move_offsets(conn, self.node_id, {name: (committed.get(name), position)
+                                                           for name, position in offsets.items()})
+            await ledger.forget_offsets(conn, self.node_id, gone)
 
     def _collect(self, files: list[SpoolFile],
                  committed: dict[str, int]) -> tuple[UsageBatch, dict[str, int], int]:

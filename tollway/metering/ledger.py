@@ -6,10 +6,10 @@ usage and the spool offsets that produced it together.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -73,23 +73,31 @@ async def load_offsets(conn: AsyncConnection, node_id: str) -> dict[str, int]:
     return {file: int(position) for file, position in result}
 
 
-async def save_offsets(conn: AsyncConnection, node_id: str, offsets: dict[str, int]) -> None:
-    """Set the committed offset of each file."""
-    if not offsets:
-        return
-    insert = _insert(conn)(spool_offsets)
-    statement = insert.on_conflict_do_update(
-        index_elements=["node_id", "file"], set_={"position": insert.excluded.position})
-    await _execute_many(conn, statement, [{"node_id": node_id, "file": file, "position": position}
-                                          for file, position in sorted(offsets.items())])
+class OffsetConflict(Exception):
+    """A spool offset is not at the value this flush read: another flusher moved it."""
 
 
-async def forget_offsets(conn: AsyncConnection, node_id: str, files: Iterable[str]) -> None:
-    """Drop the offset rows of files that no longer exist (names are never reused)."""
-    files = sorted(files)
-    for start in range(0, len(files), BATCH):
+async def move_offsets(conn: AsyncConnection, node_id: str, moves: dict[str, tuple[int | None, int]]) -> None:
+    """Move each file's offset from `old` (None: no row yet) to `new`; OffsetConflict when it is
+    not at `old` any more, so the caller's transaction is rolled back."""
+    for file, (old, new) in sorted(moves.items()):
+        if old is None:
+            result = await conn.execute(_insert(conn)(spool_offsets).values(
+                node_id=node_id, file=file, position=new).on_conflict_do_nothing())
+        else:
+            result = await conn.execute(update(spool_offsets).where(
+                spool_offsets.c.node_id == node_id, spool_offsets.c.file == file,
+                spool_offsets.c.position == old).values(position=new))
+        if result.rowcount != 1:
+            raise OffsetConflict(f"spool file {file} is no longer at offset {old or 0}")
+
+
+async def forget_offsets(conn: AsyncConnection, node_id: str, files: dict[str, int]) -> None:
+    """Drop the offset rows of files that no longer exist (names are never reused), if unchanged."""
+    for file, position in sorted(files.items()):
         await conn.execute(delete(spool_offsets).where(
-            spool_offsets.c.node_id == node_id, spool_offsets.c.file.in_(files[start:start + BATCH])))
+            spool_offsets.c.node_id == node_id, spool_offsets.c.file == file,
+            spool_offsets.c.position == position))
 
 
 async def purge_expired(conn: AsyncConnection, now: float, minute_days: int, hour_days: int) -> int:
