@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 import time
 
 from tests.conftest import free_port
@@ -150,3 +151,128 @@ def test_drain_lets_an_in_flight_request_finish_and_closes_idle_connections(prox
     assert accepting in (True, False)
     idle.close()
     busy.close()
+
+
+def test_a_retried_request_sends_its_whole_body_once_on_every_attempt(proxy, raw_upstreams, recorder):
+    bodies = []
+
+    async def stale_twice(reader, writer):
+        _, headers = await read_head(reader)
+        if "content-length" not in headers and len(bodies) < 5:
+            bodies.append(None)
+            return  # gone before the body: the retry must send all of it, once
+        if "content-length" in headers:
+            body = await reader.readexactly(int(headers["content-length"]))
+        else:
+            body = b""
+            while True:
+                size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+                chunk = await reader.readexactly(size + 2)
+                if not size:
+                    break
+                body += chunk[:-2]
+        bodies.append(body)
+        if len(bodies) not in (3, 6):
+            return  # closed without a word: as a stale keep-alive connection, so retried
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+    one_route(proxy, service(raw_upstreams(stale_twice).port, retries=5))
+    assert request(proxy.port, "PUT", "/", body=b"0123456789" * 100).body == b"0123456789" * 100
+    assert bodies == [b"0123456789" * 100] * 3
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+        sock.sendall(b"PUT / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                     b"3\r\nabc\r\n")
+        time.sleep(0.1)  # the first attempt fails with only part of the body sent
+        sock.sendall(b"3\r\ndef\r\n0\r\n\r\n")
+        raw = b""
+        while chunk := sock.recv(4096):
+            raw += chunk
+    assert raw.startswith(b"HTTP/1.1 200") and raw.endswith(b"abcdef")
+    assert bodies[3:] == [None, None, b"abcdef"]
+    assert [m["status"] for m in recorder.metered] == [200, 200]
+
+
+def _reset(writer) -> None:
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+def test_upstream_reset_before_answering_answers_502(proxy, raw_upstreams, recorder):
+    async def reset(reader, writer):
+        await read_head(reader)
+        writer.write(b"HTTP/1.1 2")
+        await writer.drain()
+        _reset(writer)
+    one_route(proxy, service(raw_upstreams(reset).port, retries=0))
+    resp = request(proxy.port, "GET", "/")
+    assert resp.status == 502
+    assert resp.json() == {"message": "An invalid response was received from the upstream server"}
+    assert [m["status"] for m in recorder.metered] == [502]
+
+
+def test_upstream_reset_mid_response_closes_the_client_without_a_complete_response(
+        proxy, raw_upstreams, recorder):
+    async def reset(reader, writer):
+        await read_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        _reset(writer)
+    one_route(proxy, service(raw_upstreams(reset).port))
+    raw = raw_exchange(proxy.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", timeout=3)
+    assert raw.startswith(b"HTTP/1.1 200") and raw.endswith(b"5\r\nhello\r\n")  # no last chunk: closed
+    time.sleep(0.05)
+    assert [(m["status"], m["response_bytes"]) for m in recorder.metered] == [(200, len(raw))]
+
+
+def test_chunked_upstream_closing_early_closes_the_client_without_the_last_chunk(proxy, raw_upstreams, recorder):
+    async def early(reader, writer):
+        await read_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n3\r\nab")
+        await writer.drain()
+    one_route(proxy, service(raw_upstreams(early).port))
+    raw = raw_exchange(proxy.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", timeout=3)
+    assert raw.startswith(b"HTTP/1.1 200") and not raw.endswith(b"0\r\n\r\n")
+    time.sleep(0.05)
+    assert [m["status"] for m in recorder.metered] == [200]
+
+
+def test_upstream_trickling_slower_than_read_timeout_closes_the_client(proxy, raw_upstreams, recorder):
+    async def trickle(reader, writer):
+        await read_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")
+        for byte in b"0123456789":
+            writer.write(bytes([byte]))
+            await writer.drain()
+            await asyncio.sleep(0.05 if byte < ord("3") else 1.0)
+    one_route(proxy, service(raw_upstreams(trickle).port, read_timeout=300))
+    started = time.monotonic()
+    raw = raw_exchange(proxy.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", timeout=3)
+    assert raw.startswith(b"HTTP/1.1 200") and raw.endswith(b"\r\n\r\n0123")  # then closed
+    assert time.monotonic() - started < 1.0
+    time.sleep(0.05)
+    assert [(m["status"], m["response_bytes"]) for m in recorder.metered] == [(200, len(raw))]
+
+
+def test_upstream_trickling_within_read_timeout_is_not_cut(proxy, raw_upstreams):
+    async def trickle(reader, writer):
+        await read_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n")
+        for byte in b"abcdef":
+            writer.write(bytes([byte]))
+            await writer.drain()
+            await asyncio.sleep(0.1)
+    one_route(proxy, service(raw_upstreams(trickle).port, read_timeout=300))
+    assert request(proxy.port, "GET", "/").body == b"abcdef"  # 0.6 s in all, 0.1 s between bytes
+
+
+def test_upstream_silent_after_the_request_answers_504(proxy, raw_upstreams, recorder):
+    async def silent(reader, writer):
+        await read_head(reader)
+        await asyncio.sleep(2)
+    one_route(proxy, service(raw_upstreams(silent).port, read_timeout=200, retries=0))
+    resp = request(proxy.port, "GET", "/")
+    assert resp.status == 504
+    assert resp.json() == {"message": "The upstream server is timed out"}
+    assert [m["status"] for m in recorder.metered] == [504]

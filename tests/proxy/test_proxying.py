@@ -230,3 +230,68 @@ def test_configuration_swaps_without_dropping_connections(proxy, echo_upstream):
     assert request(proxy.port, "GET", "/one").status == 404
     assert request(proxy.port, "GET", "/two").status == 200
     assert proxy.stats["config_version"] == 2
+
+
+def test_non_websocket_upgrade_is_proxied_as_plain_http_and_what_follows_is_parsed(proxy, raw_upstreams):
+    seen = []
+
+    async def answer(reader, writer):
+        while True:
+            line, headers = await read_head(reader)
+            seen.append((line, headers))
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    upstream = raw_upstreams(answer)
+    svc = service(upstream.port)
+    proxy.apply(snapshot([svc], [route(svc, ["/"])]))
+    raw = raw_exchange(proxy.port, b"GET /first HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                                   b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n"
+                                   b"GET /second HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert raw.count(b"HTTP/1.1 200 OK") == 2 and b"101" not in raw
+    assert [line for line, _ in seen] == ["GET /first HTTP/1.1", "GET /second HTTP/1.1"]
+    for _, headers in seen:
+        assert "upgrade" not in headers and "http2-settings" not in headers
+
+
+def test_websocket_request_pipelined_behind_another_waits_its_turn(proxy, raw_upstreams):
+    async def answer(reader, writer):
+        line, headers = await read_head(reader)
+        if headers.get("upgrade") != "websocket":
+            await asyncio.sleep(0.1)  # the WebSocket request and its early bytes arrive meanwhile
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst")
+            return
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+        while True:
+            data = await reader.read(100)
+            if not data:
+                break
+            writer.write(data.upper())
+    upstream = raw_upstreams(answer)
+    svc = service(upstream.port)
+    proxy.apply(snapshot([svc], [route(svc, ["/"])]))
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+        sock.sendall(b"GET /plain HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                     b"Sec-WebSocket-Key: x\r\nSec-WebSocket-Version: 13\r\n\r\nearly")
+        data = b""
+        while b"EARLY" not in data:
+            chunk = sock.recv(4096)
+            assert chunk
+            data += chunk
+        first, _, second = data.partition(b"first")
+        assert first.startswith(b"HTTP/1.1 200 OK") and second.startswith(b"HTTP/1.1 101")
+        sock.sendall(b"ping")
+        assert sock.recv(4096) == b"PING"
+
+
+def test_via_is_appended_to_the_clients_and_the_upstreams(proxy, raw_upstreams):
+    seen = {}
+
+    async def answer(reader, writer):
+        _, seen["headers"] = await read_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nVia: 1.1 backend\r\nContent-Length: 2\r\n\r\nok")
+    upstream = raw_upstreams(answer)
+    svc = service(upstream.port)
+    proxy.apply(snapshot([svc], [route(svc, ["/"])]))
+    resp = request(proxy.port, "GET", "/", headers={"Via": "1.0 fred, 1.1 p.example"})
+    assert seen["headers"]["via"] == "1.0 fred, 1.1 p.example, 1.1 tollway"
+    assert resp.headers["via"] == "1.1 backend, 1.1 tollway"
