@@ -2,6 +2,8 @@
 
 Paths answer with or without a trailing slash; every error is JSON in Kong's shape, store errors
 are translated here (409, 400, 503), and nothing a client sends ends in a 500 with a traceback.
+With `admin_token` set, every call must carry it (guard.py); the OpenAPI document of the whole
+app is GET /openapi.json (openapi.py); key-auth keys in paths are redacted from uvicorn's logs.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tollway import plugins
-from tollway.admin import errors
+from tollway.admin import errors, openapi, redact
 from tollway.admin.context import AdminContext
 from tollway.admin.endpoints import entity_routes
+from tollway.admin.guard import AdminTokenGuard
 from tollway.admin.info import StatusExtra, info_routes
 from tollway.admin.responses import json_response
 from tollway.config import Settings
@@ -87,11 +90,18 @@ def create_app(settings: Settings, db: Database, on_change: Callable[[], None] |
     ctx = AdminContext(settings, db, on_change)
     routes: list[BaseRoute] = []
 
+    document: dict[str, Any] = {}
+
     def endpoints() -> list[str]:
         return sorted({r.path for r in routes if isinstance(r, Route)})
 
+    def openapi_document() -> dict[str, Any]:
+        if not document:  # built on first use: the routes are all known by then
+            document.update(openapi.build(settings, routes, ctx.entities.values()))
+        return document
+
     routes += info_routes(ctx, node_id=node_id or _node_id(settings), status_extra=status_extra,
-                          endpoints=endpoints)
+                          endpoints=endpoints, openapi=openapi_document)
     routes += plugin_routes(ctx)  # before the generated ones: /billable is not /{entity}
     routes += entity_routes(ctx)
     handlers: dict[Any, Callable[[Request, Exception], Any]] = {
@@ -103,6 +113,9 @@ def create_app(settings: Settings, db: Database, on_change: Callable[[], None] |
     app = Starlette(routes=routes, exception_handlers=handlers)
     app.state.ctx = ctx
     app.add_middleware(StripTrailingSlash)
+    if settings.admin_token:
+        app.add_middleware(AdminTokenGuard, token=settings.admin_token)  # outermost: before any routing
+    redact.install()
     return app
 
 

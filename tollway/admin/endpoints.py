@@ -2,7 +2,8 @@
 
     /{entities}                                  GET list, POST create
     /{entities}/{id or key}                      GET, PATCH, PUT (upsert), DELETE
-    /{entities}/{id or key}/{foreign field}      GET, PATCH the referenced entity (/routes/{r}/service)
+    /{entities}/{id or key}/{foreign field}      GET, PATCH, PUT, DELETE the referenced entity
+                                                 (/routes/{r}/service, /key-auths/{k}/consumer)
     /{parents}/{parent}/{segment}                GET list, POST create under a parent
     /{parents}/{parent}/{segment}/{id or key}    GET, PATCH, PUT, DELETE under a parent
 """
@@ -10,6 +11,8 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -25,6 +28,24 @@ from tollway.admin.schema import EntitySchema, Nesting
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 ENTITY_METHODS = ["GET", "PATCH", "PUT", "DELETE"]
+
+
+@dataclass(frozen=True)
+class RouteDoc:
+    """What a generated route serves, for the OpenAPI document (tollway/admin/openapi.py)."""
+
+    kind: str                           # "collection", "entity" or "referenced"
+    schema: EntitySchema                # the entity served (for "referenced": the one pointed at)
+    parent: EntitySchema | None = None  # /{parents}/{parent}/...: the parent entity
+    via: EntitySchema | None = None     # "referenced": the entity whose foreign field is followed
+
+
+class ApiRoute(Route):
+    """A Starlette route that knows what it serves."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], *, methods: list[str], doc: RouteDoc) -> None:
+        super().__init__(path, endpoint, methods=methods)
+        self.doc = doc
 
 
 def _collection(crud: Crud, parent_of: Callable[[Request], Awaitable[Parent | None]]) -> Endpoint:
@@ -69,10 +90,15 @@ def _referenced(crud: Crud, target: Crud, field: str) -> Endpoint:
         ref = child.get(field)
         if ref is None:
             raise errors.not_found()
+        if request.method == "DELETE":
+            await target.delete(ref["id"])
+            return no_content()
+        if request.method == "GET":
+            return json_response(await target.read(ref["id"]))
+        data, form = await read_body(request)
         if request.method == "PATCH":
-            data, form = await read_body(request)
             return json_response(await target.update(ref["id"], data, form=form))
-        return json_response(await target.read(ref["id"]))
+        return json_response(await target.upsert(ref["id"], data, form=form))
 
     return endpoint
 
@@ -96,12 +122,15 @@ def entity_routes(ctx: AdminContext) -> list[BaseRoute]:
     for schema in ctx.entities.values():
         crud = cruds[schema.name]
         base = f"/{schema.path}"
-        routes.append(Route(base, _collection(crud, _no_parent), methods=["GET", "POST"]))
-        routes.append(Route(base + "/{ident}", _entity(crud, _no_parent), methods=ENTITY_METHODS))
+        routes.append(ApiRoute(base, _collection(crud, _no_parent), methods=["GET", "POST"],
+                               doc=RouteDoc("collection", schema)))
+        routes.append(ApiRoute(base + "/{ident}", _entity(crud, _no_parent), methods=ENTITY_METHODS,
+                               doc=RouteDoc("entity", schema)))
         for field, reference in schema.foreign_fields().items():
             if reference in cruds:
-                routes.append(Route(f"{base}/{{ident}}/{field}", _referenced(crud, cruds[reference], field),
-                                    methods=["GET", "PATCH"]))
+                routes.append(ApiRoute(f"{base}/{{ident}}/{field}", _referenced(crud, cruds[reference], field),
+                                       methods=ENTITY_METHODS,
+                                       doc=RouteDoc("referenced", cruds[reference].schema, via=schema)))
         routes.extend(_nested_routes(schema, crud, cruds))
     return routes
 
@@ -114,6 +143,8 @@ def _nested_routes(schema: EntitySchema, crud: Crud, cruds: dict[str, Crud]) -> 
             continue
         resolve = _parent_resolver(parent, nesting)
         base = f"/{parent.schema.path}/{{parent}}/{nesting.segment}"
-        routes.append(Route(base, _collection(crud, resolve), methods=["GET", "POST"]))
-        routes.append(Route(base + "/{ident}", _entity(crud, resolve), methods=ENTITY_METHODS))
+        routes.append(ApiRoute(base, _collection(crud, resolve), methods=["GET", "POST"],
+                               doc=RouteDoc("collection", schema, parent=parent.schema)))
+        routes.append(ApiRoute(base + "/{ident}", _entity(crud, resolve), methods=ENTITY_METHODS,
+                               doc=RouteDoc("entity", schema, parent=parent.schema)))
     return routes

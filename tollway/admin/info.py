@@ -36,8 +36,9 @@ def kong_fields(fields: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]
 
 
 def info_routes(ctx: AdminContext, *, node_id: str, status_extra: StatusExtra | None,
-                endpoints: Callable[[], list[str]]) -> list[BaseRoute]:
-    """The informational routes; `endpoints` lists every path of the app (for GET /endpoints)."""
+                endpoints: Callable[[], list[str]], openapi: Callable[[], Mapping[str, Any]]) -> list[BaseRoute]:
+    """The informational routes; `endpoints` lists every path of the app (for GET /endpoints),
+    `openapi` gives its OpenAPI document."""
 
     async def root(_request: Request) -> Response:
         async with ctx.db.connect() as conn:
@@ -88,10 +89,14 @@ def info_routes(ctx: AdminContext, *, node_id: str, status_extra: StatusExtra | 
     async def list_endpoints(_request: Request) -> Response:
         return json_response({"data": endpoints()})
 
+    async def openapi_document(_request: Request) -> Response:
+        return json_response(openapi())
+
     return [
         Route("/", root, methods=["GET"]),
         Route("/status", status, methods=["GET"]),
         Route("/plugins/enabled", enabled, methods=["GET"]),
         Route("/schemas/plugins/{name}", plugin_schema, methods=["GET"]),
         Route("/endpoints", list_endpoints, methods=["GET"]),
+        Route("/openapi.json", openapi_document, methods=["GET"]),
     ]

@@ -1,0 +1,320 @@
+"""The OpenAPI 3 document of the Admin API, generated from its routes and entity schemas.
+
+Every route of the app is described: generated entity routes from their `RouteDoc` (fields become
+JSON Schemas, for JSON, url-encoded and multipart bodies), the information routes from INFO below,
+and plugins' own routes (`api.py`) from an `OPENAPI` dict in that module when it has one, or else
+as a GET answering JSON. Error answers use Kong's shapes: `{"message"}`, and for database errors
+`{"code", "name", "message", "fields"}`. tests/admin/test_openapi.py keeps the document true.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from starlette.routing import BaseRoute, Route
+
+from tollway import __version__, plugins
+from tollway.admin.endpoints import ApiRoute, RouteDoc
+from tollway.admin.guard import HEADER
+from tollway.admin.pagination import MAX_SIZE
+from tollway.admin.schema import EntitySchema
+from tollway.config import Settings
+
+JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"
+MULTIPART = "multipart/form-data"
+ERROR = {"$ref": "#/components/schemas/Error"}
+
+# What each status means for one operation, and the error shape it answers with.
+STATUS_TEXT = {
+    400: "invalid input: a schema, foreign key or offset error (Kong's database error shape)",
+    401: "missing or wrong admin token",
+    404: "not found",
+    409: "a unique field or the primary key is taken",
+    415: "the body is neither JSON, url-encoded nor multipart",
+    503: "the database is unreachable",
+}
+
+
+def _error_responses(*statuses: int) -> dict[str, Any]:
+    return {str(s): {"description": STATUS_TEXT[s], "content": {JSON: {"schema": ERROR}}} for s in statuses}
+
+
+def field_schema(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """One field (entity or plugin config) as an OpenAPI 3.0 schema."""
+    kind = spec["type"]
+    out: dict[str, Any]
+    if kind in ("string", "boolean", "integer", "number"):
+        out = {"type": kind}
+        if "one_of" in spec:
+            out["enum"] = list(spec["one_of"])
+        if "between" in spec:
+            out["minimum"], out["maximum"] = spec["between"]
+        if kind == "string":
+            out["minLength"] = spec.get("len_min", 1)
+            if spec.get("uuid"):
+                out["format"] = "uuid"
+            if spec.get("starts_with"):
+                out["pattern"] = "^(" + "|".join(prefix.replace("/", "\\/") for prefix in spec["starts_with"]) + ")"
+            if spec.get("name"):
+                out["pattern"] = r"^[\w.\-~]+$"
+        if kind == "integer" and spec.get("timestamp"):
+            out["description"] = "epoch seconds"
+    elif kind in ("array", "set"):
+        out = {"type": "array", "items": field_schema(spec.get("elements", {"type": "string"}))}
+        if kind == "set":
+            out["description"] = "a set: duplicates are dropped"
+        if "len_min" in spec:
+            out["minItems"] = spec["len_min"]
+    elif kind == "map":
+        out = {"type": "object"}
+        if "values" in spec:
+            out["additionalProperties"] = field_schema(spec["values"])
+    elif kind == "record":
+        fields = spec.get("fields", {})
+        out = {"type": "object", "properties": {name: field_schema(sub) for name, sub in fields.items()},
+               "additionalProperties": False}
+    elif kind == "foreign":
+        out = {"type": "object", "properties": {"id": {"type": "string", "format": "uuid"}},
+               "required": ["id"], "additionalProperties": False,
+               "description": f"a reference to one of {spec['reference']} by id"}
+    else:
+        raise ValueError(f"unknown field type {kind!r}")
+    if "description" in spec:
+        out["description"] = spec["description"]
+    if "default" in spec and spec["default"] is not None:
+        out["default"] = list(spec["default"]) if isinstance(spec["default"], tuple) else spec["default"]
+    if not spec.get("required"):
+        out["nullable"] = True
+    return out
+
+
+def entity_schema(schema: EntitySchema) -> dict[str, Any]:
+    """An entity as the Admin API answers it: every field present."""
+    props = {name: field_schema(spec) for name, spec in schema.fields.items()}
+    for name in schema.secrets:
+        props[name] = {**props[name], "description": "shown in full only in the answer that sets or generates "
+                       "it; later answers show its stored form (`sha256:<hex>` when hashed)"}
+    return {"type": "object", "properties": props, "required": list(props)}
+
+
+def _input_properties(schema: EntitySchema) -> dict[str, Any]:
+    props = {name: field_schema(spec) for name, spec in schema.fields.items()
+             if name not in ("created_at", "updated_at")}
+    if schema.prepare is not None and schema.name == "services":
+        props["url"] = {"type": "string", "description": "shorthand for protocol, host, port and path"}
+    if schema.name == "plugins":
+        enabled = plugins_enabled(schema)
+        if enabled:
+            props["name"] = {**props["name"], "enum": enabled}
+        props["config"] = {"type": "object", "description": "the plugin's configuration: see "
+                           "GET /schemas/plugins/{name}"}
+    return props
+
+
+def plugins_enabled(schema: EntitySchema) -> list[str]:
+    return [name for name in plugins.BUNDLED_PLUGINS if not schema.resolve_fields({"name": name})[1]]
+
+
+def entity_input(schema: EntitySchema) -> dict[str, Any]:
+    """A JSON request body: the fields a client may send. None is listed as required: which are
+    depends on the operation (a PATCH needs none, a nested POST has its parent set)."""
+    return {"type": "object", "properties": _input_properties(schema), "additionalProperties": False}
+
+
+def form_input(schema: EntitySchema) -> dict[str, Any]:
+    """A form body: scalars and arrays of scalars by name, a foreign key as `{field}.id`
+    (Kong's form keys); maps and records are sent as JSON or as `config.x` keys, not listed."""
+    props: dict[str, Any] = {}
+    for name, spec in _input_properties(schema).items():
+        if spec.get("type") == "object" and "properties" in spec and "id" in spec["properties"]:
+            props[name + ".id"] = {"type": "string", "format": "uuid"}
+        elif spec.get("type") == "array" and spec["items"].get("type") in ("string", "integer", "number", "boolean"):
+            props[name] = {k: v for k, v in spec.items() if k != "nullable"}
+        elif spec.get("type") in ("string", "integer", "number", "boolean"):
+            props[name] = {k: v for k, v in spec.items() if k != "nullable"}
+    return {"type": "object", "properties": props}
+
+
+def _component(name: str) -> str:
+    return "".join(part.capitalize() for part in name.replace("-", "_").split("_"))
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _body(schema: EntitySchema) -> dict[str, Any]:
+    name = _component(schema.name)
+    form = _ref(name + "Form")
+    return {"required": False, "content": {
+        JSON: {"schema": _ref(name + "Input")},
+        FORM: {"schema": form, "encoding": {}},
+        MULTIPART: {"schema": form},
+    }}
+
+
+def _ok(schema: EntitySchema, status: int = 200) -> dict[str, Any]:
+    return {str(status): {"description": "the entity", "content": {JSON: {"schema": _ref(_component(schema.name))}}}}
+
+
+def _path_param(name: str, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "description": description,
+            "schema": {"type": "string", "minLength": 1}}
+
+
+def _key_name(schema: EntitySchema) -> str:
+    return f"id or {schema.endpoint_key}" if schema.endpoint_key else "id"
+
+
+LIST_PARAMS = [
+    {"name": "size", "in": "query", "required": False, "description": "entities per page (default 100)",
+     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_SIZE}},
+    {"name": "offset", "in": "query", "required": False, "description": "the `offset` of the previous page",
+     "schema": {"type": "string"}},
+    {"name": "tags", "in": "query", "required": False,
+     "description": "entities with every tag of a,b or with any tag of a/b", "schema": {"type": "string"}},
+]
+
+
+def _operations(doc: RouteDoc, methods: Iterable[str]) -> dict[str, Any]:
+    schema, parent = doc.schema, doc.parent
+    params: list[dict[str, Any]] = []
+    if parent is not None:
+        params.append(_path_param("parent", f"{_key_name(parent)} of the parent ({parent.name})"))
+    if doc.kind == "referenced":
+        assert doc.via is not None
+        params.append(_path_param("ident", f"{_key_name(doc.via)} of the {doc.via.name} entity whose "
+                                  f"reference is followed"))
+    elif doc.kind == "entity":
+        params.append(_path_param("ident", f"{_key_name(schema)} ({schema.name})"))
+    name = _component(schema.name)
+    nested = (404,) if parent is not None or doc.kind == "referenced" else ()
+    ops: dict[str, Any] = {}
+    for method in methods:
+        if doc.kind == "collection" and method == "GET":
+            op = {"summary": f"List {schema.name}", "parameters": LIST_PARAMS,
+                  "responses": {"200": {"description": "a page", "content": {JSON: {"schema": _ref(name + "Page")}}},
+                                **_error_responses(400, *nested)}}
+        elif doc.kind == "collection":
+            op = {"summary": f"Create one of {schema.name}", "requestBody": _body(schema),
+                  "responses": {**_ok(schema, 201), **_error_responses(400, 409, 415, *nested)}}
+        elif method == "GET":
+            op = {"summary": f"Read one of {schema.name}", "responses": {**_ok(schema), **_error_responses(404)}}
+        elif method == "DELETE":
+            op = {"summary": f"Delete one of {schema.name} (an absent one is no error)",
+                  "responses": {"204": {"description": "deleted, or was not there"},
+                                **_error_responses(400, *nested)}}
+        elif method == "PATCH":
+            op = {"summary": f"Update one of {schema.name}", "requestBody": _body(schema),
+                  "responses": {**_ok(schema), **_error_responses(400, 404, 409, 415)}}
+        else:
+            op = {"summary": f"Create or replace one of {schema.name} (upsert)", "requestBody": _body(schema),
+                  "responses": {**_ok(schema), **_error_responses(400, 409, 415, *nested)}}
+        op["operationId"] = f"{method.lower()}-{doc.kind}-{schema.name}" + (
+            f"-of-{parent.name}" if parent else "") + (f"-via-{doc.via.name}" if doc.via else "")
+        op["tags"] = [schema.name]
+        if params:
+            op["parameters"] = params + op.get("parameters", [])
+        ops[method.lower()] = op
+    return ops
+
+
+def _object(description: str, properties: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object"}
+    if properties:
+        schema["properties"] = dict(properties)
+        schema["required"] = list(properties)
+    return {"200": {"description": description, "content": {JSON: {"schema": schema}}}}
+
+
+# The information routes (tollway/admin/info.py) and this document.
+INFO: dict[str, dict[str, Any]] = {
+    "/": {"summary": "Node information: version, plugins, configuration",
+          "responses": _object("node information", {"version": {"type": "string"}, "node_id": {"type": "string"},
+                                                    "plugins": {"type": "object"},
+                                                    "configuration": {"type": "object"}})},
+    "/status": {"summary": "Health: database reachability and server counters",
+                "responses": _object("status", {"database": {"type": "object"}, "server": {"type": "object"}})},
+    "/plugins/enabled": {"summary": "Plugins enabled on this node",
+                         "responses": _object("names", {"enabled_plugins": {"type": "array",
+                                                                            "items": {"type": "string"}}})},
+    "/schemas/plugins/{name}": {
+        "summary": "A plugin's schema, Kong's format",
+        "parameters": [_path_param("name", "the plugin name")],
+        "responses": {**_object("the schema", {"fields": {"type": "array"}}), **_error_responses(404)}},
+    "/endpoints": {"summary": "Every path of the Admin API",
+                   "responses": _object("paths", {"data": {"type": "array", "items": {"type": "string"}}})},
+    "/openapi.json": {"summary": "This document", "responses": _object("an OpenAPI 3 document")},
+}
+
+
+def _plugin_route_doc(route: Route) -> dict[str, Any]:
+    """A plugin's own route: its api.py OPENAPI entry when it has one, else a plain JSON GET."""
+    for name in plugins.BUNDLED_PLUGINS:
+        module = plugins.load_module(name, "api")
+        documented = getattr(module, "OPENAPI", None) if module is not None else None
+        if isinstance(documented, Mapping) and route.path.rstrip("/") in documented:
+            return dict(documented[route.path.rstrip("/")])
+    ops = {}
+    for method in sorted((route.methods or {"GET"}) - {"HEAD"}):
+        ops[method.lower()] = {"summary": f"{method} {route.path} (a plugin's endpoint)",
+                               "responses": {"200": {"description": "JSON", "content": {JSON: {"schema": {}}}},
+                                             **_error_responses(400)}}
+    return ops
+
+
+def build(settings: Settings, routes: Iterable[BaseRoute], entities: Iterable[EntitySchema]) -> dict[str, Any]:
+    """The document for this app's routes."""
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        if not isinstance(route, Route):
+            continue
+        path = route.path.rstrip("/") or "/"
+        methods = sorted((route.methods or {"GET"}) - {"HEAD"})
+        if isinstance(route, ApiRoute):
+            ops = _operations(route.doc, methods)
+        elif path in INFO:
+            ops = {method.lower(): dict(INFO[path]) for method in methods}
+            for method, op in ops.items():
+                op.setdefault("operationId", f"{method}-{path.strip('/').replace('/', '-') or 'root'}")
+                op.setdefault("tags", ["information"])
+        else:
+            ops = _plugin_route_doc(route)
+        for op in ops.values():
+            op["responses"] = {**op["responses"], **_error_responses(503)}
+            if settings.admin_token:
+                op["responses"] = {**op["responses"], **_error_responses(401)}
+        paths.setdefault(path, {}).update(ops)
+    schemas: dict[str, Any] = {
+        "Error": {"type": "object", "required": ["message"], "description": "Kong's error shape",
+                  "properties": {"message": {"type": "string"}, "code": {"type": "integer"},
+                                 "name": {"type": "string"}, "fields": {}}},
+    }
+    for schema in entities:
+        name = _component(schema.name)
+        schemas[name] = entity_schema(schema)
+        schemas[name + "Input"] = entity_input(schema)
+        schemas[name + "Form"] = form_input(schema)
+        schemas[name + "Page"] = {
+            "type": "object", "required": ["data", "next"],
+            "properties": {"data": {"type": "array", "items": _ref(name)},
+                           "next": {"type": "string", "nullable": True,
+                                    "description": "the path of the next page, or null"},
+                           "offset": {"type": "string"}}}
+    document: dict[str, Any] = {
+        "openapi": "3.0.3",
+        "info": {"title": "Tollway Admin API", "version": __version__,
+                 "description": "Kong-compatible Admin API. Paths answer with or without a trailing slash. "
+                                "Bodies may be JSON, url-encoded or multipart forms (form keys nest as Kong's: "
+                                "`service.id=`, `paths[]=`, `config.key_names[1]=`)."},
+        "paths": paths,
+        "components": {"schemas": schemas},
+    }
+    if settings.admin_token:
+        document["components"]["securitySchemes"] = {
+            "adminToken": {"type": "apiKey", "in": "header", "name": HEADER,
+                           "description": "the admin_token setting; Kong-Admin-Token is accepted too"}}
+        document["security"] = [{"adminToken": []}]
+    return document
