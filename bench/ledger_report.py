@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/ledger_report.py [sqlite|postgres ...]
 
-The ledger holds what a month of that traffic leaves (status 200 only): 100,000 month rows and
-3,000,000 day rows. It times /billable?period=month as JSON (one page; target < 1 s) and the
+The ledger holds what a month of that traffic leaves (status 200 only): 100,000 month rows,
+500,000 week rows (the five ISO weeks touching September 2026) and 3,000,000 day rows.
+It times /billable?period=month as JSON (one page; target < 1 s) and the
 whole month as CSV (target >= 50,000 rows/s), over HTTP through uvicorn, as the Admin API serves it.
 PostgreSQL: 127.0.0.1:5432, user postgres, database test (TOLLWAY_TEST_PG_* override), fresh schema.
 """
@@ -25,6 +26,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -34,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.conftest import PG, _pg_exec, free_port, make_settings  # noqa: E402
 from tollway.config import Settings  # noqa: E402
+from tollway.metering.periods import bucket_floor  # noqa: E402
 from tollway.plugins.billable.api import routes  # noqa: E402
 from tollway.store.db import Database  # noqa: E402
 
@@ -41,6 +44,7 @@ CONSUMERS = 10_000
 ROUTES = 10
 DAYS = 30
 MONTH = datetime(2026, 9, 1, tzinfo=UTC)
+NEWLINE = b"\n"
 SERVICE = "00000000-0000-4000-8000-00000000beef"
 migration = importlib.import_module("tollway.plugins.billable.migrations.000_base")
 
@@ -53,18 +57,26 @@ def route_id(j: int) -> str:
     return f"00000000-0000-4000-9000-{j:012d}"
 
 
-def ledger_rows() -> tuple[list[tuple], list[tuple]]:
+def ledger_rows() -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     month = int(MONTH.timestamp())
-    usage, names = [], []
+    usage: list[tuple[Any, ...]] = []
+    names: list[tuple[Any, ...]] = []
     for i in range(CONSUMERS):
         names.append(("consumer", consumer_id(i), f"user{i}", f"cust{i}", 0))
         for j in range(ROUTES):
             requests = 1 + (i * 7 + j) % 50
             usage.append(("month", month, consumer_id(i), SERVICE, route_id(j), 200, requests * DAYS,
                           requests * DAYS * 300, requests * DAYS * 2000, requests * DAYS * 12_345))
+            weeks: dict[int, int] = {}
             for d in range(DAYS):
-                usage.append(("day", month + d * 86_400, consumer_id(i), SERVICE, route_id(j), 200, requests,
+                day = month + d * 86_400
+                usage.append(("day", day, consumer_id(i), SERVICE, route_id(j), 200, requests,
                               requests * 300, requests * 2000, requests * 12_345))
+                weeks[bucket_floor(day, "week")] = weeks.get(bucket_floor(day, "week"), 0) + 1
+            for week, days in weeks.items():
+                n = requests * days
+                usage.append(("week", week, consumer_id(i), SERVICE, route_id(j), 200, n, n * 300, n * 2000,
+                              n * 12_345))
     names += [("route", route_id(j), f"route{j}", None, 0) for j in range(ROUTES)]
     names.append(("service", SERVICE, "svc", None, 0))
     return usage, names
@@ -77,7 +89,7 @@ async def create_ledger(settings: Settings) -> None:
     await db.dispose()
 
 
-async def load_postgres(settings: Settings, usage: list[tuple], names: list[tuple]) -> None:
+async def load_postgres(settings: Settings, usage: list[tuple[Any, ...]], names: list[tuple[Any, ...]]) -> None:
     import asyncpg
 
     conn = await asyncpg.connect(host=PG["host"], port=PG["port"], user=PG["user"], database=PG["database"],
@@ -90,7 +102,7 @@ async def load_postgres(settings: Settings, usage: list[tuple], names: list[tupl
         await conn.close()
 
 
-def load_sqlite(settings: Settings, usage: list[tuple], names: list[tuple]) -> None:
+def load_sqlite(settings: Settings, usage: list[tuple[Any, ...]], names: list[tuple[Any, ...]]) -> None:
     conn = sqlite3.connect(settings.database_path)
     usage.sort()  # the primary key's order: a WITHOUT ROWID table fills fastest in it
     with conn:
@@ -149,8 +161,12 @@ def measure(base: str, label: str) -> None:
     assert sum(r["requests"] for r in json.loads(body)["data"]) > 0
     print(f"{label}: /billable?period=month&consumer=user4242: {seconds * 1000:.0f} ms")
     seconds, body = fetch(month.replace("period=month", "period=week"))
-    print(f"{label}: /billable?period=week JSON (maps 3,000,000 day rows to weeks, then groups): "
+    print(f"{label}: /billable?period=week JSON (week rows, minus the days outside the range): "
           f"{seconds * 1000:.0f} ms")
+    seconds, body = fetch(month.replace("period=month", "period=week") + "&csv=true")
+    print(f"{label}: period=week CSV export: {body.count(NEWLINE) - 1:,} rows in {seconds:.2f} s")
+    seconds, body = fetch(month.replace("period=month", "period=year"))
+    print(f"{label}: /billable?period=year JSON (month rows): {seconds * 1000:.0f} ms")
 
 
 def main(databases: list[str]) -> None:

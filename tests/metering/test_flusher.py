@@ -279,7 +279,7 @@ def test_a_copied_spool_flushed_under_the_same_node_id_is_counted_once(settings:
 
     async def body(db: Database) -> None:
         rival = Flusher(db, copy, "node-1")
-        raced = []
+        raced: list[int] = []
 
         class Racing(Flusher):
             async def _commit(self, *args: Any) -> None:

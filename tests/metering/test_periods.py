@@ -60,21 +60,25 @@ def test_a_skipped_midnight_starts_the_day_at_the_first_real_instant() -> None:
 def plan_of(**params: str) -> str:
     settings = make_settings(__import__("pathlib").Path("/nonexistent"), "sqlite",
                              billable_hour_retention="100000", billable_minute_retention="100000")
-    return plan(UsageQuery.parse(params, NOW), settings).grain
+    the_plan = plan(UsageQuery.parse(params, NOW), settings)
+    return the_plan.grain + (f"-{the_plan.minus_grain}" if the_plan.minus_grain else "")
 
 
 @pytest.mark.parametrize("params, grain", [
     ({"period": "month", "start": "2028-01-01", "end": "2029-01-01"}, "month"),
     ({"period": "year", "start": "2028-01-01", "end": "2030-01-01"}, "month"),
     ({"period": "day", "start": "2028-01-01", "end": "2028-02-01"}, "day"),
-    ({"period": "week", "start": "2028-01-03", "end": "2028-02-07"}, "day"),
+    ({"period": "week", "start": "2028-01-03", "end": "2028-02-07"}, "week"),
+    ({"period": "week", "start": "2028-01-01", "end": "2028-02-01"}, "week-day"),
     ({"period": "day", "start": "2028-03-01", "end": "2028-04-01", "tz": "Europe/Berlin"}, "hour"),
     ({"period": "month", "start": "2028-01-01", "end": "2028-06-01", "tz": "America/New_York"}, "hour"),
     ({"period": "day", "start": "2028-03-01", "end": "2028-03-05", "tz": "Asia/Kolkata"}, "minute"),
-    ({"period": "month", "start": "2028-01-10", "end": "2028-03-01"}, "day"),
-    ({"period": "hour", "start": "2028-01-01T10:30:00+00:00", "end": "2028-01-01T12:00:00+00:00"}, "minute"),
+    ({"period": "month", "start": "2028-01-10", "end": "2028-03-01"}, "month-day"),
+    ({"period": "hour", "start": "2028-01-01T10:30:00+00:00", "end": "2028-01-01T12:00:00+00:00"}, "hour-minute"),
+    ({"period": "week", "start": "2028-01-03", "end": "2028-02-07", "tz": "Europe/Berlin"}, "hour"),
 ])
 def test_the_coarsest_exact_grain_is_read(params: dict[str, str], grain: str) -> None:
+    """`coarse-fine`: coarse rows over the range's edges, minus the fine rows outside it."""
     assert plan_of(**params) == grain
 
 

@@ -169,7 +169,7 @@ def test_csv_streams_every_row_not_one_page(long_retention: Settings) -> None:
         assert len(rows) == 2501
         assert rows[1][:6] == ["month", "2028-05-01T00:00:00+00:00", "2028-06-01T00:00:00+00:00", "c00000",
                                "user,0", ""]
-        assert sorted(r[4] for r in rows[1:]) == sorted(c["username"] for c in consumers)
+        assert sorted(r[4] for r in rows[1:]) == sorted(str(c["username"]) for c in consumers)
 
     run(body)
 
@@ -193,3 +193,27 @@ def test_a_deleted_consumer_keeps_its_last_known_name_and_live_names_win(long_re
         assert [r["consumer"]["id"] for r in bob] == [BOB["id"]]
 
     run(body)
+
+
+@pytest.mark.parametrize("group_by", ["consumer,service,route,status", "consumer"])
+def test_weeks_cut_by_the_range_subtract_the_days_outside_it_exactly(long_retention: Settings,
+                                                                    group_by: str) -> None:
+    # 2028-02-01 is a Tuesday: its week began on Monday 2028-01-31, which lies outside the range.
+    calls = ([FakeCall(started_at=at("2028-01-31T12:00:00+00:00")) for _ in range(4)]
+             + [FakeCall(started_at=at("2028-02-01T00:00:00+00:00")) for _ in range(3)]
+             + [FakeCall(started_at=at("2028-02-08T23:59:59+00:00"), consumer=BOB) for _ in range(2)]
+             + [FakeCall(started_at=at("2028-02-29T23:00:00+00:00")) for _ in range(5)]
+             + [FakeCall(started_at=at("2028-03-01T00:00:00+00:00")) for _ in range(6)]
+             + [FakeCall(started_at=at("2028-01-31T12:00:00+00:00"), consumer=BOB)])  # nothing inside for bob
+
+    async def body(db: Database) -> None:
+        rows = await rows_of(db, long_retention, period="week", start="2028-02-01", end="2028-03-01",
+                             group_by=group_by)
+        assert [(r["period_start"], r["consumer"]["username"], r["requests"]) for r in rows] == [
+            ("2028-01-31T00:00:00+00:00", "alice", 3),
+            ("2028-02-07T00:00:00+00:00", "bob", 2),
+            ("2028-02-28T00:00:00+00:00", "alice", 5),
+        ]
+        assert rows[0]["request_bytes"] == 300 and rows[0]["response_bytes"] == 3000
+
+    flushed(long_retention, calls)(body)

@@ -1,4 +1,4 @@
-"""Sums usage records into ledger rows: per UTC minute, then rolled up into hour, day and month."""
+"""Sums usage records into ledger rows: per UTC minute, then rolled up into hour, day, week and month."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ class UsageBatch:
             self.add(record)
 
     def usage_rows(self) -> list[dict[str, Any]]:
-        """Ledger rows of every grain (minute, hour, day, month) for this batch."""
+        """Ledger rows of every grain (minute, hour, day, week, month) for this batch."""
         grains: dict[tuple[str, int, str, str, str, int], list[int]] = {}
         months: dict[int, int] = {}
         for (minute, consumer, service, route, status), totals in self.minutes.items():
@@ -80,8 +80,9 @@ class UsageBatch:
             month = months.get(day)
             if month is None:
                 month = months[day] = month_start(day)
+            week = day - (day // 86_400 + 3) % 7 * 86_400  # ISO weeks start on Monday (1970-01-01: Thursday)
             for grain, start in (("minute", minute), ("hour", minute - minute % 3600),
-                                 ("day", day), ("month", month)):
+                                 ("day", day), ("week", week), ("month", month)):
                 key = (grain, start, consumer, service, route, status)
                 sums = grains.get(key)
                 if sums is None:

@@ -85,11 +85,31 @@ def iso(instant: int, tz: ZoneInfo) -> str:
 
 
 def utc_aligned(instant: int, grain: str) -> bool:
-    """Whether `instant` starts a UTC bucket of the grain (minute, hour, day, month)."""
+    """Whether `instant` starts a UTC bucket of the grain (minute, hour, day, week, month)."""
+    return bucket_floor(instant, grain) == instant
+
+
+def bucket_floor(instant: int, grain: str) -> int:
+    """The start of the UTC bucket of the grain holding `instant` (a week starts on Monday)."""
     if grain == "minute":
-        return instant % 60 == 0
+        return instant - instant % 60
     if grain == "hour":
-        return instant % 3600 == 0
-    if instant % 86_400:
-        return False
-    return grain == "day" or datetime.fromtimestamp(instant, UTC).day == 1
+        return instant - instant % 3600
+    day = instant - instant % 86_400
+    if grain == "day":
+        return day
+    if grain == "week":
+        return day - (day // 86_400 + 3) % 7 * 86_400  # 1970-01-01 was a Thursday
+    moment = datetime.fromtimestamp(day, UTC)
+    return int(moment.replace(day=1).timestamp())
+
+
+def bucket_ceil(instant: int, grain: str) -> int:
+    """The start of the first UTC bucket of the grain at or after `instant`."""
+    start = bucket_floor(instant, grain)
+    if start == instant:
+        return instant
+    if grain == "month":
+        moment = datetime.fromtimestamp(start, UTC)
+        return int(moment.replace(year=moment.year + moment.month // 12, month=moment.month % 12 + 1).timestamp())
+    return start + {"minute": 60, "hour": 3600, "day": 86_400, "week": 7 * 86_400}[grain]

@@ -183,7 +183,7 @@ class UsageReport:
         labels: dict[int, str] = {}
         field = _csv_field
         async for batch in self.batches():
-            lines = []
+            lines: list[str] = []
             append = lines.append
             for (pstart, c_id, c_name, c_custom, s_id, s_name, r_id, r_name, status,
                  requests, request_bytes, response_bytes, latency) in batch:
@@ -228,31 +228,61 @@ def _csv_field(value: str | None) -> str:
 
 def _statement(query: UsageQuery, the_plan: Plan, filters: dict[str, list[str]], live: set[str]) -> Select[Any]:
     """SELECT period, dimensions (with names), sums ... GROUP BY period, dimensions ORDER BY the same."""
-    conditions = [usage.c.grain == the_plan.grain, usage.c.bucket_start >= the_plan.lo]
-    if the_plan.hi is not None:
-        conditions.append(usage.c.bucket_start < the_plan.hi)
+    conditions: list[Any] = []
     for kind, ids in filters.items():
         conditions.append(_ID_COLUMN[kind].in_(ids))
     if query.status is not None:
         conditions.append(and_(usage.c.status >= query.status.lo, usage.c.status < query.status.hi))
+    base = [usage.c.grain == the_plan.grain, usage.c.bucket_start >= the_plan.lo, *conditions]
+    if the_plan.hi is not None:
+        base.append(usage.c.bucket_start < the_plan.hi)
 
     dimensions = [_ID_COLUMN[kind] for kind in ("consumer", "service", "route") if kind in query.group_by]
     if "status" in query.group_by:
         dimensions.append(usage.c.status)
+    sums = [usage.c.requests, usage.c.request_bytes, usage.c.response_bytes, usage.c.latency_us_sum]
     pstart = the_plan.period_of(usage.c.bucket_start).label("pstart")
+    minus: Any = None
+    if the_plan.minus_grain is not None:
+        # The finer rows outside the range, summed per period and key: subtracted below.
+        outside = or_(*(and_(usage.c.bucket_start >= a, usage.c.bucket_start < b) for a, b in the_plan.minus))
+        outside_rows = select(the_plan.period_of(usage.c.bucket_start, the_plan.minus_grain).label("pstart"),
+                        *dimensions, *sums).where(
+            usage.c.grain == the_plan.minus_grain, outside, *conditions).subquery("outside")
+        keys = [outside_rows.c.pstart, *(outside_rows.c[d.name] for d in dimensions)]
+        minus = select(*keys, *(func.sum(outside_rows.c[c.name]).label(c.name) for c in sums)).group_by(*keys) \
+            .subquery("minus")
     if the_plan.identity and len(query.group_by) == len(GROUPS):
         # Each ledger row is already one report row (its key is the primary key): no grouping, and
         # the primary key's order is the report's, so a page is read straight off the index.
-        grouped = select(pstart, *dimensions, usage.c.requests, usage.c.request_bytes, usage.c.response_bytes,
-                         usage.c.latency_us_sum.label("latency")).where(*conditions).subquery("grouped")
+        rows = select(pstart, *dimensions, *sums).where(*base).subquery("rows")
+        if minus is None:
+            grouped = select(rows.c.pstart, *(rows.c[d.name] for d in dimensions), rows.c.requests,
+                             rows.c.request_bytes, rows.c.response_bytes,
+                             rows.c.latency_us_sum.label("latency")).subquery("grouped")
+        else:
+            joined = rows.outerjoin(minus, and_(minus.c.pstart == rows.c.pstart,
+                                                *(minus.c[d.name] == rows.c[d.name] for d in dimensions)))
+            net = {c.name: rows.c[c.name] - func.coalesce(minus.c[c.name], 0) for c in sums}
+            grouped = select(rows.c.pstart, *(rows.c[d.name] for d in dimensions),
+                             net["requests"].label("requests"), net["request_bytes"].label("request_bytes"),
+                             net["response_bytes"].label("response_bytes"),
+                             net["latency_us_sum"].label("latency")).select_from(joined) \
+                .where(net["requests"] > 0).subquery("grouped")
     else:
-        mapped = select(pstart, *dimensions, usage.c.requests, usage.c.request_bytes, usage.c.response_bytes,
-                        usage.c.latency_us_sum).where(*conditions).subquery("mapped")
-        keys = [mapped.c.pstart, *(mapped.c[d.name] for d in dimensions)]
-        grouped = select(*keys, func.sum(mapped.c.requests).label("requests"),
-                         func.sum(mapped.c.request_bytes).label("request_bytes"),
-                         func.sum(mapped.c.response_bytes).label("response_bytes"),
-                         func.sum(mapped.c.latency_us_sum).label("latency")).group_by(*keys).subquery("grouped")
+        mapped: Any = select(pstart, *dimensions, *sums).where(*base)
+        if minus is not None:
+            mapped = mapped.union_all(select(minus.c.pstart, *(minus.c[d.name] for d in dimensions),
+                                             *(-minus.c[c.name] for c in sums)))
+        flat = mapped.subquery("mapped")
+        keys = [flat.c.pstart, *(flat.c[d.name] for d in dimensions)]
+        grouped_select = select(*keys, func.sum(flat.c.requests).label("requests"),
+                                func.sum(flat.c.request_bytes).label("request_bytes"),
+                                func.sum(flat.c.response_bytes).label("response_bytes"),
+                                func.sum(flat.c.latency_us_sum).label("latency")).group_by(*keys)
+        if minus is not None:
+            grouped_select = grouped_select.having(func.sum(flat.c.requests) > 0)  # nothing left inside the range
+        grouped = grouped_select.subquery("grouped")
 
     source: Any = grouped
     columns: list[Any] = [grouped.c.pstart]

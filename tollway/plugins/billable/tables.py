@@ -1,7 +1,8 @@
 """The billable ledger, as SQLAlchemy Core tables (the same definitions serve SQLite and PostgreSQL).
 
   billable_usage          one row per (grain, bucket_start, consumer, service, route, status):
-                          totals for that UTC minute, hour, day or month. Storage grows with
+                          totals for that UTC minute, hour, day, ISO week (from
+                          Monday) or month. Storage grows with
                           consumers x routes x buckets, never with requests.
   billable_names          the last known name of every consumer, service and route seen metered,
                           so a report still names an entity after it was deleted.
@@ -17,7 +18,7 @@ from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Tab
 
 metadata = MetaData()
 
-GRAINS = ("minute", "hour", "day", "month")
+GRAINS = ("minute", "hour", "day", "week", "month")
 
 usage = Table(
     "billable_usage", metadata,
