@@ -97,9 +97,7 @@ def database(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture
-def settings(tmp_path: Path, database: str) -> Iterator[Settings]:
-    """Settings on a fresh database: a new SQLite file, or a new PostgreSQL schema."""
+def _fresh_settings(tmp_path: Path, database: str) -> Iterator[Settings]:
     if database == "postgres":
         schema = "t_" + uuid.uuid4().hex[:16]
         asyncio.run(_pg_exec(f'CREATE SCHEMA "{schema}"'))
@@ -109,6 +107,28 @@ def settings(tmp_path: Path, database: str) -> Iterator[Settings]:
             asyncio.run(_pg_exec(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
     else:
         yield make_settings(tmp_path / "prefix", "sqlite")
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database: str) -> Iterator[Settings]:
+    """Settings on a fresh database: a new SQLite file, or a new PostgreSQL schema."""
+    yield from _fresh_settings(tmp_path, database)
+
+
+@pytest.fixture
+def pg_settings(tmp_path: Path) -> Iterator[Settings]:
+    """Settings on a fresh PostgreSQL schema, for what only PostgreSQL does (clusters)."""
+    if not _pg_reachable():
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is not reachable at {PG['host']}:{PG['port']}")
+        pytest.skip("PostgreSQL is not reachable")
+    yield from _fresh_settings(tmp_path, "postgres")
+
+
+@pytest.fixture
+def sqlite_settings(tmp_path: Path) -> Iterator[Settings]:
+    """Settings on a fresh SQLite file, for what only SQLite does."""
+    yield from _fresh_settings(tmp_path, "sqlite")
 
 
 @pytest.fixture(scope="session")

@@ -17,9 +17,8 @@ from tollway.config import Settings
 
 
 @pytest.fixture
-def cluster(settings: Settings, tmp_path: Path) -> Iterator[list[Node]]:
-    if settings.database != "postgres":
-        pytest.skip("a cluster shares one PostgreSQL database")
+def cluster(pg_settings: Settings, tmp_path: Path) -> Iterator[list[Node]]:
+    settings = pg_settings
     nodes = []
     for i in range(3):
         nodes.append(Node(settings.with_overrides(

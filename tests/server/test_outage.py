@@ -8,7 +8,6 @@ import sqlite3
 import time
 
 import httpx
-import pytest
 
 from tests.conftest import free_port
 from tests.server.nodes import Node
@@ -17,9 +16,8 @@ from tests.server.test_metering_e2e import KEYS, Load, seed, wait_for_totals
 from tollway.config import Settings
 
 
-def test_postgres_outage_keeps_proxying_and_loses_no_usage(settings: Settings, echo_upstream: int) -> None:
-    if settings.database != "postgres":
-        pytest.skip("the SQLite half is test_sqlite_locked_keeps_proxying_and_loses_no_usage")
+def test_postgres_outage_keeps_proxying_and_loses_no_usage(pg_settings: Settings, echo_upstream: int) -> None:
+    settings = pg_settings
     relay = Relay(free_port(), settings.pg_host, settings.pg_port)
     relay.open()
     node = Node(settings.with_overrides(pg_port=relay.listen_port, pg_timeout=2.0, workers=2))
@@ -47,9 +45,8 @@ def test_postgres_outage_keeps_proxying_and_loses_no_usage(settings: Settings, e
         relay.close()
 
 
-def test_sqlite_locked_keeps_proxying_and_loses_no_usage(settings: Settings, echo_upstream: int) -> None:
-    if settings.database != "sqlite":
-        pytest.skip("the PostgreSQL half is test_postgres_outage_keeps_proxying_and_loses_no_usage")
+def test_sqlite_locked_keeps_proxying_and_loses_no_usage(sqlite_settings: Settings, echo_upstream: int) -> None:
+    settings = sqlite_settings
     node = Node(settings.with_overrides(workers=1))
     try:
         node.bootstrap()
