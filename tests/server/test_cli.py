@@ -54,3 +54,20 @@ def test_commands_on_a_stopped_node_fail_clearly(tmp_path: Path, command: str) -
     result = tollway(settings, command)
     assert result.returncode == 1
     assert result.stderr.strip() == f"Error: Tollway is not running in {settings.prefix}"
+
+
+def test_daemon_start_health_and_stop(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "p", "sqlite")
+    assert tollway(settings, "migrations", "bootstrap").returncode == 0
+    started = tollway(settings, "start", "--daemon", timeout=90)
+    try:
+        assert started.returncode == 0, started.stderr
+        assert started.stdout.startswith("Tollway started (pid ")
+        healthy = tollway(settings, "health")
+        assert healthy.returncode == 0 and "Tollway is healthy" in healthy.stdout
+        again = tollway(settings, "start", "--daemon")
+        assert again.returncode == 1 and "already running" in again.stderr
+    finally:
+        stopped = tollway(settings, "stop")
+    assert stopped.returncode == 0 and stopped.stdout.strip() == "Tollway stopped"
+    assert tollway(settings, "health").returncode == 1
