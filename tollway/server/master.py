@@ -52,6 +52,7 @@ class WorkerHandle:
     draining: bool = False
     applied_version: int | None = None
     restarts: int = 0
+    stats: dict[str, Any] = field(default_factory=dict)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
 
@@ -197,6 +198,8 @@ class Master:
         while (message := await handle.channel.receive()) is not None:
             if message.get("type") == "applied":
                 handle.applied_version = message.get("version")
+            elif message.get("type") == "stats":
+                handle.stats = message.get("stats") or {}
 
     async def _watch(self, handle: WorkerHandle) -> None:
         code = await handle.process.wait()
@@ -322,12 +325,26 @@ class Master:
         self.flusher_task = asyncio.create_task(self.flusher.run(self.flusher_stop))
 
     def status(self) -> dict[str, Any]:
-        """Node figures for GET /status."""
+        """Node figures for GET /status: Kong's `server` counters summed over the workers, and ours."""
+        workers = list(self.workers.values())
+
+        def total(key: str) -> int:
+            return sum(int(h.stats.get(key) or 0) for h in workers)
+
+        active = total("connections_active")
         return {
+            "server": {
+                "connections_accepted": total("connections_accepted"),
+                "connections_active": active,
+                "connections_handled": total("connections_accepted"),
+                "total_requests": total("requests_total"),
+            },
             "node_id": self.node_id,
             "workers": [
-                {"pid": h.process.pid, "slot": h.slot, "config_version": h.applied_version}
-                for h in self.workers.values()
+                {"pid": h.process.pid, "slot": h.slot, "config_version": h.applied_version,
+                 "requests_total": h.stats.get("requests_total", 0),
+                 "spool_dropped": h.stats.get("spool_dropped", 0)}
+                for h in workers
             ],
             "config_version": self.config_version,
             "uptime_seconds": int(time.time() - self.started_at),

@@ -24,6 +24,8 @@ from tollway.server.control import Channel
 
 log = logging.getLogger("tollway.worker")
 
+STATS_INTERVAL = 1.0
+
 
 class Worker:
     def __init__(self, listen_sock: socket.socket, control_sock: socket.socket, writer_id: str) -> None:
@@ -41,8 +43,10 @@ class Worker:
         loop.add_signal_handler(signal.SIGINT, lambda: None)  # the master decides on Ctrl-C
         channel = await Channel.open(self.control_sock)
         listener = asyncio.create_task(self._listen(channel))
+        reporter = asyncio.create_task(self._report(channel))
         await self.stopping.wait()
         listener.cancel()
+        reporter.cancel()
         if self.proxy is not None:
             await self.proxy.drain(self.drain_timeout)
         if self.spool is not None:
@@ -63,6 +67,19 @@ class Worker:
             elif kind == "drain":
                 break
         self.stopping.set()
+
+    async def _report(self, channel: Channel) -> None:
+        """Send the proxy's counters to the master every second, for GET /status."""
+        while True:
+            await asyncio.sleep(STATS_INTERVAL)
+            if self.proxy is not None:
+                stats = dict(self.proxy.stats)
+                if self.spool is not None:
+                    stats["spool_dropped"] = self.spool.dropped
+                try:
+                    await channel.send({"type": "stats", "stats": stats})
+                except (ConnectionError, RuntimeError):
+                    return
 
     async def _apply(self, message: dict) -> None:  # type: ignore[type-arg]
         settings = Settings.from_dict(message["settings"])
