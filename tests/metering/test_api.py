@@ -108,7 +108,7 @@ def test_bad_parameters_answer_400_in_kongs_schema_violation_shape(admin: str) -
     assert response.json() == {
         "code": 2, "name": "schema violation",
         "message": "3 schema violations (period: expected one of: minute, hour, day, week, month, year; "
-                   "tz: unknown time zone 'X/Y'; size: expected an integer from 1 to 1000)",
+                   "size: expected an integer from 1 to 1000; tz: unknown time zone 'X/Y')",
         "fields": {"period": "expected one of: minute, hour, day, week, month, year",
                    "tz": "unknown time zone 'X/Y'", "size": "expected an integer from 1 to 1000"}}
 

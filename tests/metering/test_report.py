@@ -217,3 +217,17 @@ def test_weeks_cut_by_the_range_subtract_the_days_outside_it_exactly(long_retent
         assert rows[0]["request_bytes"] == 300 and rows[0]["response_bytes"] == 3000
 
     flushed(long_retention, calls)(body)
+
+
+def test_consumer_dash_selects_the_calls_without_a_consumer(long_retention: Settings) -> None:
+    t0 = at("2028-05-02T10:00:00+00:00")
+    calls = ([FakeCall(started_at=t0, consumer=None, status=401) for _ in range(4)]
+             + [FakeCall(started_at=t0) for _ in range(3)])
+
+    async def body(db: Database) -> None:
+        rows = await rows_of(db, long_retention, period="month", start="2028-05-01", consumer="-")
+        assert [(r["consumer"], r["status"], r["requests"]) for r in rows] == [(None, 401, 4)]
+        rows = await rows_of(db, long_retention, period="month", start="2028-05-01", consumer="alice")
+        assert [(r["consumer"]["username"], r["requests"]) for r in rows] == [("alice", 3)]
+
+    flushed(long_retention, calls)(body)

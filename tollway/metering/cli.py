@@ -63,8 +63,8 @@ async def _report(settings: Settings, params: dict[str, str], as_csv: bool) -> N
 @click.option("--start", default=None, help="ISO 8601 or epoch seconds (default: start of this month)")
 @click.option("--end", default=None, help="ISO 8601 or epoch seconds (default: now)")
 @click.option("--tz", default="UTC", show_default=True, help="IANA time zone of the periods")
-@click.option("--consumer", default=None, help="consumer id or username")
-@click.option("--service", default=None, help="service id or name")
+@click.option("--consumer", default=None, help="consumer id or username; - for calls without a consumer")
+@click.option("--service", default=None, help="service id or name; - for calls without a service")
 @click.option("--route", default=None, help="route id or name")
 @click.option("--status", default=None, help="status code (200) or class (4xx)")
 @click.option("--group-by", default=",".join(GROUPS), show_default=True,

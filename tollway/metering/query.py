@@ -29,7 +29,7 @@ class QueryError(TollwayError):
 
     def __init__(self, fields: dict[str, str]) -> None:
         self.fields = fields
-        details = "; ".join(f"{name}: {problem}" for name, problem in fields.items())
+        details = "; ".join(f"{name}: {fields[name]}" for name in sorted(fields))  # Kong sorts them
         count = len(fields)
         super().__init__(f"schema violation ({details})" if count == 1
                          else f"{count} schema violations ({details})")

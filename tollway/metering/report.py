@@ -33,6 +33,7 @@ CSV_HEADER = ("period", "period_start", "period_end", "consumer_id", "consumer_u
               "consumer_custom_id", "service_id", "service_name", "route_id", "route_name", "status",
               "requests", "request_bytes", "response_bytes", "latency_ms_avg")
 STREAM_ROWS = 5000
+NONE = "-"   # consumer=- (or service=-, route=-): calls without a consumer (service, route)
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
@@ -64,7 +65,11 @@ def _tables(conn: Connection) -> tuple[bool, set[str]]:
 
 
 async def _resolve(conn: AsyncConnection, kind: str, value: str, live: set[str]) -> list[str] | None:
-    """The ids `value` (an id or a name) stands for: current entities first, else deleted ones."""
+    """The ids `value` (an id or a name) stands for: current entities first, else deleted ones.
+
+    NONE (`-`) always means calls without one (stored as ''), even if an entity were named '-'."""
+    if value == NONE:
+        return [""]
     if kind in live:
         table_ = _LIVE[kind]
         found = await conn.execute(select(table_.c.id).where(

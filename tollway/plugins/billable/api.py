@@ -1,4 +1,11 @@
-"""GET /billable: metered usage per period, consumer, service, route and status (JSON or CSV)."""
+"""GET /billable: metered usage per period, consumer, service, route and status (JSON or CSV).
+
+Parameters: period (minute, hour, day, week, month, year; default day), start and end (ISO 8601 or
+epoch seconds; default this month), tz (IANA; default UTC), consumer, service and route (an id or
+a name; `-` selects calls without one, e.g. `consumer=-` for unauthenticated calls), status (200
+or 4xx), group_by (a subset of consumer,service,route,status), size, offset, csv (or
+Accept: text/csv). Errors use Kong's shapes (tollway.admin.errors).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from tollway.admin.errors import ApiError, from_store_error, schema_violation
 from tollway.errors import StoreError
 from tollway.metering.periods import iso
 from tollway.metering.query import QueryError, UsageQuery, encode_offset
@@ -22,8 +30,14 @@ def _json(status: int, body: dict[str, Any]) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
-def _schema_violation(exc: QueryError) -> Response:
-    return _json(400, {"code": 2, "name": "schema violation", "message": str(exc), "fields": exc.fields})
+def _error(exc: QueryError | StoreError) -> Response:
+    """Kong's answer: a schema violation (400), or the database being unavailable (503)."""
+    error: ApiError
+    if isinstance(exc, QueryError):
+        error = schema_violation(exc.fields)
+    else:
+        error = from_store_error(exc) or ApiError(503, {"message": str(exc)})
+    return _json(error.status, error.body)
 
 
 def _wants_csv(request: Request, query: UsageQuery) -> bool:
@@ -40,10 +54,8 @@ def routes(ctx: Any) -> list[BaseRoute]:
         try:
             query = UsageQuery.parse(params, time.time())
             report = await UsageReport.prepare(ctx.db, ctx.settings, query)
-        except QueryError as exc:
-            return _schema_violation(exc)
-        except StoreError as exc:
-            return _json(503, {"message": str(exc)})
+        except (QueryError, StoreError) as exc:
+            return _error(exc)
         if _wants_csv(request, query):
             day = datetime.now(UTC).astimezone(query.tz).date().isoformat()
             filename = f"tollway-usage-{query.period}-{day}.csv"
@@ -52,7 +64,7 @@ def routes(ctx: Any) -> list[BaseRoute]:
         try:
             data, next_offset = await report.page()
         except StoreError as exc:
-            return _json(503, {"message": str(exc)})
+            return _error(exc)
         next_path = None
         if next_offset is not None:
             params["offset"] = encode_offset(next_offset)
