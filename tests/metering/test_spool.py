@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -123,3 +124,13 @@ def test_append_cost(tmp_path: Path) -> None:
         assert writer.path.read_bytes().count(b"\n") == n
     print(f"\nSpoolWriter.append: {per_call:.0f} ns/call")
     assert per_call < 50_000
+
+
+def test_a_hidden_file_left_by_a_writer_killed_while_opening_it_is_abandoned_after_a_while(tmp_path: Path) -> None:
+    hidden = tmp_path / ".w1.0000000000000001.000001.spool.new"
+    hidden.write_bytes(b"")
+    reader = SpoolReader(tmp_path)
+    assert reader.abandoned(older_than=time.time() - 60) == []  # it may be a writer about to lock it
+    os.utime(hidden, (time.time() - 120, time.time() - 120))
+    assert reader.abandoned(older_than=time.time() - 60) == [hidden]
+    assert reader.files() == []

@@ -18,6 +18,7 @@ in a later flush's transaction (a file name is never reused, so a stale row is h
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import logging
 import os
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 PURGE_EVERY = 600.0          # seconds between retention passes
 SPOOL_ALARM_RATIO = 0.8      # warn when the spool holds this share of billable_spool_max_bytes
 ALARM_EVERY = 60.0           # seconds between two spool-size (or busy spool) warnings
+ABANDONED_AFTER = 60.0       # seconds before an unlocked hidden spool file counts as abandoned
 CONFLICT_RETRIES = 3         # flushes read again after an offset conflict before giving up this turn
 
 _UNAVAILABLE = (*ledger.UNAVAILABLE, StoreUnavailable)
@@ -155,6 +157,10 @@ class Flusher:
                     file.path.unlink()
                 except FileNotFoundError:
                     pass
+        # A writer killed while opening its next file leaves it under its hidden name, empty.
+        for path in self.reader.abandoned(older_than=time.time() - ABANDONED_AFTER):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
     async def purge_expired(self) -> int:
         """Apply billable_minute_retention and billable_hour_retention; rows deleted."""

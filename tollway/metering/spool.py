@@ -248,7 +248,7 @@ def writer_holds_lock(path: Path) -> bool:
 
 
 class SpoolReader:
-    """Lists spool files and reads complete lines from them; never writes or deletes."""
+    """Lists spool files and reads complete lines from them; never writes or deletes (the flusher does)."""
 
     def __init__(self, spool_dir: Path | str, writer_alive: Callable[[str], bool] | None = None) -> None:
         self.spool_dir = Path(spool_dir)
@@ -285,6 +285,23 @@ class SpoolReader:
                 continue
             result.append(SpoolFile(path, writer_id, session, seq, size, finished))
         return result
+
+    def abandoned(self, older_than: float) -> list[Path]:
+        """Hidden files of writers that died while opening them (unlocked, modified before `older_than`)."""
+        try:
+            names = os.listdir(self.spool_dir)
+        except FileNotFoundError:
+            return []
+        found = []
+        for name in names:
+            if name.startswith(".") and name.endswith(SUFFIX + ".new"):
+                path = self.spool_dir / name
+                try:
+                    if path.stat().st_mtime < older_than and not writer_holds_lock(path):
+                        found.append(path)
+                except FileNotFoundError:
+                    continue
+        return found
 
     def read(self, file: SpoolFile, offset: int, chunk_bytes: int = READ_CHUNK) -> Iterator[SpoolChunk]:
         """Complete lines of `file` from `offset` up to the size it was listed with, in chunks.
