@@ -290,11 +290,13 @@ def raw_upstreams() -> Iterator[Any]:
 class RecordingUpstream:
     """An upstream that records every byte it receives and answers each request head with 200 "ok".
 
-    Tests of refused requests assert that `received` stays empty: nothing reached the upstream.
+    Tests of refused requests assert that `received` stays empty: nothing reached the upstream;
+    `answered` counts the requests that arrived whole.
     """
 
     def __init__(self, make: Any) -> None:
         self.received = b""
+        self.answered = 0
         self.upstream = make(self._serve)
         self.port = self.upstream.port
 
@@ -321,6 +323,7 @@ class RecordingUpstream:
                     self.received += more
                     pending += more
                 pending = pending.partition(b"0\r\n\r\n")[2] if chunked else pending[length:]
+                self.answered += 1
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
     @property

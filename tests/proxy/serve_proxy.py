@@ -1,4 +1,6 @@
-"""Run a ProxyServer in its own process: `python serve_proxy.py PORT SNAPSHOT.json`.
+"""Run a ProxyServer in its own process: `python serve_proxy.py PORT SNAPSHOT.json [SETTINGS.json]`.
+
+SETTINGS.json, when given, holds setting overrides as strings (`{"client_max_body_size": "64k"}`).
 
 Used by tests that measure the proxy's memory, and by bench/proxy_quick.py.
 """
@@ -10,6 +12,7 @@ import json
 import socket
 import sys
 import tempfile
+from pathlib import Path
 
 import uvloop
 
@@ -17,8 +20,8 @@ from tollway.config import load_settings
 from tollway.proxy.server import ProxyServer
 
 
-async def main(port: int, snapshot_path: str) -> None:
-    settings = load_settings(environ={}, prefix=tempfile.mkdtemp(), proxy_listen=f"127.0.0.1:{port}")
+async def main(port: int, snapshot_path: str, overrides: dict[str, str]) -> None:
+    settings = load_settings(environ={}, prefix=tempfile.mkdtemp(), proxy_listen=f"127.0.0.1:{port}", **overrides)
     server = ProxyServer(settings)
     with open(snapshot_path) as file:
         server.apply(json.load(file))
@@ -32,4 +35,5 @@ async def main(port: int, snapshot_path: str) -> None:
 
 if __name__ == "__main__":
     uvloop.install()
-    asyncio.run(main(int(sys.argv[1]), sys.argv[2]))
+    overrides = json.loads(Path(sys.argv[3]).read_text()) if len(sys.argv) > 3 else {}
+    asyncio.run(main(int(sys.argv[1]), sys.argv[2], overrides))

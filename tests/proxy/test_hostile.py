@@ -299,3 +299,36 @@ def test_connections_over_worker_connections_are_closed_at_once_and_counted(make
     while proxy.stats["connections_active"] and time.monotonic() < deadline:
         time.sleep(0.01)
     assert request(proxy.port, "GET", "/again").status == 200
+
+
+def test_a_body_that_stops_arriving_gets_408_after_the_header_timeout(make_proxy, recording_upstream, recorder):
+    proxy = make_proxy(client_header_timeout="0.4")
+    one_route(proxy, recording_upstream.port)
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + b"d" * 10)
+        started = time.monotonic()
+        raw = b""
+        while not raw.endswith(b"}"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            raw += chunk
+    assert refusal(raw) == (408, {"message": "Request timeout"})
+    assert 0.3 <= time.monotonic() - started < 1.5
+    assert recording_upstream.answered == 0
+    time.sleep(0.05)
+    assert [m["status"] for m in recorder.metered] == [408]  # routed: metered with the status sent
+
+
+def test_a_client_that_half_closes_mid_body_frees_its_connection_and_upstream(proxy, recording_upstream, recorder):
+    one_route(proxy, recording_upstream.port)
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + b"d" * 10)
+        time.sleep(0.1)
+        sock.shutdown(socket.SHUT_WR)
+        assert sock.recv(4096) == b""
+    deadline = time.monotonic() + 2
+    while (proxy.stats["connections_active"] or not recorder.metered) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proxy.stats["connections_active"] == 0
+    assert [m["status"] for m in recorder.metered] == [499]

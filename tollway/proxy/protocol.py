@@ -114,7 +114,7 @@ class ClientProtocol(asyncio.Protocol):
         self.in_head = False            # a request head has begun and is not complete
         self.head_received = 0          # bytes read while that head was incomplete
         self.completed = 0              # request messages parsed on this connection
-        self.watched: tuple[bool, int] | None = None
+        self.watched: tuple[int, int] | None = None
         self.deadline = 0.0
 
         # Request cycle state
@@ -164,8 +164,9 @@ class ClientProtocol(asyncio.Protocol):
             self._log(call)
 
     def eof_received(self) -> bool | None:
-        # A half-closed client still gets the response in flight, then the connection closes.
-        if self.current is not None and not self.tunnel:
+        # A half-closed client still gets the response in flight, then the connection closes;
+        # unless its request body is incomplete, which it can no longer be.
+        if self.current is not None and not self.tunnel and self.parsing is None:
             self.closing = True
             return True
         return None
@@ -881,26 +882,35 @@ class ClientProtocol(asyncio.Protocol):
     # Timeouts (called by the server's sweep) ---------------------------------------------------
 
     def check_timeouts(self, now: float, header_timeout: float, keepalive_timeout: float) -> None:
-        """Close the connection when a head, or an idle keep-alive period, lasted too long.
+        """Close the connection when a head, a pause in a request body, or an idle keep-alive
+        period lasted too long (the header timeout for the first two, as nginx's client_body_timeout).
 
-        A busy connection (a request in flight, a tunnel) is left to the upstream timeouts. The
-        clock of a state starts at the first sweep that sees it, so a limit holds within a sweep.
+        A connection waiting on its upstream, in a tunnel, or whose reading the proxy paused is left
+        to the upstream timeouts. The clock of a state starts at the first sweep that sees it, so a
+        limit holds within a sweep interval.
         """
-        if self.current is not None or self.tunnel is not None or self.pipeline or self.lost or self.rejecting:
+        if self.tunnel is not None or self.lost or self.rejecting or self.read_paused:
             self.watched = None
             return
-        state = (self.in_head, self.completed)
+        body = self.parsing
+        if body is not None:
+            state = (2, body.request_bytes)  # the clock restarts with every byte of the body
+            limit = header_timeout
+        elif self.current is not None or self.pipeline:
+            self.watched = None
+            return
+        else:
+            state = (int(self.in_head), self.completed)
+            limit = header_timeout if self.in_head or not self.completed else keepalive_timeout
         if state != self.watched:
             self.watched = state
-            waiting_for_head = self.in_head or not self.completed
-            self.deadline = now + (header_timeout if waiting_for_head else keepalive_timeout)
+            self.deadline = now + limit
             return
         if now < self.deadline:
             return
         self.server.timeouts += 1
-        if self.in_head:
-            self.rejecting = True
-            self._write_rejection(Rejected(408, responses.MSG_REQUEST_TIMEOUT))
+        if body is not None or self.in_head:
+            self._reject(Rejected(408, responses.MSG_REQUEST_TIMEOUT))
         else:
             self.transport.close()
 
