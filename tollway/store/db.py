@@ -16,6 +16,8 @@ from tollway.config import Settings
 from tollway.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
+# aiosqlite logs every statement with its parameters (key-auth keys) at DEBUG: never let it.
+logging.getLogger("aiosqlite").setLevel(logging.INFO)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
