@@ -34,6 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     load.add_argument("--rate-duration", type=float, help="seconds per fixed-rate run (default: --duration)")
     load.add_argument("--rate-rounds", type=int, default=3, help="fixed-rate rounds (default 3)")
     load.add_argument("--rate-connections", type=int, default=50, help="fixed-rate connections (default 50)")
+    load.add_argument("--attempts", type=int, default=2, help="tries per measurement before a configuration "
+                                                              "is dropped (default 2)")
+    load.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                      help="before each run, wait up to this long for the machine's CPU to be less busy than "
+                           "--quiet-below (default 0: only record how busy it was)")
+    load.add_argument("--quiet-below", type=float, default=25.0, metavar="PERCENT", help="default 25")
     which = parser.add_argument_group("configurations")
     which.add_argument("--no-tollway", action="store_true", help="measure only the upstream and nginx")
     which.add_argument("--tollway-workers", default="1,2", help="worker counts, comma separated (default 1,2)")
@@ -55,6 +61,7 @@ def options_from(args: argparse.Namespace) -> BenchOptions:
     values: dict[str, Any] = {
         "rounds": args.rounds, "connections": args.connections, "threads": args.threads,
         "rate_rounds": args.rate_rounds, "rate_connections": args.rate_connections,
+        "attempts": args.attempts, "wait_quiet": args.wait_quiet, "quiet_below": args.quiet_below,
         "tollway": not args.no_tollway, "tollway_log_level": args.log_level,
         "tollway_workers": tuple(int(w) for w in args.tollway_workers.split(",") if w.strip()),
         "only": tuple(key.strip() for key in args.only.split(",") if key.strip()),
@@ -122,7 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _say(f"ledger report: {report['ledger_report']['status']}")
         for path in write_outputs(report, args.results_dir):
             print(path)
-        ok = True
+        # Keep the prefixes and logs when something failed, to read what went wrong.
+        ok = not any(config["failures"] or config["error"] for config in report["configs"])
     except KeyboardInterrupt:
         _say("interrupted")
         return 130

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from types import TracebackType
 
@@ -101,11 +102,19 @@ class NginxServer:
         log.close()
         try:
             wait_for_port(self.port, timeout)
-        except TimeoutError:
+            self._wait_for_worker(timeout)
+        except TimeoutError as exc:
             self.stop()
-            raise RuntimeError(f"nginx ({self.kind}) did not listen on port {self.port}: "
-                               f"{self.error_log()[-2000:]}") from None
+            raise RuntimeError(f"nginx ({self.kind}) did not start: {exc}: {self.error_log()[-2000:]}") from None
         return self
+
+    def _wait_for_worker(self, timeout: float) -> None:
+        # The master listens before it forks the worker; RSS sampling wants both.
+        deadline = time.monotonic() + timeout
+        while "worker 1" not in self.processes():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no worker process after {timeout}s")
+            time.sleep(0.01)
 
     def error_log(self) -> str:
         parts = []

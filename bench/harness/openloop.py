@@ -128,7 +128,9 @@ class _Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
-            self.generator.fail("parse", 1)
+            if self.queue:  # the request in flight fails as `parse`, the queued ones as `closed`
+                self.queue.popleft()
+                self.generator.fail("parse", 1)
             if self.transport is not None:
                 self.transport.abort()
 
@@ -195,12 +197,13 @@ class _Generator:
             await asyncio.wait_for(self.done.wait(), self.plan.warmup + self.plan.duration + grace)
         except TimeoutError:
             self.fail("unanswered", self.outstanding)
+        if self.crash is not None:
+            raise RuntimeError(f"the generator failed: {self.crash}")
+        result = self.result()  # before closing: what is still queued was counted as unanswered
         for connection in self.connections:
             if connection.transport is not None:
                 connection.transport.abort()
-        if self.crash is not None:
-            raise RuntimeError(f"the generator failed: {self.crash}")
-        return self.result()
+        return result
 
     def _crashed(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         # A bug in a callback must end the run loudly, not leave it waiting for answers.

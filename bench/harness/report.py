@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -87,17 +88,30 @@ def _fixed_rate_notes(levels: list[Mapping[str, Any]]) -> list[str]:
                 notes.append(f"  - {result['label']}: generator send lag p50 {_ms(lag['p50'])} ms, "
                              f"p99 {_ms(lag['p99'])} ms; from actual send (uncorrected) p50 "
                              f"{_ms(service['p50'])} ms, p99 {_ms(service['p99'])} ms.")
-            if result.get("error"):
-                notes.append(f"  - {result['label']}: not measured: {result['error']}")
     return notes
 
 
 def _load_line(configs: list[Mapping[str, Any]]) -> list[str]:
-    loads = [run["loadavg_1m_before"] for config in configs for run in config["runs"] if "loadavg_1m_before" in run]
-    if not loads:
+    busy = [run["cpu_busy_before_pct"] for config in configs for run in config["runs"]
+            if "cpu_busy_before_pct" in run]
+    if not busy:
         return []
-    return [f"- 1-minute load average before the runs: {min(loads):.2f} to {max(loads):.2f} "
-            "(this includes the bench's own load from the run before)."]
+    return [f"- Other work on the machine: CPU {min(busy):.0f}% to {max(busy):.0f}% busy (median "
+            f"{statistics.median(busy):.0f}%) in the second before each run, with the bench's own load stopped."]
+
+
+def _failures(items: list[Mapping[str, Any]]) -> list[str]:
+    """A line per configuration that failed a try or was dropped."""
+    lines = []
+    for item in items:
+        name = f"{item['label']} ({item['workers']} worker{'s' if item['workers'] > 1 else ''})"
+        if item.get("error"):
+            lines.append(f"- {name}: dropped after: {item['error'].splitlines()[0]}")
+        elif item.get("failures"):
+            first = item["failures"][0].splitlines()[0]
+            lines.append(f"- {name}: {len(item['failures'])} failed tr{'ies' if len(item['failures']) > 1 else 'y'}, "
+                         f"measured on retry; first: {first}")
+    return lines
 
 
 def render_markdown(report: Mapping[str, Any]) -> str:
@@ -137,12 +151,9 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             *_fixed_rate_notes(levels),
             "",
         ]
-    failed = [config for config in configs if config.get("error")]
-    if failed:
-        lines += ["## Not measured, or not every round", ""]
-        lines += [f"- {config['label']} ({config['workers']} worker(s)): {config['error'].splitlines()[0]}"
-                  for config in failed]
-        lines.append("")
+    failures = _failures(configs) + _failures([result for level in levels for result in level["results"]])
+    if failures:
+        lines += ["## Failures", "", *failures, ""]
     ledger = report.get("ledger_report")
     if ledger is not None:
         lines += ["## Ledger report (bench/ledger_report.py)", "", "```json",

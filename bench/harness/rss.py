@@ -14,46 +14,38 @@ ProcessMap = Callable[[], dict[str, int]]
 class RssSampler:
     """Samples the RSS of a target's processes (role -> pid) every `interval` seconds.
 
-    The process map is asked again whenever a process went away, so a worker the master
-    restarted keeps being measured under its role. `peaks` maps role -> peak RSS in bytes.
+    The process map is asked at every sample, so a worker that appears late (nginx forks its
+    worker after the port is open) or that the master restarted is measured under its role.
+    `peaks` maps role -> peak RSS in bytes.
     """
 
     def __init__(self, processes: ProcessMap, interval: float = 0.2) -> None:
         self.processes = processes
         self.interval = interval
         self.peaks: dict[str, int] = {}
-        self._handles: dict[str, psutil.Process] = {}
+        self._handles: dict[int, psutil.Process] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
 
-    def _refresh(self) -> None:
-        self._handles = {}
-        for role, pid in self.processes().items():
-            try:
-                self._handles[role] = psutil.Process(pid)
-            except psutil.NoSuchProcess:
-                pass
-
     def sample(self) -> None:
         """Take one sample now (also called once at start and once at stop)."""
-        gone = False
-        for role, process in self._handles.items():
+        handles = {}
+        for role, pid in self.processes().items():
             try:
+                process = self._handles.get(pid) or psutil.Process(pid)
                 rss = process.memory_info().rss
             except psutil.NoSuchProcess:
-                gone = True
                 continue
+            handles[pid] = process
             if rss > self.peaks.get(role, 0):
                 self.peaks[role] = rss
-        if gone:
-            self._refresh()
+        self._handles = handles
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             self.sample()
 
     def start(self) -> RssSampler:
-        self._refresh()
         self.sample()
         self._thread.start()
         return self

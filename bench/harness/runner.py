@@ -8,11 +8,15 @@ instead of one of them; the median over the rounds is reported.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from .machine import describe_machine
 from .nginx import NginxServer
@@ -44,6 +48,9 @@ class BenchOptions:
     tollway_workers: tuple[int, ...] = (1, 2)
     tollway_log_level: str = "notice"
     only: tuple[str, ...] = ()
+    attempts: int = 2
+    wait_quiet: float = 0.0
+    quiet_below: float = 25.0
 
     @classmethod
     def quick(cls, **overrides: Any) -> BenchOptions:
@@ -57,6 +64,8 @@ class BenchOptions:
             problems.append("rounds must be at least 1")
         if self.duration < 1 or self.rate_duration < 1:
             problems.append("durations must be at least 1 s (wrk counts whole seconds)")
+        if self.attempts < 1:
+            problems.append("attempts must be at least 1")
         if self.connections < self.threads or self.threads < 1:
             problems.append("need at least one thread and at least as many connections as threads")
         if problems:
@@ -94,7 +103,7 @@ class Bench:
         started = _now()
         with NginxServer.upstream(self.workdir / "upstream") as upstream:
             targets = self.targets(upstream)
-            configs = {t.key: {**t.describe(), "runs": [], "error": None} for t in targets}
+            configs = {t.key: {**t.describe(), "runs": [], "failures": [], "error": None} for t in targets}
             live = self._setup(targets, configs)
             self._throughput(live, configs)
             for config in configs.values():
@@ -129,11 +138,9 @@ class Bench:
         options = self.options
         for number in range(1, options.rounds + 1):
             for target in list(targets):
-                try:
-                    run = self._measure(target, number)
-                except Exception as exc:
-                    configs[target.key]["error"] = f"round {number}: {exc}"
-                    self.say(f"[round {number}/{options.rounds}] {target.key}: FAILED: {exc}")
+                run = self._attempt(partial(self._measure, target, number), configs[target.key],
+                                    f"[round {number}/{options.rounds}] {target.key}")
+                if run is None:
                     targets.remove(target)
                     continue
                 configs[target.key]["runs"].append(run)
@@ -141,9 +148,35 @@ class Bench:
                          f"p50 {run['p50_us'] / 1000:6.2f} ms  p99 {run['p99_us'] / 1000:6.2f} ms  "
                          f"errors {sum(run['errors'].values())}")
 
+    def _attempt(self, measure: Callable[[], dict[str, Any]], record: dict[str, Any],
+                 what: str) -> dict[str, Any] | None:
+        """Run a measurement, again after a failure (up to options.attempts); None when every try failed.
+
+        Failures are kept in record['failures']; when no try is left, record['error'] says why.
+        """
+        for attempt in range(1, self.options.attempts + 1):
+            try:
+                return measure()
+            except Exception as exc:  # one broken configuration must not sink the others
+                record["failures"].append(f"{what}, attempt {attempt}: {exc}")
+                self.say(f"{what}: attempt {attempt} FAILED: {str(exc).splitlines()[0]}")
+        record["error"] = record["failures"][-1]
+        return None
+
+    def _quiet(self) -> float:
+        """System-wide CPU busy % over one second with the bench's load stopped; waits for a quieter
+        machine (below options.quiet_below) for up to options.wait_quiet seconds."""
+        deadline = time.monotonic() + self.options.wait_quiet
+        while True:
+            busy = float(psutil.cpu_percent(interval=1.0))
+            if busy < self.options.quiet_below or time.monotonic() >= deadline:
+                return busy
+            self.say(f"waiting for a quieter machine: CPU {busy:.0f}% busy with other work")
+
     def _measure(self, target: Target, number: int) -> dict[str, Any]:
         """Start the target, warm it up, load it once with wrk while sampling RSS, stop it."""
         options = self.options
+        busy = self._quiet()
         target.start()
         try:
             self._wrk(target, options.warmup)
@@ -153,7 +186,7 @@ class Bench:
         finally:
             target.stop()
         return {"round": number, **result.to_dict(), "rss_peak_bytes": sampler.peaks,
-                "loadavg_1m_before": round(loadavg, 2)}
+                "loadavg_1m_before": round(loadavg, 2), "cpu_busy_before_pct": round(busy, 1)}
 
     def _wrk(self, target: Target, duration: float) -> WrkResult:
         return run_wrk(target.url, connections=self.options.connections, threads=self.options.threads,
@@ -181,36 +214,39 @@ class Bench:
     def _fixed_rate_level(self, basis: str, rate: int, targets: Sequence[Target]) -> dict[str, Any]:
         options = self.options
         runs: dict[str, list[dict[str, Any]]] = {t.key: [] for t in targets}
-        errors: dict[str, str] = {}
+        records: dict[str, dict[str, Any]] = {t.key: {"failures": [], "error": None} for t in targets}
         for number in range(1, options.rate_rounds + 1):
             for target in targets:
-                if target.key in errors:
+                if records[target.key]["error"]:
                     continue
-                try:
-                    target.start()
-                    try:
-                        result = run_open_loop(self._plan(target, rate))
-                    finally:
-                        target.stop()
-                except Exception as exc:
-                    errors[target.key] = str(exc)
-                    self.say(f"[rate {rate}/s round {number}] {target.key}: FAILED: {exc}")
+                what = f"[rate {rate}/s round {number}/{options.rate_rounds}] {target.key}"
+                run = self._attempt(partial(self._measure_rate, target, rate), records[target.key], what)
+                if run is None:
                     continue
-                runs[target.key].append(result.to_dict())
-                ms = {name: value / 1000 for name, value in result.latency_us.items()}
-                self.say(f"[rate {rate}/s round {number}/{options.rate_rounds}] {target.key:30} "
-                         f"achieved {result.achieved_rps:>9,.0f}/s  p50 {ms['p50']:7.2f} ms  "
+                runs[target.key].append(run)
+                ms = {name: value / 1000 for name, value in run["latency_us"].items()}
+                self.say(f"{what:55} achieved {run['achieved_rps']:>9,.0f}/s  p50 {ms['p50']:7.2f} ms  "
                          f"p99 {ms['p99']:8.2f} ms  p999 {ms['p999']:8.2f} ms")
         summaries = {t.key: summarize_open_loop(runs[t.key]) if runs[t.key] else None for t in targets}
         results: list[dict[str, Any]] = [
             {"key": t.key, "label": t.label, "workers": t.workers, "runs": runs[t.key],
-             "summary": summaries[t.key], "error": errors.get(t.key)}
+             "summary": summaries[t.key], **records[t.key]}
             for t in targets
         ]
         nginx, tollway = summaries[targets[0].key], summaries[targets[1].key]
         if nginx and tollway:
             results[1]["added_us"] = added_latency(tollway, nginx)
         return {"basis": basis, "rate": rate, "results": results}
+
+    def _measure_rate(self, target: Target, rate: int) -> dict[str, Any]:
+        """Start the target, send the constant rate (warm-up included), stop it."""
+        busy = self._quiet()
+        target.start()
+        try:
+            result = run_open_loop(self._plan(target, rate))
+        finally:
+            target.stop()
+        return {**result.to_dict(), "cpu_busy_before_pct": round(busy, 1)}
 
     def _plan(self, target: Target, rate: int) -> OpenLoopPlan:
         """The open-loop plan for a started target (Tollway takes new ports at every start)."""

@@ -127,7 +127,12 @@ class TollwayNode:
         self._check(self.cli("migrations", "bootstrap"), "migrations bootstrap")
 
     def start(self) -> None:
-        """`tollway start --daemon`: returns once the Admin API answers."""
+        """`tollway migrations up`, then `tollway start --daemon`: returns once the Admin API answers.
+
+        Migrations run at every start because the code under test may have gained one since the
+        prefix was bootstrapped (a node refuses to start with pending migrations).
+        """
+        self._check(self.cli("migrations", "up"), "migrations up")
         self.proxy_port = free_port()
         self.admin_port = free_port()
         self._check(self.cli("start", "--daemon", timeout=90), "start --daemon")

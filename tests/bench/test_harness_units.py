@@ -10,6 +10,7 @@ from bench.harness.ledger_hook import parse_output, run_ledger_report
 from bench.harness.nginx import render_config
 from bench.harness.openloop import OpenLoopPlan, percentiles
 from bench.harness.report import render_markdown
+from bench.harness.runner import Bench, BenchOptions
 from bench.harness.tollway_node import PROFILES, _admin_steps
 from bench.harness.wrk import DONE_SCRIPT, MARKER, WrkError, parse_wrk_output
 from tests.bench.reports import sample_report
@@ -79,7 +80,7 @@ def test_markdown_shows_medians_ratios_rss_added_latency_and_what_was_not_measur
     assert "| 0.23× |" in table
     assert "| 15,000 | Tollway key-auth + billable | 1 | 4,999 | 4.00 | 29.00 | 33.00 | +3.00 | +25.00 | +24.00 " \
            "| 12 unanswered |" in table
-    assert "- Tollway no plugins (2 worker(s)): setup failed: boom" in table
+    assert "- Tollway no plugins (2 workers): dropped after: setup failed: boom" in table
 
 
 def test_ledger_hook_reads_json_or_keeps_the_text() -> None:
@@ -91,3 +92,29 @@ def test_ledger_hook_reads_json_or_keeps_the_text() -> None:
 def test_ledger_hook_skips_a_missing_script(tmp_path: Path) -> None:
     result = run_ledger_report(script=Path(__file__).resolve().parents[2] / "bench" / "no_such_report.py")
     assert result["status"] == "absent"
+
+
+def test_a_failed_measurement_is_retried_and_remembered(tmp_path: Path) -> None:
+    bench = Bench(BenchOptions(attempts=2), tmp_path, say=lambda message: None)
+    outcomes = iter([RuntimeError("proxy not ready\nlog tail"), {"rps": 1.0}])
+
+    def measure() -> dict:
+        outcome = next(outcomes)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    record: dict = {"failures": [], "error": None}
+    assert bench._attempt(measure, record, "[round 1/3] t") == {"rps": 1.0}
+    assert record == {"failures": ["[round 1/3] t, attempt 1: proxy not ready\nlog tail"], "error": None}
+
+
+def test_a_configuration_that_keeps_failing_is_dropped_with_the_last_reason(tmp_path: Path) -> None:
+    bench = Bench(BenchOptions(attempts=2), tmp_path, say=lambda message: None)
+
+    def measure() -> dict:
+        raise RuntimeError("down")
+
+    record: dict = {"failures": [], "error": None}
+    assert bench._attempt(measure, record, "t") is None
+    assert len(record["failures"]) == 2 and record["error"] == "t, attempt 2: down"
