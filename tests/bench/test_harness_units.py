@@ -96,13 +96,12 @@ def test_ledger_hook_skips_a_missing_script(tmp_path: Path) -> None:
 
 def test_a_failed_measurement_is_retried_and_remembered(tmp_path: Path) -> None:
     bench = Bench(BenchOptions(attempts=2), tmp_path, say=lambda message: None)
-    outcomes = iter([RuntimeError("proxy not ready\nlog tail"), {"rps": 1.0}])
+    failures = [RuntimeError("proxy not ready\nlog tail")]
 
     def measure() -> dict:
-        outcome = next(outcomes)
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
+        if failures:
+            raise failures.pop()
+        return {"rps": 1.0}
 
     record: dict = {"failures": [], "error": None}
     assert bench._attempt(measure, record, "[round 1/3] t") == {"rps": 1.0}
