@@ -12,7 +12,7 @@ def test_malformed_json_is_400(api: httpx.Client) -> None:
 
 def test_unsupported_content_type_is_415(api: httpx.Client) -> None:
     answer = api.post("/consumers", content=b"username=x", headers={"Content-Type": "text/plain"})
-    assert answer.status_code == 415 and answer.json() == {"message": "Unsupported Media Type"}
+    assert answer.status_code == 415 and answer.json() == {"message": "Unsupported media type"}
 
 
 def test_multipart_bodies(api: httpx.Client) -> None:

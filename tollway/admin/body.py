@@ -52,7 +52,7 @@ async def read_body(request: Request) -> tuple[dict[str, Any], bool]:
         except UnicodeDecodeError:
             raise ApiError(400, {"message": "Cannot parse form body"}) from None
         return decode_form(parse_qsl(text, keep_blank_values=True)), True
-    raise ApiError(415, {"message": "Unsupported Media Type"})
+    raise ApiError(415, {"message": "Unsupported media type"})  # Kong's wording for 415
 
 
 def decode_form(pairs: list[tuple[str, str]]) -> dict[str, Any]:

@@ -119,9 +119,29 @@ class Crud:
 
     # Writes
 
+    async def resolve_references(self, data: dict[str, Any]) -> None:
+        """Kong's references by endpoint key: `{"service": {"name": "s"}}` (or the form key
+        `service.name=s`) becomes `{"service": {"id": ...}}`; a name that finds nothing is
+        Kong's 400 "foreign keys unresolved"."""
+        for name, reference in self.schema.foreign_fields().items():
+            value = data.get(name)
+            target = self.ctx.entities.get(reference)
+            key = target.endpoint_key if target is not None else None
+            if not isinstance(value, Mapping) or "id" in value or key is None or set(value) != {key}:
+                continue
+            wanted = value[key]
+            if not isinstance(wanted, str) or not wanted:
+                continue  # left to validation, which names the problem
+            async with self.ctx.db.connect() as conn:
+                found = await self.ctx.daos[reference].get(conn, wanted)
+            if found is None or found.get(key) != wanted:
+                raise errors.foreign_keys_unresolved(name, key, wanted, reference)
+            data[name] = {"id": found["id"]}
+
     async def create(self, data: dict[str, Any], *, form: bool, parent: Parent | None = None) -> dict[str, Any]:
         if parent:
             data[parent.field] = {"id": parent.id}
+        await self.resolve_references(data)
         entity = self.build(data, form=form)
         async with self.ctx.write() as conn:
             if await self.dao.exists(conn, entity["id"]):
@@ -132,6 +152,7 @@ class Crud:
     async def update(self, ident: str, data: dict[str, Any], *, form: bool,
                      parent: Parent | None = None) -> dict[str, Any]:
         old = await self.read(ident, parent)
+        await self.resolve_references(data)
         entity = self.build(data, form=form, old=old, merge=True)
         async with self.ctx.write() as conn:
             await self._checked_write(conn, entity, new=False)
@@ -147,6 +168,7 @@ class Crud:
             data["id"] = ident
         elif self.schema.endpoint_key and not is_uuid(ident):
             data[self.schema.endpoint_key] = ident
+        await self.resolve_references(data)
         entity = self.build(data, form=form, old=old and {"id": old["id"], "created_at": old["created_at"]})
         async with self.ctx.write() as conn:
             await self._checked_write(conn, entity, new=old is None)

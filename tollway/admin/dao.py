@@ -179,9 +179,10 @@ class Dao:
             if deleting:
                 child = self.schema.restrict[0][0] if self.schema.restrict else "entities"
                 return errors.referenced_by(self.schema.name, child)
-            refs = {name: entity.get(name) for name in self.schema.foreign_fields() if entity.get(name)}
+            refs: dict[str, dict[str, object]] = {
+                name: dict(entity[name]) for name in self.schema.foreign_fields() if entity.get(name)}
             name, ref = next(iter(refs.items()), ("@entity", {}))
-            return ForeignKeyViolation(name, dict(ref))
+            return ForeignKeyViolation(name, ref)
         if found.kind == "primary key":
             return errors.primary_key_violation(str(entity.get("id")))
         if found.kind == "not null":

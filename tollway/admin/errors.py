@@ -25,6 +25,7 @@ CODES: dict[int, tuple[str, int]] = {
     8: ("database error", 500),
     9: ("invalid size", 400),
     11: ("invalid options", 400),
+    13: ("foreign keys unresolved", 400),
 }
 PRIMARY_KEY_VIOLATION, SCHEMA_VIOLATION, FOREIGN_KEY_VIOLATION, UNIQUE_VIOLATION = 3, 2, 4, 5
 INVALID_OFFSET, INVALID_SIZE, INVALID_OPTIONS = 7, 9, 11
@@ -103,6 +104,13 @@ def unique_violation(fields: Mapping[str, Any]) -> DbError:
 def foreign_key_violation(field: str, ref: Mapping[str, Any], parent: str) -> DbError:
     message = f"the foreign key '{lua_pretty(ref)}' does not reference an existing '{parent}' entity."
     return DbError(FOREIGN_KEY_VIOLATION, message, {field: dict(ref)})
+
+
+def foreign_keys_unresolved(field: str, key: str, value: Any, parent: str) -> DbError:
+    """A reference by endpoint key (`service.name=`) that names no entity."""
+    problem = (f"the foreign key cannot be resolved with '{lua_pretty({key: value})}' "
+               f"for an existing '{parent}' entity")
+    return DbError(13, f"foreign key unresolved ({field}.{key}: {problem})", {field: {key: problem}})
 
 
 def referenced_by(parent: str, child: str) -> DbError:

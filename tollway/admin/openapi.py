@@ -25,6 +25,7 @@ JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
 ERROR = {"$ref": "#/components/schemas/Error"}
+SCALARS = ("string", "integer", "number", "boolean")
 
 # What each status means for one operation, and the error shape it answers with.
 STATUS_TEXT = {
@@ -130,9 +131,7 @@ def form_input(schema: EntitySchema) -> dict[str, Any]:
     for name, spec in _input_properties(schema).items():
         if spec.get("type") == "object" and "properties" in spec and "id" in spec["properties"]:
             props[name + ".id"] = {"type": "string", "format": "uuid"}
-        elif spec.get("type") == "array" and spec["items"].get("type") in ("string", "integer", "number", "boolean"):
-            props[name] = {k: v for k, v in spec.items() if k != "nullable"}
-        elif spec.get("type") in ("string", "integer", "number", "boolean"):
+        elif spec.get("type") in SCALARS or spec.get("type") == "array" and spec["items"].get("type") in SCALARS:
             props[name] = {k: v for k, v in spec.items() if k != "nullable"}
     return {"type": "object", "properties": props}
 
@@ -168,7 +167,7 @@ def _key_name(schema: EntitySchema) -> str:
     return f"id or {schema.endpoint_key}" if schema.endpoint_key else "id"
 
 
-LIST_PARAMS = [
+LIST_PARAMS: list[dict[str, Any]] = [
     {"name": "size", "in": "query", "required": False, "description": "entities per page (default 100)",
      "schema": {"type": "integer", "minimum": 1, "maximum": MAX_SIZE}},
     {"name": "offset", "in": "query", "required": False, "description": "the `offset` of the previous page",
@@ -192,6 +191,7 @@ def _operations(doc: RouteDoc, methods: Iterable[str]) -> dict[str, Any]:
     name = _component(schema.name)
     nested = (404,) if parent is not None or doc.kind == "referenced" else ()
     ops: dict[str, Any] = {}
+    op: dict[str, Any]
     for method in methods:
         if doc.kind == "collection" and method == "GET":
             op = {"summary": f"List {schema.name}", "parameters": LIST_PARAMS,
