@@ -343,7 +343,9 @@ class Master:
             "workers": [
                 {"pid": h.process.pid, "slot": h.slot, "config_version": h.applied_version,
                  "requests_total": h.stats.get("requests_total", 0),
-                 "spool_dropped": h.stats.get("spool_dropped", 0)}
+                 "spool_dropped": h.stats.get("spool_dropped", 0),
+                 "spool_refused": h.stats.get("spool_refused", 0),
+                 "spool_failing": h.stats.get("spool_failing", False)}
                 for h in workers
             ],
             "config_version": self.config_version,

@@ -76,6 +76,8 @@ class Worker:
                 stats = dict(self.proxy.stats)
                 if self.spool is not None:
                     stats["spool_dropped"] = self.spool.dropped
+                    stats["spool_refused"] = self.spool.refused
+                    stats["spool_failing"] = bool(self.spool.failing)
                 try:
                     await channel.send({"type": "stats", "stats": stats})
                 except (ConnectionError, RuntimeError):
