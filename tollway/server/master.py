@@ -350,6 +350,22 @@ class Master:
             ],
             "config_version": self.config_version,
             "uptime_seconds": int(time.time() - self.started_at),
+            "metering": self._metering_status(),
+        }
+
+    def _metering_status(self) -> dict[str, Any] | None:
+        if self.flusher is None:
+            return None
+        try:
+            spool_bytes = sum(entry.stat().st_size for entry in os.scandir(self.settings.spool_dir)
+                              if entry.is_file())
+        except OSError:
+            spool_bytes = None
+        return {
+            "calls_committed": self.flusher.counted,
+            "calls_cut_off": self.flusher.cut_off,
+            "spool_bytes": spool_bytes,
+            "spool_alarm_bytes": self.settings.billable_spool_max_bytes,
         }
 
     # -- reload ----------------------------------------------------------------------------
