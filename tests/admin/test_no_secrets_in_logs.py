@@ -37,15 +37,19 @@ class Captured(logging.Handler):
 def captured() -> Iterator[Captured]:
     handler = Captured()
     handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
-    root = logging.getLogger()
-    old_level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
+    # uvicorn's loggers may have been configured not to propagate by an earlier server: listen there too
+    loggers = [logging.getLogger(name) for name in ("", "uvicorn.access", "uvicorn.error")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        if logger.name == "root" or not logger.propagate:
+            logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
     try:
         yield handler
     finally:
-        root.removeHandler(handler)
-        root.setLevel(old_level)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.removeHandler(handler)
+            logger.setLevel(level)
 
 
 def _serve_with_access_log(settings: Settings) -> Iterator[tuple[httpx.Client, Database]]:
