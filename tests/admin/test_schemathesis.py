@@ -25,7 +25,7 @@ from tests.admin.conftest import AdminServer, _bootstrap, serve  # noqa: E402
 from tollway.config import Settings  # noqa: E402
 
 TOKEN = "fuzz-admin-token"
-EXAMPLES = {"sqlite": 6, "postgres": 4}
+EXAMPLES = {"sqlite": 5, "postgres": 3}
 
 
 @pytest.fixture
