@@ -248,13 +248,14 @@ class ClientProtocol(asyncio.Protocol):
         self.url = b""
         self.headers = []
         self.special = {}
-        self.head_size = 0
+        self.head_size = 0              # URL and header lines so far, bytes
         self.in_head = True
         self.head_received = 0
 
     def on_url(self, url: bytes) -> None:
         self.url += url
-        if len(self.url) > self.max_url:
+        self.head_size = len(self.url)
+        if self.head_size > self.max_url:
             raise Rejected(414, responses.MSG_URI_TOO_LONG)
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -270,7 +271,7 @@ class ClientProtocol(asyncio.Protocol):
                 raise Rejected(400, responses.MSG_BAD_REQUEST)  # RFC 9112 §3.2: exactly one Host
             else:
                 special[lname] += b", " + value
-        if self.head_size + len(self.url) > self.max_head or len(headers) > self.max_headers:
+        if self.head_size > self.max_head or len(headers) > self.max_headers:
             raise Rejected(431, responses.MSG_HEADERS_TOO_LARGE)
         if not value.isascii():
             raise Rejected(400, responses.MSG_BAD_REQUEST)
@@ -287,7 +288,7 @@ class ClientProtocol(asyncio.Protocol):
             path = httptools.parse_url(url).path or b"/"
         call = Call(method, path.decode("latin-1"), query.decode("latin-1"), self.headers,
                     self.client_ip, time.time(), self.loop.time())
-        call.request_bytes = len(method) + len(url) + 12 + self.head_size + 2  # "M U HTTP/1.1\r\n" ... "\r\n"
+        call.request_bytes = len(method) + 12 + self.head_size + 2  # "M U HTTP/1.1\r\n" headers "\r\n"
         special = self.special
         call.host = special.get(b"host", b"")
         version = parser.get_http_version()
