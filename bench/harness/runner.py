@@ -166,12 +166,14 @@ class Bench:
     def _quiet(self) -> float:
         """System-wide CPU busy % over one second with the bench's load stopped; waits for a quieter
         machine (below options.quiet_below) for up to options.wait_quiet seconds."""
-        deadline = time.monotonic() + self.options.wait_quiet
+        began = time.monotonic()
         while True:
             busy = float(psutil.cpu_percent(interval=1.0))
-            if busy < self.options.quiet_below or time.monotonic() >= deadline:
+            waited = time.monotonic() - began
+            if busy < self.options.quiet_below or waited >= self.options.wait_quiet:
+                if waited > 1.5:
+                    self.say(f"waited {waited:.0f} s for a quieter machine: now CPU {busy:.0f}% busy")
                 return busy
-            self.say(f"waiting for a quieter machine: CPU {busy:.0f}% busy with other work")
 
     def _measure(self, target: Target, number: int) -> dict[str, Any]:
         """Start the target, warm it up, load it once with wrk while sampling RSS, stop it."""
