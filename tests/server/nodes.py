@@ -13,18 +13,13 @@ from typing import Any
 
 import httpx
 
-from tollway.config import Settings
-
-SETTING_KEYS = (
-    "prefix", "database", "pg_host", "pg_port", "pg_user", "pg_database", "pg_schema", "proxy_listen",
-    "admin_listen", "workers", "log_level", "billable_flush_interval", "db_update_frequency", "plugins",
-)
+from tollway.config import SETTINGS, Settings
 
 
 def node_env(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment that gives a `tollway` command these settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOLLWAY_")}
-    for key in SETTING_KEYS:
+    for key in SETTINGS:
         env["TOLLWAY_" + key.upper()] = str(getattr(settings, key))
     env.update(extra)
     return env
