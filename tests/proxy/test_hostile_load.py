@@ -22,10 +22,10 @@ from tests.conftest import ROOT, free_port, wait_for_port
 from tests.proxy.conftest import request, route, service, snapshot
 from tests.proxy.test_hostile import SMUGGLING
 
-WARM_UP = 2000  # the allocator and caches reach their working size (about +4 MB)
+WARM_UP = 3000  # the allocator and caches reach their working size (about +4 MB)
 HOSTILE = 3000
 CONCURRENCY = 40
-RSS_BOUND = 3 * 1024 * 1024
+RSS_BOUND = 4 * 1024 * 1024  # one leaked connection (protocol, transport, call, buffers) is several kB
 FD_BOUND = 2
 
 GOOD = b"GET /good HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
