@@ -14,9 +14,9 @@ if TYPE_CHECKING:
     from tollway.proxy.chain import Chain
     from tollway.proxy.router import Match
 
-__all__ = ["Call"]
+__all__ = ["UNLIMITED", "Call"]
 
-_UNLIMITED = 1 << 62
+UNLIMITED = 1 << 62  # a limit that is never reached
 
 
 class Call:
@@ -63,7 +63,7 @@ class Call:
         self.has_body = False
         self.chunked = False
         self.content_length = 0
-        self.body_limit = _UNLIMITED          # request_bytes allowed (head + chunked body)
+        self.body_limit = UNLIMITED          # request_bytes allowed (head + chunked body)
         self.hop_tokens: frozenset[bytes] = frozenset()
         self.match: Match | None = None
         self.chain: Chain | None = None

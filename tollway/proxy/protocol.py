@@ -56,7 +56,6 @@ HIGH_WATER = 64 * 1024          # request body bytes queued while no upstream ca
 REPLAY_LIMIT = 64 * 1024        # request bodies up to this size are kept for a retry
 IDEMPOTENT = frozenset(["GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"])
 
-UNLIMITED = 1 << 62
 LINGER = 2.0                    # seconds a refused client's bytes are still read and dropped
 
 # Request headers the protocol looks at while parsing.
@@ -194,8 +193,7 @@ class ClientProtocol(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
-            self._upgrade(data, exc.args[0])
-            return
+            self._upgrade(data[exc.args[0]:])
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             if isinstance(cause, Rejected):
@@ -220,27 +218,20 @@ class ClientProtocol(asyncio.Protocol):
             self.start_pending = False
             self._start(self.current)  # type: ignore[arg-type]
 
-    def _upgrade(self, data: bytes, offset: int) -> None:
+    def _upgrade(self, rest: bytes) -> None:
         """llhttp stopped after a request that asked for an Upgrade (its message is complete)."""
         call = self.upgrading
         self.upgrading = None
-        if call is None or call.upgrade is None:
-            # Not a WebSocket (and with no body, see on_headers_complete): the Upgrade is ignored
-            # and the connection goes on as HTTP/1.1, so the bytes that follow are parsed as requests.
-            self.parser = httptools.HttpRequestParser(self)
-            if self.start_pending:
-                self.start_pending = False
-                self._start(self.current)  # type: ignore[arg-type]
-            if offset < len(data) and not self.lost:
-                self.data_received(data[offset:])
+        if call is not None and call.upgrade is not None:
+            self.tunnel = call  # what follows is the WebSocket's, held until the upstream agrees
+            if rest:
+                self._tunnel_up(rest)
             return
-        self.tunnel = call
-        if self.start_pending:
-            self.start_pending = False
-            self._start(self.current)  # type: ignore[arg-type]
-        rest = data[offset:]
-        if rest and not self.lost and self.tunnel is call:
-            self._tunnel_up(rest)
+        # Not a WebSocket (and with no body, see on_headers_complete): the Upgrade is ignored and
+        # the connection goes on as HTTP/1.1, so the bytes that follow are parsed as requests.
+        self.parser = httptools.HttpRequestParser(self)
+        if rest:
+            self.data_received(rest)
 
     # httptools callbacks -----------------------------------------------------------------------
 
@@ -697,15 +688,18 @@ class ClientProtocol(asyncio.Protocol):
                 self._attempt(call)
                 return
         if call.head_sent:
-            # Part of the response is out: the client can only learn of the failure by a close.
-            call.keep_alive = False
-            call.response_done = True
-            self._meter(call)
-            self._log(call)
-            self.transport.close()
+            self._cut_off(call)
             return
         status, message = _FAILURES.get(kind, (502, responses.MSG_BAD_GATEWAY))
         self._gateway_error(call, status, message)
+
+    def _cut_off(self, call: Call) -> None:
+        """Part of the response is out: the client can only learn of a failure by a close."""
+        call.keep_alive = False
+        call.response_done = True
+        self._meter(call)
+        self._log(call)
+        self.transport.close()
 
     def _gateway_error(self, call: Call, status: int, message: str) -> None:
         self._reply(call, Reply(status, {"message": message}))
@@ -764,10 +758,7 @@ class ClientProtocol(asyncio.Protocol):
         if current.response_done:
             self.transport.close()
         elif current.head_sent:
-            current.response_done = True
-            self._meter(current)
-            self._log(current)
-            self.transport.close()
+            self._cut_off(current)
         else:
             current.request_done = True
             self._reply(current, Reply(rejected.status, {"message": rejected.message}))

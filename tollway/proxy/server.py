@@ -22,8 +22,9 @@ from typing import Any, NamedTuple
 
 from tollway.config import Settings
 from tollway.errors import ConfigError
+from tollway.proxy.call import UNLIMITED
 from tollway.proxy.chain import RoutePlugins, Runtime, compile_plugins
-from tollway.proxy.protocol import UNLIMITED, ClientProtocol
+from tollway.proxy.protocol import ClientProtocol
 from tollway.proxy.router import RouteTable
 from tollway.proxy.upstream import UpstreamPool
 
