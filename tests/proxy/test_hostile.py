@@ -13,6 +13,7 @@ import time
 import pytest
 
 from tests.proxy.conftest import exchange, plugin, request, route, service, snapshot
+from tollway.proxy.protocol import MAX_PIPELINE
 
 OK_GET = b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\n"
 
@@ -332,3 +333,13 @@ def test_a_client_that_half_closes_mid_body_frees_its_connection_and_upstream(pr
         time.sleep(0.01)
     assert proxy.stats["connections_active"] == 0
     assert [m["status"] for m in recorder.metered] == [499]
+
+
+def test_a_flood_of_pipelined_requests_is_answered_up_to_the_pipeline_depth_then_refused(
+        proxy, recording_upstream):
+    one_route(proxy, recording_upstream.port)
+    raw, closed = exchange(proxy.port, OK_GET * 200)  # one write: all parsed before the first is answered
+    assert closed
+    assert raw.count(b"HTTP/1.1 200 OK") == 1 + MAX_PIPELINE
+    assert raw.endswith(b'{"message":"Bad request"}')
+    assert recording_upstream.answered == 1 + MAX_PIPELINE

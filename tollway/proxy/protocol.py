@@ -19,7 +19,8 @@ Transfer-Encoding, duplicate or malformed Content-Lengths, bad chunk sizes, obs-
 and control bytes, and a final coding other than chunked. The callbacks add what it lets through
 (see `Rejected`): a Transfer-Encoding other than exactly `chunked`, Transfer-Encoding in HTTP/1.0,
 non-ASCII header values, a missing or repeated Host, CONNECT, HTTP versions other than 1.0 and
-1.1, an Upgrade request with a body, and the size limits of the settings. A request is started only
+1.1, an Upgrade request with a body, more than MAX_PIPELINE requests waiting behind the one being
+answered, and the size limits of the settings. A request is started only
 once the bytes of the read that completed its head were all parsed, so a request that breaks later
 in the same read never reaches an upstream. A refused request is answered in Kong's error shape
 (after the responses of the requests before it) and the connection is closed; it is metered only
@@ -56,6 +57,7 @@ HIGH_WATER = 64 * 1024          # request body bytes queued while no upstream ca
 REPLAY_LIMIT = 64 * 1024        # request bodies up to this size are kept for a retry
 IDEMPOTENT = frozenset(["GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"])
 
+MAX_PIPELINE = 64               # requests parsed ahead of the one being answered
 LINGER = 2.0                    # seconds a refused client's bytes are still read and dropped
 
 # Request headers the protocol looks at while parsing.
@@ -314,14 +316,17 @@ class ClientProtocol(asyncio.Protocol):
                 call.upgrade = upgrade
                 call.keep_alive = False
             self.upgrading = call
-        self.server.requests_total += 1
-        self.parsing = call
         if self.current is None:
             self.current = call
             self.start_pending = True
         else:
+            # One read can hold thousands of tiny requests: more than this waiting is an attack.
+            if len(self.pipeline) >= MAX_PIPELINE:
+                raise Rejected(400, responses.MSG_BAD_REQUEST)
             self.pipeline.append(call)
             self._update_reading()
+        self.server.requests_total += 1
+        self.parsing = call
 
     def on_body(self, body: bytes) -> None:
         call = self.parsing
