@@ -101,6 +101,7 @@ class Bench:
 
     def run(self) -> dict[str, Any]:
         started = _now()
+        machine = describe_machine(ROOT)  # before the run: the commit that is measured
         with NginxServer.upstream(self.workdir / "upstream") as upstream:
             targets = self.targets(upstream)
             configs = {t.key: {**t.describe(), "runs": [], "failures": [], "error": None} for t in targets}
@@ -114,7 +115,7 @@ class Bench:
             "version": 1,
             "started_at": started,
             "finished_at": _now(),
-            "machine": describe_machine(ROOT),
+            "machine": machine,
             "options": {**asdict(self.options), "tollway_workers": list(self.options.tollway_workers)},
             "upstream": "nginx return 200, worker_processes 1, access_log off",
             "configs": list(configs.values()),
