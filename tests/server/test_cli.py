@@ -71,3 +71,13 @@ def test_daemon_start_health_and_stop(tmp_path: Path) -> None:
         stopped = tollway(settings, "stop")
     assert stopped.returncode == 0 and stopped.stdout.strip() == "Tollway stopped"
     assert tollway(settings, "health").returncode == 1
+
+
+def test_start_with_an_unreadable_certificate_says_so(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "p", "sqlite", proxy_ssl_cert=str(tmp_path / "missing.pem"),
+                             proxy_ssl_cert_key=str(tmp_path / "missing-key.pem"))
+    assert tollway(settings, "migrations", "bootstrap").returncode == 0
+    result = tollway(settings, "start", timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith(f"Error: cannot load proxy_ssl_cert {tmp_path / 'missing.pem'}")
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 import time
 import uuid
@@ -24,7 +25,7 @@ from typing import Any
 import uvicorn
 
 from tollway.config import Settings
-from tollway.errors import NodeError, StoreError
+from tollway.errors import ConfigError, NodeError, StoreError
 from tollway.server import node
 from tollway.server.control import Channel
 
@@ -74,6 +75,20 @@ def bind(listen: str, what: str) -> socket.socket:
     return sock
 
 
+def check_tls_files(settings: Settings) -> None:
+    """A certificate or key that cannot be loaded is a ConfigError now, not a worker crash later."""
+    for listener, cert, key in (("proxy", settings.proxy_ssl_cert, settings.proxy_ssl_cert_key),
+                                ("admin", settings.admin_ssl_cert, settings.admin_ssl_cert_key)):
+        if bool(cert) != bool(key):
+            raise ConfigError(f"{listener}_ssl_cert and {listener}_ssl_cert_key must be set together")
+        if cert:
+            try:
+                ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"cannot load {listener}_ssl_cert {cert} with its key {key}: "
+                                  f"{getattr(exc, 'strerror', None) or exc}") from exc
+
+
 class Master:
     def __init__(self, settings: Settings) -> None:
         # Node-wide state
@@ -104,6 +119,7 @@ class Master:
         from tollway.store import migrations
         from tollway.store.db import Database
 
+        check_tls_files(self.settings)
         self.db = Database.from_settings(self.settings)
         try:
             await migrations.ensure_bootstrapped(self.db, self.settings)
