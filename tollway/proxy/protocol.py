@@ -132,6 +132,9 @@ class ClientProtocol(asyncio.Protocol):
         # Per-response state (of `current`)
         self.out_mode = _NO_BODY
         self.remaining = 0
+        # A response head not yet written: it goes out with the first body bytes, in one write,
+        # or when the upstream's read that carried it has been parsed (`upstream_fed`).
+        self.held: bytes | None = None
 
     # asyncio.Protocol --------------------------------------------------------------------------
 
@@ -600,7 +603,9 @@ class ClientProtocol(asyncio.Protocol):
             return
         if mode == _NO_BODY:
             self._meter(call)
-        self.transport.write(head)
+            self.transport.write(head)
+        else:
+            self.held = head
 
     def upstream_body(self, conn: UpstreamConnection, chunk: bytes) -> None:
         call = self.current
@@ -616,17 +621,29 @@ class ClientProtocol(asyncio.Protocol):
             if not chunk:
                 return
         mode = self.out_mode
+        held = self.held
+        self.held = None
         if mode == _CHUNKED:
             size = b"%x\r\n" % len(chunk)
             call.response_bytes += len(size) + len(chunk) + 2
-            self.transport.writelines([size, chunk, b"\r\n"])
+            self.transport.writelines([held, size, chunk, b"\r\n"] if held else [size, chunk, b"\r\n"])
             return
         call.response_bytes += len(chunk)
         if mode == _LENGTH:
             self.remaining -= len(chunk)
             if self.remaining <= 0:
                 self._meter(call)
-        self.transport.write(chunk)
+        if held:
+            self.transport.writelines([held, chunk])
+        else:
+            self.transport.write(chunk)
+
+    def upstream_fed(self, conn: UpstreamConnection) -> None:
+        """The upstream's latest read is parsed: a head still held goes out now."""
+        held = self.held
+        if held is not None:
+            self.held = None
+            self.transport.write(held)
 
     def upstream_done(self, conn: UpstreamConnection, keep_alive: bool) -> None:
         call = self.current
@@ -652,9 +669,12 @@ class ClientProtocol(asyncio.Protocol):
                     last = b"%x\r\n%s\r\n0\r\n\r\n" % (len(tail), tail)
             call.response_bytes += len(last)
             self._meter(call)
-            self.transport.write(last)
+            held = self.held
+            self.held = None
+            self.transport.write(held + last if held else last)
         else:
             self._meter(call)
+            self.upstream_fed(conn)
         self._response_complete(call)
 
     def upstream_failed(self, conn: UpstreamConnection, kind: str) -> None:
@@ -684,6 +704,10 @@ class ClientProtocol(asyncio.Protocol):
         call.upstream = None
         if conn is not None:
             conn.detach()
+        if self.held is not None:  # the head never left: the client can still get a clean error
+            call.response_bytes -= len(self.held)
+            call.head_sent = False
+            self.held = None
         service = call.service or {}
         if not call.head_sent and call.upgrade is None and call.tries < int(service.get("retries") or 0):
             # Connection failures are retried; a request whose body went out only when idempotent.

@@ -58,6 +58,7 @@ class Exchange(Protocol):
     def upstream_failed(self, conn: UpstreamConnection, kind: str) -> None: ...
     def upstream_tunnel(self, conn: UpstreamConnection, data: bytes) -> None: ...
     def upstream_write_paused(self, paused: bool) -> None: ...
+    def upstream_fed(self, conn: UpstreamConnection) -> None: ...
 
 
 class Resolver:
@@ -180,6 +181,8 @@ class UpstreamConnection(asyncio.Protocol):
                 self._fail("invalid")
         except httptools.HttpParserError:
             self._fail("invalid")
+        if self.exchange is not None:
+            self.exchange.upstream_fed(self)
         if self.reset_parser:
             self.reset_parser = False
             self.parser = httptools.HttpResponseParser(self)
