@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -169,6 +170,23 @@ def measure(base: str, label: str) -> None:
     print(f"{label}: /billable?period=year JSON (month rows): {seconds * 1000:.0f} ms")
 
 
+def measure_cli(settings: Settings, label: str) -> None:
+    """`tollway report` straight from the database, as a table and as CSV (what a stopped node offers)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TOLLWAY_")}
+    env.update({"TOLLWAY_" + key.upper(): str(value) for key, value in settings.to_dict().items()
+                if key != "config_file"})
+    for extra in ([], ["--csv"]):
+        begin = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "tollway", "report", "--period", "month", "--start",
+                               "2026-09-01", "--end", "2026-10-01", *extra],
+                              env=env, capture_output=True, check=True)
+        seconds = time.perf_counter() - begin
+        rows = done.stdout.count(NEWLINE) - 1
+        what = "CSV" if extra else "table"
+        print(f"{label}: tollway report --period month ({what}): {rows:,} rows in {seconds:.2f} s "
+              f"(process start included)")
+
+
 def main(databases: list[str]) -> None:
     begin = time.perf_counter()
     usage, names = ledger_rows()
@@ -193,6 +211,7 @@ def main(databases: list[str]) -> None:
                 base, server, thread = serve(settings)
                 try:
                     measure(base, database)
+                    measure_cli(settings, database)
                 finally:
                     server.should_exit = True
                     thread.join(30)
