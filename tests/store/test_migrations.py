@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import pytest
@@ -13,21 +11,12 @@ from tollway.config import Settings
 from tollway.errors import NotBootstrapped, StoreError, StoreUnavailable
 from tollway.store import migrations
 from tollway.store.cli import migrations as migrations_cli
-from tollway.store.db import Database
+from tollway.store.db import run_with_database as run
 from tollway.store.snapshot import config_version, load_snapshot
 
 T = TypeVar("T")
 
 
-def run(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
-    async def main() -> T:
-        db = Database.from_settings(settings)
-        try:
-            return await work(db)
-        finally:
-            await db.dispose()
-
-    return asyncio.run(main())
 
 
 def cli(settings: Settings, *args: str) -> tuple[int, str]:

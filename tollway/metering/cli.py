@@ -5,7 +5,6 @@ It works while the gateway is stopped; a readable table by default, every row as
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 from typing import Any
@@ -17,7 +16,7 @@ from tollway.config import Settings
 from tollway.metering.periods import PERIODS
 from tollway.metering.query import GROUPS, UsageQuery
 from tollway.metering.report import UsageReport
-from tollway.store.db import Database
+from tollway.store.db import Database, run_with_database
 
 _TABLE_COLUMNS = ("period_start", "consumer", "service", "route", "status", "requests",
                   "request_bytes", "response_bytes", "latency_ms_avg")
@@ -43,19 +42,15 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         .rstrip() for line in cells)
 
 
-async def _report(settings: Settings, params: dict[str, str], as_csv: bool) -> None:
-    db = Database.from_settings(settings)
-    try:
-        report = await UsageReport.prepare(db, settings, UsageQuery.parse(params, time.time()))
-        if as_csv:
-            async for chunk in report.csv_chunks():
-                sys.stdout.buffer.write(chunk)
-            sys.stdout.buffer.flush()
-        else:
-            rows = [row async for row in report.rows()]
-            click.echo(format_table(rows) if rows else "no usage in this range")
-    finally:
-        await db.dispose()
+async def _report(db: Database, settings: Settings, params: dict[str, str], as_csv: bool) -> None:
+    report = await UsageReport.prepare(db, settings, UsageQuery.parse(params, time.time()))
+    if as_csv:
+        async for chunk in report.csv_chunks():
+            sys.stdout.buffer.write(chunk)
+        sys.stdout.buffer.flush()
+    else:
+        rows = [row async for row in report.rows()]
+        click.echo(format_table(rows) if rows else "no usage in this range")
 
 
 @click.command("report")
@@ -77,4 +72,4 @@ def report(settings: Settings, as_csv: bool, **options: str | None) -> None:
     Bad options end it with one line and exit code 1 (a QueryError is a TollwayError).
     """
     params = {name: value for name, value in options.items() if value is not None}
-    asyncio.run(_report(settings, params, as_csv))
+    run_with_database(settings, lambda db: _report(db, settings, params, as_csv))

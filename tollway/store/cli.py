@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import click
@@ -11,20 +9,11 @@ import click
 from tollway.clitools import pass_settings
 from tollway.config import Settings
 from tollway.store import migrations as runner
-from tollway.store.db import Database
+from tollway.store.db import Database, run_with_database
 
 T = TypeVar("T")
 
 
-def _with_db(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
-    async def main() -> T:
-        db = Database.from_settings(settings)
-        try:
-            return await work(db)
-        finally:
-            await db.dispose()
-
-    return asyncio.run(main())
 
 
 def _echo_ran(ran: list[runner.Migration]) -> None:
@@ -46,7 +35,7 @@ def bootstrap(settings: Settings) -> None:
             return None
         return await runner.bootstrap(db, settings)
 
-    ran = _with_db(settings, work)
+    ran = run_with_database(settings, work)
     if ran is None:
         click.echo("Database already bootstrapped")
         return
@@ -59,7 +48,7 @@ def bootstrap(settings: Settings) -> None:
 @pass_settings
 def up(settings: Settings) -> None:
     """Run the pending migrations of core and of the enabled plugins."""
-    ran = _with_db(settings, lambda db: runner.up(db, settings))
+    ran = run_with_database(settings, lambda db: runner.up(db, settings))
     if not ran:
         click.echo("Database is already up-to-date")
         return
@@ -71,7 +60,7 @@ def up(settings: Settings) -> None:
 @pass_settings
 def list_(settings: Settings) -> None:
     """Show executed and pending migrations per subsystem."""
-    states = _with_db(settings, lambda db: runner.list_state(db, settings))
+    states = run_with_database(settings, lambda db: runner.list_state(db, settings))
     click.echo("Executed migrations:")
     for state in states:
         if state.executed:
@@ -93,5 +82,5 @@ def reset(settings: Settings, yes: bool) -> None:
     """Drop every table: all configuration and usage data is lost."""
     if not yes:
         click.confirm("This will drop all Tollway data. Continue?", abort=True)
-    _with_db(settings, runner.reset)
+    run_with_database(settings, runner.reset)
     click.echo("Database reset")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event, exc
 from sqlalchemy.engine import URL
@@ -16,6 +17,8 @@ from tollway.config import Settings
 from tollway.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
 # aiosqlite logs every statement with its parameters (key-auth keys) at DEBUG: never let it.
 logging.getLogger("aiosqlite").setLevel(logging.INFO)
 
@@ -125,3 +128,19 @@ def _reason(err: BaseException) -> str:
     orig = getattr(err, "orig", None) or err.__cause__ or err
     text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
     return text
+
+
+def run_with_database(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+    """Run `work(db)` in a fresh event loop on a Database for `settings`, disposed of afterwards.
+
+    For synchronous callers (CLI commands, tests) that need the database once.
+    """
+
+    async def main() -> T:
+        db = Database.from_settings(settings)
+        try:
+            return await work(db)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(main())
