@@ -98,6 +98,14 @@ class Handler:
     def log(self, call: Call) -> None:
         return None
 
+    def phases(self) -> frozenset[str]:
+        """The phases the proxy calls on this handler: by default, those its class overrides.
+
+        A handler whose configuration makes a phase a no-op leaves it out, so the hot path
+        does not call it at all.
+        """
+        return overridden_phases(type(self))
+
 
 # Which phases a handler overrides, so the proxy calls only those.
 PHASES = ("access", "header_filter", "body_filter", "meter", "log")

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from tollway.plugins import load_module
-from tollway.plugins.base import Handler, overridden_phases
+from tollway.plugins.base import Handler
 
 __all__ = ["Chain", "RoutePlugins", "Runtime", "compile_plugins", "handler_class"]
 
@@ -57,7 +57,7 @@ class Chain:
         ordered = sorted(entries, key=lambda item: (-item[1].PRIORITY, item[0]))
         self.names = tuple(name for name, _ in ordered)
         self.handlers = tuple(handler for _, handler in ordered)
-        phases = [overridden_phases(type(h)) for h in self.handlers]
+        phases = [h.phases() for h in self.handlers]
         self.access = tuple((n, h) for (n, h), p in zip(ordered, phases, strict=True) if "access" in p)
         self.header_filter = tuple(h for h, p in zip(self.handlers, phases, strict=True) if "header_filter" in p)
         self.body_filter = tuple(h for h, p in zip(self.handlers, phases, strict=True) if "body_filter" in p)

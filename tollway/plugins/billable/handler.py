@@ -30,6 +30,10 @@ class Handler(base.Handler):
         settings = runtime.settings
         self.refuse = getattr(settings, "billable_spool_failure", "serve") == "refuse"
 
+    def phases(self) -> frozenset[str]:
+        # Serving through spool failures needs no access phase: leave it off the hot path.
+        return super().phases() if self.refuse else super().phases() - {"access"}
+
     def access(self, call: base.Call) -> base.Reply | None:
         spool = self.runtime.spool
         if self.refuse and spool is not None and spool.failing and not spool.recover():
