@@ -134,3 +134,19 @@ def test_a_hidden_file_left_by_a_writer_killed_while_opening_it_is_abandoned_aft
     os.utime(hidden, (time.time() - 120, time.time() - 120))
     assert reader.abandoned(older_than=time.time() - 60) == [hidden]
     assert reader.files() == []
+
+
+def test_the_caching_encoder_writes_exactly_what_encode_call_writes() -> None:
+    import types
+
+    from tollway.metering.records import LineEncoder, encode_call
+
+    encoder = LineEncoder()
+    odd = {"id": "c1", "username": "tab\there\\back", "custom_id": "new\nline"}
+    for consumer in (None, odd, {"id": "c2", "username": "plain", "custom_id": None}):
+        for route in ({"id": "r1", "name": "mock"}, {"id": "r2", "name": None}):
+            call = types.SimpleNamespace(consumer=consumer, service={"id": "s1", "name": "mock"}, route=route,
+                                         started_at=1_795_000_000.25, status=401, request_bytes=81,
+                                         response_bytes=223)
+            for _ in range(2):  # the second time from the cache
+                assert encoder.encode(call, 1_795_000_000.5) == encode_call(call, 1_795_000_000.5)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tollway.metering.records import encode_call
+from tollway.metering.records import LineEncoder
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,7 @@ class SpoolWriter:
         self.clock = clock
         # Health, for the handler and GET /status
         self.failing = False         # the last write failed; nothing is written until recover()
+        self._encoder = LineEncoder()
         self.dropped = 0             # calls served but not recorded (write errors)
         self.refused = 0             # calls answered 503 by billable_spool_failure = refuse
         self.last_error: str | None = None
@@ -129,7 +130,7 @@ class SpoolWriter:
 
     def append(self, call: Any) -> None:
         """Record one finished call (see tollway.plugins.base.Call)."""
-        data = encode_call(call, time.time())
+        data = self._encoder.encode(call, time.time())
         if self.failing and not self.recover():
             self.dropped += 1
             return
