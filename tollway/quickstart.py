@@ -9,12 +9,14 @@ until Ctrl-C, with the curl commands to try next.
 from __future__ import annotations
 
 import http.client
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.parse
+from pathlib import Path
 
 import click
 import orjson
@@ -72,6 +74,8 @@ def _tollway(*args: str) -> None:
 
 def run_quickstart(settings: Settings, send_traffic: bool = True) -> int:
     say = click.echo
+    # `kill` (SIGTERM) ends the quickstart as Ctrl-C does: the gateway and mock upstream stop with it.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     say(f"Tollway quickstart (prefix {settings.prefix}, database {settings.database})")
     _tollway("migrations", "bootstrap")
     _tollway("migrations", "up")
@@ -132,11 +136,10 @@ def run_quickstart(settings: Settings, send_traffic: bool = True) -> int:
         say(f"  curl {proxy}/mock/requests -H 'apikey: poppy-secret'")
         say(f"  curl {admin}/billable")
         say(f"  curl -s '{admin}/billable?period=month&csv=true' > usage.csv")
-        say("  tollway report --period month")
-        try:
-            gateway.wait()
-        except KeyboardInterrupt:
-            pass
+        tollway = "tollway" if shutil.which("tollway") else str(Path(sys.executable).parent / "tollway")
+        say(f"  {tollway} report --period month")
+        return gateway.wait()  # `tollway stop` elsewhere ends it too
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM, at any step: stop what was started, quietly
         return 0
     finally:
         if gateway.poll() is None:

@@ -39,3 +39,22 @@ def test_quickstart_sets_up_the_seed_reports_usage_and_stops_on_ctrl_c(tmp_path:
         code = proc.wait(timeout=60)
     assert code == 0
     assert not (Path(settings.prefix) / "tollway.pid").exists()
+
+
+def test_quickstart_stops_its_gateway_when_it_is_terminated(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "prefix", "sqlite", workers="1")
+    proc = subprocess.Popen([sys.executable, "-m", "tollway", "quickstart", "--no-traffic"], env=node_env(settings),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line or line.startswith("Try next"):
+            break
+    proc.terminate()  # SIGTERM to the quickstart alone, not its group
+    assert proc.wait(timeout=60) == 0
+    pid_file = Path(settings.prefix) / "tollway.pid"
+    deadline = time.monotonic() + 10
+    while pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not pid_file.exists()
