@@ -9,6 +9,7 @@ import pytest
 
 from tests.conftest import make_settings
 from tests.server.nodes import node_env, tollway
+from tollway.config import Settings
 
 
 def test_unknown_setting_in_file_names_the_key(tmp_path: Path) -> None:
@@ -29,8 +30,7 @@ def test_bad_value_from_environment_names_key_and_expectation(tmp_path: Path) ->
     assert len(line.splitlines()) == 1
 
 
-def test_start_on_a_database_never_bootstrapped_says_what_to_run(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path / "p", "sqlite")
+def test_start_on_a_database_never_bootstrapped_says_what_to_run(settings: Settings) -> None:
     result = tollway(settings, "start", timeout=60)
     assert result.returncode == 1
     assert "tollway migrations bootstrap" in result.stderr
@@ -56,8 +56,7 @@ def test_commands_on_a_stopped_node_fail_clearly(tmp_path: Path, command: str) -
     assert result.stderr.strip() == f"Error: Tollway is not running in {settings.prefix}"
 
 
-def test_daemon_start_health_and_stop(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path / "p", "sqlite")
+def test_daemon_start_health_and_stop(settings: Settings) -> None:
     assert tollway(settings, "migrations", "bootstrap").returncode == 0
     started = tollway(settings, "start", "--daemon", timeout=90)
     try:
