@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness.nginx import NginxServer  # noqa: E402
 from harness.tollway_node import TollwayNode, _request  # noqa: E402
+from harness.wrk import answered_2xx, key_rotation_script  # noqa: E402
 
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 DATABASE = "tollway_bench_flush"
@@ -59,23 +59,6 @@ async def _stats() -> dict[str, int]:
     finally:
         await conn.close()
     return dict(row)
-
-
-def _wrk_script(directory: Path, keys: list[str]) -> Path:
-    script = directory / "keys.lua"
-    quoted = ", ".join(f'"{key}"' for key in keys)
-    script.write_text(
-        f"local keys = {{{quoted}}}\nlocal i = 0\n"
-        "request = function()\n  i = i % #keys + 1\n"
-        '  return wrk.format("GET", "/bench", {["apikey"] = keys[i]})\nend\n')
-    return script
-
-
-def _answered(wrk_output: str) -> int:
-    """Responses wrk received, less any that were not 2xx (there should be none)."""
-    total = re.search(r"(\d+) requests in", wrk_output)
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", wrk_output)
-    return int(total.group(1)) - (int(non_2xx.group(1)) if non_2xx else 0) if total else 0
 
 
 def _metered(node: TollwayNode) -> int:
@@ -112,12 +95,13 @@ def main() -> int:
                 assert status in (200, 201), (path, status, body)
             time.sleep(1.5)
             before = asyncio.run(_stats())
+            script = key_rotation_script(work, "/bench", keys)
             result = subprocess.run(
-                ["wrk", "-t1", f"-c{args.connections}", f"-d{int(args.duration)}s", "-s", str(_wrk_script(work, keys)),
+                ["wrk", "-t1", f"-c{args.connections}", f"-d{int(args.duration)}s", "-s", str(script),
                  f"http://127.0.0.1:{node.proxy_port}/bench"], capture_output=True, text=True, check=True)
             time.sleep(3.0)  # two flush intervals and then some
             after = asyncio.run(_stats())
-            answered = _answered(result.stdout)
+            answered = answered_2xx(result.stdout)
             metered = _metered(node)
         finally:
             node.stop()

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import subprocess
 import sys
 import tempfile
@@ -30,27 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness.nginx import NginxServer  # noqa: E402
 from harness.tollway_node import TollwayNode, _request  # noqa: E402
+from harness.wrk import answered_2xx, key_rotation_script  # noqa: E402
 
 KEYS = {"poppy": "poppy-secret", "digit": "digit-secret"}
 FLAT = 0.10
-
-
-def _wrk_script(directory: Path) -> Path:
-    script = directory / "keys.lua"
-    quoted = ", ".join(f'"{key}"' for key in KEYS.values())
-    script.write_text(
-        f"local keys = {{{quoted}}}\nlocal i = 0\n"
-        "request = function()\n  i = i % #keys + 1\n"
-        '  return wrk.format("GET", "/mock/requests", {["apikey"] = keys[i]})\nend\n')
-    return script
-
-
-def _answered(output: str) -> int:
-    total = re.search(r"(\d+) requests in", output)
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    if total is None:
-        raise RuntimeError(f"wrk printed no total:\n{output}")
-    return int(total.group(1)) - (int(non_2xx.group(1)) if non_2xx else 0)
 
 
 def _sample(master_pid: int) -> dict[str, int]:
@@ -100,7 +82,7 @@ def main() -> int:
             time.sleep(1.5)
             master_pid = node.master_pid()
             assert master_pid is not None
-            script = _wrk_script(work)
+            script = key_rotation_script(work, "/mock/requests", list(KEYS.values()))
             deadline = time.monotonic() + args.minutes * 60
             answered = segments = 0
             samples: list[dict[str, int]] = []
@@ -109,7 +91,7 @@ def main() -> int:
                     ["wrk", "-t1", f"-c{args.connections}", f"-d{args.segment_seconds}s", "-s", str(script),
                      f"http://127.0.0.1:{node.proxy_port}/mock/requests"],
                     capture_output=True, text=True, check=True)
-                answered += _answered(result.stdout)
+                answered += answered_2xx(result.stdout)
                 segments += 1
                 time.sleep(1.0)  # let the segment's client connections finish closing
                 samples.append(_sample(master_pid))

@@ -7,6 +7,7 @@ with the request count, the duration and the latency percentiles in microseconds
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -113,3 +114,23 @@ def run_wrk(url: str, *, connections: int, threads: int, duration: float, script
     if result.returncode != 0:
         raise WrkError(f"wrk exited with {result.returncode}: {result.stderr.strip() or result.stdout[-500:]}")
     return parse_wrk_output(result.stdout)
+
+
+def key_rotation_script(directory: Path, path: str, keys: list[str]) -> Path:
+    """A wrk script whose requests GET `path`, sending each `apikey` of `keys` in turn."""
+    script = directory / "keys.lua"
+    quoted = ", ".join(f'"{key}"' for key in keys)
+    script.write_text(
+        f"local keys = {{{quoted}}}\nlocal i = 0\n"
+        "request = function()\n  i = i % #keys + 1\n"
+        f'  return wrk.format("GET", "{path}", {{["apikey"] = keys[i]}})\nend\n')
+    return script
+
+
+def answered_2xx(output: str) -> int:
+    """Responses wrk's plain summary counts, less any that were not 2xx or 3xx."""
+    total = re.search(r"(\d+) requests in", output)
+    if total is None:
+        raise WrkError(f"wrk printed no request count; its output was:\n{output[-2000:]}")
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return int(total.group(1)) - (int(non_2xx.group(1)) if non_2xx else 0)
