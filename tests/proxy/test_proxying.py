@@ -197,16 +197,21 @@ def test_chunked_and_close_delimited_responses_are_reframed(proxy, raw_upstreams
         assert request(proxy.port, "GET", path).body == body  # http.client decodes it too
 
 
+async def _switch_and_shout(reader, writer):
+    """Agree to the WebSocket upgrade, then echo every byte upper-cased."""
+    writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+    while True:
+        data = await reader.read(100)
+        if not data:
+            break
+        writer.write(data.upper())
+
+
 def test_websocket_upgrade_is_tunnelled(proxy, raw_upstreams):
     async def ws(reader, writer):
         line, headers = await read_head(reader)
         assert headers["upgrade"] == "websocket"
-        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-        while True:
-            data = await reader.read(100)
-            if not data:
-                break
-            writer.write(data.upper())
+        await _switch_and_shout(reader, writer)
     upstream = raw_upstreams(ws)
     svc = service(upstream.port)
     proxy.apply(snapshot([svc], [route(svc, ["/ws"])]))
@@ -259,12 +264,7 @@ def test_websocket_request_pipelined_behind_another_waits_its_turn(proxy, raw_up
             await asyncio.sleep(0.1)  # the WebSocket request and its early bytes arrive meanwhile
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst")
             return
-        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-        while True:
-            data = await reader.read(100)
-            if not data:
-                break
-            writer.write(data.upper())
+        await _switch_and_shout(reader, writer)
     upstream = raw_upstreams(answer)
     svc = service(upstream.port)
     proxy.apply(snapshot([svc], [route(svc, ["/"])]))
