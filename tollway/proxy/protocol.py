@@ -59,6 +59,7 @@ IDEMPOTENT = frozenset(["GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"])
 
 MAX_PIPELINE = 64               # requests parsed ahead of the one being answered
 LINGER = 2.0                    # seconds a refused client's bytes are still read and dropped
+DRAIN_IDLE_GRACE = 0.5          # seconds an idle connection of a draining worker may still send a request
 
 # Request headers the protocol looks at while parsing.
 _SPECIAL = frozenset([b"host", b"content-length", b"transfer-encoding", b"expect", b"connection", b"upgrade"])
@@ -923,13 +924,16 @@ class ClientProtocol(asyncio.Protocol):
         else:
             state = (int(self.in_head), self.completed)
             limit = header_timeout if self.in_head or not self.completed else keepalive_timeout
+            if self.closing and not self.in_head:
+                limit = min(limit, DRAIN_IDLE_GRACE)
         if state != self.watched:
             self.watched = state
             self.deadline = now + limit
             return
         if now < self.deadline:
             return
-        self.server.timeouts += 1
+        if not self.closing:
+            self.server.timeouts += 1
         if body is not None or self.in_head:
             self._reject(Rejected(408, responses.MSG_REQUEST_TIMEOUT))
         else:
@@ -938,10 +942,14 @@ class ClientProtocol(asyncio.Protocol):
     # Draining -----------------------------------------------------------------------------------
 
     def shutdown(self) -> None:
-        """Close now if idle; otherwise close once the response in flight is complete."""
+        """Close once the response in flight is complete; an idle connection after DRAIN_IDLE_GRACE.
+
+        Closing an idle keep-alive connection at once races a request the client is sending on it,
+        which would then fail with no response. During the grace a request that arrives is answered
+        with `Connection: close`; the sweep closes the connection when the grace passes unused.
+        """
         self.closing = True
-        if self.current is None and not self.pipeline:
-            self.transport.close()
+        self.watched = None  # the sweep restarts the idle clock with the drain's shorter limit
 
     def abort(self) -> None:
         self.transport.abort()
