@@ -60,8 +60,10 @@ class Call(Protocol):
     def remove_query_arg(self, name: str) -> None:
         """Drop every query argument of that name from what the upstream receives."""
 
-    def authenticate(self, consumer: dict[str, Any] | None, credential: dict[str, Any] | None) -> None:
-        """Record the consumer and credential; adds X-Consumer-* headers for the upstream."""
+    def authenticate(self, consumer: dict[str, Any] | None, credential: dict[str, Any] | None,
+                     anonymous: bool = False) -> None:
+        """Record the consumer and credential; sets the X-Consumer-*, X-Credential-Identifier and
+        X-Anonymous-Consumer headers for the upstream (whatever the client sent under those names is dropped)."""
 
 
 class Runtime(Protocol):

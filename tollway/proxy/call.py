@@ -18,6 +18,12 @@ __all__ = ["UNLIMITED", "Call"]
 
 UNLIMITED = 1 << 62  # a limit that is never reached
 
+# The headers `authenticate` sets for the upstream, lower-cased.
+_CONSUMER_HEADERS = ((b"x-consumer-id", "id"), (b"x-consumer-username", "username"),
+                     (b"x-consumer-custom-id", "custom_id"))
+_IDENTITY_HEADERS = frozenset([name for name, _ in _CONSUMER_HEADERS]
+                              + [b"x-credential-identifier", b"x-anonymous-consumer"])
+
 
 class Call:
     """One proxied request and its response (see tollway.plugins.base.Call for the public part)."""
@@ -116,18 +122,25 @@ class Call:
             self.query = "&".join(piece for piece in self.query.split("&")
                                   if piece and unquote_plus(piece.partition("=")[0]) != name)
 
-    def authenticate(self, consumer: dict[str, Any] | None, credential: dict[str, Any] | None) -> None:
-        """Record the consumer and credential; sets the X-Consumer-* headers for the upstream."""
+    def authenticate(self, consumer: dict[str, Any] | None, credential: dict[str, Any] | None,
+                     anonymous: bool = False) -> None:
+        """Record the consumer and credential; sets the identity headers for the upstream in one pass.
+
+        Whatever the client sent under those names is dropped, so it cannot pose as a consumer.
+        """
         self.consumer = consumer
         self.credential = credential
+        headers = [item for item in self.headers if item[0] not in _IDENTITY_HEADERS]
         if consumer is not None:
-            self.set_header("X-Consumer-ID", consumer.get("id"))
-            self.set_header("X-Consumer-Username", consumer.get("username"))
-            self.set_header("X-Consumer-Custom-ID", consumer.get("custom_id"))
-        else:
-            for name in ("X-Consumer-ID", "X-Consumer-Username", "X-Consumer-Custom-ID"):
-                self.set_header(name, None)
-        self.set_header("X-Credential-Identifier", credential.get("id") if credential else None)
+            for name, field in _CONSUMER_HEADERS:
+                value = consumer.get(field)
+                if value is not None:
+                    headers.append((name, str(value).encode("latin-1")))
+        if credential is not None and credential.get("id") is not None:
+            headers.append((b"x-credential-identifier", str(credential["id"]).encode("latin-1")))
+        if anonymous:
+            headers.append((b"x-anonymous-consumer", b"true"))
+        self.headers = headers
 
     def __repr__(self) -> str:
         return f"<Call {self.method} {self.path} status={self.status}>"

@@ -4,11 +4,13 @@ Request header names are kept lower-cased (the parser callback lowers them once)
 names are passed on as the upstream wrote them. Hop-by-hop headers (RFC 9110 §7.6.1: Connection
 and the names it lists, Keep-Alive, Proxy-*, TE, Trailer, Transfer-Encoding, Upgrade) never cross
 the proxy: message framing is rebuilt on each side, and Upgrade is only forwarded for WebSocket.
+Response headers are sorted once, as they are parsed (UpstreamConnection.on_header), with the
+sets defined here.
 """
 
 from __future__ import annotations
 
-__all__ = ["VIA", "HOP_BY_HOP", "connection_tokens", "upstream_request_head", "response_head"]
+__all__ = ["VIA", "HOP_BY_HOP", "RESPONSE_REWRITTEN", "connection_tokens", "upstream_request_head", "response_head"]
 
 VIA = b"1.1 tollway"
 
@@ -24,8 +26,8 @@ _REQUEST_REWRITTEN = HOP_BY_HOP | frozenset([
     b"x-real-ip", b"via",
 ])
 
-# Response headers the proxy writes itself.
-_RESPONSE_REWRITTEN = HOP_BY_HOP | frozenset([b"content-length", b"via"])
+# Response headers the proxy writes itself (an upstream response without any passes through as it is).
+RESPONSE_REWRITTEN = HOP_BY_HOP | frozenset([b"content-length", b"via"])
 
 
 def connection_tokens(value: bytes) -> frozenset[bytes]:
@@ -78,26 +80,6 @@ def upstream_request_head(
         parts += (b"connection: upgrade\r\nupgrade: ", upgrade, b"\r\n")
     parts.append(b"\r\n")
     return b"".join(parts)
-
-
-def filter_response_headers(raw: list[tuple[bytes, bytes]], upgrade: bool) -> tuple[list[tuple[bytes, bytes]], bytes]:
-    """The upstream's response headers without hop-by-hop ones, and its Via value (or b"")."""
-    tokens: frozenset[bytes] = frozenset()
-    for name, value in raw:
-        if name.lower() == b"connection":
-            tokens = tokens | connection_tokens(value)
-    kept: list[tuple[bytes, bytes]] = []
-    via = b""
-    for name, value in raw:
-        lname = name.lower()
-        if lname in _RESPONSE_REWRITTEN or lname in tokens or lname.startswith(b"proxy-"):
-            if lname == b"via":
-                via = value if not via else via + b", " + value
-            elif upgrade and lname == b"upgrade":
-                kept.append((name, value))
-            continue
-        kept.append((name, value))
-    return kept, via
 
 
 def response_head(status_line: bytes, headers: list[tuple[bytes, bytes]], via: bytes,

@@ -43,10 +43,11 @@ import httptools
 from tollway.plugins.base import Reply
 from tollway.proxy import responses
 from tollway.proxy.call import Call
-from tollway.proxy.headers import connection_tokens, filter_response_headers, response_head, upstream_request_head
-from tollway.proxy.upstream import ConnectFailed, PoolKey, UpstreamConnection
+from tollway.proxy.headers import connection_tokens, response_head, upstream_request_head
+from tollway.proxy.upstream import ConnectFailed, Target, UpstreamConnection
 
 if TYPE_CHECKING:
+    from tollway.proxy.chain import RoutePlugins
     from tollway.proxy.server import ProxyServer, State
 
 __all__ = ["ClientProtocol"]
@@ -376,16 +377,17 @@ class ClientProtocol(asyncio.Protocol):
         if match is None:
             self._gateway_error(call, 404, responses.MSG_NO_ROUTE)
             return
+        compiled = match.compiled
         call.match = match
-        call.route = match.compiled.route
-        call.service = match.compiled.service
-        plugins = state.plugins.get(call.route["id"])
+        call.route = compiled.route
+        call.service = compiled.service
+        plugins = compiled.plugins
         if plugins is None:
             self._gateway_error(call, 404, responses.MSG_NO_ROUTE)
             return
         chain = plugins.base
         call.chain = chain
-        if not match.compiled.http_allowed and not self.tls:
+        if not compiled.http_allowed and not self.tls:
             self._reply(call, Reply(426, {"message": responses.MSG_USE_HTTPS},
                                     {"Connection": "Upgrade", "Upgrade": "TLS/1.2, HTTP/1.1"}))
             return
@@ -403,11 +405,17 @@ class ClientProtocol(asyncio.Protocol):
             self.transport.write(responses.CONTINUE)
         self._attempt(call)
 
-    def _access(self, call: Call, plugins: object) -> Reply | None:
+    def _access(self, call: Call, plugins: RoutePlugins) -> Reply | None:
         """Run the access phases; switch to the consumer's chain once an auth plugin found one."""
         chain = call.chain
         assert chain is not None
-        by_consumer = plugins.by_consumer  # type: ignore[attr-defined]
+        by_consumer = plugins.by_consumer
+        if not by_consumer:  # no consumer has plugins of its own on this route
+            for _, handler in chain.access:
+                reply = handler.access(call)
+                if reply is not None:
+                    return reply
+            return None
         done: set[str] = set()
         switched = False
         entries = chain.access
@@ -419,9 +427,9 @@ class ClientProtocol(asyncio.Protocol):
             reply = handler.access(call)
             if reply is not None:
                 return reply
-            if not switched and call.consumer is not None and by_consumer:
+            if not switched and call.consumer is not None:
                 switched = True
-                consumer_chain = by_consumer.get(call.consumer.get("id"))
+                consumer_chain = by_consumer.get(call.consumer.get("id") or "")
                 if consumer_chain is not None:
                     call.chain = consumer_chain
                     priority = handler.PRIORITY
@@ -432,22 +440,17 @@ class ClientProtocol(asyncio.Protocol):
 
     def _attempt(self, call: Call) -> None:
         """Send the request on an idle pooled connection, or open one in a task."""
-        service = call.service
-        assert service is not None
-        key = PoolKey(service.get("protocol") or "http", service["host"], int(service.get("port") or 80),
-                      service.get("tls_verify") is not False)
-        conn = self.server.pool.take(key)
+        target: Target = call.match.compiled.target  # type: ignore[union-attr]
+        conn = self.server.pool.take(target.key)
         if conn is not None:
             self._send(call, conn)
         else:
-            self.loop.create_task(self._connect(call, key))
+            self.loop.create_task(self._connect(call, target))
 
-    async def _connect(self, call: Call, key: PoolKey) -> None:
-        service = call.service
-        assert service is not None
-        timeout = (service.get("connect_timeout") or 60000) / 1000.0
+    async def _connect(self, call: Call, target: Target) -> None:
+        key = target.key
         try:
-            conn = await self.server.pool.connect(key, timeout)
+            conn = await self.server.pool.connect(key, target.connect_timeout)
         except ConnectFailed as exc:
             log.info("%s", exc)
             self._upstream_error(call, exc.kind, nothing_sent=True)
@@ -463,21 +466,15 @@ class ClientProtocol(asyncio.Protocol):
 
     def _send(self, call: Call, conn: UpstreamConnection) -> None:
         """Write the request head (and whatever body arrived) to `conn`."""
-        service = call.service
         match = call.match
-        assert service is not None and match is not None
+        assert match is not None
+        compiled = match.compiled
+        service: Target = compiled.target
         call.upstream = conn
-        conn.begin(self, call.method == "HEAD",
-                   (service.get("read_timeout") or 60000) / 1000.0,
-                   (service.get("write_timeout") or 60000) / 1000.0)
+        conn.begin(self, call.method == "HEAD", service.read_timeout, service.write_timeout)
         if self.write_paused:
             conn.pause_reading()
-        if match.compiled.preserve_host and call.host:
-            host = call.host
-        else:
-            port = conn.key.port
-            default = 443 if conn.key.scheme == "https" else 80
-            host = conn.key.host.encode() if port == default else b"%s:%d" % (conn.key.host.encode(), port)
+        host = call.host if compiled.preserve_host and call.host else service.host_header
         target = match.upstream_path.encode("latin-1")
         if call.query:
             target += b"?" + call.query.encode("latin-1")
@@ -550,7 +547,12 @@ class ClientProtocol(asyncio.Protocol):
             conn.detach()
             self._upstream_error(call, "invalid", nothing_sent=False)
             return
-        headers, via = filter_response_headers(raw, upgrade)
+        headers = raw  # framing and hop-by-hop headers are already out (UpstreamConnection.on_header)
+        if conn.hop_tokens:
+            headers = [item for item in raw if item[0].lower() not in conn.hop_tokens]
+        if upgrade and conn.upgrade_header is not None:
+            headers.append(conn.upgrade_header)
+        via = conn.via
         call.status = status
         call.response_headers = headers
         chain = call.chain
@@ -560,13 +562,7 @@ class ClientProtocol(asyncio.Protocol):
                     handler.header_filter(call)
                 except Exception:
                     log.exception("plugin header_filter failed")
-        length: int | None = None
-        for name, value in raw:
-            if name.lower() == b"content-length":
-                try:
-                    length = int(value)
-                except ValueError:
-                    length = None
+        length = conn.content_length
         keep_alive = call.keep_alive and not self.closing and not self.server.draining
         if upgrade:
             mode = _NO_BODY

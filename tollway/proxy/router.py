@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["CompiledRoute", "Match", "RouteTable", "upstream_path"]
@@ -41,7 +41,9 @@ class CompiledRoute:
     preserve_host: bool
     path_handling: str
     http_allowed: bool                # "http" in protocols (else the client must use https)
-    extra: dict[str, Any] = field(default_factory=dict)  # room for the proxy's per-route data
+    # Set by the proxy when it applies a configuration, so a request finds them from its match:
+    plugins: Any = None               # tollway.proxy.chain.RoutePlugins
+    target: Any = None                # tollway.proxy.upstream.Target of the service
 
     def host_rank(self, host: str) -> int:
         """2 for an exact host match, 1 for a wildcard one, 0 when the route has no hosts, -1 no match."""

@@ -26,7 +26,7 @@ from tollway.proxy.call import UNLIMITED
 from tollway.proxy.chain import RoutePlugins, Runtime, compile_plugins
 from tollway.proxy.protocol import ClientProtocol
 from tollway.proxy.router import RouteTable
-from tollway.proxy.upstream import UpstreamPool
+from tollway.proxy.upstream import Target, UpstreamPool
 
 __all__ = ["Limits", "ProxyServer", "State", "server_ssl_context"]
 
@@ -53,6 +53,14 @@ class State:
         runtime = Runtime(settings, spool, snapshot)
         plugins = compile_plugins(snapshot, settings.enabled_plugins, runtime,
                                   [(r.route["id"], r.service["id"]) for r in routes.routes])
+        targets: dict[str, Target] = {}
+        for compiled in routes.routes:
+            compiled.plugins = plugins.get(compiled.route["id"])
+            service = compiled.service
+            target = targets.get(service["id"])
+            if target is None:
+                target = targets[service["id"]] = Target(service)
+            compiled.target = target
         return cls(int(snapshot.get("version") or 0), routes, plugins, runtime)
 
 

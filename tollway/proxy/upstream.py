@@ -25,11 +25,17 @@ from typing import Any, NamedTuple, Protocol
 
 import httptools
 
-__all__ = ["DNS_TTL", "ConnectFailed", "Exchange", "PoolKey", "Resolver", "UpstreamConnection", "UpstreamPool"]
+from tollway.proxy.headers import RESPONSE_REWRITTEN, connection_tokens
+
+__all__ = ["DNS_TTL", "ConnectFailed", "Exchange", "PoolKey", "Resolver", "Target", "UpstreamConnection",
+           "UpstreamPool"]
 
 log = logging.getLogger("tollway.proxy")
 
 DNS_TTL = 30.0
+
+_NAMES_NO_HEADER = frozenset([b"close"])  # a Connection token that is not a header name
+
 
 
 class PoolKey(NamedTuple):
@@ -39,6 +45,23 @@ class PoolKey(NamedTuple):
     host: str
     port: int
     verify: bool
+
+
+class Target:
+    """How to reach one service, worked out once per configuration rather than per request."""
+
+    __slots__ = ("connect_timeout", "host_header", "key", "read_timeout", "retries", "write_timeout")
+
+    def __init__(self, service: dict[str, Any]) -> None:
+        scheme = service.get("protocol") or "http"
+        port = int(service.get("port") or 80)
+        self.key = PoolKey(scheme, service["host"], port, service.get("tls_verify") is not False)
+        host = self.key.host.encode()
+        self.host_header = host if port == (443 if scheme == "https" else 80) else b"%s:%d" % (host, port)
+        self.connect_timeout = (service.get("connect_timeout") or 60000) / 1000.0
+        self.read_timeout = (service.get("read_timeout") or 60000) / 1000.0
+        self.write_timeout = (service.get("write_timeout") or 60000) / 1000.0
+        self.retries = int(service.get("retries") or 0)
 
 
 class ConnectFailed(Exception):
@@ -107,7 +130,14 @@ class UpstreamConnection(asyncio.Protocol):
         self.exchange: Exchange | None = None
         self.head_only = False
         self.status = 0
+        # The response head, sorted as it is parsed: `headers` are the end-to-end ones, in order;
+        # framing and hop-by-hop headers (tollway.proxy.headers) are recorded, never passed on.
         self.headers: list[tuple[bytes, bytes]] = []
+        self.content_length: int | None = None
+        self.chunked = False
+        self.via = b""
+        self.upgrade_header: tuple[bytes, bytes] | None = None
+        self.hop_tokens: frozenset[bytes] = frozenset()  # other header names its Connection lists
         self.informational = False
         self.got_bytes = False
         self.sent_all = False           # the whole request (head and body) was written
@@ -119,6 +149,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.read_timeout = 60.0
         self.write_timeout = 60.0
         self.timer: asyncio.TimerHandle | None = None
+        self.timer_due = 0.0
 
     # asyncio.Protocol --------------------------------------------------------------------------
 
@@ -191,9 +222,32 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self.headers = []
+        self.content_length = None
+        self.chunked = False
+        self.via = b""
+        self.upgrade_header = None
+        self.hop_tokens = frozenset()
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
+        lname = name.lower()
+        if lname in RESPONSE_REWRITTEN:
+            if lname == b"content-length":
+                try:
+                    self.content_length = int(value)
+                except ValueError:
+                    self.content_length = None
+            elif lname == b"transfer-encoding":
+                self.chunked = self.chunked or b"chunked" in value.lower()
+            elif lname == b"connection":
+                tokens = connection_tokens(value) - RESPONSE_REWRITTEN - _NAMES_NO_HEADER
+                if tokens:
+                    self.hop_tokens = self.hop_tokens | tokens
+            elif lname == b"via":
+                self.via = value if not self.via else self.via + b", " + value
+            elif lname == b"upgrade":
+                self.upgrade_header = (name, value)
+        elif not lname.startswith(b"proxy-"):
+            self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
@@ -201,14 +255,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.informational = 100 <= status < 200 and status != 101
         if self.informational or self.exchange is None:
             return
-        self.close_delimited = False
-        if status >= 200 and status not in (204, 304) and not self.head_only:
-            for name, value in self.headers:
-                lname = name.lower()
-                if lname == b"content-length" or (lname == b"transfer-encoding" and b"chunked" in value.lower()):
-                    break
-            else:
-                self.close_delimited = True
+        self.close_delimited = (status >= 200 and status not in (204, 304) and not self.head_only
+                                and self.content_length is None and not self.chunked)
         self.exchange.upstream_head(self, status, self.headers)
         if self.head_only and self.exchange is not None:
             # llhttp cannot be told the request was HEAD: complete the exchange here and give
@@ -238,8 +286,12 @@ class UpstreamConnection(asyncio.Protocol):
         self.close_delimited = False
         self.read_timeout = read_timeout
         self.write_timeout = write_timeout
-        self.last_activity = self.loop.time()
-        self._arm(min(read_timeout, write_timeout))
+        now = self.last_activity = self.loop.time()
+        # One timer per connection, re-armed only when it would fire too late for this exchange:
+        # a kept-alive connection carrying request after request arms it about once per timeout.
+        due = now + min(read_timeout, write_timeout)
+        if self.timer is None or self.timer_due > due:
+            self._arm(due - now)
 
     def request_sent(self) -> None:
         """The whole request was written: the read timeout runs from now."""
@@ -286,7 +338,6 @@ class UpstreamConnection(asyncio.Protocol):
         exchange = self.exchange
         self.done = True
         self.exchange = None
-        self._cancel_timer()
         reusable = keep_alive and self.sent_all and not self.tunnel
         if exchange is not None:
             exchange.upstream_done(self, reusable)
@@ -306,7 +357,9 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _arm(self, delay: float) -> None:
         self._cancel_timer()
-        self.timer = self.loop.call_later(max(delay, 0.001), self._check_timeout)
+        delay = max(delay, 0.001)
+        self.timer_due = self.loop.time() + delay
+        self.timer = self.loop.call_later(delay, self._check_timeout)
 
     def _cancel_timer(self) -> None:
         if self.timer is not None:

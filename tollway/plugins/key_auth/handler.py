@@ -76,14 +76,12 @@ class Handler(base.Handler):
             if found is not None:
                 credential, consumer = found
                 call.authenticate(consumer, credential)
-                call.set_header("X-Anonymous-Consumer", None)
                 return None
         if self.anonymous is not None:
             anonymous = self.index.consumers.get(self.anonymous) or self.index.by_username.get(self.anonymous)
             if anonymous is None:
                 return Reply(500, {"message": NO_ANONYMOUS})
-            call.authenticate(anonymous, None)
-            call.set_header("X-Anonymous-Consumer", "true")
+            call.authenticate(anonymous, None, anonymous=True)
             return None
         if key is None:
             return Reply(401, {"message": NO_KEY}, dict(CHALLENGE))

@@ -1,0 +1,159 @@
+"""The proxy's per-request Python cost, with no sockets: what the interpreter spends on one call.
+
+    .venv/bin/python bench/hot_path.py [--requests 200000] [--plugins key-auth,billable] [--profile]
+
+A ClientProtocol and a pooled UpstreamConnection are driven with in-memory transports: each
+iteration feeds a request head to the client side and a canned 200 response to the upstream side,
+exactly as the event loop would deliver them, so everything the hot path does runs except the
+socket system calls (the billable spool's `os.write` is real). It prints microseconds per
+request; `--profile` adds the top functions by cProfile. The figure is for comparing changes to
+the hot path on one machine; the end-to-end numbers come from bench/run.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import pstats
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tollway.config import load_settings  # noqa: E402
+from tollway.metering.spool import SpoolWriter  # noqa: E402
+from tollway.proxy.protocol import ClientProtocol  # noqa: E402
+from tollway.proxy.server import ProxyServer  # noqa: E402
+from tollway.proxy.upstream import PoolKey, UpstreamConnection  # noqa: E402
+
+UPSTREAM_PORT = 9
+WARMUP = 1000
+API_KEY = "hot-path-key"
+REQUEST = (b"GET /bench HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: wrk\r\nAccept: */*\r\n"
+           b"apikey: " + API_KEY.encode() + b"\r\n\r\n")
+RESPONSE = (b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Sun, 29 Nov 2026 14:00:00 GMT\r\n"
+            b"Content-Type: text/plain\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok")
+
+
+class MemoryTransport(asyncio.Transport):
+    """Counts what is written; reading and closing are no-ops."""
+
+    def __init__(self, peer: tuple[str, int], local: tuple[str, int]) -> None:
+        super().__init__()
+        self.extra = {"peername": peer, "sockname": local}
+        self.written = 0
+        self.closed = False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.extra.get(name, default)
+
+    def write(self, data: Any) -> None:
+        self.written += len(data)
+
+    def writelines(self, list_of_data: Any) -> None:
+        for data in list_of_data:
+            self.written += len(data)
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def can_write_eof(self) -> bool:
+        return True
+
+
+def _snapshot(plugins: list[str]) -> dict[str, Any]:
+    service = {"id": "s1", "name": "bench", "protocol": "http", "host": "127.0.0.1", "port": UPSTREAM_PORT,
+               "path": None, "retries": 5, "connect_timeout": 60000, "write_timeout": 60000,
+               "read_timeout": 60000, "enabled": True, "tls_verify": None, "tags": None}
+    route = {"id": "r1", "name": "bench", "service": {"id": "s1"}, "protocols": ["http", "https"],
+             "methods": None, "hosts": None, "paths": ["/bench"], "headers": None, "strip_path": True,
+             "preserve_host": False, "regex_priority": 0, "path_handling": "v0"}
+    consumer = {"id": "c1", "username": "bench", "custom_id": None}
+    rows = []
+    for number, name in enumerate(plugins):
+        config = {"key_names": ["apikey"], "hide_credentials": False, "anonymous": None, "key_in_header": True,
+                  "key_in_query": True, "key_in_body": False, "run_on_preflight": True} if name == "key-auth" else {}
+        rows.append({"id": f"p{number}", "name": name, "enabled": True, "config": config,
+                     "service": None, "route": {"id": "r1"} if name == "key-auth" else None, "consumer": None})
+    return {"version": 1, "services": [service], "routes": [route], "consumers": [consumer], "plugins": rows,
+            "keyauth_credentials": [{"id": "k1", "consumer": {"id": "c1"}, "key": API_KEY}]}
+
+
+async def _run(requests: int, plugins: list[str], profile: bool, prefix: Path) -> float:
+    settings = load_settings(environ={}, prefix=str(prefix), proxy_listen="127.0.0.1:8000",
+                             plugins=",".join(["bundled", *plugins]))
+    spool = SpoolWriter(settings.spool_dir, "hot-path") if "billable" in plugins else None
+    server = ProxyServer(settings, spool=spool)
+    server._setup()
+    server.apply(_snapshot(plugins))
+    client = ClientProtocol(server)
+    client_transport = MemoryTransport(("127.0.0.1", 40000), ("127.0.0.1", 8000))
+    client.connection_made(client_transport)
+    upstream = UpstreamConnection(server.pool, PoolKey("http", "127.0.0.1", UPSTREAM_PORT, True))
+    upstream.connection_made(MemoryTransport(("127.0.0.1", UPSTREAM_PORT), ("127.0.0.1", 40001)))
+    server.pool.release(upstream)
+
+    def one() -> None:
+        client.data_received(REQUEST)
+        upstream.data_received(RESPONSE)
+
+    for _ in range(WARMUP):
+        one()
+    await asyncio.sleep(0)
+    profiler = cProfile.Profile() if profile else None
+    written = client_transport.written
+    started = time.perf_counter()
+    if profiler is not None:
+        profiler.enable()
+    for done in range(requests):
+        one()
+        if done % 256 == 0:
+            await asyncio.sleep(0)  # what the loop would run between reads (scheduled log phases)
+    elapsed = time.perf_counter() - started
+    if profiler is not None:
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+    per_response = (client_transport.written - written) / requests
+    if not client_transport.written or per_response < len(b"HTTP/1.1 200 OK\r\n"):
+        raise SystemExit("the proxy wrote no responses: the hot path is not running")
+    if spool is not None:
+        spool.close()
+        lines = sum(path.read_bytes().count(b"\n") for path in Path(settings.spool_dir).glob("*.spool"))
+        if lines != requests + WARMUP:
+            raise SystemExit(f"billable metered {lines} calls of {requests + WARMUP}")
+    return elapsed / requests * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=200_000)
+    parser.add_argument("--plugins", default="key-auth,billable", help="comma separated, or 'none'")
+    parser.add_argument("--profile", action="store_true", help="print cProfile's top functions")
+    args = parser.parse_args()
+    plugins = [] if args.plugins == "none" else [p for p in args.plugins.split(",") if p]
+    with tempfile.TemporaryDirectory() as prefix:
+        micros = uvloop.run(_run(args.requests, plugins, args.profile, Path(prefix)))
+    print(f"{micros:.2f} us per request ({'+'.join(plugins) or 'no plugins'}, {args.requests} requests)")
+
+
+if __name__ == "__main__":
+    main()
