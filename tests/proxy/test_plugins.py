@@ -45,6 +45,23 @@ def test_key_in_header_or_query_authenticates_and_sets_consumer_headers(proxy, e
         assert "x-anonymous-consumer" not in headers
 
 
+def test_client_identity_headers_are_replaced_and_a_removed_key_stops_working(proxy, echo_upstream):
+    alice, cred = setup_key_auth(proxy, echo_upstream)
+    spoofed = {"apikey": "poppy-secret", "X-Consumer-ID": "someone-else", "X-Anonymous-Consumer": "true",
+               "X-Credential-Identifier": "forged"}
+    for _ in range(2):  # the second call finds the key among those already seen
+        headers = request(proxy.port, "GET", "/mock", headers=spoofed).json()["headers"]
+        assert headers["x-consumer-id"] == alice["id"]
+        assert headers["x-credential-identifier"] == cred["id"]
+        assert "x-anonymous-consumer" not in headers
+    svc = service(echo_upstream)
+    rte = route(svc, ["/mock"], name="mock")
+    proxy.apply(snapshot([svc], [rte], consumers=[alice], plugins=[plugin("key-auth", route=rte)], version=2))
+    resp = request(proxy.port, "GET", "/mock", headers={"apikey": "poppy-secret"})
+    assert resp.status == 401
+    assert resp.json() == {"message": "Invalid authentication credentials"}
+
+
 def test_hide_credentials_strips_the_key_from_header_and_query(proxy, echo_upstream):
     setup_key_auth(proxy, echo_upstream, {"hide_credentials": True})
     echo = request(proxy.port, "GET", "/mock?apikey=poppy-secret&keep=1").json()

@@ -1,8 +1,8 @@
 """key-auth: identify the consumer by an API key in a header or the query string (as Kong's).
 
 The key lookup is a dict built once per configuration (key hash -> (credential, consumer)) and
-shared by every key-auth handler through `runtime.indexes`; a request costs one SHA-256 of the
-presented key (about a microsecond) and one dict probe. The snapshot carries hashes; a readable
+shared by every key-auth handler through `runtime.indexes`; the first request with a key costs one
+SHA-256 of it (about a microsecond), later ones a dict probe. The snapshot carries hashes; a readable
 key (an older snapshot, or a test's) is hashed when the index is built, so both work the same.
 Keys never reach a log line.
 """
@@ -24,7 +24,7 @@ CHALLENGE = {"WWW-Authenticate": 'Key realm="tollway"'}
 class KeyIndex:
     """Credentials by key and consumers by id and username, from one configuration snapshot."""
 
-    __slots__ = ("by_key", "consumers", "by_username")
+    __slots__ = ("by_key", "by_username", "consumers", "known")
 
     def __init__(self, snapshot: dict[str, Any], consumers: dict[str, dict[str, Any]] | None = None) -> None:
         if consumers is None:
@@ -32,6 +32,9 @@ class KeyIndex:
         self.consumers = consumers
         self.by_username = {c["username"]: c for c in consumers.values() if c.get("username")}
         self.by_key: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        # Keys presented and found since this configuration was applied, so a client's next call
+        # costs no hash. Only valid keys enter, so it holds at most one entry per credential.
+        self.known: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
         for credential in snapshot.get("keyauth_credentials") or ():
             consumer = consumers.get((credential.get("consumer") or {}).get("id") or "")
             if consumer is not None and credential.get("key"):
@@ -72,7 +75,12 @@ class Handler(base.Handler):
             return None  # another auth plugin already identified the consumer
         key = self._find_key(call)
         if key is not None:
-            found = self.index.by_key.get(hash_key(key))
+            index = self.index
+            found = index.known.get(key)
+            if found is None:
+                found = index.by_key.get(hash_key(key))
+                if found is not None:
+                    index.known[key] = found
             if found is not None:
                 credential, consumer = found
                 call.authenticate(consumer, credential)
