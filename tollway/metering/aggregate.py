@@ -32,19 +32,24 @@ class UsageBatch:
         # (kind, id) -> (name, custom_id, seen_ms)
         self.names: dict[tuple[str, str], tuple[str | None, str | None, int]] = {}
 
-    def add(self, record: UsageRecord) -> None:
-        """Count one call."""
-        key = (record.ts_ms // 60_000 * 60, record.consumer_id, record.service_id, record.route_id,
-               record.status)
+    def add(self, record: UsageRecord, count: int = 1, minute: int | None = None,
+            sizes: tuple[int, int, int] | None = None) -> None:
+        """Count one call; or `count` calls of one minute with summed `sizes` (request bytes,
+        response bytes, latency), `record` being the latest of them."""
+        if minute is None:
+            minute = record.ts_ms // 60_000 * 60
+        if sizes is None:
+            sizes = (record.request_bytes, record.response_bytes, record.latency_us)
+        key = (minute, record.consumer_id, record.service_id, record.route_id, record.status)
         totals = self.minutes.get(key)
         if totals is None:
-            self.minutes[key] = [1, record.request_bytes, record.response_bytes, record.latency_us]
+            self.minutes[key] = [count, *sizes]
         else:
-            totals[0] += 1
-            totals[1] += record.request_bytes
-            totals[2] += record.response_bytes
-            totals[3] += record.latency_us
-        self.records += 1
+            totals[0] += count
+            totals[1] += sizes[0]
+            totals[2] += sizes[1]
+            totals[3] += sizes[2]
+        self.records += count
         ts = record.ts_ms
         if record.consumer_id:
             self._seen("consumer", record.consumer_id, record.consumer_username, record.consumer_custom_id, ts)
@@ -59,17 +64,59 @@ class UsageBatch:
             self.names[(kind, id_)] = (name, custom_id, ts)
 
     def add_lines(self, lines: Iterable[bytes], source: str = "") -> None:
-        """Count spool lines; empty lines are skipped, a line that does not parse is logged and skipped."""
+        """Count spool lines; empty lines are skipped, a line that does not parse is logged and skipped.
+
+        The flusher's hot loop: a line is only split at its ends (format version and time at the
+        front, the four numbers at the back) and summed under its raw middle, the consumer,
+        service and route fields; each distinct middle is decoded once, by `_fold`.
+        """
+        groups: dict[tuple[int, bytes, int], list[int]] = {}
         for line in lines:
             if not line:
                 continue  # a writer's probe after a write failure (see tollway.metering.spool)
             try:
-                record = decode_line(line)
-            except ValueError as exc:  # UnicodeDecodeError is a ValueError too
-                self.bad_lines += 1
-                log.error("usage spool %s: skipping a malformed line: %s", source, exc)
+                head, status, request_bytes, response_bytes, latency_us = line.rsplit(b"\t", 4)
+                version, ts, entities = head.split(b"\t", 2)
+                if version != b"1":
+                    raise ValueError(f"format version {version[:20]!r}")
+                ts_ms = int(ts)
+                key = (ts_ms // 60_000 * 60, entities, int(status))
+                sizes = (int(request_bytes), int(response_bytes), int(latency_us))
+            except ValueError as exc:
+                self._bad(source, line, exc)
                 continue
-            self.add(record)
+            totals = groups.get(key)
+            if totals is None:
+                groups[key] = [1, *sizes, ts_ms]
+            else:
+                totals[0] += 1
+                totals[1] += sizes[0]
+                totals[2] += sizes[1]
+                totals[3] += sizes[2]
+                if ts_ms > totals[4]:
+                    totals[4] = ts_ms
+        self._fold(groups, source)
+
+    def _fold(self, groups: dict[tuple[int, bytes, int], list[int]], source: str) -> None:
+        decoded: dict[bytes, UsageRecord | None] = {}  # the middle fields, decoded once
+        for (minute, entities, status), (count, request_bytes, response_bytes, latency_us, ts_ms) in groups.items():
+            if entities not in decoded:
+                try:
+                    decoded[entities] = decode_line(b"1\t0\t%s\t%d\t0\t0\t0" % (entities, status))
+                except ValueError as exc:
+                    decoded[entities] = None
+                    log.error("usage spool %s: skipping malformed lines: bad consumer, service and route "
+                              "fields %r (%s)", source, entities[:200], exc)
+            record = decoded[entities]
+            if record is None:
+                self.bad_lines += count
+                continue
+            self.add(record._replace(ts_ms=ts_ms, status=status), count=count, minute=minute,
+                     sizes=(request_bytes, response_bytes, latency_us))
+
+    def _bad(self, source: str, line: bytes, exc: Exception) -> None:
+        self.bad_lines += 1
+        log.error("usage spool %s: skipping a malformed line: %s (%r)", source, exc, line[:200])
 
     def usage_rows(self) -> list[dict[str, Any]]:
         """Ledger rows of every grain (minute, hour, day, week, month) for this batch."""
