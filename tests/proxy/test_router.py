@@ -136,3 +136,17 @@ def test_matching_cost_does_not_grow_with_the_number_of_prefix_routes():
     thousand = min(_time_matches(1000) for _ in range(3))
     print(f"match: 1 route {one * 1e6:.2f} us, 1000 routes {thousand * 1e6:.2f} us")
     assert thousand < one * 3
+
+
+@pytest.mark.parametrize(("protocols", "code", "allowed", "redirect"), [
+    (["https"], None, False, None),
+    (["https"], 426, False, None),
+    (["https"], 301, False, 301),
+    (["https"], 308, False, 308),
+    (["http", "https"], 302, True, 302),
+    (["http"], 307, True, 307),
+])
+def test_compiled_route_knows_how_plain_http_is_answered(protocols, code, allowed, redirect):
+    compiled = table(route(SVC, ["/"], protocols=protocols, https_redirect_status_code=code)).routes[0]
+    assert compiled.http_allowed is allowed
+    assert compiled.https_redirect == redirect

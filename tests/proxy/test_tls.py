@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.proxy.conftest import plugin, read_head, request, route, service, snapshot
+from tests.proxy.conftest import plugin, raw_exchange, read_head, request, route, service, snapshot
 from tollway.errors import ConfigError
 from tollway.proxy.server import ProxyServer
 
@@ -71,13 +71,61 @@ def test_plain_http_to_the_tls_port_gets_no_response(tls_proxy, echo_upstream):
         assert not answer.startswith(b"HTTP/")
 
 
-def test_https_only_route_answers_426_over_plain_http(proxy, echo_upstream, recorder):
-    svc = service(echo_upstream)
-    proxy.apply(snapshot([svc], [route(svc, ["/tls"], protocols=["https"])], plugins=[plugin("billable")]))
-    resp = request(proxy.port, "GET", "/tls")
+@pytest.mark.parametrize("redirect", [{}, {"https_redirect_status_code": 426}], ids=["unset", "426"])
+def test_https_only_route_answers_426_over_plain_http(proxy, recording_upstream, recorder, redirect):
+    svc = service(recording_upstream.port)
+    proxy.apply(snapshot([svc], [route(svc, ["/tls"], protocols=["https"], **redirect)],
+                         plugins=[plugin("billable")]))
+    resp = request(proxy.port, "GET", "/tls?a=1")
     assert resp.status == 426
     assert resp.json() == {"message": "Please use HTTPS protocol"}
     assert resp.headers["upgrade"] == "TLS/1.2, HTTP/1.1"
+    assert ("Connection", "Upgrade") in resp.header_list
+    assert "location" not in resp.headers
+    assert recording_upstream.received == b""
+    assert [m["status"] for m in recorder.metered] == [426]
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_https_only_route_with_a_redirect_code_redirects_plain_http_to_the_same_url(
+        proxy, recording_upstream, recorder, status):
+    svc = service(recording_upstream.port)
+    proxy.apply(snapshot([svc], [route(svc, ["/tls"], protocols=["https"], https_redirect_status_code=status)],
+                         plugins=[plugin("billable")]))
+    # The path before strip_path, the query as sent, and the Host lower-cased without its port.
+    resp = request(proxy.port, "GET", "/tls/a%20b?x=1&y=%2F&z", headers={"Host": "API.Example.com:8000"})
+    assert resp.status == status
+    assert resp.headers["location"] == "https://api.example.com/tls/a%20b?x=1&y=%2F&z"
+    assert resp.headers["content-length"] == "0" and resp.body == b""
+    assert "content-type" not in resp.headers and "upgrade" not in resp.headers
+    assert recording_upstream.received == b""
+    assert [m["status"] for m in recorder.metered] == [status]
+
+
+def test_redirects_of_pipelined_requests_each_point_to_their_own_target(proxy, recording_upstream):
+    svc = service(recording_upstream.port)
+    proxy.apply(snapshot([svc], [route(svc, ["/tls"], protocols=["https"], https_redirect_status_code=308)]))
+    answer = raw_exchange(proxy.port, b"GET /tls/one?n=1 HTTP/1.1\r\nHost: a.test\r\n\r\n"
+                                      b"HEAD /tls/two HTTP/1.1\r\nHost: [::1]:9443\r\n\r\n"
+                                      b"GET http://b.test/tls/three?n=3 HTTP/1.1\r\nHost: b.test\r\n"
+                                      b"Connection: close\r\n\r\n")
+    heads = answer.split(b"\r\n\r\n")
+    assert [h.split(b"\r\n")[0] for h in heads[:3]] == [b"HTTP/1.1 308 Permanent Redirect"] * 3
+    assert [line for h in heads for line in h.split(b"\r\n") if line.startswith(b"Location: ")] == [
+        b"Location: https://a.test/tls/one?n=1",
+        b"Location: https://[::1]/tls/two",
+        b"Location: https://b.test/tls/three?n=3",  # an absolute-form target: its path and query
+    ]
+    assert heads[3:] == [b""]  # no bodies, the HEAD's included
+    assert recording_upstream.received == b""
+
+
+def test_https_only_route_with_a_redirect_code_is_proxied_over_tls(tls_proxy, echo_upstream, certificate):
+    svc = service(echo_upstream)
+    tls_proxy.apply(snapshot([svc], [route(svc, ["/tls"], protocols=["https"], https_redirect_status_code=301)]))
+    status, body, _ = https_request(tls_proxy.port, certificate[0], "GET", "/tls/x?q=1")
+    assert status == 200
+    assert json.loads(body)["headers"]["x-forwarded-proto"] == "https"
 
 
 def test_unreadable_certificate_is_a_config_error(make_proxy, tmp_path: Path):

@@ -388,8 +388,10 @@ class ClientProtocol(asyncio.Protocol):
         chain = plugins.base
         call.chain = chain
         if not compiled.http_allowed and not self.tls:
-            self._reply(call, Reply(426, {"message": responses.MSG_USE_HTTPS},
-                                    {"Connection": "Upgrade", "Upgrade": "TLS/1.2, HTTP/1.1"}))
+            # The target as sent (a `?` with nothing after it aside): `self.url` may by now hold a
+            # later pipelined request's.
+            target = f"{call.path}?{call.query}" if call.query else call.path
+            self._reply(call, responses.https_required(compiled.https_redirect, hostname, target))
             return
         if chain.access:
             try:

@@ -17,7 +17,8 @@ from tollway.plugins.base import Reply
 __all__ = [
     "STATUS_LINE", "SERVER", "CONTINUE", "MSG_NO_ROUTE", "MSG_BAD_GATEWAY", "MSG_UNAVAILABLE",
     "MSG_TIMEOUT", "MSG_BAD_REQUEST", "MSG_UNEXPECTED", "MSG_METHOD_NOT_ALLOWED", "MSG_REQUEST_TIMEOUT",
-    "MSG_BODY_TOO_LARGE", "MSG_URI_TOO_LONG", "MSG_HEADERS_TOO_LARGE", "MSG_VERSION", "error_body", "render",
+    "MSG_BODY_TOO_LARGE", "MSG_URI_TOO_LONG", "MSG_HEADERS_TOO_LARGE", "MSG_VERSION", "error_body",
+    "https_required", "render",
 ]
 
 
@@ -56,6 +57,17 @@ MSG_VERSION = "HTTP version not supported"
 def error_body(message: str) -> bytes:
     """`{"message": ...}`, the shape of every error Kong answers itself."""
     return orjson.dumps({"message": message})
+
+
+def https_required(redirect: int | None, host: str, target: str) -> Reply:
+    """Kong's answer to plain http on an https-only route.
+
+    With no `redirect` status, 426 asking for a TLS upgrade; else that status, with an empty body
+    and a Location of the same request over https (`host` without its port, `target` as sent).
+    """
+    if redirect is None:
+        return Reply(426, {"message": MSG_USE_HTTPS}, {"Connection": "Upgrade", "Upgrade": "TLS/1.2, HTTP/1.1"})
+    return Reply(redirect, None, {"Location": "".join(["https://", host, target])})
 
 
 def render(reply: Reply, keep_alive: bool, head_only: bool = False,

@@ -24,6 +24,9 @@ from typing import Any
 
 __all__ = ["CompiledRoute", "Match", "RouteTable", "upstream_path"]
 
+# The values of a route's https_redirect_status_code that redirect plain http (426 refuses it).
+_REDIRECT_STATUSES = frozenset([301, 302, 307, 308])
+
 
 @dataclass(slots=True, eq=False)
 class CompiledRoute:
@@ -41,6 +44,7 @@ class CompiledRoute:
     preserve_host: bool
     path_handling: str
     http_allowed: bool                # "http" in protocols (else the client must use https)
+    https_redirect: int | None        # the redirect status plain http gets when not allowed; None: 426
     # Set by the proxy when it applies a configuration, so a request finds them from its match:
     plugins: Any = None               # tollway.proxy.chain.RoutePlugins
     target: Any = None                # tollway.proxy.upstream.Target of the service
@@ -109,6 +113,7 @@ def _compile(route: dict[str, Any], service: dict[str, Any], order: int) -> Comp
     methods = route.get("methods")
     fields = sum(1 for f in ("hosts", "methods", "headers", "paths") if route.get(f))
     protocols = route.get("protocols") or ["http", "https"]
+    redirect = route.get("https_redirect_status_code")
     return CompiledRoute(
         route=route, service=service, order=order,
         hosts_exact=frozenset(exact), hosts_wild=tuple(wild),
@@ -118,6 +123,7 @@ def _compile(route: dict[str, Any], service: dict[str, Any], order: int) -> Comp
         preserve_host=bool(route.get("preserve_host", False)),
         path_handling=route.get("path_handling") or "v0",
         http_allowed="http" in protocols or "https" not in protocols,
+        https_redirect=redirect if redirect in _REDIRECT_STATUSES else None,
     )
 
 
