@@ -5,7 +5,7 @@
 A ClientProtocol and a pooled UpstreamConnection are driven with in-memory transports: each
 iteration feeds a request head to the client side and a canned 200 response to the upstream side,
 exactly as the event loop would deliver them, so everything the hot path does runs except the
-socket system calls (the billable spool's `os.write` is real). It prints microseconds per
+socket system calls (the billable spool is real: a file in a temporary directory). It prints microseconds per
 request; `--profile` adds the top functions by cProfile. The figure is for comparing changes to
 the hot path on one machine; the end-to-end numbers come from bench/run.py.
 """

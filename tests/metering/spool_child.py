@@ -1,11 +1,12 @@
 """Child processes for the spool-failure tests: real write failures need a process of their own.
 
     python -m tests.metering.spool_child writer SPOOL_DIR
-        a SpoolWriter under RLIMIT_FSIZE (Python ignores SIGXFSZ, so a write past it raises EFBIG);
-        prints one JSON line of what it saw.
+        a SpoolWriter under RLIMIT_FSIZE (Python ignores SIGXFSZ, so allocating a file past it
+        raises EFBIG); prints one JSON line of what it saw.
     python -m tests.metering.spool_child proxy PREFIX SNAPSHOT.json POLICY
-        a ProxyServer with the billable handler and a spool; SIGUSR1 makes every file write fail
-        (RLIMIT_FSIZE 0), SIGUSR2 lifts it; prints its port, and at SIGTERM the spool's counters.
+        a ProxyServer with the billable handler and a spool of one call per file; SIGUSR1 makes
+        allocating any file fail (RLIMIT_FSIZE 0), SIGUSR2 lifts it; prints its port, and at
+        SIGTERM the spool's counters.
 """
 
 from __future__ import annotations
@@ -36,41 +37,33 @@ class Clock:
         return self.now
 
 
+def _names(spool_dir: str) -> list[str]:
+    return sorted(p.name for p in Path(spool_dir).iterdir())
+
+
 def writer(spool_dir: str) -> None:
+    # One record per file (file_bytes=1): every call opens a file, so a failure shows at once.
     clock = Clock()
-    spool = SpoolWriter(spool_dir, "w1", clock=clock)
+    spool = SpoolWriter(spool_dir, "w1", file_bytes=1, clock=clock)
     seen: dict[str, object] = {}
-    spool.append(FakeCall(started_at=1.0))
-    line = spool.path.stat().st_size
-    # Room for one and a half more lines: the next write is torn, then EFBIG.
-    fsize(line * 2 + line // 2)
-    spool.append(FakeCall(started_at=2.0))
-    spool.append(FakeCall(started_at=3.0))
-    seen["torn"] = {"failing": spool.failing, "dropped": spool.dropped, "error": spool.last_error,
-                    "size": spool.path.stat().st_size, "line": line}
-    # A new file has room again (EFBIG is per file): the next probe moves to one.
+    spool.append(FakeCall(started_at=1.0))        # recorded
+    fsize(spool.recorded_bytes - 1)               # no file may be as long as a record any more
+    spool.append(FakeCall(started_at=2.0))        # its file cannot be allocated: EFBIG, dropped
+    files_before = _names(spool_dir)
     clock.now += 0.5
-    spool.append(FakeCall(started_at=4.0))        # before the probe time: dropped, no write
-    clock.now += 0.6
-    spool.append(FakeCall(started_at=5.0))        # probes, moves to a new file, records
-    seen["rotated"] = {"failing": spool.failing, "dropped": spool.dropped}
-    # Nothing can be written anywhere: every probe fails, and each costs no new file.
-    fsize(0)
-    spool.append(FakeCall(started_at=6.0))
-    clock.now += 1.1
-    spool.append(FakeCall(started_at=7.0))        # the first probe moves to a new file, which fails too
-    files_before = sorted(p.name for p in Path(spool_dir).iterdir())
-    for _ in range(4):
+    spool.append(FakeCall(started_at=3.0))        # before the probe time: dropped, nothing tried
+    seen["failed"] = {"failing": spool.failing, "dropped": spool.dropped, "error": spool.last_error,
+                      "tried": _names(spool_dir) != files_before}
+    for started_at in (4.0, 5.0, 6.0):
         clock.now += 1.1
-        spool.append(FakeCall(started_at=7.0))    # later probes reuse that empty file
+        spool.append(FakeCall(started_at=started_at))  # each probe fails and leaves no file behind
     seen["full"] = {"failing": spool.failing, "dropped": spool.dropped, "recover": spool.recover(),
-                    "new_files": sorted(p.name for p in Path(spool_dir).iterdir()) != files_before,
-                    "error": spool.last_error}
+                    "new_files": _names(spool_dir) != files_before, "error": spool.last_error}
     fsize(resource.RLIM_INFINITY)
     seen["before_probe"] = spool.recover()
     clock.now += 1.1
     seen["after_probe"] = spool.recover()
-    spool.append(FakeCall(started_at=8.0))
+    spool.append(FakeCall(started_at=8.0))        # recorded
     spool.close()
     seen["final"] = {"failing": spool.failing, "dropped": spool.dropped}
     print(json.dumps(seen), flush=True)
@@ -81,7 +74,7 @@ async def proxy(prefix: str, snapshot_path: str, policy: str) -> None:
     from tollway.proxy.server import ProxyServer
 
     settings = load_settings(environ={}, prefix=prefix, billable_spool_failure=policy)
-    spool = SpoolWriter(settings.spool_dir, "w1")
+    spool = SpoolWriter(settings.spool_dir, "w1", file_bytes=1)  # a file per call: failures show at once
     server = ProxyServer(settings, spool=spool)
     server.apply(json.loads(Path(snapshot_path).read_text()))
     sock = socket.socket()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tests.metering.conftest import ALICE, FakeCall
 from tollway.metering.records import UsageRecord, decode_line, encode_call
-from tollway.metering.spool import SpoolReader, SpoolWriter
+from tollway.metering.spool import RELEASE_EVERY, SpoolChunk, SpoolReader, SpoolWriter
 
 
 def read_all(reader: SpoolReader) -> list[UsageRecord]:
@@ -49,7 +49,7 @@ def test_odd_names_are_escaped_and_never_split_a_record() -> None:
 
 
 def test_rotation_by_size_keeps_every_record_and_finishes_older_files(tmp_path: Path) -> None:
-    writer = SpoolWriter(tmp_path, "w1", rotate_bytes=1000)
+    writer = SpoolWriter(tmp_path, "w1", file_bytes=1000)
     for i in range(100):
         writer.append(FakeCall(started_at=1_800_000_000 + i))
     files = SpoolReader(tmp_path).files()
@@ -69,28 +69,62 @@ def test_a_new_writer_with_the_same_id_never_appends_to_an_old_file(tmp_path: Pa
     second.close()
 
 
-def test_partial_trailing_line_waits_until_complete_or_its_writer_is_gone(tmp_path: Path) -> None:
+def test_a_record_being_copied_is_read_only_once_every_byte_of_it_is_there(tmp_path: Path) -> None:
     writer = SpoolWriter(tmp_path, "w1")
     writer.append(FakeCall(started_at=1.0))
     line = encode_call(FakeCall(started_at=2.0), now=2.0)
-    with open(writer.path, "ab") as handle:  # a write caught half way
-        handle.write(line[:10])
-    reader = SpoolReader(tmp_path)
-    [file] = reader.files()
-    chunks = list(reader.read(file, 0))
-    assert sum(len(c.lines) for c in chunks) == 1
-    assert chunks[-1].end == file.size - 10 and chunks[-1].cut_off == 0
-    with open(writer.path, "ab") as handle:
-        handle.write(line[10:])
-    [file] = reader.files()
-    assert [decode_line(x).ts_ms for c in reader.read(file, chunks[-1].end) for x in c.lines] == [2000]
-    # A finished file whose last line never completed: the fragment is skipped, the offset moves on.
-    with open(writer.path, "ab") as handle:
-        handle.write(line[:5])
+    at = writer.recorded_bytes
+    fd = os.open(writer.path, os.O_WRONLY)
+    try:
+        # A copy caught half way, its end (newline included) landing before its middle: the reader
+        # stops at the first byte still NUL.
+        os.pwrite(fd, line[:10], at)
+        os.pwrite(fd, line[20:], at + 20)
+        reader = SpoolReader(tmp_path)
+        [file] = reader.files()
+        assert not file.finished and file.size == writer.file_bytes
+        chunks = list(reader.read(file, 0))
+        assert sum(len(c.lines) for c in chunks) == 1
+        assert chunks[-1].end == at and chunks[-1].cut_off == 0
+        assert list(reader.read(file, at)) == []
+        os.pwrite(fd, line[10:20], at + 10)
+        assert [decode_line(x).ts_ms for c in reader.read(file, at) for x in c.lines] == [2000]
+        # A finished file whose last record never completed: the fragment is skipped, and the
+        # offset moves to the end of the file, past the bytes never written.
+        os.pwrite(fd, line[:5], at + len(line))
+    finally:
+        os.close(fd)
     writer.close()
     [file] = reader.files()
-    tail = list(reader.read(file, file.size - 5))
-    assert tail[-1].cut_off == 5 and tail[-1].end == file.size and not tail[-1].lines
+    assert file.finished
+    tail = list(reader.read(file, at + len(line)))
+    assert tail == [SpoolChunk([], file.size, cut_off=5)]
+
+
+def test_a_file_written_by_an_older_version_with_write_is_read_to_its_end(tmp_path: Path) -> None:
+    lines = [encode_call(FakeCall(started_at=float(i)), now=float(i)) for i in range(3)]
+    (tmp_path / "w1.0000000000000001.000001.spool").write_bytes(b"".join(lines) + lines[0][:7])
+    reader = SpoolReader(tmp_path)
+    [file] = reader.files()
+    assert file.finished
+    chunks = list(reader.read(file, 0))
+    assert [decode_line(x).ts_ms for c in chunks for x in c.lines] == [0, 1000, 2000]
+    assert chunks[-1] == SpoolChunk([], file.size, cut_off=7)
+
+
+def test_recorded_pages_leave_the_writer_but_not_the_file(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path, "w1") as writer:
+        n = 0
+        while writer.recorded_bytes < 3 * RELEASE_EVERY:
+            writer.append(FakeCall(started_at=float(n)))
+            n += 1
+        assert writer._released >= 2 * RELEASE_EVERY
+    assert [decode_line(x).ts_ms for x in read_lines(tmp_path)] == [i * 1000 for i in range(n)]
+
+
+def read_lines(spool_dir: Path) -> list[bytes]:
+    reader = SpoolReader(spool_dir)
+    return [line for file in reader.files() for chunk in reader.read(file, 0) for line in chunk.lines]
 
 
 def test_reader_reads_in_chunks_without_splitting_lines(tmp_path: Path) -> None:
@@ -113,7 +147,7 @@ def test_writer_alive_callback_decides_when_the_last_file_is_finished(tmp_path: 
 
 
 def test_append_cost(tmp_path: Path) -> None:
-    """One append is an encode and one os.write; printed for the report, bounded loosely for CI."""
+    """One append is an encode and one copy into the file's mapping; printed for the report, bounded loosely for CI."""
     call = FakeCall(started_at=time.time())
     n = 20_000
     with SpoolWriter(tmp_path, "bench") as writer:

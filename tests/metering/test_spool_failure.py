@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -39,53 +38,45 @@ class Clock:
         return self.now
 
 
-def full_disk(writer: SpoolWriter) -> None:
-    """Point the writer's open file at /dev/full: every write to it fails with ENOSPC."""
-    full = os.open("/dev/full", os.O_WRONLY)
-    try:
-        os.dup2(full, writer._fd)
-    finally:
-        os.close(full)
-
-
-def test_a_full_disk_drops_calls_with_one_loud_alarm_then_a_new_file_records_again(
+def test_a_vanished_spool_directory_drops_calls_with_one_loud_alarm_then_records_again(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     clock = Clock()
-    writer = SpoolWriter(tmp_path, "w1", clock=clock)
+    spool_dir = tmp_path / "spool"
+    writer = SpoolWriter(spool_dir, "w1", file_bytes=1, clock=clock)  # a file per call
     writer.append(FakeCall(started_at=1.0))
-    full_disk(writer)
+    spool_dir.rename(tmp_path / "elsewhere")  # the next file cannot be created: ENOENT
     with caplog.at_level(logging.ERROR, "tollway.metering.spool"):
         for i in range(50):
             writer.append(FakeCall(started_at=2.0 + i))
     assert writer.failing and writer.dropped == 50
-    assert writer.last_error is not None and writer.last_error.startswith("ENOSPC")
+    assert writer.last_error is not None and writer.last_error.startswith("ENOENT")
     alarms = [r for r in caplog.records if "CANNOT BE WRITTEN" in r.getMessage()]
     assert len(alarms) == 1  # rate-limited, not one per call
+    (tmp_path / "elsewhere").rename(spool_dir)
     assert not writer.recover()  # no probe before PROBE_EVERY has passed
     clock.now += 1.0
     writer.append(FakeCall(started_at=100.0))  # probes: a new file, then records
     writer.close()
     assert not writer.failing and writer.dropped == 50
-    batch = spool_batch(tmp_path)
+    batch = spool_batch(spool_dir)
     assert (batch.records, batch.bad_lines) == (2, 0)
 
 
-def test_efbig_tears_no_record_and_a_probe_per_second_costs_no_new_file(tmp_path: Path) -> None:
+def test_efbig_drops_calls_and_a_probe_per_second_leaves_no_file_behind(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "tests.metering.spool_child", "writer", str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout)
-    torn = seen["torn"]
-    assert torn["failing"] and torn["dropped"] == 1 and torn["error"].startswith("EFBIG")
-    assert torn["size"] == torn["line"] * 2  # the half-written line was cut off again
-    assert seen["rotated"] == {"failing": False, "dropped": 2}
+    failed = seen["failed"]
+    assert failed["failing"] and failed["dropped"] == 2 and failed["error"].startswith("EFBIG")
+    assert not failed["tried"]
     full = seen["full"]
-    assert full["failing"] and full["dropped"] == 8 and not full["recover"] and not full["new_files"]
+    assert full["failing"] and full["dropped"] == 5 and not full["recover"] and not full["new_files"]
+    assert full["error"].startswith("EFBIG")
     assert not seen["before_probe"] and seen["after_probe"]
-    assert seen["final"] == {"failing": False, "dropped": 8}
+    assert seen["final"] == {"failing": False, "dropped": 5}
     batch = spool_batch(tmp_path)
-    assert batch.bad_lines == 0
-    assert batch.records == 4  # calls 1, 2, 5 and 8
+    assert (batch.records, batch.bad_lines) == (2, 0)  # calls 1 and 8
 
 
 @pytest.fixture

@@ -175,7 +175,8 @@ class Flusher:
         return deleted
 
     def check_spool_size(self) -> int:
-        """The spool's size in bytes; warns loudly (once a minute) when it nears the alarm size."""
+        """The spool's size on disk in bytes (files are allocated in full when opened); warns loudly
+        (once a minute) when it nears the alarm size."""
         size = sum(file.size for file in self.reader.files())
         limit = self.settings.billable_spool_max_bytes
         now = time.monotonic()

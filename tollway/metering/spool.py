@@ -1,16 +1,20 @@
-"""The usage spool: append-only files a worker writes one line per call into, and the flusher reads.
+"""The usage spool: files a worker records one line per call into, and the flusher reads.
 
 A file is named `<writer_id>.<session>.<seq>.spool`: `session` is the writer's start time in
 hex nanoseconds (so a name is never reused, and neither is its offset row in the database) and
-`seq` counts the writer's rotations. A writer holds an exclusive `flock` on the file it appends
-to; the kernel drops the lock when the writer closes it or dies, even by `kill -9`.
+`seq` counts the writer's files. A writer holds an exclusive `flock` on the file it records into;
+the kernel drops the lock when the writer closes it or dies, even by `kill -9`.
+
+A writer allocates each file in full when it opens it and records by copying lines into a shared
+memory mapping of it, so the bytes not written yet are NUL, which no record holds: a reader takes
+the complete lines before the first NUL. (Files written by older versions, appended to with
+write(2), have no NUL and are read to their end.)
 
 A file is *finished* when no more bytes can arrive: a later file of the same writer exists, or
 no writer holds its lock (or, when the flusher is told, the writer is not alive). Only a finished
 file may be deleted, and only a finished file's incomplete last line counts as cut off.
 
-An empty line is not a record: it is the probe a writer leaves when it tries to write again after
-a write failed (disk full, ...); readers skip it.
+An empty line is not a record; readers skip it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import contextlib
 import errno
 import fcntl
 import logging
+import mmap
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -31,9 +36,10 @@ from tollway.metering.records import LineEncoder
 log = logging.getLogger(__name__)
 
 SUFFIX = ".spool"
-ROTATE_BYTES = 64 << 20
+FILE_BYTES = 16 << 20  # each spool file is allocated at this size (more when one record is longer)
+RELEASE_EVERY = 1 << 20  # recorded pages are unmapped from the writer every this many bytes
 READ_CHUNK = 8 << 20
-PROBE_EVERY = 1.0      # seconds between two attempts to write again while the spool is failing
+PROBE_EVERY = 1.0      # seconds between two attempts to open a file again while the spool is failing
 ALARM_EVERY = 10.0     # seconds between two 'spool cannot be written' errors in the log
 
 
@@ -44,30 +50,32 @@ def _check_writer_id(writer_id: str) -> str:
 
 
 class SpoolWriter:
-    """Appends one usage line per call to this writer's current spool file; rotates by size.
+    """Records one usage line per call into this writer's current spool file; opens the next when it is full.
 
-    `append()` is the proxy's hot path: one encode and one `os.write` on an O_APPEND descriptor.
-    Nothing is fsynced: a killed process leaves its lines to the kernel's page cache.
+    `append()` is the proxy's hot path: one encode and one copy into the file's memory mapping, no
+    system call. The copy lands in the kernel's page cache at once, so a process killed by
+    `kill -9` loses nothing it recorded; as with write(2), nothing is fsynced. The file's blocks are
+    allocated when it is opened (posix_fallocate), so a full disk cannot fail a copy into it; it
+    fails the opening of the next file. Pages already recorded are unmapped from the writer as it
+    goes (RELEASE_EVERY), so its resident memory does not grow with the file.
 
-    When a write fails (ENOSPC, EIO, EFBIG, EROFS, EACCES, ...) the writer is `failing`: the call
-    is counted in `dropped`, a loud error is logged (at most every ALARM_EVERY seconds), and no
-    more writes are tried until `recover()` probes again, at most once per PROBE_EVERY seconds:
-    it moves to a new file (the failed one may be unwritable, or too big) and writes one empty
-    line there; when that succeeds the writer records again. A write that failed halfway is
-    truncated back to the last complete line, so a torn record is never glued to the next one.
-    billable_spool_failure (the billable handler) decides whether calls are served meanwhile.
+    When the next file cannot be opened (ENOSPC, EFBIG, EROFS, EACCES, ...) the writer is
+    `failing`: the call is counted in `dropped`, a loud error is logged (at most every ALARM_EVERY
+    seconds), and no other file is tried until `recover()` probes again, at most once per
+    PROBE_EVERY seconds. billable_spool_failure (the billable handler) decides whether calls are
+    served meanwhile.
     """
 
-    def __init__(self, spool_dir: Path | str, writer_id: str, rotate_bytes: int = ROTATE_BYTES,
+    def __init__(self, spool_dir: Path | str, writer_id: str, file_bytes: int = FILE_BYTES,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.spool_dir = Path(spool_dir)
         self.writer_id = _check_writer_id(writer_id)
-        self.rotate_bytes = rotate_bytes
+        self.file_bytes = file_bytes
         self.clock = clock
         # Health, for the handler and GET /status
-        self.failing = False         # the last write failed; nothing is written until recover()
+        self.failing = False         # the last file could not be opened; nothing is recorded until recover()
         self._encoder = LineEncoder()
-        self.dropped = 0             # calls served but not recorded (write errors)
+        self.dropped = 0             # calls served but not recorded (the spool failed)
         self.refused = 0             # calls answered 503 by billable_spool_failure = refuse
         self.last_error: str | None = None
         self._failed_at = 0.0
@@ -79,75 +87,90 @@ class SpoolWriter:
         self._session = f"{time.time_ns():016x}"
         self._seq = 0
         self._fd = -1
-        self._size = 0
-        self._open_next()
+        self._map: mmap.mmap | None = None
+        self._pos = 0                # bytes recorded in the current file
+        self._room = 0               # its size: a record must end at or before it
+        self._released = 0           # bytes of it unmapped from this process
+        self._open_next(0)
 
     @property
     def path(self) -> Path:
-        """The file being appended to."""
+        """The file being recorded into."""
         return self.spool_dir / self._name(self._seq)
+
+    @property
+    def recorded_bytes(self) -> int:
+        """Bytes recorded in the current file."""
+        return self._pos
 
     def _name(self, seq: int) -> str:
         return f"{self.writer_id}.{self._session}.{seq:06d}{SUFFIX}"
 
-    def _open_next(self) -> None:
+    def _open_next(self, record_bytes: int) -> None:
         seq = self._seq + 1
         name = self._name(seq)
-        # Lock under a hidden name, then rename: the flusher never sees this file unlocked.
+        size = max(self.file_bytes, record_bytes)
+        # Lock and allocate under a hidden name, then rename: the flusher never sees this file
+        # unlocked, or short of its blocks.
         hidden = self.spool_dir / f".{name}.new"
-        fd = os.open(hidden, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o640)
+        fd = os.open(hidden, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.rename(hidden, self.spool_dir / name)
+            os.posix_fallocate(fd, 0, size)
+            mapping = mmap.mmap(fd, size)
+            try:
+                os.rename(hidden, self.spool_dir / name)
+            except BaseException:
+                mapping.close()
+                raise
         except BaseException:
             os.close(fd)
             with contextlib.suppress(OSError):
                 os.unlink(hidden)
             raise
-        old, self._fd, self._size, self._seq = self._fd, fd, 0, seq
-        if old >= 0:
-            os.close(old)
-
-    def _write(self, data: bytes) -> None:
-        written = 0
-        try:
-            written = os.write(self._fd, data)
-            while written < len(data):  # only on a nearly full disk
-                written += os.write(self._fd, data[written:])
-        except OSError:
-            if written:
-                self._untear()
-            raise
-        self._size += written
-
-    def _untear(self) -> None:
-        """Cut a half-written record off the end of the file; failing that, leave the file."""
-        try:
-            os.ftruncate(self._fd, self._size)
-        except OSError:
-            # Its last line stays incomplete: once the file is finished, readers skip it as cut off.
-            self._size = -1
+        old_map, old_fd = self._map, self._fd
+        self._map, self._fd, self._seq = mapping, fd, seq
+        self._pos, self._room, self._released = 0, size, 0
+        if old_map is not None:
+            old_map.close()
+        if old_fd >= 0:
+            os.close(old_fd)
 
     def append(self, call: Any) -> None:
         """Record one finished call (see tollway.plugins.base.Call)."""
         data = self._encoder.encode(call, time.time())
-        if self.failing and not self.recover():
-            self.dropped += 1
-            return
+        start = self._pos
+        end = start + len(data)
+        if end > self._room or self.failing:
+            if not self._next_file(len(data)):
+                self.dropped += 1
+                return
+            start, end = 0, len(data)
+        self._map[start:end] = data  # type: ignore[index]
+        self._pos = end
+        if end - self._released >= RELEASE_EVERY:
+            self._release()
+
+    def _next_file(self, record_bytes: int) -> bool:
+        if self.failing:
+            return self.recover(record_bytes)
         try:
-            self._write(data)
+            self._open_next(record_bytes)
         except OSError as exc:
             self._failed(exc)
-            self.dropped += 1
-            return
-        if self._size >= self.rotate_bytes:
-            try:
-                self._open_next()
-            except OSError as exc:
-                self._failed(exc)
+            return False
+        return True
 
-    def recover(self) -> bool:
-        """While failing, try (at most once per PROBE_EVERY) to write again; whether the spool works.
+    def _release(self) -> None:
+        """Unmap the pages recorded so far: they stay in the page cache, out of this process's RSS."""
+        done = self._pos - self._pos % mmap.PAGESIZE
+        if done > self._released and self._map is not None:
+            with contextlib.suppress(OSError):
+                self._map.madvise(mmap.MADV_DONTNEED, self._released, done - self._released)
+            self._released = done
+
+    def recover(self, record_bytes: int = 0) -> bool:
+        """While failing, try (at most once per PROBE_EVERY) to open a new file; whether the spool works.
 
         Cheap when it is not time to probe: one clock read.
         """
@@ -158,9 +181,7 @@ class SpoolWriter:
             return False
         self._retry_at = now + PROBE_EVERY
         try:
-            if self._size != 0:  # a fresh file that failed is as good as another new one
-                self._open_next()
-            self._write(b"\n")
+            self._open_next(record_bytes)
         except OSError as exc:
             self._failed(exc)
             return False
@@ -180,15 +201,19 @@ class SpoolWriter:
         self.last_error = f"{errno.errorcode.get(exc.errno or 0, 'error')}: {exc.strerror}"
         if now - self._alarm_at >= ALARM_EVERY:
             self._alarm_at = now
-            log.error("USAGE SPOOL CANNOT BE WRITTEN: %s (%s); %d calls not metered so far; retrying every "
-                      "%.0f s (billable_spool_failure decides whether calls are served or refused meanwhile)",
-                      self.path, self.last_error, self.dropped, PROBE_EVERY)
+            log.error("USAGE SPOOL CANNOT BE WRITTEN: no new file in %s (%s); %d calls not metered so far; "
+                      "retrying every %.0f s (billable_spool_failure decides whether calls are served or "
+                      "refused meanwhile)", self.spool_dir, self.last_error, self.dropped, PROBE_EVERY)
 
     def close(self) -> None:
         """Close the current file; it is finished from now on."""
+        if self._map is not None:
+            self._map.close()
+            self._map = None
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+        self._room = 0
 
     def __enter__(self) -> SpoolWriter:
         return self
@@ -305,10 +330,12 @@ class SpoolReader:
         return found
 
     def read(self, file: SpoolFile, offset: int, chunk_bytes: int = READ_CHUNK) -> Iterator[SpoolChunk]:
-        """Complete lines of `file` from `offset` up to the size it was listed with, in chunks.
+        """Complete lines of `file` from `offset`, before its first NUL and within the size it was
+        listed with, in chunks.
 
         An incomplete last line is left for a later read, unless the file is finished: then it
-        was cut off (its writer died mid-write) and is skipped, with a warning.
+        was cut off (its writer died mid-record) and is skipped, with a warning, and the chunk
+        that says so ends at the file's size, past the NUL bytes never written.
         """
         if offset >= file.size:
             return
@@ -320,13 +347,19 @@ class SpoolReader:
                 data = handle.read(min(chunk_bytes, file.size - position))
                 if not data:
                     break
+                unwritten = data.find(b"\0")
+                if unwritten >= 0:
+                    data = data[:unwritten]
                 position += len(data)
                 data = pending + data
                 cut = data.rfind(b"\n") + 1
                 pending = data[cut:]
                 if cut:
                     yield SpoolChunk(data[:cut].splitlines(), position - len(pending))
-            if pending and file.finished:
-                log.warning("usage spool %s: skipping a cut-off record of %d bytes at offset %d "
-                            "(its writer stopped mid-write)", file.name, len(pending), position - len(pending))
-                yield SpoolChunk([], position, cut_off=len(pending))
+                if unwritten >= 0:
+                    break  # what follows is not recorded (yet)
+            if file.finished and (pending or position < file.size):
+                if pending:
+                    log.warning("usage spool %s: skipping a cut-off record of %d bytes at offset %d "
+                                "(its writer stopped mid-record)", file.name, len(pending), position - len(pending))
+                yield SpoolChunk([], file.size, cut_off=len(pending))
