@@ -65,7 +65,17 @@ SMUGGLING = {
     "non-WebSocket upgrade with a body": b"POST / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n"
                                          b"Content-Length: 31\r\n\r\nGET /smuggled HTTP/1.1\r\nA: b\r\n\r\n",
     "garbage": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 not http at all\r\n\r\n",
+    "a path in the host": b"GET / HTTP/1.1\r\nHost: evil.test/x\r\n\r\n",
+    "a backslash in the host": b"GET / HTTP/1.1\r\nHost: evil.test\\x\r\n\r\n",
+    "user info in the host": b"GET / HTTP/1.1\r\nHost: user@evil.test\r\n\r\n",
+    "a query in the host": b"GET / HTTP/1.1\r\nHost: x?y\r\n\r\n",
+    "a space in the host": b"GET / HTTP/1.1\r\nHost: x y\r\n\r\n",
+    "dot-dot in the host": b"GET / HTTP/1.1\r\nHost: a..b\r\n\r\n",
 }
+
+# Hosts a client may send: names, IPv4 and IPv6 literals, with or without a port.
+VALID_HOSTS = [b"x", b"api.example.com", b"API.Example.com:8000", b"127.0.0.1:80", b"[::1]:8000", b"my_host",
+               b"xn--bcher-kva.example", b"example.com."]
 
 
 @pytest.mark.parametrize("data", list(SMUGGLING.values()), ids=list(SMUGGLING))
@@ -78,6 +88,13 @@ def test_ambiguous_or_malformed_request_answers_400_closes_and_forwards_nothing(
     assert recording_upstream.received == b""
     assert recorder.metered == []  # refused before routing: not metered
     assert proxy.stats["requests_rejected"] == 1
+
+
+@pytest.mark.parametrize("host", VALID_HOSTS, ids=[h.decode() for h in VALID_HOSTS])
+def test_every_valid_host_form_is_proxied(proxy, recording_upstream, host):
+    one_route(proxy, recording_upstream.port)
+    raw, _ = exchange(proxy.port, b"GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % host)
+    assert raw.startswith(b"HTTP/1.1 200"), raw[:200]
 
 
 def test_connect_answers_405_and_http_2_answers_505(proxy, recording_upstream):

@@ -65,6 +65,10 @@ DRAIN_IDLE_GRACE = 0.5          # seconds an idle connection of a draining worke
 # Request headers the protocol looks at while parsing.
 _SPECIAL = frozenset([b"host", b"content-length", b"transfer-encoding", b"expect", b"connection", b"upgrade"])
 
+# What a Host header may hold (RFC 3986 reg-name or IP literal, and a port): no '/', '\\', '@',
+# '?', '#' or space, which would make it a path, a user or a query wherever the host is reused.
+_HOST_BYTES = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:[]%"
+
 # Output framing of a response.
 _NO_BODY, _LENGTH, _CHUNKED, _UNTIL_CLOSE = 0, 1, 2, 3
 
@@ -288,7 +292,9 @@ class ClientProtocol(asyncio.Protocol):
                     self.client_ip, time.time(), self.loop.time())
         call.request_bytes = len(method) + 12 + self.head_size + 2  # "M U HTTP/1.1\r\n" headers "\r\n"
         special = self.special
-        call.host = special.get(b"host", b"")
+        host = call.host = special.get(b"host", b"")
+        if host and (host.translate(None, _HOST_BYTES) or b".." in host):
+            raise Rejected(400, responses.MSG_BAD_REQUEST)  # as nginx: a Host that is not a host[:port]
         version = parser.get_http_version()
         if version != "1.1":
             if version != "1.0":
