@@ -43,6 +43,7 @@ def test_conf_file_can_come_from_tollway_conf(tmp_path: Path) -> None:
     ("pg_ssl", "maybe", "expected on/off"),
     ("plugins", "bundled,rate-limiting", "unknown plugin 'rate-limiting'"),
     ("pg_port", "-1", "expected a non-negative integer"),
+    ("upstream_max_header_size", "64kb", "expected a size in bytes, optionally with a k, m or g suffix"),
 ])
 def test_a_bad_value_names_the_key_the_source_and_what_was_expected(key: str, value: str, expected: str) -> None:
     with pytest.raises(ConfigError) as info:
@@ -50,6 +51,13 @@ def test_a_bad_value_names_the_key_the_source_and_what_was_expected(key: str, va
     message = str(info.value)
     assert f"'{key}'" in message and f"TOLLWAY_{key.upper()}" in message and expected in message
     assert "\n" not in message
+
+
+def test_upstream_max_header_size_takes_a_size_with_a_suffix_and_0_for_no_limit() -> None:
+    assert load_settings(environ={}).upstream_max_header_size == 64 << 10
+    assert load_settings(environ={"TOLLWAY_UPSTREAM_MAX_HEADER_SIZE": "1k"}).upstream_max_header_size == 1024
+    assert load_settings(environ={}, upstream_max_header_size="2m").upstream_max_header_size == 2 << 20
+    assert load_settings(environ={"TOLLWAY_UPSTREAM_MAX_HEADER_SIZE": "0"}).upstream_max_header_size == 0
 
 
 def test_an_unknown_key_in_the_file_is_an_error(tmp_path: Path) -> None:

@@ -150,6 +150,8 @@ SETTINGS: dict[str, Setting] = {
     "billable_hour_retention": Setting(_parse_int, "400", "days that per-hour usage rows are kept"),
     "upstream_keepalive_pool_size": Setting(_parse_int, "64", "idle upstream connections kept per host"),
     "upstream_keepalive_idle_timeout": Setting(_parse_float, "60", "seconds an idle upstream connection is kept"),
+    "upstream_max_header_size": Setting(
+        _parse_size, "64k", "largest upstream response head (bytes): status line and headers; 0 = no limit"),
     "drain_timeout": Setting(_parse_float, "30", "seconds a stopping worker waits for in-flight requests"),
     # Limits on what a client may send the proxy (hostile input)
     "client_max_body_size": Setting(_parse_size, "0", "largest request body (bytes, k, m or g suffix); 0 = no limit"),
@@ -198,6 +200,7 @@ class Settings:
     billable_hour_retention: int
     upstream_keepalive_pool_size: int
     upstream_keepalive_idle_timeout: float
+    upstream_max_header_size: int
     drain_timeout: float
     client_max_body_size: int
     client_header_timeout: float

@@ -9,7 +9,8 @@
 With `proxy_ssl_cert` and `proxy_ssl_cert_key` set, the socket is served over TLS (the context is
 built once, in __init__, which raises ConfigError when the files cannot be loaded). The client
 limits of the settings (`client_*`, `worker_connections`) are enforced by ClientProtocol; the
-header and keep-alive timeouts by one sweep over the connections, running while there are any.
+header and keep-alive timeouts by one sweep over the connections, running while there are any;
+`upstream_max_header_size` by each UpstreamConnection, given it by the pool.
 """
 
 from __future__ import annotations
@@ -209,4 +210,5 @@ class ProxyServer:
         if self.loop is None:
             self.loop = asyncio.get_running_loop()
             self.pool = UpstreamPool(self.loop, self.settings.upstream_keepalive_pool_size,
-                                     self.settings.upstream_keepalive_idle_timeout)
+                                     self.settings.upstream_keepalive_idle_timeout,
+                                     max_head=self.settings.upstream_max_header_size or UNLIMITED)

@@ -6,7 +6,9 @@
                             the client side (`Exchange` below) as it arrives
 
 Connect errors are raised as `ConnectFailed(kind)` with kind "refused", "dns", "timeout" or "tls",
-so the client side can answer as Kong does (503, 503, 504, 502).
+so the client side can answer as Kong does (503, 503, 504, 502). A response head larger than the
+pool's `max_head` (upstream_max_header_size) fails the exchange as "invalid" (502), as does one
+llhttp cannot parse.
 
 DNS: answers come from `loop.getaddrinfo` and are kept for a fixed DNS_TTL (getaddrinfo does not
 report the record's TTL); a failed lookup is not cached.
@@ -27,15 +29,19 @@ import httptools
 
 from tollway.proxy.headers import RESPONSE_REWRITTEN, connection_tokens
 
-__all__ = ["DNS_TTL", "ConnectFailed", "Exchange", "PoolKey", "Resolver", "Target", "UpstreamConnection",
-           "UpstreamPool"]
+__all__ = ["DNS_TTL", "MAX_HEAD_SIZE", "ConnectFailed", "Exchange", "PoolKey", "Resolver", "Target",
+           "UpstreamConnection", "UpstreamPool"]
 
 log = logging.getLogger("tollway.proxy")
 
 DNS_TTL = 30.0
+MAX_HEAD_SIZE = 64 << 10  # bytes of a response head, as the default of upstream_max_header_size
 
 _NAMES_NO_HEADER = frozenset([b"close"])  # a Connection token that is not a header name
 
+
+class _HeadTooLarge(Exception):
+    """Raised in on_header to stop llhttp; data_received fails the exchange."""
 
 
 class PoolKey(NamedTuple):
@@ -114,10 +120,11 @@ class Resolver:
 class UpstreamConnection(asyncio.Protocol):
     """One TCP (or TLS) connection to an upstream, carrying one exchange at a time."""
 
-    def __init__(self, pool: UpstreamPool, key: PoolKey) -> None:
+    def __init__(self, pool: UpstreamPool, key: PoolKey, max_head: int = MAX_HEAD_SIZE) -> None:
         # Per-connection state
         self.pool = pool
         self.key = key
+        self.max_head = max_head        # bytes a response head may take
         self.loop = pool.loop
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
@@ -139,6 +146,11 @@ class UpstreamConnection(asyncio.Protocol):
         self.upgrade_header: tuple[bytes, bytes] | None = None
         self.hop_tokens: frozenset[bytes] = frozenset()  # other header names its Connection lists
         self.informational = False
+        # llhttp buffers an incomplete header line itself: the head is bounded by the bytes read
+        # while it is incomplete, and by its header lines for a head that arrives in one read.
+        self.in_head = False
+        self.head_received = 0
+        self.head_size = 0
         self.got_bytes = False
         self.sent_all = False           # the whole request (head and body) was written
         self.done = False
@@ -210,17 +222,30 @@ class UpstreamConnection(asyncio.Protocol):
                     exchange.upstream_tunnel(self, rest)
             else:
                 self._fail("invalid")
-        except httptools.HttpParserError:
-            self._fail("invalid")
+        except httptools.HttpParserError as exc:
+            if isinstance(exc.__context__, _HeadTooLarge):
+                self._head_too_large()
+            else:
+                self._fail("invalid")
+        else:
+            # The whole read counts, also the end of a 1xx head that came before this one.
+            if self.in_head:
+                self.head_received += len(data)
+                if self.head_received > self.max_head:
+                    self._head_too_large()
         if self.exchange is not None:
             self.exchange.upstream_fed(self)
         if self.reset_parser:
             self.reset_parser = False
+            self.in_head = False
             self.parser = httptools.HttpResponseParser(self)
 
     # httptools callbacks -----------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        self.in_head = True
+        self.head_received = 0
+        self.head_size = 0
         self.headers = []
         self.content_length = None
         self.chunked = False
@@ -229,6 +254,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.hop_tokens = frozenset()
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_size += len(name) + len(value) + 4  # ": " and CRLF
+        if self.head_size > self.max_head:
+            raise _HeadTooLarge
         lname = name.lower()
         if lname in RESPONSE_REWRITTEN:
             if lname == b"content-length":
@@ -250,6 +278,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        self.in_head = False
         status = self.parser.get_status_code()
         self.status = status
         self.informational = 100 <= status < 200 and status != 101
@@ -346,6 +375,12 @@ class UpstreamConnection(asyncio.Protocol):
         else:
             self.close()
 
+    def _head_too_large(self) -> None:
+        self.in_head = False
+        log.warning("upstream %s:%d sent a response head over upstream_max_header_size (%d bytes)",
+                    self.key.host, self.key.port, self.max_head)
+        self._fail("invalid")
+
     def _fail(self, kind: str) -> None:
         exchange = self.exchange
         self.exchange = None
@@ -397,12 +432,15 @@ class UpstreamPool:
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, size: int, idle_timeout: float,
-                 resolver: Resolver | None = None, connect: Connector | None = None) -> None:
-        if size < 0 or idle_timeout < 0:
-            raise ValueError(f"expected size >= 0 and idle_timeout >= 0, got {size}, {idle_timeout}")
+                 resolver: Resolver | None = None, connect: Connector | None = None,
+                 max_head: int = MAX_HEAD_SIZE) -> None:
+        if size < 0 or idle_timeout < 0 or max_head < 1:
+            raise ValueError(f"expected size >= 0, idle_timeout >= 0 and max_head >= 1, "
+                             f"got {size}, {idle_timeout}, {max_head}")
         self.loop = loop
         self.size = size
         self.idle_timeout = idle_timeout
+        self.max_head = max_head  # bytes a response head may take, given to each connection
         self.resolver = resolver or Resolver()
         self._connect = connect or self._open
         self._idle: dict[PoolKey, deque[UpstreamConnection]] = {}
@@ -488,7 +526,7 @@ class UpstreamPool:
         try:
             async with asyncio.timeout(timeout):
                 _, conn = await self.loop.create_connection(
-                    lambda: UpstreamConnection(self, key), address, key.port, **tls)
+                    lambda: UpstreamConnection(self, key, self.max_head), address, key.port, **tls)
         except TimeoutError as exc:
             raise ConnectFailed("timeout", f"connecting to {key.host}:{key.port} timed out") from exc
         except ssl.SSLError as exc:
