@@ -8,6 +8,7 @@ the CLI read the same values, and so that it can be sent to a worker as plain JS
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -84,6 +85,28 @@ def _parse_listen(text: str) -> str:
     return f"{host}:{int(port)}"
 
 
+def _parse_nameservers(text: str) -> str:
+    servers = []
+    for raw in text.split(","):
+        server = raw.strip()
+        if not server:
+            continue
+        host, port = server, ""
+        if server.startswith("["):  # [IPv6]:port
+            host, _, port = server[1:].partition("]")
+            port = port.removeprefix(":")
+        elif server.count(":") == 1:
+            host, _, port = server.partition(":")
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"expected IP[:PORT] addresses, comma separated; got '{server}'") from None
+        if port and (not port.isdigit() or not 0 < int(port) < 65536):
+            raise ValueError(f"expected a port from 1 to 65535 in '{server}'")
+        servers.append(server)
+    return ",".join(servers)
+
+
 def _parse_plugins(text: str) -> str:
     names: list[str] = []
     for raw in text.split(","):
@@ -150,6 +173,8 @@ SETTINGS: dict[str, Setting] = {
     "billable_hour_retention": Setting(_parse_int, "400", "days that per-hour usage rows are kept"),
     "upstream_keepalive_pool_size": Setting(_parse_int, "64", "idle upstream connections kept per host"),
     "upstream_keepalive_idle_timeout": Setting(_parse_float, "60", "seconds an idle upstream connection is kept"),
+    "dns_resolver": Setting(_parse_nameservers, "",
+                            "DNS servers for upstream names, IP[:PORT] comma separated; empty = the system's"),
     "upstream_max_header_size": Setting(
         _parse_size, "64k", "largest upstream response head (bytes): status line and headers; 0 = no limit"),
     "drain_timeout": Setting(_parse_float, "30", "seconds a stopping worker waits for in-flight requests"),
@@ -200,6 +225,7 @@ class Settings:
     billable_hour_retention: int
     upstream_keepalive_pool_size: int
     upstream_keepalive_idle_timeout: float
+    dns_resolver: str
     upstream_max_header_size: int
     drain_timeout: float
     client_max_body_size: int

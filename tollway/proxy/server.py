@@ -25,6 +25,7 @@ from tollway.config import Settings
 from tollway.errors import ConfigError
 from tollway.proxy.call import UNLIMITED
 from tollway.proxy.chain import RoutePlugins, Runtime, compile_plugins
+from tollway.proxy.dns import Resolver
 from tollway.proxy.protocol import ClientProtocol
 from tollway.proxy.router import RouteTable
 from tollway.proxy.upstream import Target, UpstreamPool
@@ -209,6 +210,8 @@ class ProxyServer:
     def _setup(self) -> None:
         if self.loop is None:
             self.loop = asyncio.get_running_loop()
+            nameservers = [server for server in self.settings.dns_resolver.split(",") if server]
             self.pool = UpstreamPool(self.loop, self.settings.upstream_keepalive_pool_size,
                                      self.settings.upstream_keepalive_idle_timeout,
+                                     resolver=Resolver(nameservers),
                                      max_head=self.settings.upstream_max_header_size or UNLIMITED)

@@ -1,7 +1,7 @@
 """Connections to upstreams: the keep-alive pool, DNS cache, and the upstream-side protocol.
 
     UpstreamPool            idle keep-alive connections per PoolKey(scheme, host, port, verify)
-    ├── Resolver            getaddrinfo answers cached for DNS_TTL seconds
+    ├── Resolver            names resolved with c-ares, kept for their TTL (tollway.proxy.dns)
     └── UpstreamConnection  asyncio.Protocol + httptools response parser; hands the response to
                             the client side (`Exchange` below) as it arrives
 
@@ -10,31 +10,29 @@ so the client side can answer as Kong does (503, 503, 504, 502). A response head
 pool's `max_head` (upstream_max_header_size) fails the exchange as "invalid" (502), as does one
 llhttp cannot parse.
 
-DNS: answers come from `loop.getaddrinfo` and are kept for a fixed DNS_TTL (getaddrinfo does not
-report the record's TTL); a failed lookup is not cached.
+DNS: a name is resolved when a connection is opened (never per request), within the service's
+connect timeout, by `tollway.proxy.dns.Resolver`; a name that cannot be resolved is "dns" (503).
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import ssl
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple, Protocol
 
 import httptools
 
+from tollway.proxy.dns import ResolveFailed, Resolver
 from tollway.proxy.headers import RESPONSE_REWRITTEN, connection_tokens
 
-__all__ = ["DNS_TTL", "MAX_HEAD_SIZE", "ConnectFailed", "Exchange", "PoolKey", "Resolver", "Target",
-           "UpstreamConnection", "UpstreamPool"]
+__all__ = ["MAX_HEAD_SIZE", "ConnectFailed", "Exchange", "PoolKey", "Target", "UpstreamConnection",
+           "UpstreamPool"]
 
 log = logging.getLogger("tollway.proxy")
 
-DNS_TTL = 30.0
 MAX_HEAD_SIZE = 64 << 10  # bytes of a response head, as the default of upstream_max_header_size
 
 _NAMES_NO_HEADER = frozenset([b"close"])  # a Connection token that is not a header name
@@ -88,33 +86,6 @@ class Exchange(Protocol):
     def upstream_tunnel(self, conn: UpstreamConnection, data: bytes) -> None: ...
     def upstream_write_paused(self, paused: bool) -> None: ...
     def upstream_fed(self, conn: UpstreamConnection) -> None: ...
-
-
-class Resolver:
-    """Host name -> address, cached for `ttl` seconds. IP literals are returned as they are."""
-
-    def __init__(self, ttl: float = DNS_TTL) -> None:
-        self.ttl = ttl
-        self._cache: dict[tuple[str, int], tuple[float, str]] = {}
-
-    async def resolve(self, host: str, port: int) -> str:
-        try:
-            ipaddress.ip_address(host)
-            return host
-        except ValueError:
-            pass
-        now = time.monotonic()
-        cached = self._cache.get((host, port))
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        loop = asyncio.get_running_loop()
-        try:
-            infos = await loop.getaddrinfo(host, port, type=1)  # SOCK_STREAM
-        except OSError as exc:
-            raise ConnectFailed("dns", f"cannot resolve {host}: {exc}") from exc
-        address = str(infos[0][4][0])
-        self._cache[(host, port)] = (now + self.ttl, address)
-        return address
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -519,7 +490,13 @@ class UpstreamPool:
         return context
 
     async def _open(self, key: PoolKey, timeout: float) -> UpstreamConnection:
-        address = await self.resolver.resolve(key.host, key.port)
+        try:
+            async with asyncio.timeout(timeout):
+                address = await self.resolver.resolve(key.host)
+        except TimeoutError as exc:
+            raise ConnectFailed("dns", f"resolving {key.host} timed out") from exc
+        except ResolveFailed as exc:
+            raise ConnectFailed("dns", str(exc)) from exc
         tls: dict[str, Any] = {}
         if key.scheme == "https":
             tls = {"ssl": self._ssl_context(key.verify), "server_hostname": key.host}
