@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import TypeVar
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import select
 
+from tests.server.nodes import node_env
 from tollway.config import Settings
 from tollway.errors import NotBootstrapped, StoreError, StoreUnavailable
 from tollway.store import migrations
 from tollway.store.cli import migrations as migrations_cli
+from tollway.store.db import Database
 from tollway.store.db import run_with_database as run
 from tollway.store.snapshot import config_version, load_snapshot
+from tollway.store.tables import schema_meta
 
 T = TypeVar("T")
 
@@ -84,3 +90,22 @@ def test_unreachable_database_is_store_unavailable(settings: Settings) -> None:
         broken = settings.with_overrides(pg_port=1, pg_timeout=2.0)
     with pytest.raises(StoreUnavailable, match="database unavailable"):
         run(broken, migrations.ensure_bootstrapped)
+
+
+def test_nodes_bootstrapping_at_once_run_every_migration_exactly_once(settings: Settings) -> None:
+    env = node_env(settings)
+    runs = [subprocess.Popen([sys.executable, "-m", "tollway", "migrations", "bootstrap"], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    results = [(run.wait(60), *run.communicate()) for run in runs]
+    assert [code for code, _, _ in results] == [0] * 4, [err for _, _, err in results]
+    assert sum("core migrated up to: 000_base" in out for _, out, _ in results) <= 1
+
+    async def recorded(db: Database) -> list[tuple[str, str]]:
+        async with db.connect() as conn:
+            rows = await conn.execute(select(schema_meta.c.subsystem, schema_meta.c.name))
+            return sorted((subsystem, name) for subsystem, name in rows)
+
+    rows = run(settings, recorded)
+    assert len(rows) == len(set(rows))
+    assert {("core", "000_base"), ("key-auth", "000_base")} <= set(rows)
+    assert run(settings, lambda db: migrations.pending(db, settings)) == []

@@ -4,6 +4,10 @@ Subsystems are `core` (tollway/store/migrations/) and every enabled plugin with 
 package. A migration is a module `NNN_name.py` with `def up(conn) -> None` (a synchronous
 SQLAlchemy Connection); it runs in the same transaction that records it in `schema_meta`, so a
 failed migration leaves nothing behind on PostgreSQL and is simply retried by the next run.
+
+Nodes of a cluster may run `tollway migrations bootstrap` or `up` at the same time: every step
+takes a lock first (a transaction-scoped advisory lock per schema on PostgreSQL, the write lock on
+SQLite) and checks again, under it, whether another process did that step meanwhile.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 
-from sqlalchemy import MetaData, inspect, select
+from sqlalchemy import MetaData, inspect, select, text
 from sqlalchemy.engine import Connection
 
 from tollway import plugins
@@ -78,17 +82,33 @@ def _executed(conn: Connection) -> dict[str, set[str]]:
     return done
 
 
-async def _apply(db: Database, todo: list[Migration]) -> None:
-    for migration in todo:
-        log.info("migrating %s: %s", migration.subsystem, migration.name)
+def _lock(conn: Connection) -> None:
+    """Hold the migrations lock until the transaction ends: an advisory lock of this schema on
+    PostgreSQL, the database's write lock on SQLite. The first statement of its transaction."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('tollway migrations ' || current_schema()))"))
+    elif conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")  # waits for another writer (busy_timeout)
 
-        def step(conn: Connection, migration: Migration = migration) -> None:
+
+async def _apply(db: Database, todo: list[Migration]) -> list[Migration]:
+    ran = []
+    for migration in todo:
+
+        def step(conn: Connection, migration: Migration = migration) -> bool:
+            _lock(conn)
+            if migration.name in _executed(conn).get(migration.subsystem, set()):
+                return False  # another node ran it while this one waited for the lock
+            log.info("migrating %s: %s", migration.subsystem, migration.name)
             migration.up(conn)
             conn.execute(schema_meta.insert().values(
                 subsystem=migration.subsystem, name=migration.name, executed_at=int(time.time())))
+            return True
 
         async with db.begin() as conn:
-            await conn.run_sync(step)
+            if await conn.run_sync(step):
+                ran.append(migration)
+    return ran
 
 
 async def is_bootstrapped(db: Database) -> bool:
@@ -103,8 +123,12 @@ async def bootstrap(db: Database, settings: Settings) -> list[Migration]:
     """
     if await is_bootstrapped(db):
         return []
+    def create(conn: Connection) -> None:
+        _lock(conn)
+        schema_meta.create(conn, checkfirst=True)
+
     async with db.begin() as conn:
-        await conn.run_sync(lambda c: schema_meta.create(c, checkfirst=True))
+        await conn.run_sync(create)
     return await up(db, settings)
 
 
@@ -118,10 +142,8 @@ async def pending(db: Database, settings: Settings) -> list[Migration]:
 
 
 async def up(db: Database, settings: Settings) -> list[Migration]:
-    """Run the pending migrations of core and the enabled plugins; returns those that ran."""
-    todo = await pending(db, settings)
-    await _apply(db, todo)
-    return todo
+    """Run the pending migrations of core and the enabled plugins; returns those that ran here."""
+    return await _apply(db, await pending(db, settings))
 
 
 async def list_state(db: Database, settings: Settings) -> list[SubsystemState]:
