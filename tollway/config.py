@@ -107,6 +107,19 @@ def _parse_nameservers(text: str) -> str:
     return ",".join(servers)
 
 
+def _parse_networks(text: str) -> str:
+    networks = []
+    for raw in text.split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ValueError(f"expected IP addresses or CIDR blocks, comma separated; got '{item}'") from None
+    return ",".join(networks)
+
+
 def _parse_plugins(text: str) -> str:
     names: list[str] = []
     for raw in text.split(","):
@@ -173,6 +186,9 @@ SETTINGS: dict[str, Setting] = {
     "billable_hour_retention": Setting(_parse_int, "400", "days that per-hour usage rows are kept"),
     "upstream_keepalive_pool_size": Setting(_parse_int, "64", "idle upstream connections kept per host"),
     "upstream_keepalive_idle_timeout": Setting(_parse_float, "60", "seconds an idle upstream connection is kept"),
+    "trusted_ips": Setting(_parse_networks, "",
+                           "clients (IPs or CIDR blocks, comma separated) whose X-Forwarded-Proto, -Host, -Port "
+                           "and -Path are passed on instead of replaced; 0.0.0.0/0,::/0 trusts every client"),
     "dns_resolver": Setting(_parse_nameservers, "",
                             "DNS servers for upstream names, IP[:PORT] comma separated; empty = the system's"),
     "upstream_max_header_size": Setting(
@@ -225,6 +241,7 @@ class Settings:
     billable_hour_retention: int
     upstream_keepalive_pool_size: int
     upstream_keepalive_idle_timeout: float
+    trusted_ips: str
     dns_resolver: str
     upstream_max_header_size: int
     drain_timeout: float

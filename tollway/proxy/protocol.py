@@ -69,6 +69,10 @@ _SPECIAL = frozenset([b"host", b"content-length", b"transfer-encoding", b"expect
 # '?', '#' or space, which would make it a path, a user or a query wherever the host is reused.
 _HOST_BYTES = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:[]%"
 
+# What a trusted client (settings.trusted_ips) may say of the request it passes on.
+_FORWARDED = (b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port", b"x-forwarded-path")
+_NOT_FORWARDED = (b"", b"", b"", b"")
+
 # Output framing of a response.
 _NO_BODY, _LENGTH, _CHUNKED, _UNTIL_CLOSE = 0, 1, 2, 3
 
@@ -106,6 +110,7 @@ class ClientProtocol(asyncio.Protocol):
         self.client_ip = ""
         self.client_ip_b = b""
         self.local_port_b = b""
+        self.trusted = False            # its X-Forwarded-* headers are passed on (settings.trusted_ips)
         self.read_paused = False
         self.write_paused = False
         self.closing = False            # close once the current response is complete
@@ -151,6 +156,7 @@ class ClientProtocol(asyncio.Protocol):
         self.client_ip = str(peer[0]) if peer else "127.0.0.1"
         self.client_ip_b = self.client_ip.encode()
         self.local_port_b = str(sock[1]).encode() if sock else b"80"
+        self.trusted = bool(self.server.trusted_networks) and self.server.trusts(self.client_ip)
         if not self.server.connection_opened(self):
             self.refused = self.lost = True
             self.transport.abort()  # over worker_connections
@@ -394,11 +400,15 @@ class ClientProtocol(asyncio.Protocol):
         chain = plugins.base
         call.chain = chain
         if not compiled.http_allowed and not self.tls:
-            # The target as sent (a `?` with nothing after it aside): `self.url` may by now hold a
-            # later pipelined request's.
-            target = f"{call.path}?{call.query}" if call.query else call.path
-            self._reply(call, responses.https_required(compiled.https_redirect, hostname, target))
-            return
+            forwarded = self._forwarded(call) if self.trusted else _NOT_FORWARDED
+            if forwarded[0].lower() != b"https":
+                # The target as sent (a `?` with nothing after it aside): `self.url` may by now
+                # hold a later pipelined request's.
+                target = f"{call.path}?{call.query}" if call.query else call.path
+                if forwarded[1]:
+                    hostname = forwarded[1].decode("latin-1")
+                self._reply(call, responses.https_required(compiled.https_redirect, hostname, target))
+                return
         if chain.access:
             try:
                 reply = self._access(call, plugins)
@@ -492,12 +502,14 @@ class ClientProtocol(asyncio.Protocol):
             framing = b"content-length: %d\r\n" % call.content_length
         else:
             framing = b""
-        forwarded_host = call.host.rpartition(b":")[0] if b":" in call.host else call.host
+        proto, forwarded_host, port, path = self._forwarded(call) if self.trusted else _NOT_FORWARDED
+        if not forwarded_host:
+            forwarded_host = call.host.rpartition(b":")[0] if b":" in call.host else call.host
         head = upstream_request_head(
             call.method_bytes, target, host, call.headers,
-            client_ip=self.client_ip_b, forwarded_proto=self.proto_b, forwarded_host=forwarded_host,
-            forwarded_port=self.local_port_b,
-            forwarded_path=call.path.encode("latin-1"), framing=framing, upgrade=call.upgrade,
+            client_ip=self.client_ip_b, forwarded_proto=proto or self.proto_b, forwarded_host=forwarded_host,
+            forwarded_port=port or self.local_port_b,
+            forwarded_path=path or call.path.encode("latin-1"), framing=framing, upgrade=call.upgrade,
             hop_tokens=call.hop_tokens)
         call.sent_at = self.loop.time()
         conn.write(head)
@@ -515,6 +527,16 @@ class ClientProtocol(asyncio.Protocol):
             self._update_reading()
         if call.request_done:
             self._end_body(call)
+
+    @staticmethod
+    def _forwarded(call: Call) -> tuple[bytes, bytes, bytes, bytes]:
+        """X-Forwarded-Proto, -Host, -Port and -Path as a trusted client sent them (b"" when absent)."""
+        found = dict.fromkeys(_FORWARDED, b"")
+        for name, value in call.headers:
+            if name in found and not found[name]:
+                found[name] = value.strip()
+        return found[b"x-forwarded-proto"], found[b"x-forwarded-host"], found[b"x-forwarded-port"], \
+            found[b"x-forwarded-path"]
 
     def _forward_body(self, call: Call, chunk: bytes) -> None:
         conn = call.upstream

@@ -16,6 +16,7 @@ header and keep-alive timeouts by one sweep over the connections, running while 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import socket
 import ssl
@@ -100,6 +101,7 @@ class ProxyServer:
         self.spool = spool
         self.limits = Limits.from_settings(settings)
         self.max_connections = settings.worker_connections or UNLIMITED
+        self.trusted_networks = tuple(ipaddress.ip_network(item) for item in settings.trusted_ips.split(",") if item)
         self.ssl_context: ssl.SSLContext | None = None
         if settings.proxy_ssl_cert and settings.proxy_ssl_cert_key:
             self.ssl_context = server_ssl_context(settings.proxy_ssl_cert, settings.proxy_ssl_cert_key)
@@ -177,6 +179,16 @@ class ProxyServer:
         }
 
     # Called by ClientProtocol ------------------------------------------------------------------
+
+    def trusts(self, client_ip: str) -> bool:
+        """Whether a client's X-Forwarded-* headers are believed (settings.trusted_ips)."""
+        try:
+            address = ipaddress.ip_address(client_ip)
+        except ValueError:
+            return False
+        if address.version == 6 and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in self.trusted_networks)
 
     def connection_opened(self, conn: ClientProtocol) -> bool:
         """Count a new connection; False when it is over worker_connections (it is closed)."""
