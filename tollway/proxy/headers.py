@@ -58,8 +58,9 @@ def upstream_request_head(
     parts = [method, b" ", target, b" HTTP/1.1\r\nhost: ", host, b"\r\n"]
     xff = b""
     via = b""
+    dropped = _REQUEST_REWRITTEN | hop_tokens if hop_tokens else _REQUEST_REWRITTEN
     for name, value in headers:
-        if name in _REQUEST_REWRITTEN or name in hop_tokens or name.startswith(b"proxy-"):
+        if name in dropped or name.startswith(b"proxy-"):
             if name == b"x-forwarded-for":
                 xff = value if not xff else xff + b", " + value
             elif name == b"via":

@@ -35,7 +35,8 @@ log = logging.getLogger("tollway.proxy")
 
 MAX_HEAD_SIZE = 64 << 10  # bytes of a response head, as the default of upstream_max_header_size
 
-_NAMES_NO_HEADER = frozenset([b"close"])  # a Connection token that is not a header name
+# Connection values that name no header to drop ("keep-alive" names one that is dropped anyway).
+_NAMES_NO_HEADER = frozenset([b"close", b"keep-alive"])
 
 
 class _HeadTooLarge(Exception):
@@ -237,7 +238,7 @@ class UpstreamConnection(asyncio.Protocol):
                     self.content_length = None
             elif lname == b"transfer-encoding":
                 self.chunked = self.chunked or b"chunked" in value.lower()
-            elif lname == b"connection":
+            elif lname == b"connection" and value.lower() not in _NAMES_NO_HEADER:
                 tokens = connection_tokens(value) - RESPONSE_REWRITTEN - _NAMES_NO_HEADER
                 if tokens:
                     self.hop_tokens = self.hop_tokens | tokens
