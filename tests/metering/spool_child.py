@@ -3,6 +3,8 @@
     python -m tests.metering.spool_child writer SPOOL_DIR
         a SpoolWriter under RLIMIT_FSIZE (Python ignores SIGXFSZ, so allocating a file past it
         raises EFBIG); prints one JSON line of what it saw.
+    python -m tests.metering.spool_child starved SPOOL_DIR
+        a SpoolWriter constructed when not even its first file can be allocated.
     python -m tests.metering.spool_child proxy PREFIX SNAPSHOT.json POLICY
         a ProxyServer with the billable handler and a spool of one call per file; SIGUSR1 makes
         allocating any file fail (RLIMIT_FSIZE 0), SIGUSR2 lifts it; prints its port, and at
@@ -69,6 +71,21 @@ def writer(spool_dir: str) -> None:
     print(json.dumps(seen), flush=True)
 
 
+def starved(spool_dir: str) -> None:
+    # Not even a first file fits: the writer starts failing instead of raising, then recovers.
+    clock = Clock()
+    fsize(1000)
+    spool = SpoolWriter(spool_dir, "w1", file_bytes=1 << 20, clock=clock)
+    seen: dict[str, object] = {"failing": spool.failing, "error": spool.last_error}
+    spool.append(FakeCall(started_at=1.0))        # dropped
+    fsize(resource.RLIM_INFINITY)
+    clock.now += 1.1
+    spool.append(FakeCall(started_at=2.0))        # probes, opens a file, records
+    spool.close()
+    seen["final"] = {"failing": spool.failing, "dropped": spool.dropped}
+    print(json.dumps(seen), flush=True)
+
+
 async def proxy(prefix: str, snapshot_path: str, policy: str) -> None:
     from tollway.config import load_settings
     from tollway.proxy.server import ProxyServer
@@ -96,6 +113,8 @@ async def proxy(prefix: str, snapshot_path: str, policy: str) -> None:
 if __name__ == "__main__":
     if sys.argv[1] == "writer":
         writer(sys.argv[2])
+    elif sys.argv[1] == "starved":
+        starved(sys.argv[2])
     else:
         import uvloop
 

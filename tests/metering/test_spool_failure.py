@@ -79,6 +79,17 @@ def test_efbig_drops_calls_and_a_probe_per_second_leaves_no_file_behind(tmp_path
     assert (batch.records, batch.bad_lines) == (2, 0)  # calls 1 and 8
 
 
+def test_a_writer_that_cannot_allocate_its_first_file_starts_failing_and_recovers(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "tests.metering.spool_child", "starved", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["failing"] and seen["error"].startswith("EFBIG")
+    assert seen["final"] == {"failing": False, "dropped": 1}
+    batch = spool_batch(tmp_path)
+    assert (batch.records, batch.bad_lines) == (1, 0)
+
+
 @pytest.fixture
 def billable_proxy(tmp_path: Path, echo_upstream: int, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
     svc = service(echo_upstream, name="echo")

@@ -91,7 +91,10 @@ class SpoolWriter:
         self._pos = 0                # bytes recorded in the current file
         self._room = 0               # its size: a record must end at or before it
         self._released = 0           # bytes of it unmapped from this process
-        self._open_next(0)
+        try:
+            self._open_next(0)
+        except OSError as exc:  # no room for a first file: serve per billable_spool_failure, probe again
+            self._failed(exc)
 
     @property
     def path(self) -> Path:

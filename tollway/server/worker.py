@@ -36,6 +36,7 @@ class Worker:
         self.spool: SpoolWriter | None = None
         self.stopping = asyncio.Event()
         self.drain_timeout = 30.0
+        self.exit_code = 0
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -43,6 +44,7 @@ class Worker:
         loop.add_signal_handler(signal.SIGINT, lambda: None)  # the master decides on Ctrl-C
         channel = await Channel.open(self.control_sock)
         listener = asyncio.create_task(self._listen(channel))
+        listener.add_done_callback(self._listener_done)
         reporter = asyncio.create_task(self._report(channel))
         await self.stopping.wait()
         listener.cancel()
@@ -52,7 +54,16 @@ class Worker:
         if self.spool is not None:
             self.spool.close()
         channel.close()
-        return 0
+        return self.exit_code
+
+    def _listener_done(self, task: asyncio.Task[None]) -> None:
+        """A listener that failed leaves the worker deaf to its master: log why and exit, so the
+        master restarts it, rather than live on unconfigured."""
+        if not task.cancelled() and task.exception() is not None:
+            log.error("worker %d: applying the configuration failed; exiting", os.getpid(),
+                      exc_info=task.exception())
+            self.exit_code = 1
+            self.stopping.set()
 
     async def _listen(self, channel: Channel) -> None:
         while True:
