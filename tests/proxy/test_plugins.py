@@ -62,6 +62,30 @@ def test_client_identity_headers_are_replaced_and_a_removed_key_stops_working(pr
     assert resp.json() == {"message": "Invalid authentication credentials"}
 
 
+def test_identity_headers_cannot_be_spoofed_or_stripped_by_the_client(proxy, echo_upstream):
+    alice, cred = setup_key_auth(proxy, echo_upstream)
+    headers = request(proxy.port, "GET", "/mock", headers={
+        "apikey": "poppy-secret", "X_Consumer_ID": "victim", "X_Anonymous_Consumer": "true",
+        "Connection": "keep-alive, X-Consumer-ID, X-Credential-Identifier"}).json()["headers"]
+    assert headers["x-consumer-id"] == alice["id"]
+    assert headers["x-credential-identifier"] == cred["id"]
+    assert not any("_" in name for name in headers)
+
+
+def test_consumer_fields_with_control_or_non_latin_characters_stay_one_header(proxy, echo_upstream):
+    svc = service(echo_upstream)
+    rte = route(svc, ["/mock"], name="mock")
+    odd = consumer("evil\r\nX-Injected: yes", custom_id="caf\u00e9 \u4e2d")
+    proxy.apply(snapshot([svc], [rte], consumers=[odd], credentials=[credential(odd, "odd-key")],
+                         plugins=[plugin("key-auth", route=rte)]))
+    resp = request(proxy.port, "GET", "/mock", headers={"apikey": "odd-key"})
+    assert resp.status == 200
+    headers = resp.json()["headers"]
+    assert "x-injected" not in headers
+    assert headers["x-consumer-username"] == "evil%0D%0AX-Injected: yes"
+    assert headers["x-consumer-custom-id"].encode("latin-1").decode("utf-8") == "caf\u00e9 \u4e2d"
+
+
 def test_hide_credentials_strips_the_key_from_header_and_query(proxy, echo_upstream):
     setup_key_auth(proxy, echo_upstream, {"hide_credentials": True})
     echo = request(proxy.port, "GET", "/mock?apikey=poppy-secret&keep=1").json()

@@ -25,6 +25,15 @@ _IDENTITY_HEADERS = frozenset([name for name, _ in _CONSUMER_HEADERS]
                               + [b"x-credential-identifier", b"x-anonymous-consumer"])
 
 
+def _header_value(value: Any) -> bytes:
+    """A consumer's field as a header value: UTF-8, with control characters (a CR or LF would
+    start a header line of its own) percent-encoded."""
+    text = str(value)
+    if text.isascii() and text.isprintable():
+        return text.encode("ascii")
+    return "".join(f"%{ord(ch):02X}" if ord(ch) < 32 or ord(ch) == 127 else ch for ch in text).encode()
+
+
 class Call:
     """One proxied request and its response (see tollway.plugins.base.Call for the public part)."""
 
@@ -130,17 +139,21 @@ class Call:
         """
         self.consumer = consumer
         self.credential = credential
-        headers = [item for item in self.headers if item[0] not in _IDENTITY_HEADERS]
+        # Dropped too: the same names with underscores (X_Consumer_ID), which CGI-style upstreams
+        # read as the same variable.
+        headers = [item for item in self.headers if item[0].replace(b"_", b"-") not in _IDENTITY_HEADERS]
         if consumer is not None:
             for name, field in _CONSUMER_HEADERS:
                 value = consumer.get(field)
                 if value is not None:
-                    headers.append((name, str(value).encode("latin-1")))
+                    headers.append((name, _header_value(value)))
         if credential is not None and credential.get("id") is not None:
-            headers.append((b"x-credential-identifier", str(credential["id"]).encode("latin-1")))
+            headers.append((b"x-credential-identifier", _header_value(credential["id"])))
         if anonymous:
             headers.append((b"x-anonymous-consumer", b"true"))
         self.headers = headers
+        if self.hop_tokens & _IDENTITY_HEADERS:  # a client's Connection header cannot take them out
+            self.hop_tokens = self.hop_tokens - _IDENTITY_HEADERS
 
     def __repr__(self) -> str:
         return f"<Call {self.method} {self.path} status={self.status}>"
