@@ -297,3 +297,59 @@ def test_upstream_silent_after_the_request_answers_504(proxy, raw_upstreams, rec
     assert resp.status == 504
     assert resp.json() == {"message": "The upstream server is timed out"}
     assert [m["status"] for m in recorder.metered] == [504]
+
+
+def test_the_write_timeout_runs_from_when_the_upstream_stops_reading():
+    """A body that starts slowly, then an upstream that reads nothing: the write timeout (0.5 s) runs
+    from the pause, not from a read timeout (3 s) armed earlier on the connection."""
+    from tollway.proxy.upstream import PoolKey, UpstreamPool
+
+    class Exchange:
+        def __init__(self) -> None:
+            self.started = time.monotonic()
+            self.paused_at: float | None = None
+            self.result: asyncio.Future[tuple[str, float]] = asyncio.get_running_loop().create_future()
+
+        def upstream_failed(self, conn, kind):
+            self.result.set_result((kind, time.monotonic() - self.started))
+
+        def upstream_done(self, conn, keep_alive):
+            self.result.set_result(("done", time.monotonic() - self.started))
+
+        def upstream_write_paused(self, paused):
+            if paused and self.paused_at is None:
+                self.paused_at = time.monotonic() - self.started
+
+        def upstream_head(self, *args): ...
+        def upstream_body(self, *args): ...
+        def upstream_tunnel(self, *args): ...
+        def upstream_fed(self, conn): ...
+
+    async def scenario() -> tuple[str, float, float]:
+        held = []
+
+        async def never_reads(reader, writer):
+            held.append(writer)
+            await asyncio.sleep(30)
+
+        server = await asyncio.start_server(never_reads, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        pool = UpstreamPool(asyncio.get_running_loop(), 4, 60)
+        conn = await pool.connect(PoolKey("http", "127.0.0.1", port, True), 5)
+        conn.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        exchange = Exchange()
+        conn.begin(exchange, False, 3.0, 0.5)
+        conn.write(b"POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n")
+        await asyncio.sleep(0.6)
+        conn.write(b"%x\r\n" % (32 << 20) + b"x" * (32 << 20))
+        kind, at = await asyncio.wait_for(exchange.result, 10)
+        conn.abort()
+        for writer in held:
+            writer.transport.abort()
+        server.close()
+        assert exchange.paused_at is not None
+        return kind, at, exchange.paused_at
+
+    kind, at, paused_at = asyncio.run(scenario())
+    assert kind == "timeout"
+    assert 0.45 <= at - paused_at < 1.2

@@ -165,6 +165,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.write_paused = True
         self.paused_since = self.loop.time()
         if self.exchange is not None:
+            # The write timeout runs from now: the timer must not wait for a later read deadline.
+            if self.timer is None or self.timer_due > self.paused_since + self.write_timeout:
+                self._arm(self.write_timeout)
             self.exchange.upstream_write_paused(True)
 
     def resume_writing(self) -> None:
