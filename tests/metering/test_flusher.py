@@ -247,11 +247,17 @@ def test_retention_drops_old_minute_and_hour_rows_only(settings: Settings) -> No
 
 
 def test_spool_size_alarm_is_loud(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    settings = make_settings(tmp_path, "sqlite", billable_spool_max_bytes="1000")
-    write_calls(settings, [FakeCall(started_at=1.0) for _ in range(10)])
+    settings = make_settings(tmp_path, "sqlite", billable_spool_max_bytes=str(1 << 20))
+    flusher = Flusher(Database.from_settings(settings), settings, "n")
+    live = SpoolWriter(settings.spool_dir, "live")  # allocated in full, nothing recorded: no alarm
     with caplog.at_level(logging.ERROR):
-        size = Flusher(Database.from_settings(settings), settings, "n").check_spool_size()
-    assert size > 1000
+        assert flusher.check_spool_size() == 0
+    assert "USAGE SPOOL IS FILLING UP" not in caplog.text
+    live.close()
+    write_calls(settings, [FakeCall(started_at=1.0) for _ in range(10)])  # finished files, never flushed
+    with caplog.at_level(logging.ERROR):
+        size = flusher.check_spool_size()
+    assert size == sum(path.stat().st_size for path in settings.spool_dir.glob("*.spool")) > 1 << 20
     assert "USAGE SPOOL IS FILLING UP" in caplog.text
 
 

@@ -59,6 +59,7 @@ class Flusher:
         self._last_purge = float("-inf")
         self._last_alarm = float("-inf")
         self._last_busy = float("-inf")
+        self._positions: dict[str, int] = {}  # spool file -> bytes counted, as of the last flush
 
     async def flush_once(self) -> int:
         """Count every complete line not yet counted; the number of records counted.
@@ -119,7 +120,8 @@ class Flusher:
             raise StoreUnavailable(f"cannot reach the database to flush usage: {ledger.describe(exc)}") from exc
         self.counted += batch.records
         self.cut_off += cut_off
-        self._delete_consumed(files, {**committed, **offsets})
+        self._positions = {**committed, **offsets}
+        self._delete_consumed(files, self._positions)
         return batch.records
 
     async def _commit(self, batch: UsageBatch, committed: dict[str, int], offsets: dict[str, int],
@@ -175,9 +177,10 @@ class Flusher:
         return deleted
 
     def check_spool_size(self) -> int:
-        """The spool's size on disk in bytes (files are allocated in full when opened); warns loudly
-        (once a minute) when it nears the alarm size."""
-        size = sum(file.size for file in self.reader.files())
+        """Bytes of usage the spool holds: whole files once finished, and what was counted of the
+        ones still written to (they are allocated in full when opened, so their size says nothing).
+        Warns loudly (once a minute) when it nears the alarm size."""
+        size = sum(file.size if file.finished else self._positions.get(file.name, 0) for file in self.reader.files())
         limit = self.settings.billable_spool_max_bytes
         now = time.monotonic()
         if size >= limit * SPOOL_ALARM_RATIO and now - self._last_alarm >= ALARM_EVERY:
