@@ -61,14 +61,32 @@ def test_a_name_nobody_knows_fails_and_is_not_cached() -> None:
         assert dns.queries[("nowhere.invalid", "A")] == 2
 
 
+def test_a_ttl_of_zero_is_asked_again_every_time() -> None:
+    with DnsServer({"zero.test": [("A", "127.0.0.1", 0)]}) as dns:
+        resolver = Resolver([dns.address])
+        for _ in range(3):
+            assert resolve(resolver, "zero.test") == "127.0.0.1"
+        assert resolver.cached("zero.test") is None
+        assert resolver.lookups == 3
+
+
 def test_hosts_file_names_and_ip_literals() -> None:
     with DnsServer({}) as dns:
         resolver = Resolver([dns.address])
         assert resolve(resolver, "localhost") in ("127.0.0.1", "::1")
-        expiry, _ = resolver.cached("localhost")  # type: ignore[misc]
-        assert NO_TTL - 1 < expiry - resolver.clock() <= NO_TTL
         assert dns.queries[("localhost", "A")] == 0  # the hosts file answered
         assert resolve(resolver, "10.1.2.3") == "10.1.2.3" and resolver.cached("10.1.2.3") is None
+
+
+def test_an_answer_only_getaddrinfo_knows_is_kept_no_ttl_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def nothing(self: Resolver, host: str) -> None:
+        return None
+
+    monkeypatch.setattr(Resolver, "_ares", nothing)  # as for a name only an NSS module knows
+    resolver = Resolver()
+    assert resolve(resolver, "localhost") in ("127.0.0.1", "::1")
+    expiry, _ = resolver.cached("localhost")  # type: ignore[misc]
+    assert NO_TTL - 1 < expiry - resolver.clock() <= NO_TTL
 
 
 def test_the_proxy_resolves_upstream_names_with_dns_resolver(make_proxy, echo_upstream):

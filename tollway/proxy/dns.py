@@ -5,10 +5,11 @@
     address = await resolver.resolve("mockbin")    # raises ResolveFailed
 
 As Kong's default order, IPv4 (A) comes first and IPv6 (AAAA) is asked only when a name has no
-IPv4 address. An answer is kept for the smallest TTL of its records; one that carries no TTL (a
-hosts-file entry) for NO_TTL seconds. When c-ares finds nothing, getaddrinfo(3) is asked too, for
-names only the system's other NSS sources know, and its answer is kept NO_TTL seconds. A failed
-lookup is not kept. Lookups run only when an upstream connection is opened, never per request.
+IPv4 address. An answer is kept for the smallest TTL of its records, so a TTL of 0 (and a
+hosts-file entry, for which c-ares reports 0) is looked up again at the next connection. When
+c-ares finds nothing, getaddrinfo(3) is asked too, for names only the system's other NSS sources
+know; its answer carries no TTL and is kept NO_TTL seconds. A failed lookup is not kept. Lookups
+run only when an upstream connection is opened, never per request.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import aiodns.error
 
 __all__ = ["NO_TTL", "ResolveFailed", "Resolver"]
 
-NO_TTL = 30.0  # seconds an answer without a TTL is kept
+NO_TTL = 30.0  # seconds a getaddrinfo answer (which has no TTL) is kept
 
 
 class ResolveFailed(Exception):
@@ -61,7 +62,8 @@ class Resolver:
         if found is None:
             found = await self._system(host)
         address, ttl = found
-        self._cache[host] = (started + ttl, address)
+        if ttl > 0:
+            self._cache[host] = (started + ttl, address)
         return address
 
     async def _ares(self, host: str) -> tuple[str, float] | None:
@@ -76,7 +78,7 @@ class Resolver:
             if result.nodes:
                 ttl = min(node.ttl for node in result.nodes)
                 address = result.nodes[0].addr[0]
-                return (address.decode() if isinstance(address, bytes) else str(address)), (ttl or NO_TTL)
+                return (address.decode() if isinstance(address, bytes) else str(address)), float(ttl)
         return None
 
     async def _system(self, host: str) -> tuple[str, float]:

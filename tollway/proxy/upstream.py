@@ -494,8 +494,9 @@ class UpstreamPool:
         return context
 
     async def _open(self, key: PoolKey, timeout: float) -> UpstreamConnection:
+        deadline = self.loop.time() + timeout  # for the lookup and the connection together
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout_at(deadline):
                 address = await self.resolver.resolve(key.host)
         except TimeoutError as exc:
             raise ConnectFailed("dns", f"resolving {key.host} timed out") from exc
@@ -505,7 +506,7 @@ class UpstreamPool:
         if key.scheme == "https":
             tls = {"ssl": self._ssl_context(key.verify), "server_hostname": key.host}
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout_at(deadline):
                 _, conn = await self.loop.create_connection(
                     lambda: UpstreamConnection(self, key, self.max_head), address, key.port, **tls)
         except TimeoutError as exc:
