@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from tests.metering.conftest import ALICE, FakeCall
+from tollway.metering.aggregate import UsageBatch
 from tollway.metering.records import UsageRecord, decode_line, encode_call
 from tollway.metering.spool import RELEASE_EVERY, SpoolChunk, SpoolReader, SpoolWriter
 
@@ -98,7 +99,7 @@ def test_a_record_being_copied_is_read_only_once_every_byte_of_it_is_there(tmp_p
     [file] = reader.files()
     assert file.finished
     tail = list(reader.read(file, at + len(line)))
-    assert tail == [SpoolChunk([], file.size, cut_off=5)]
+    assert tail == [SpoolChunk([], at + len(line) + 5, cut_off=5), SpoolChunk([], file.size)]
 
 
 def test_a_file_written_by_an_older_version_with_write_is_read_to_its_end(tmp_path: Path) -> None:
@@ -109,7 +110,27 @@ def test_a_file_written_by_an_older_version_with_write_is_read_to_its_end(tmp_pa
     assert file.finished
     chunks = list(reader.read(file, 0))
     assert [decode_line(x).ts_ms for c in chunks for x in c.lines] == [0, 1000, 2000]
-    assert chunks[-1] == SpoolChunk([], file.size, cut_off=7)
+    assert chunks[-2:] == [SpoolChunk([], file.size, cut_off=7), SpoolChunk([], file.size)]
+
+
+def test_records_after_a_hole_in_a_finished_file_are_still_read(tmp_path: Path) -> None:
+    # A machine crash can lose pages of a file mid-way (written back in any order): the records a
+    # hole cuts into are skipped, the complete ones around it are read.
+    lines = [encode_call(FakeCall(started_at=float(i)), now=float(i)) for i in range(6)]
+    data = (lines[0] + lines[1][:30] + b"\0" * 4096 + lines[2][50:] + lines[3] + lines[4]
+            + lines[5][:40] + b"\0" * 1000)
+    (tmp_path / "w1.0000000000000001.000001.spool").write_bytes(data)
+    reader = SpoolReader(tmp_path)
+    [file] = reader.files()
+    for chunk_bytes in (len(data), 777, 64):  # holes and records across chunk boundaries
+        chunks = list(reader.read(file, 0, chunk_bytes=chunk_bytes))
+        assert [c.cut_off for c in chunks if c.cut_off] == [30, 40]
+        assert chunks[-1] == SpoolChunk([], file.size)
+        batch = UsageBatch()
+        for chunk in chunks:
+            batch.add_lines(chunk.lines)
+        # lines[2]'s tail is a line of its own, refused as malformed; 0, 3 and 4 are counted
+        assert (batch.records, batch.bad_lines) == (3, 1)
 
 
 def test_recorded_pages_leave_the_writer_but_not_the_file(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ import fcntl
 import logging
 import mmap
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 SUFFIX = ".spool"
 FILE_BYTES = 16 << 20  # each spool file is allocated at this size (more when one record is longer)
 RELEASE_EVERY = 1 << 20  # recorded pages are unmapped from the writer every this many bytes
+_RECORDED = re.compile(rb"[^\x00]+")  # bytes recorded: a run of anything but NUL
 READ_CHUNK = 1 << 20    # bytes read at a time (a file still written to is mostly NUL past its records)
 PROBE_EVERY = 1.0      # seconds between two attempts to open a file again while the spool is failing
 ALARM_EVERY = 10.0     # seconds between two 'spool cannot be written' errors in the log
@@ -333,14 +335,18 @@ class SpoolReader:
         return found
 
     def read(self, file: SpoolFile, offset: int, chunk_bytes: int = READ_CHUNK) -> Iterator[SpoolChunk]:
-        """Complete lines of `file` from `offset`, before its first NUL and within the size it was
-        listed with, in chunks.
+        """Complete lines of `file` from `offset`, within the size it was listed with, in chunks.
 
-        An incomplete last line is left for a later read, unless the file is finished: then it
-        was cut off (its writer died mid-record) and is skipped, with a warning, and the chunk
-        that says so ends at the file's size, past the NUL bytes never written.
+        A file still written to is read up to its first NUL (bytes not recorded yet); an incomplete
+        last line there is left for a later read. In a finished file every NUL run is a hole: bytes
+        never recorded (a writer that stopped), or never written back (pages lost in a machine
+        crash, which can leave holes mid-file). The record a hole cuts into is skipped, with a
+        warning, as cut off; reading goes on after it, and the last chunk ends at the file's size.
         """
         if offset >= file.size:
+            return
+        if file.finished:
+            yield from self._read_finished(file, offset, chunk_bytes)
             return
         with open(file.path, "rb") as handle:
             handle.seek(offset)
@@ -361,8 +367,42 @@ class SpoolReader:
                     yield SpoolChunk(data[:cut].splitlines(), position - len(pending))
                 if unwritten >= 0:
                     break  # what follows is not recorded (yet)
-            if file.finished and (pending or position < file.size):
-                if pending:
-                    log.warning("usage spool %s: skipping a cut-off record of %d bytes at offset %d "
-                                "(its writer stopped mid-record)", file.name, len(pending), position - len(pending))
-                yield SpoolChunk([], file.size, cut_off=len(pending))
+
+    def _read_finished(self, file: SpoolFile, offset: int, chunk_bytes: int) -> Iterator[SpoolChunk]:
+        with open(file.path, "rb") as handle:
+            handle.seek(offset)
+            pending = b""
+            position = offset
+            while position < file.size:
+                data = handle.read(min(chunk_bytes, file.size - position))
+                if not data:
+                    break
+                start = position
+                position += len(data)
+                lines: list[bytes] = []
+                after = 0  # where in `data` the bytes already taken end
+                for recorded in _RECORDED.finditer(data):
+                    if recorded.start() > after and pending:  # a hole cuts the record in progress off
+                        yield self._cut_off(file, pending, start + after)
+                        pending = b""
+                    text = pending + recorded.group()
+                    cut = text.rfind(b"\n") + 1
+                    if cut:
+                        lines += text[:cut].splitlines()
+                    pending = text[cut:]
+                    after = recorded.end()
+                if after < len(data) and pending:
+                    yield self._cut_off(file, pending, start + after)
+                    pending = b""
+                if lines:
+                    yield SpoolChunk(lines, position - len(pending))
+            if pending:
+                yield self._cut_off(file, pending, position)
+            yield SpoolChunk([], file.size)
+
+    @staticmethod
+    def _cut_off(file: SpoolFile, fragment: bytes, end: int) -> SpoolChunk:
+        log.warning("usage spool %s: skipping a cut-off record of %d bytes at offset %d (its writer stopped "
+                    "mid-record, or the machine crashed before it reached the disk)", file.name, len(fragment),
+                    end - len(fragment))
+        return SpoolChunk([], end, cut_off=len(fragment))
