@@ -114,10 +114,17 @@ def _parse_networks(text: str) -> str:
         if not item:
             continue
         try:
-            networks.append(str(ipaddress.ip_network(item, strict=False)))
+            network = ipaddress.ip_network(item, strict=False)
         except ValueError:
             raise ValueError(f"expected IP addresses or CIDR blocks, comma separated; got '{item}'") from None
+        if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_IPV4_MAPPED):
+            # Clients are matched as IPv4 (a dual-stack socket shows them as ::ffff:a.b.c.d)
+            network = ipaddress.IPv4Network((int(network.network_address) & 0xFFFFFFFF, network.prefixlen - 96))
+        networks.append(str(network))
     return ",".join(networks)
+
+
+_IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 
 
 def _parse_plugins(text: str) -> str:

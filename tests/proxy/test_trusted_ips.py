@@ -58,5 +58,6 @@ def test_an_https_only_route_believes_a_trusted_x_forwarded_proto(make_proxy, ec
 def test_trusted_ips_setting_is_checked() -> None:
     assert load_settings(environ={}, trusted_ips=" 10.0.0.1, 10.1.0.0/16 ,::1").trusted_ips == \
         "10.0.0.1/32,10.1.0.0/16,::1/128"
+    assert load_settings(environ={}, trusted_ips="::ffff:10.0.0.0/104").trusted_ips == "10.0.0.0/8"
     with pytest.raises(ConfigError, match="trusted_ips"):
         load_settings(environ={}, trusted_ips="lb.example.com")
