@@ -57,8 +57,10 @@ class SpoolWriter:
     `append()` is the proxy's hot path: one encode and one copy into the file's memory mapping, no
     system call. The copy lands in the kernel's page cache at once, so a process killed by
     `kill -9` loses nothing it recorded; as with write(2), nothing is fsynced. The file's blocks are
-    allocated when it is opened (posix_fallocate), so a full disk cannot fail a copy into it; it
-    fails the opening of the next file. Pages already recorded are unmapped from the writer as it
+    allocated when it is opened (posix_fallocate), so on filesystems that write in place (ext4,
+    xfs) a full disk cannot fail a copy into it; it fails the opening of the next file. On
+    copy-on-write filesystems (btrfs, ZFS) or NFS a copy can still need space, and a full disk
+    there kills the worker (SIGBUS; the master restarts it): keep the prefix on ext4 or xfs. Pages already recorded are unmapped from the writer as it
     goes (RELEASE_EVERY), so its resident memory does not grow with the file.
 
     When the next file cannot be opened (ENOSPC, EFBIG, EROFS, EACCES, ...) the writer is
