@@ -60,8 +60,9 @@ class SpoolWriter:
     allocated when it is opened (posix_fallocate), so on filesystems that write in place (ext4,
     xfs) a full disk cannot fail a copy into it; it fails the opening of the next file. On
     copy-on-write filesystems (btrfs, ZFS) or NFS a copy can still need space, and a full disk
-    there kills the worker (SIGBUS; the master restarts it): keep the prefix on ext4 or xfs. Pages already recorded are unmapped from the writer as it
-    goes (RELEASE_EVERY), so its resident memory does not grow with the file.
+    there kills the worker (SIGBUS; the master restarts it): keep the prefix on ext4 or xfs.
+    Pages already recorded are unmapped from the writer as it goes (RELEASE_EVERY), so its resident
+    memory does not grow with the file.
 
     When the next file cannot be opened (ENOSPC, EFBIG, EROFS, EACCES, ...) the writer is
     `failing`: the call is counted in `dropped`, a loud error is logged (at most every ALARM_EVERY
