@@ -351,57 +351,58 @@ class SpoolReader:
         if file.finished:
             yield from self._read_finished(file, offset, chunk_bytes)
             return
-        with open(file.path, "rb") as handle:
-            handle.seek(offset)
-            pending = b""
-            position = offset
-            while position < file.size:
-                data = handle.read(min(chunk_bytes, file.size - position))
-                if not data:
-                    break
-                unwritten = data.find(b"\0")
-                if unwritten >= 0:
-                    data = data[:unwritten]
-                position += len(data)
-                data = pending + data
-                cut = data.rfind(b"\n") + 1
-                pending = data[cut:]
-                if cut:
-                    yield SpoolChunk(data[:cut].splitlines(), position - len(pending))
-                if unwritten >= 0:
-                    break  # what follows is not recorded (yet)
+        pending = b""
+        for start, data in self._chunks(file, offset, chunk_bytes):
+            unwritten = data.find(b"\0")
+            if unwritten >= 0:
+                data = data[:unwritten]
+            position = start + len(data)
+            data = pending + data
+            cut = data.rfind(b"\n") + 1
+            pending = data[cut:]
+            if cut:
+                yield SpoolChunk(data[:cut].splitlines(), position - len(pending))
+            if unwritten >= 0:
+                break  # what follows is not recorded (yet)
 
     def _read_finished(self, file: SpoolFile, offset: int, chunk_bytes: int) -> Iterator[SpoolChunk]:
+        pending = b""
+        position = offset
+        for start, data in self._chunks(file, offset, chunk_bytes):
+            position = start + len(data)
+            lines: list[bytes] = []
+            after = 0  # where in `data` the bytes already taken end
+            for recorded in _RECORDED.finditer(data):
+                if recorded.start() > after and pending:  # a hole cuts the record in progress off
+                    yield self._cut_off(file, pending, start + after)
+                    pending = b""
+                text = pending + recorded.group()
+                cut = text.rfind(b"\n") + 1
+                if cut:
+                    lines += text[:cut].splitlines()
+                pending = text[cut:]
+                after = recorded.end()
+            if after < len(data) and pending:
+                yield self._cut_off(file, pending, start + after)
+                pending = b""
+            if lines:
+                yield SpoolChunk(lines, position - len(pending))
+        if pending:
+            yield self._cut_off(file, pending, position)
+        yield SpoolChunk([], file.size)
+
+    @staticmethod
+    def _chunks(file: SpoolFile, offset: int, chunk_bytes: int) -> Iterator[tuple[int, bytes]]:
+        """(file offset, bytes) of `file` from `offset` up to the size it was listed with."""
         with open(file.path, "rb") as handle:
             handle.seek(offset)
-            pending = b""
             position = offset
             while position < file.size:
                 data = handle.read(min(chunk_bytes, file.size - position))
                 if not data:
-                    break
-                start = position
+                    return
+                yield position, data
                 position += len(data)
-                lines: list[bytes] = []
-                after = 0  # where in `data` the bytes already taken end
-                for recorded in _RECORDED.finditer(data):
-                    if recorded.start() > after and pending:  # a hole cuts the record in progress off
-                        yield self._cut_off(file, pending, start + after)
-                        pending = b""
-                    text = pending + recorded.group()
-                    cut = text.rfind(b"\n") + 1
-                    if cut:
-                        lines += text[:cut].splitlines()
-                    pending = text[cut:]
-                    after = recorded.end()
-                if after < len(data) and pending:
-                    yield self._cut_off(file, pending, start + after)
-                    pending = b""
-                if lines:
-                    yield SpoolChunk(lines, position - len(pending))
-            if pending:
-                yield self._cut_off(file, pending, position)
-            yield SpoolChunk([], file.size)
 
     @staticmethod
     def _cut_off(file: SpoolFile, fragment: bytes, end: int) -> SpoolChunk:
