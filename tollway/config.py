@@ -85,12 +85,14 @@ def _parse_listen(text: str) -> str:
     return f"{host}:{int(port)}"
 
 
+def _items(text: str) -> list[str]:
+    """The non-empty items of a comma separated list, stripped."""
+    return [item for item in (raw.strip() for raw in text.split(",")) if item]
+
+
 def _parse_nameservers(text: str) -> str:
     servers = []
-    for raw in text.split(","):
-        server = raw.strip()
-        if not server:
-            continue
+    for server in _items(text):
         host, port = server, ""
         if server.startswith("["):  # [IPv6]:port
             host, _, port = server[1:].partition("]")
@@ -109,10 +111,7 @@ def _parse_nameservers(text: str) -> str:
 
 def _parse_networks(text: str) -> str:
     networks = []
-    for raw in text.split(","):
-        item = raw.strip()
-        if not item:
-            continue
+    for item in _items(text):
         try:
             network = ipaddress.ip_network(item, strict=False)
         except ValueError:
