@@ -125,6 +125,10 @@ def test_usage_is_visible_within_two_seconds(node: Node) -> None:
     started = time.monotonic()
     wait_for_totals(node, want, timeout=2.0)
     assert time.monotonic() - started <= 2.0
+    metering = node.json("/status")["metering"]
+    assert metering["calls_committed"] >= 6
+    # The spool's files are allocated in full when opened; what they hold is what counts here.
+    assert 0 < metering["spool_bytes"] < 1 << 20 <= metering["spool_alarm_bytes"]
 
 
 def test_graceful_stop_under_load_loses_nothing(node: Node) -> None:

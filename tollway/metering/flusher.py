@@ -176,11 +176,14 @@ class Flusher:
             log.info("billable: deleted %d usage rows past their retention", deleted)
         return deleted
 
-    def check_spool_size(self) -> int:
+    def spool_bytes(self) -> int:
         """Bytes of usage the spool holds: whole files once finished, and what was counted of the
-        ones still written to (they are allocated in full when opened, so their size says nothing).
-        Warns loudly (once a minute) when it nears the alarm size."""
-        size = sum(file.size if file.finished else self._positions.get(file.name, 0) for file in self.reader.files())
+        ones still written to (they are allocated in full when opened, so their size says nothing)."""
+        return sum(file.size if file.finished else self._positions.get(file.name, 0) for file in self.reader.files())
+
+    def check_spool_size(self) -> int:
+        """spool_bytes(); warns loudly (once a minute) when it nears the alarm size."""
+        size = self.spool_bytes()
         limit = self.settings.billable_spool_max_bytes
         now = time.monotonic()
         if size >= limit * SPOOL_ALARM_RATIO and now - self._last_alarm >= ALARM_EVERY:

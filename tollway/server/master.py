@@ -373,8 +373,7 @@ class Master:
         if self.flusher is None:
             return None
         try:
-            spool_bytes = sum(entry.stat().st_size for entry in os.scandir(self.settings.spool_dir)
-                              if entry.is_file())
+            spool_bytes: int | None = self.flusher.spool_bytes()
         except OSError:
             spool_bytes = None
         return {
