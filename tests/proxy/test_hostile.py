@@ -360,3 +360,13 @@ def test_a_flood_of_pipelined_requests_is_answered_up_to_the_pipeline_depth_then
     assert raw.count(b"HTTP/1.1 200 OK") == 1 + MAX_PIPELINE
     assert raw.endswith(b'{"message":"Bad request"}')
     assert recording_upstream.answered == 1 + MAX_PIPELINE
+
+
+def test_a_bare_question_mark_reaches_the_upstream_and_the_https_redirect(proxy, recording_upstream):
+    one_route(proxy, recording_upstream.port)
+    raw, _ = exchange(proxy.port, b"GET /p? HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert raw.startswith(b"HTTP/1.1 200")
+    assert recording_upstream.received.startswith(b"GET /p? HTTP/1.1\r\n")
+    one_route(proxy, recording_upstream.port, protocols=["https"], https_redirect_status_code=308)
+    raw, _ = exchange(proxy.port, b"GET /p? HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert raw.startswith(b"HTTP/1.1 308") and b"\r\nLocation: https://x/p?\r\n" in raw

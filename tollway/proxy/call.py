@@ -42,7 +42,7 @@ class Call:
         "method", "path", "query", "client_ip", "started_at", "route", "service", "consumer",
         "credential", "status", "response_headers", "request_bytes", "response_bytes",
         # Request
-        "method_bytes", "headers", "host", "http_11", "keep_alive", "upgrade", "expect_continue",
+        "method_bytes", "headers", "host", "http_11", "keep_alive", "upgrade", "expect_continue", "bare_query",
         "has_body", "chunked", "content_length", "body_limit", "hop_tokens",
         # Routing and plugins
         "match", "chain",
@@ -71,6 +71,7 @@ class Call:
         self.request_bytes = 0
         self.response_bytes = 0
         self.host = b""
+        self.bare_query = False               # the target ended with a `?` and nothing after it (kept)
         self.http_11 = True
         self.keep_alive = True
         self.upgrade: bytes | None = None

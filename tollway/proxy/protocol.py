@@ -297,6 +297,8 @@ class ClientProtocol(asyncio.Protocol):
         call = Call(method, path.decode("latin-1"), query.decode("latin-1"), self.headers,
                     self.client_ip, time.time(), self.loop.time())
         call.request_bytes = len(method) + 12 + self.head_size + 2  # "M U HTTP/1.1\r\n" headers "\r\n"
+        if not query and url.endswith(b"?"):
+            call.bare_query = True
         special = self.special
         host = call.host = special.get(b"host", b"")
         if host and (host.translate(None, _HOST_BYTES) or b".." in host):
@@ -402,9 +404,8 @@ class ClientProtocol(asyncio.Protocol):
         if not compiled.http_allowed and not self.tls:
             forwarded = self._forwarded(call) if self.trusted else _NOT_FORWARDED
             if forwarded[0].lower() != b"https":
-                # The target as sent (a `?` with nothing after it aside): `self.url` may by now
-                # hold a later pipelined request's.
-                target = f"{call.path}?{call.query}" if call.query else call.path
+                # The target as sent (`self.url` may by now hold a later pipelined request's).
+                target = f"{call.path}?{call.query}" if call.query or call.bare_query else call.path
                 if forwarded[1]:
                     hostname = forwarded[1].decode("latin-1")
                 self._reply(call, responses.https_required(compiled.https_redirect, hostname, target))
@@ -496,6 +497,8 @@ class ClientProtocol(asyncio.Protocol):
         target = match.upstream_path.encode("latin-1")
         if call.query:
             target += b"?" + call.query.encode("latin-1")
+        elif call.bare_query:
+            target += b"?"  # as Kong: `/p?` reaches the upstream as sent
         if call.chunked:
             framing = b"transfer-encoding: chunked\r\n"
         elif call.has_body or call.method in ("POST", "PUT", "PATCH"):
