@@ -738,8 +738,8 @@ class ClientProtocol(asyncio.Protocol):
             call.response_bytes -= len(self.held)
             call.head_sent = False
             self.held = None
-        service = call.service or {}
-        if not call.head_sent and call.upgrade is None and call.tries < int(service.get("retries") or 0):
+        retries = call.match.compiled.target.retries if call.match is not None else 0
+        if not call.head_sent and call.upgrade is None and call.tries < retries:
             # Connection failures are retried; a request whose body went out only when idempotent.
             replayable = call.replay_ok and (call.body_forwarded == 0 or call.method in IDEMPOTENT)
             if (nothing_sent and kind in ("refused", "timeout")) or (stale and replayable):
