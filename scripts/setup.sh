@@ -19,9 +19,32 @@ if [ ! -x .venv/bin/python ]; then
   fi
 fi
 stamp=.venv/.tollway-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+# The proxy's hot path is compiled in place (setup.py), and a compiled module shadows its
+# source: build again whenever one of those sources changed since the last build.
+stale=
+for so in $(find tollway -name '*.so' 2>/dev/null); do
+  [ "${so%%.*}.py" -nt "$so" ] && stale=1
+done
+install() {  # quiet unless it fails; the log stays in .venv/install.log
+  .venv/bin/python -m pip install -q -e '.[test]' >.venv/install.log 2>&1 && return 0
+  [ -n "${quiet_failure:-}" ] || grep -v '^WARNING: Location' .venv/install.log >&2
+  return 1
+}
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ] || [ -n "$stale" ]; then
   .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-  .venv/bin/python -m pip install -q -e '.[test]' 2>&1 | grep -v '^WARNING: Location' || true
+  if [ -n "${TOLLWAY_PURE_PYTHON:-}" ] || ! quiet_failure=1 install; then
+    if [ -z "${TOLLWAY_PURE_PYTHON:-}" ]; then
+      echo "compiling the hot path failed (see .venv/install.log; no C compiler?):" \
+           "installing it as plain Python, which behaves the same, slower" >&2
+    fi
+    find tollway -name '*.so' -delete; rm -f tollway_hot_path__mypyc*.so
+    TOLLWAY_PURE_PYTHON=1 install
+    touch .venv/.tollway-pure-python
+  else
+    rm -f .venv/.tollway-pure-python
+  fi
   .venv/bin/python -c 'import tollway, uvloop, httptools, sqlalchemy, asyncpg, aiosqlite, starlette, pytest'
   touch "$stamp"
 fi
+# Tells the tests (tests/test_compiled.py) that this build is plain Python.
+if [ -f .venv/.tollway-pure-python ]; then export TOLLWAY_PURE_PYTHON=1; fi

@@ -3,6 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
-.venv/bin/ruff check tollway tests bench
+.venv/bin/ruff check tollway tests bench setup.py
 .venv/bin/mypy tollway
 exec .venv/bin/pytest -q "$@"

@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
+from mypy_extensions import mypyc_attr
+
 
 @dataclass(slots=True)
 class Reply:
@@ -76,6 +78,7 @@ class Runtime(Protocol):
     indexes: dict[str, Any]      # lookup tables a plugin builds once per configuration, by plugin name
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # plugins outside the compiled hot path subclass it
 class Handler:
     """Base of every plugin handler; subclasses override only the phases they need."""
 
