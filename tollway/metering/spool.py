@@ -30,9 +30,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from tollway.metering.records import LineEncoder
+
+if TYPE_CHECKING:
+    from tollway.plugins.base import Call
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +147,7 @@ class SpoolWriter:
         if old_fd >= 0:
             os.close(old_fd)
 
-    def append(self, call: Any) -> None:
+    def append(self, call: Call) -> None:
         """Record one finished call (see tollway.plugins.base.Call)."""
         data = self._encoder.encode(call, time.time())
         start = self._pos

@@ -63,9 +63,13 @@ class Call(Protocol):
         """Drop every query argument of that name from what the upstream receives."""
 
     def authenticate(self, consumer: dict[str, Any] | None, credential: dict[str, Any] | None,
-                     anonymous: bool = False) -> None:
+                     anonymous: bool = False,
+                     identity: tuple[tuple[bytes, bytes], ...] | None = None) -> None:
         """Record the consumer and credential; sets the X-Consumer-*, X-Credential-Identifier and
-        X-Anonymous-Consumer headers for the upstream (whatever the client sent under those names is dropped)."""
+        X-Anonymous-Consumer headers for the upstream (whatever the client sent under those names is dropped).
+
+        `identity` may carry those headers as tollway.proxy.call.identity_headers() built them for
+        the same arguments, for a plugin that keeps them per credential."""
 
 
 class Runtime(Protocol):

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from tollway.proxy.chain import Chain
     from tollway.proxy.router import Match
 
-__all__ = ["UNLIMITED", "Call"]
+__all__ = ["UNLIMITED", "Call", "identity_headers"]
 
 UNLIMITED = 1 << 62  # a limit that is never reached
 
@@ -23,6 +23,26 @@ _CONSUMER_HEADERS = ((b"x-consumer-id", "id"), (b"x-consumer-username", "usernam
                      (b"x-consumer-custom-id", "custom_id"))
 _IDENTITY_HEADERS = frozenset([name for name, _ in _CONSUMER_HEADERS]
                               + [b"x-credential-identifier", b"x-anonymous-consumer"])
+
+
+def identity_headers(consumer: dict[str, Any] | None, credential: dict[str, Any] | None,
+                     anonymous: bool = False) -> tuple[tuple[bytes, bytes], ...]:
+    """The X-Consumer-*, X-Credential-Identifier and X-Anonymous-Consumer headers for an identity.
+
+    An auth plugin may build them once per consumer and credential and pass them to
+    `Call.authenticate`, as key-auth does for the keys it has seen.
+    """
+    headers = []
+    if consumer is not None:
+        for name, field in _CONSUMER_HEADERS:
+            value = consumer.get(field)
+            if value is not None:
+                headers.append((name, _header_value(value)))
+    if credential is not None and credential.get("id") is not None:
+        headers.append((b"x-credential-identifier", _header_value(credential["id"])))
+    if anonymous:
+        headers.append((b"x-anonymous-consumer", b"true"))
+    return tuple(headers)
 
 
 def _header_value(value: Any) -> bytes:
@@ -133,27 +153,23 @@ class Call:
                                   if piece and unquote_plus(piece.partition("=")[0]) != name)
 
     def authenticate(self, consumer: dict[str, Any] | None, credential: dict[str, Any] | None,
-                     anonymous: bool = False) -> None:
+                     anonymous: bool = False,
+                     identity: tuple[tuple[bytes, bytes], ...] | None = None) -> None:
         """Record the consumer and credential; sets the identity headers for the upstream in one pass.
 
         Whatever the client sent under those names is dropped, so it cannot pose as a consumer.
+        `identity` is what identity_headers() gives for the same arguments, when the caller kept it.
         """
         self.consumer = consumer
         self.credential = credential
         # Dropped too: the same names with underscores (X_Consumer_ID), which CGI-style upstreams
         # read as the same variable.
-        headers = [item for item in self.headers if item[0].replace(b"_", b"-") not in _IDENTITY_HEADERS]
-        if consumer is not None:
-            for name, field in _CONSUMER_HEADERS:
-                value = consumer.get(field)
-                if value is not None:
-                    headers.append((name, _header_value(value)))
-        if credential is not None and credential.get("id") is not None:
-            headers.append((b"x-credential-identifier", _header_value(credential["id"])))
-        if anonymous:
-            headers.append((b"x-anonymous-consumer", b"true"))
+        headers = [item for item in self.headers
+                   if not item[0].startswith((b"x-", b"x_")) or item[0].replace(b"_", b"-") not in _IDENTITY_HEADERS]
+        headers += identity_headers(consumer, credential, anonymous) if identity is None else identity
         self.headers = headers
-        if self.hop_tokens & _IDENTITY_HEADERS:  # a client's Connection header cannot take them out
+        if self.hop_tokens and not self.hop_tokens.isdisjoint(_IDENTITY_HEADERS):
+            # a client's Connection header cannot take them out
             self.hop_tokens = self.hop_tokens - _IDENTITY_HEADERS
 
     def __repr__(self) -> str:

@@ -14,6 +14,9 @@ from typing import Any
 from tollway.plugins import base
 from tollway.plugins.base import Call, Reply
 from tollway.plugins.key_auth.keys import hash_key, stored_form
+from tollway.proxy.call import identity_headers
+
+Identity = tuple[tuple[bytes, bytes], ...]
 
 NO_KEY = "No API key found in request"
 BAD_KEY = "Invalid authentication credentials"
@@ -32,9 +35,10 @@ class KeyIndex:
         self.consumers = consumers
         self.by_username = {c["username"]: c for c in consumers.values() if c.get("username")}
         self.by_key: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
-        # Keys presented and found since this configuration was applied, so a client's next call
-        # costs no hash. Only valid keys enter, so it holds at most one entry per credential.
-        self.known: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        # Keys presented and found since this configuration was applied, with the identity headers
+        # they give, so a client's next call costs no hash and no header building. Only valid keys
+        # enter, so it holds at most one entry per credential.
+        self.known: dict[str, tuple[dict[str, Any], dict[str, Any], Identity]] = {}
         for credential in snapshot.get("keyauth_credentials") or ():
             consumer = consumers.get((credential.get("consumer") or {}).get("id") or "")
             if consumer is not None and credential.get("key"):
@@ -76,14 +80,14 @@ class Handler(base.Handler):
         key = self._find_key(call)
         if key is not None:
             index = self.index
-            found = index.known.get(key)
-            if found is None:
+            known = index.known.get(key)
+            if known is None:
                 found = index.by_key.get(hash_key(key))
                 if found is not None:
-                    index.known[key] = found
-            if found is not None:
-                credential, consumer = found
-                call.authenticate(consumer, credential)
+                    known = index.known[key] = (*found, identity_headers(found[1], found[0]))
+            if known is not None:
+                credential, consumer, identity = known
+                call.authenticate(consumer, credential, identity=identity)
                 return None
         if self.anonymous is not None:
             anonymous = self.index.consumers.get(self.anonymous) or self.index.by_username.get(self.anonymous)
