@@ -120,6 +120,15 @@ def test_redirects_of_pipelined_requests_each_point_to_their_own_target(proxy, r
     assert recording_upstream.received == b""
 
 
+def test_a_redirect_for_a_request_without_host_names_the_address_it_reached(proxy, recording_upstream):
+    svc = service(recording_upstream.port)
+    proxy.apply(snapshot([svc], [route(svc, ["/tls"], protocols=["https"], https_redirect_status_code=301)]))
+    answer = raw_exchange(proxy.port, b"GET /tls/old?a=1 HTTP/1.0\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 301 ")
+    assert b"\r\nLocation: https://127.0.0.1/tls/old?a=1\r\n" in answer
+    assert recording_upstream.received == b""
+
+
 def test_https_only_route_with_a_redirect_code_is_proxied_over_tls(tls_proxy, echo_upstream, certificate):
     svc = service(echo_upstream)
     tls_proxy.apply(snapshot([svc], [route(svc, ["/tls"], protocols=["https"], https_redirect_status_code=301)]))
