@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import socket
 
+import pytest
+
 from tests.proxy.conftest import ProxyHarness, raw_exchange, read_head, request, route, service, snapshot
 
 
@@ -52,8 +54,25 @@ def test_forwarded_headers_are_added_and_x_forwarded_for_appended(proxy, echo_up
     assert headers["x-forwarded-host"] == "gw.example"
     assert headers["x-forwarded-port"] == str(proxy.port)
     assert headers["x-forwarded-path"] == "/mock/p"
+    assert headers["x-forwarded-prefix"] == "/mock"  # what strip_path took off, as Kong
     assert headers["x-real-ip"] == "127.0.0.1"
     assert headers["via"] == "1.1 tollway"
+
+
+@pytest.mark.parametrize(("paths", "strip_path"), [(["/mock"], False), (["/"], True)])
+def test_no_x_forwarded_prefix_when_nothing_was_stripped(proxy, echo_upstream, paths, strip_path):
+    svc = service(echo_upstream)
+    proxy.apply(snapshot([svc], [route(svc, paths, strip_path=strip_path)]))
+    headers = request(proxy.port, "GET", "/mock/p", headers={"X-Forwarded-Prefix": "/forged"}).json()["headers"]
+    assert "x-forwarded-prefix" not in headers
+
+
+def test_a_regex_path_forwards_the_part_it_matched_as_prefix(proxy, echo_upstream):
+    svc = service(echo_upstream)
+    proxy.apply(snapshot([svc], [route(svc, [r"~/v\d+/users"])]))
+    echo = request(proxy.port, "GET", "/v2/users/7").json()
+    assert echo["path"] == "/7"
+    assert echo["headers"]["x-forwarded-prefix"] == "/v2/users"
 
 
 def test_hop_by_hop_request_headers_are_removed(proxy, echo_upstream):

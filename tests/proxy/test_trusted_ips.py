@@ -10,7 +10,8 @@ from tollway.config import load_settings
 from tollway.errors import ConfigError
 
 FORWARDED = {"Host": "internal:8000", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "api.example.com",
-             "X-Forwarded-Port": "443", "X-Forwarded-Path": "/edge/mock/p", "X-Forwarded-For": "203.0.113.7"}
+             "X-Forwarded-Port": "443", "X-Forwarded-Path": "/edge/mock/p", "X-Forwarded-Prefix": "/edge",
+             "X-Forwarded-For": "203.0.113.7"}
 
 
 def setup(proxy, echo_upstream: int, **route_fields) -> None:  # type: ignore[no-untyped-def]
@@ -27,6 +28,7 @@ def test_a_trusted_client_forwarded_headers_reach_the_upstream(make_proxy, echo_
     assert headers["x-forwarded-host"] == "api.example.com"
     assert headers["x-forwarded-port"] == "443"
     assert headers["x-forwarded-path"] == "/edge/mock/p"
+    assert headers["x-forwarded-prefix"] == "/edge"
     assert headers["x-forwarded-for"] == "203.0.113.7, 127.0.0.1"  # appended to, as always
     assert headers["x-real-ip"] == "127.0.0.1"
 
@@ -40,6 +42,7 @@ def test_anyone_else_has_them_replaced(make_proxy, echo_upstream, trusted_ips):
     assert headers["x-forwarded-host"] == "internal"
     assert headers["x-forwarded-port"] == str(proxy.port)
     assert headers["x-forwarded-path"] == "/mock/p"
+    assert headers["x-forwarded-prefix"] == "/mock"
 
 
 def test_an_https_only_route_believes_a_trusted_x_forwarded_proto(make_proxy, echo_upstream):

@@ -46,6 +46,7 @@ def upstream_request_head(
     forwarded_host: bytes,
     forwarded_port: bytes,
     forwarded_path: bytes,
+    forwarded_prefix: bytes,
     framing: bytes,
     upgrade: bytes | None,
     hop_tokens: frozenset[bytes],
@@ -53,7 +54,8 @@ def upstream_request_head(
     """The request head sent to the upstream, as one bytes object.
 
     `headers` are the client's (lower-cased names, after plugins changed them); `framing` is a
-    ready header line (`Content-Length: N` or `Transfer-Encoding: chunked`) or b"".
+    ready header line (`Content-Length: N` or `Transfer-Encoding: chunked`) or b"". An empty
+    `forwarded_prefix` sends no X-Forwarded-Prefix.
     """
     parts = [method, b" ", target, b" HTTP/1.1\r\nhost: ", host, b"\r\n"]
     xff = b""
@@ -75,6 +77,8 @@ def upstream_request_head(
         b"\r\nx-real-ip: ", client_ip,
         b"\r\nvia: ", via + b", " + VIA if via else VIA, b"\r\n",
     )
+    if forwarded_prefix:
+        parts += (b"x-forwarded-prefix: ", forwarded_prefix, b"\r\n")
     if framing:
         parts.append(framing)
     if upgrade is not None:

@@ -70,8 +70,9 @@ _SPECIAL = frozenset([b"host", b"content-length", b"transfer-encoding", b"expect
 _HOST_BYTES = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:[]%"
 
 # What a trusted client (settings.trusted_ips) may say of the request it passes on.
-_FORWARDED = (b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port", b"x-forwarded-path")
-_NOT_FORWARDED = (b"", b"", b"", b"")
+_FORWARDED = (b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port", b"x-forwarded-path",
+              b"x-forwarded-prefix")
+_NOT_FORWARDED = (b"", b"", b"", b"", b"")
 
 # Output framing of a response.
 _NO_BODY, _LENGTH, _CHUNKED, _UNTIL_CLOSE = 0, 1, 2, 3
@@ -510,14 +511,17 @@ class ClientProtocol(asyncio.Protocol):
             framing = b"content-length: %d\r\n" % call.content_length
         else:
             framing = b""
-        proto, forwarded_host, port, path = self._forwarded(call) if self.trusted else _NOT_FORWARDED
+        proto, forwarded_host, port, path, prefix = self._forwarded(call) if self.trusted else _NOT_FORWARDED
         if not forwarded_host:
             forwarded_host = call.host.rpartition(b":")[0] if b":" in call.host else call.host
+        if not prefix and match.prefix and match.prefix != "/":
+            prefix = match.prefix.encode("latin-1")  # as Kong: what strip_path took off
         head = upstream_request_head(
             call.method_bytes, target, host, call.headers,
             client_ip=self.client_ip_b, forwarded_proto=proto or self.proto_b, forwarded_host=forwarded_host,
             forwarded_port=port or self.local_port_b,
-            forwarded_path=path or call.path.encode("latin-1"), framing=framing, upgrade=call.upgrade,
+            forwarded_path=path or call.path.encode("latin-1"), forwarded_prefix=prefix,
+            framing=framing, upgrade=call.upgrade,
             hop_tokens=call.hop_tokens)
         call.sent_at = self.loop.time()
         conn.write(head)
@@ -537,14 +541,14 @@ class ClientProtocol(asyncio.Protocol):
             self._end_body(call)
 
     @staticmethod
-    def _forwarded(call: Call) -> tuple[bytes, bytes, bytes, bytes]:
-        """X-Forwarded-Proto, -Host, -Port and -Path as a trusted client sent them (b"" when absent)."""
+    def _forwarded(call: Call) -> tuple[bytes, bytes, bytes, bytes, bytes]:
+        """X-Forwarded-Proto, -Host, -Port, -Path and -Prefix as a trusted client sent them (b"" when absent)."""
         found = dict.fromkeys(_FORWARDED, b"")
         for name, value in call.headers:
             if name in found and not found[name]:
                 found[name] = value.strip()
         return found[b"x-forwarded-proto"], found[b"x-forwarded-host"], found[b"x-forwarded-port"], \
-            found[b"x-forwarded-path"]
+            found[b"x-forwarded-path"], found[b"x-forwarded-prefix"]
 
     def _forward_body(self, call: Call, chunk: bytes) -> None:
         conn = call.upstream

@@ -79,6 +79,7 @@ class Match:
 
     compiled: CompiledRoute
     upstream_path: str
+    prefix: str = ""  # the part of the request path that strip_path took off ("" when none was)
 
     @property
     def route(self) -> dict[str, Any]:
@@ -255,4 +256,5 @@ class RouteTable:
         if best_match is None:
             return None
         compiled, postfix = best_match
-        return Match(compiled, upstream_path(compiled, path, postfix))
+        prefix = path[:len(path) - len(postfix)] if compiled.strip_path and postfix is not None else ""
+        return Match(compiled, upstream_path(compiled, path, postfix), prefix)
