@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,6 +126,17 @@ def _parse_networks(text: str) -> str:
 
 _IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")  # an HTTP field name (RFC 9110 token)
+
+
+def _parse_header_name(text: str) -> str:
+    name = text.strip()
+    if name.lower() == "proxy_protocol":
+        raise ValueError("the PROXY protocol is not supported; name a header such as X-Real-IP or X-Forwarded-For")
+    if not _TOKEN.match(name):
+        raise ValueError(f"expected an HTTP header name; got '{text}'")
+    return name
+
 
 def _parse_plugins(text: str) -> str:
     names: list[str] = []
@@ -195,6 +207,10 @@ SETTINGS: dict[str, Setting] = {
     "trusted_ips": Setting(_parse_networks, "",
                            "clients (IPs or CIDR blocks, comma separated) whose X-Forwarded-Proto, -Host, -Port "
                            "and -Path are passed on instead of replaced; 0.0.0.0/0,::/0 trusts every client"),
+    "real_ip_header": Setting(_parse_header_name, "X-Real-IP",
+                              "the header in which a trusted client (trusted_ips) names the client it serves"),
+    "real_ip_recursive": Setting(_parse_bool, "off",
+                                 "with real_ip_header X-Forwarded-For: skip trusted addresses from the right"),
     "dns_resolver": Setting(_parse_nameservers, "",
                             "DNS servers for upstream names, IP[:PORT] comma separated; empty = the system's"),
     "upstream_max_header_size": Setting(
@@ -248,6 +264,8 @@ class Settings:
     upstream_keepalive_pool_size: int
     upstream_keepalive_idle_timeout: float
     trusted_ips: str
+    real_ip_header: str
+    real_ip_recursive: bool
     dns_resolver: str
     upstream_max_header_size: int
     drain_timeout: float

@@ -32,8 +32,10 @@ class Recorder(Handler):
     PRIORITY = 5
     metered: list[dict[str, Any]] = []
     logged: list[dict[str, Any]] = []
+    addresses: list[tuple[str, str]] = []  # (client_ip, forwarded_ip) per meter call
 
     def meter(self, call: Any) -> None:
+        Recorder.addresses.append((call.client_ip, call.forwarded_ip))
         Recorder.metered.append({
             "status": call.status, "request_bytes": call.request_bytes,
             "response_bytes": call.response_bytes, "path": call.path,
@@ -96,6 +98,7 @@ def make_proxy_settings(tmp_path: Path, **overrides: str) -> Settings:
 def recorder(monkeypatch: pytest.MonkeyPatch) -> type[Recorder]:
     Recorder.metered = []
     Recorder.logged = []
+    Recorder.addresses = []
     monkeypatch.setitem(chain_module._CLASSES, "billable", Recorder)
     return Recorder
 

@@ -39,7 +39,8 @@ class Call(Protocol):
     method: str
     path: str                    # the request path as the client sent it, without the query
     query: str                   # the raw query string, without '?'
-    client_ip: str
+    client_ip: str               # the address that connected (a load balancer's, behind one), as Kong's get_ip
+    forwarded_ip: str            # the client a trusted peer names in real_ip_header, else client_ip (get_forwarded_ip)
     started_at: float            # time.time() when the request head was received
     route: dict[str, Any]        # the matched route, as the Admin API shows it
     service: dict[str, Any] | None

@@ -59,7 +59,7 @@ class Call:
 
     __slots__ = (
         # What plugins see
-        "method", "path", "query", "client_ip", "started_at", "route", "service", "consumer",
+        "method", "path", "query", "client_ip", "forwarded_ip", "started_at", "route", "service", "consumer",
         "credential", "status", "response_headers", "request_bytes", "response_bytes",
         # Request
         "method_bytes", "headers", "host", "http_11", "keep_alive", "upgrade", "expect_continue", "bare_query",
@@ -80,6 +80,7 @@ class Call:
         self.query = query
         self.headers = headers
         self.client_ip = client_ip
+        self.forwarded_ip = client_ip  # set by the protocol when a trusted peer names the client
         self.started_at = started_at
         self.received_at = received_at
         self.route: dict[str, Any] = {}

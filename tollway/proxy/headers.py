@@ -42,6 +42,7 @@ def upstream_request_head(
     headers: list[tuple[bytes, bytes]],
     *,
     client_ip: bytes,
+    real_ip: bytes,
     forwarded_proto: bytes,
     forwarded_host: bytes,
     forwarded_port: bytes,
@@ -55,7 +56,9 @@ def upstream_request_head(
 
     `headers` are the client's (lower-cased names, after plugins changed them); `framing` is a
     ready header line (`Content-Length: N` or `Transfer-Encoding: chunked`) or b"". An empty
-    `forwarded_prefix` sends no X-Forwarded-Prefix.
+    `forwarded_prefix` sends no X-Forwarded-Prefix. `client_ip` is the peer, appended to a
+    client's X-Forwarded-For; `real_ip` the client (the peer, unless a trusted peer named another),
+    sent as X-Real-IP and as X-Forwarded-For when the client sent none, as Kong.
     """
     parts = [method, b" ", target, b" HTTP/1.1\r\nhost: ", host, b"\r\n"]
     xff = b""
@@ -70,11 +73,11 @@ def upstream_request_head(
             continue
         parts += (name, b": ", value, b"\r\n")
     parts += (
-        b"x-forwarded-for: ", xff + b", " + client_ip if xff else client_ip,
+        b"x-forwarded-for: ", xff + b", " + client_ip if xff else real_ip,
         b"\r\nx-forwarded-proto: ", forwarded_proto, b"\r\nx-forwarded-host: ", forwarded_host,
         b"\r\nx-forwarded-port: ", forwarded_port,
         b"\r\nx-forwarded-path: ", forwarded_path,
-        b"\r\nx-real-ip: ", client_ip,
+        b"\r\nx-real-ip: ", real_ip,
         b"\r\nvia: ", via + b", " + VIA if via else VIA, b"\r\n",
     )
     if forwarded_prefix:

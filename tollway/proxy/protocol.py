@@ -301,6 +301,8 @@ class ClientProtocol(asyncio.Protocol):
             path = httptools.parse_url(url).path or b"/"
         call = Call(method, path.decode("latin-1"), query.decode("latin-1"), self.headers,
                     self.client_ip, time.time(), self.loop.time())
+        if self.trusted:
+            call.forwarded_ip = self.server.real_ip(self.client_ip, self.headers)
         call.request_bytes = len(method) + 12 + self.head_size + 2  # "M U HTTP/1.1\r\n" headers "\r\n"
         if not query and url.endswith(b"?"):
             call.bare_query = True
@@ -518,7 +520,9 @@ class ClientProtocol(asyncio.Protocol):
             prefix = match.prefix.encode("latin-1")  # as Kong: what strip_path took off
         head = upstream_request_head(
             call.method_bytes, target, host, call.headers,
-            client_ip=self.client_ip_b, forwarded_proto=proto or self.proto_b, forwarded_host=forwarded_host,
+            client_ip=self.client_ip_b,
+            real_ip=call.forwarded_ip.encode("latin-1") if self.trusted else self.client_ip_b,
+            forwarded_proto=proto or self.proto_b, forwarded_host=forwarded_host,
             forwarded_port=port or self.local_port_b,
             forwarded_path=path or call.path.encode("latin-1"), forwarded_prefix=prefix,
             framing=framing, upgrade=call.upgrade,

@@ -102,6 +102,8 @@ class ProxyServer:
         self.limits = Limits.from_settings(settings)
         self.max_connections = settings.worker_connections or UNLIMITED
         self.trusted_networks = tuple(ipaddress.ip_network(item) for item in settings.trusted_ips.split(",") if item)
+        self.real_ip_name = settings.real_ip_header.lower().encode("latin-1")
+        self.real_ip_recursive = settings.real_ip_recursive
         self.ssl_context: ssl.SSLContext | None = None
         if settings.proxy_ssl_cert and settings.proxy_ssl_cert_key:
             self.ssl_context = server_ssl_context(settings.proxy_ssl_cert, settings.proxy_ssl_cert_key)
@@ -189,6 +191,33 @@ class ProxyServer:
         if address.version == 6 and address.ipv4_mapped is not None:
             address = address.ipv4_mapped
         return any(address in network for network in self.trusted_networks)
+
+    def real_ip(self, peer: str, headers: list[tuple[bytes, bytes]]) -> str:
+        """The client a trusted peer serves, from real_ip_header, as nginx's realip module reads it.
+
+        X-Forwarded-For gives its last address, or with real_ip_recursive the last one that is
+        not trusted itself; any other header is one address. Without the header, or with a value
+        that is not an address, the peer is the client.
+        """
+        values = [value.decode("latin-1") for name, value in headers if name == self.real_ip_name]
+        if not values:
+            return peer
+        if self.real_ip_name != b"x-forwarded-for":
+            candidate = values[0].strip()
+        else:
+            hops = [hop.strip() for hop in ",".join(values).split(",") if hop.strip()]
+            if not hops:
+                return peer
+            candidate = hops[-1]
+            if self.real_ip_recursive:
+                for hop in reversed(hops):
+                    candidate = hop
+                    if not self.trusts(hop):
+                        break
+        try:
+            return str(ipaddress.ip_address(candidate))
+        except ValueError:
+            return peer
 
     def connection_opened(self, conn: ClientProtocol) -> bool:
         """Count a new connection; False when it is over worker_connections (it is closed)."""
