@@ -24,6 +24,7 @@ stamp=.venv/.tollway-installed
 stale=
 for so in $(find tollway -name '*.so' 2>/dev/null); do
   [ "${so%%.*}.py" -nt "$so" ] && stale=1
+  grep -q "\"${so%%.*}.py\"" setup.py || stale=1  # no longer in setup.py's HOT_PATH
 done
 install() {  # quiet unless it fails; the log stays in .venv/install.log
   .venv/bin/python -m pip install -q -e '.[test]' >.venv/install.log 2>&1 && return 0
@@ -32,12 +33,13 @@ install() {  # quiet unless it fails; the log stays in .venv/install.log
 }
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ] || [ -n "$stale" ]; then
   .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+  # Only what this build compiles may shadow a source: drop the previous build's modules first.
+  find tollway -name '*.so' -delete; rm -f tollway_hot_path__mypyc*.so
   if [ -n "${TOLLWAY_PURE_PYTHON:-}" ] || ! quiet_failure=1 install; then
     if [ -z "${TOLLWAY_PURE_PYTHON:-}" ]; then
       echo "compiling the hot path failed (see .venv/install.log; no C compiler?):" \
            "installing it as plain Python, which behaves the same, slower" >&2
     fi
-    find tollway -name '*.so' -delete; rm -f tollway_hot_path__mypyc*.so
     TOLLWAY_PURE_PYTHON=1 install
     touch .venv/.tollway-pure-python
   else

@@ -44,3 +44,11 @@ def test_no_compiled_module_is_older_than_its_source():
     stale = [str(so.relative_to(ROOT)) for so in (ROOT / "tollway").rglob("*.so")
              if so.with_name(so.name.split(".")[0] + ".py").stat().st_mtime > so.stat().st_mtime]
     assert not stale, f"compiled before their sources changed: {stale}; run scripts/setup.sh"
+
+
+def test_only_the_hot_path_is_compiled():
+    compiled = {".".join(so.relative_to(ROOT).with_name(so.name.split(".")[0]).parts)
+                for so in (ROOT / "tollway").rglob("*.so")}
+    leftover = compiled - set(hot_path_modules())
+    assert not leftover, f"compiled by an earlier build, shadowing their sources: {sorted(leftover)}; " \
+                         "run scripts/setup.sh"
