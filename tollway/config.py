@@ -205,8 +205,8 @@ SETTINGS: dict[str, Setting] = {
     "upstream_keepalive_pool_size": Setting(_parse_int, "64", "idle upstream connections kept per host"),
     "upstream_keepalive_idle_timeout": Setting(_parse_float, "60", "seconds an idle upstream connection is kept"),
     "trusted_ips": Setting(_parse_networks, "",
-                           "clients (IPs or CIDR blocks, comma separated) whose X-Forwarded-Proto, -Host, -Port "
-                           "and -Path are passed on instead of replaced; 0.0.0.0/0,::/0 trusts every client"),
+                           "clients (IPs or CIDR blocks, comma separated) whose X-Forwarded-Proto, -Host, -Port, "
+                           "-Path and -Prefix are passed on instead of replaced; 0.0.0.0/0,::/0 trusts every client"),
     "real_ip_header": Setting(_parse_header_name, "X-Real-IP",
                               "the header in which a trusted client (trusted_ips) names the client it serves"),
     "real_ip_recursive": Setting(_parse_bool, "off",

@@ -14,9 +14,11 @@ if TYPE_CHECKING:
     from tollway.proxy.chain import Chain
     from tollway.proxy.router import Match
 
-__all__ = ["UNLIMITED", "Call", "identity_headers"]
+__all__ = ["UNLIMITED", "Call", "Identity", "identity_headers"]
 
 UNLIMITED = 1 << 62  # a limit that is never reached
+
+Identity = tuple[tuple[bytes, bytes], ...]  # an identity's headers, as identity_headers() builds them
 
 # The headers `authenticate` sets for the upstream, lower-cased.
 _CONSUMER_HEADERS = ((b"x-consumer-id", "id"), (b"x-consumer-username", "username"),
@@ -26,7 +28,7 @@ _IDENTITY_HEADERS = frozenset([name for name, _ in _CONSUMER_HEADERS]
 
 
 def identity_headers(consumer: dict[str, Any] | None, credential: dict[str, Any] | None,
-                     anonymous: bool = False) -> tuple[tuple[bytes, bytes], ...]:
+                     anonymous: bool = False) -> Identity:
     """The X-Consumer-*, X-Credential-Identifier and X-Anonymous-Consumer headers for an identity.
 
     An auth plugin may build them once per consumer and credential and pass them to
@@ -154,8 +156,7 @@ class Call:
                                   if piece and unquote_plus(piece.partition("=")[0]) != name)
 
     def authenticate(self, consumer: dict[str, Any] | None, credential: dict[str, Any] | None,
-                     anonymous: bool = False,
-                     identity: tuple[tuple[bytes, bytes], ...] | None = None) -> None:
+                     anonymous: bool = False, identity: Identity | None = None) -> None:
         """Record the consumer and credential; sets the identity headers for the upstream in one pass.
 
         Whatever the client sent under those names is dropped, so it cannot pose as a consumer.

@@ -111,7 +111,6 @@ class ClientProtocol(asyncio.Protocol):
         self.client_ip = ""
         self.client_ip_b = b""
         self.local_port_b = b""
-        self.local_host = "localhost"
         self.trusted = False            # its X-Forwarded-* headers are passed on (settings.trusted_ips)
         self.read_paused = False
         self.write_paused = False
@@ -158,9 +157,6 @@ class ClientProtocol(asyncio.Protocol):
         self.client_ip = str(peer[0]) if peer else "127.0.0.1"
         self.client_ip_b = self.client_ip.encode()
         self.local_port_b = str(sock[1]).encode() if sock else b"80"
-        # The name of this end for a request without a Host (HTTP/1.0): the address it reached.
-        local = str(sock[0]) if sock else "localhost"
-        self.local_host = f"[{local}]" if ":" in local else local
         self.trusted = bool(self.server.trusted_networks) and self.server.trusts(self.client_ip)
         if not self.server.connection_opened(self):
             self.refused = self.lost = True
@@ -415,7 +411,7 @@ class ClientProtocol(asyncio.Protocol):
                 target = f"{call.path}?{call.query}" if call.query or call.bare_query else call.path
                 if forwarded[1]:
                     hostname = forwarded[1].decode("latin-1")
-                self._reply(call, responses.https_required(compiled.https_redirect, hostname or self.local_host,
+                self._reply(call, responses.https_required(compiled.https_redirect, hostname or self._local_host(),
                                                            target))
                 return
         if chain.access:
@@ -543,6 +539,12 @@ class ClientProtocol(asyncio.Protocol):
             self._update_reading()
         if call.request_done:
             self._end_body(call)
+
+    def _local_host(self) -> str:
+        """The name of this end for a request without a Host (HTTP/1.0): the address it reached."""
+        sock = self.transport.get_extra_info("sockname")
+        local = str(sock[0]) if sock else "localhost"
+        return f"[{local}]" if ":" in local else local
 
     @staticmethod
     def _forwarded(call: Call) -> tuple[bytes, bytes, bytes, bytes, bytes]:

@@ -14,9 +14,7 @@ from typing import Any
 from tollway.plugins import base
 from tollway.plugins.base import Call, Reply
 from tollway.plugins.key_auth.keys import hash_key, stored_form
-from tollway.proxy.call import identity_headers
-
-Identity = tuple[tuple[bytes, bytes], ...]
+from tollway.proxy.call import Identity, identity_headers
 
 NO_KEY = "No API key found in request"
 BAD_KEY = "Invalid authentication credentials"
