@@ -44,6 +44,8 @@ def test_conf_file_can_come_from_tollway_conf(tmp_path: Path) -> None:
     ("plugins", "bundled,rate-limiting", "unknown plugin 'rate-limiting'"),
     ("pg_port", "-1", "expected a non-negative integer"),
     ("upstream_max_header_size", "64kb", "expected a size in bytes, optionally with a k, m or g suffix"),
+    ("billable_flush_nice", "20", "expected a nice value from 0 (the workers' priority) to 19 (the lowest)"),
+    ("billable_flush_nice", "-5", "expected a nice value from 0"),
 ])
 def test_a_bad_value_names_the_key_the_source_and_what_was_expected(key: str, value: str, expected: str) -> None:
     with pytest.raises(ConfigError) as info:
@@ -84,3 +86,8 @@ def test_settings_round_trip_as_plain_data() -> None:
     settings = load_settings(environ={})
     assert Settings.from_dict(settings.to_dict()) == settings
     assert set(SETTINGS) <= set(settings.to_dict())
+
+
+def test_billable_flush_nice_defaults_to_the_lowest_priority() -> None:
+    assert load_settings(environ={}).billable_flush_nice == 19
+    assert load_settings(environ={"TOLLWAY_BILLABLE_FLUSH_NICE": " 0 "}).billable_flush_nice == 0

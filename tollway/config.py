@@ -52,6 +52,13 @@ def _parse_float(text: str) -> float:
     return value
 
 
+def _parse_nice(text: str) -> int:
+    value = text.strip()
+    if not value.isdigit() or int(value) > 19:
+        raise ValueError("expected a nice value from 0 (the workers' priority) to 19 (the lowest)")
+    return int(value)
+
+
 def _parse_str(text: str) -> str:
     return text.strip()
 
@@ -198,6 +205,8 @@ SETTINGS: dict[str, Setting] = {
     "db_update_frequency": Setting(_parse_float, "1",
                                    "seconds between checks for configuration written by other nodes"),
     "billable_flush_interval": Setting(_parse_float, "1", "seconds between flushes of metered usage"),
+    "billable_flush_nice": Setting(_parse_nice, "19",
+                                   "CPU priority (nice, 0-19) of the flusher: above 0 it yields to the proxy workers"),
     "billable_spool_max_bytes": Setting(_parse_int, str(1 << 30),
                                         "usage spool size on disk that raises the alarm (bytes)"),
     "billable_minute_retention": Setting(_parse_int, "7", "days that per-minute usage rows are kept"),
@@ -258,6 +267,7 @@ class Settings:
     log_level: str
     db_update_frequency: float
     billable_flush_interval: float
+    billable_flush_nice: int
     billable_spool_max_bytes: int
     billable_minute_retention: int
     billable_hour_retention: int

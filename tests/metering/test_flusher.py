@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from tests.metering.conftest import ALICE, BOB, FakeCall, at, open_ledger, with_
 from tollway.config import Settings
 from tollway.errors import StoreUnavailable
 from tollway.metering import flusher as flusher_module
-from tollway.metering.flusher import Flusher
+from tollway.metering.flusher import Flusher, FlusherThread
 from tollway.metering.spool import SpoolReader, SpoolWriter
 from tollway.plugins.billable.tables import names, spool_offsets, usage
 from tollway.store.db import Database
@@ -225,6 +226,50 @@ def test_run_flushes_periodically_and_once_more_at_stop(settings: Settings) -> N
             stop.set()
             await task
         assert await totals(db) == {ALICE["id"]: 2}
+
+    with_ledger(settings, body)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a nice value per thread is Linux's")
+def test_the_flusher_thread_counts_at_its_own_low_priority_and_once_more_at_stop(settings: Settings) -> None:
+    settings = settings.with_overrides(billable_flush_nice=19)
+    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    moment = at("2028-01-01T00:00:00+00:00")
+
+    async def body(db: Database) -> None:
+        runner = FlusherThread(settings, "node-1")
+        runner.start()
+        try:
+            with SpoolWriter(settings.spool_dir, "w1") as writer:
+                writer.append(FakeCall(started_at=moment))
+                for _ in range(100):
+                    await asyncio.sleep(0.05)
+                    if runner.flusher.counted:
+                        break
+                assert runner.flusher.counted == 1
+                assert runner.nice == 19
+                # The thread it started to read the spool runs at its priority too; this one does not.
+                nices = [os.getpriority(os.PRIO_PROCESS, int(tid)) for tid in os.listdir("/proc/self/task")]
+                assert nices.count(19) >= 2
+                assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
+                writer.append(FakeCall(started_at=moment))
+                await runner.stop(timeout=30)
+        finally:
+            await runner.stop(timeout=30)
+        assert await totals(db) == {ALICE["id"]: 2}
+
+    with_ledger(settings, body)
+
+
+def test_stopping_the_flusher_thread_before_it_ran_still_flushes(settings: Settings) -> None:
+    write_calls(settings, [FakeCall(started_at=at("2028-01-01T00:00:00+00:00")) for _ in range(3)])
+
+    async def body(db: Database) -> None:
+        runner = FlusherThread(settings, "node-1")
+        runner.start()
+        await runner.stop(timeout=30)  # at once: the thread's loop may not exist yet
+        assert runner.flusher.counted == 3
+        assert await totals(db) == {ALICE["id"]: 3}
 
     with_ledger(settings, body)
 

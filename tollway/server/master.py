@@ -2,8 +2,9 @@
 
 It owns every database connection of the node. Workers get their configuration as a snapshot
 over the control channel and write usage only to their spool files; the master's flusher turns
-those into ledger rows. Signals: SIGTERM/SIGINT/SIGQUIT stop gracefully, SIGHUP reloads with the
-settings a `tollway reload` left in PREFIX/reload.json.
+those into ledger rows, on a thread of its own that yields the CPU to the workers. Signals:
+SIGTERM/SIGINT/SIGQUIT stop gracefully, SIGHUP reloads with the settings a `tollway reload` left in
+PREFIX/reload.json.
 """
 
 from __future__ import annotations
@@ -172,10 +173,9 @@ class Master:
         if self.admin_task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.admin_task, 10)
-        if self.flusher_task is not None:
-            self.flusher_stop.set()
+        if self.flusher_thread is not None:
             try:
-                await asyncio.wait_for(self.flusher_task, 60)
+                await self.flusher_thread.stop(timeout=60)
             except Exception:
                 log.exception("the last usage flush failed; usage stays in the spool for the next start")
 
@@ -307,7 +307,7 @@ class Master:
     # -- Admin API and metering ------------------------------------------------------------
 
     admin_task: asyncio.Task[Any] | None = None
-    flusher_task: asyncio.Task[Any] | None = None
+    flusher_thread: Any = None
 
     def _build_admin_app(self, settings: Settings) -> Callable[..., Any]:
         from tollway.admin.app import create_app
@@ -332,13 +332,13 @@ class Master:
         self.admin_task = asyncio.create_task(self.admin_server.serve(sockets=[self.admin_sock]))
 
     def _start_flusher(self) -> None:
-        self.flusher_stop = asyncio.Event()
         if "billable" not in self.settings.enabled_plugins:
             return
-        from tollway.metering.flusher import Flusher
+        from tollway.metering.flusher import FlusherThread
 
-        self.flusher = Flusher(self.db, self.settings, self.node_id, writer_alive=self.writer_alive)
-        self.flusher_task = asyncio.create_task(self.flusher.run(self.flusher_stop))
+        self.flusher_thread = FlusherThread(self.settings, self.node_id, writer_alive=self.writer_alive)
+        self.flusher = self.flusher_thread.flusher
+        self.flusher_thread.start()
 
     def status(self) -> dict[str, Any]:
         """Node figures for GET /status: Kong's `server` counters summed over the workers, and ours."""
