@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -143,3 +145,21 @@ def test_reload_under_load_drops_no_request(node: Node) -> None:
         t.join(10)
     assert result.returncode == 0, result.stderr
     assert codes and set(codes) == {200}
+
+
+def _nices(pid: int) -> dict[int, int]:
+    """The nice value of every thread of a process."""
+    return {int(tid): os.getpriority(os.PRIO_PROCESS, int(tid)) for tid in os.listdir(f"/proc/{pid}/task")}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a nice value per thread is Linux's")
+def test_the_flush_yields_the_cpu_to_the_workers(node: Node) -> None:
+    assert node.proc is not None
+    master = node.proc.pid
+    ours = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    node.wait_until(lambda: 19 in _nices(master).values(), what="a flusher thread at nice 19")
+    assert _nices(master)[master] == ours  # the Admin API's thread keeps its priority
+    workers = node.worker_pids()
+    assert len(workers) == 2
+    for pid in workers:
+        assert set(_nices(pid).values()) == {ours}
