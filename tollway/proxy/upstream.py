@@ -240,7 +240,7 @@ class UpstreamConnection(asyncio.Protocol):
                 except ValueError:
                     self.content_length = None
             elif lname == b"transfer-encoding":
-                self.chunked = self.chunked or b"chunked" in value.lower()
+                self.chunked = self.chunked or value.lower().find(b"chunked") >= 0  # not `in`: see protocol.py
             elif lname == b"connection" and value.lower() not in _NAMES_NO_HEADER:
                 tokens = connection_tokens(value) - RESPONSE_REWRITTEN - _NAMES_NO_HEADER
                 if tokens:
