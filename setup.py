@@ -11,8 +11,9 @@ import os
 
 from setuptools import setup
 
-# Everything a proxied request runs through, and nothing it does not (the Admin API, the
-# store and the flusher stay interpreted: they are not per request).
+# Everything a proxied request runs through, and the flusher's per-record loop (aggregate.py);
+# nothing else (the Admin API, the store and the rest of the flusher stay interpreted: they are
+# not per request).
 HOT_PATH = [
     "tollway/proxy/call.py",
     "tollway/proxy/chain.py",
@@ -25,6 +26,7 @@ HOT_PATH = [
     "tollway/plugins/billable/handler.py",
     "tollway/plugins/key_auth/handler.py",
     "tollway/plugins/key_auth/keys.py",
+    "tollway/metering/aggregate.py",
     "tollway/metering/records.py",
     "tollway/metering/spool.py",
 ]

@@ -81,18 +81,20 @@ class UsageBatch:
                     raise ValueError(f"format version {version[:20]!r}")
                 ts_ms = int(ts)
                 key = (ts_ms // 60_000 * 60, entities, int(status))
-                sizes = (int(request_bytes), int(response_bytes), int(latency_us))
+                received = int(request_bytes)
+                sent = int(response_bytes)
+                latency = int(latency_us)
             except ValueError as exc:
                 self._bad(source, line, exc)
                 continue
             totals = groups.get(key)
             if totals is None:
-                groups[key] = [1, *sizes, ts_ms]
+                groups[key] = [1, received, sent, latency, ts_ms]
             else:
                 totals[0] += 1
-                totals[1] += sizes[0]
-                totals[2] += sizes[1]
-                totals[3] += sizes[2]
+                totals[1] += received
+                totals[2] += sent
+                totals[3] += latency
                 if ts_ms > totals[4]:
                     totals[4] = ts_ms
         self._fold(groups, source)
