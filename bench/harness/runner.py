@@ -32,6 +32,16 @@ FIXED_RATE_TOLLWAY = "tollway-keyauth-billable-w1"
 Say = Callable[[str], None]
 
 
+def fixed_rate_levels(nginx_max: float, tollway_max: float | None) -> list[tuple[str, int]]:
+    """The rates of the fixed-rate runs, with what each is: half of nginx proxy_pass's maximum, and
+    half of Tollway's own when Tollway is below 0.9× nginx. Near or above its own maximum an
+    open-loop queue only grows, so half of nginx's then measures Tollway's queue more than its cost."""
+    levels = [("half of nginx proxy_pass's maximum", round(nginx_max / 2))]
+    if tollway_max and tollway_max < nginx_max * 0.9:
+        levels.append(("half of Tollway key-auth + billable's maximum", round(tollway_max / 2)))
+    return levels
+
+
 @dataclass(frozen=True)
 class BenchOptions:
     """How long and how hard to load; `quick()` gives a run of a couple of minutes."""
@@ -205,13 +215,9 @@ class Bench:
             self.say("fixed-rate latency skipped: nginx proxy_pass or Tollway key-auth + billable (1 worker) "
                      "was not measured")
             return []
-        nginx_max = configs[REFERENCE]["summary"]["median_rps"]
-        levels = [("half of nginx proxy_pass's maximum", round(nginx_max / 2))]
         tollway_summary = configs[FIXED_RATE_TOLLWAY].get("summary")
-        if tollway_summary and tollway_summary["median_rps"] < nginx_max / 2:
-            # Above its own maximum an open-loop queue only grows; also measure where it can keep up.
-            levels.append(("half of Tollway key-auth + billable's maximum",
-                           round(tollway_summary["median_rps"] / 2)))
+        levels = fixed_rate_levels(configs[REFERENCE]["summary"]["median_rps"],
+                                   tollway_summary["median_rps"] if tollway_summary else None)
         return [self._fixed_rate_level(basis, rate, [nginx, tollway]) for basis, rate in levels]
 
     def _fixed_rate_level(self, basis: str, rate: int, targets: Sequence[Target]) -> dict[str, Any]:

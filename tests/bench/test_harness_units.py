@@ -10,7 +10,7 @@ from bench.harness.ledger_hook import parse_output, run_ledger_report
 from bench.harness.nginx import render_config
 from bench.harness.openloop import OpenLoopPlan, percentiles
 from bench.harness.report import render_markdown
-from bench.harness.runner import Bench, BenchOptions
+from bench.harness.runner import Bench, BenchOptions, fixed_rate_levels
 from bench.harness.tollway_node import PROFILES, _admin_steps
 from bench.harness.wrk import DONE_SCRIPT, MARKER, WrkError, parse_wrk_output
 from tests.bench.reports import sample_report
@@ -117,3 +117,10 @@ def test_a_configuration_that_keeps_failing_is_dropped_with_the_last_reason(tmp_
     record: dict = {"failures": [], "error": None}
     assert bench._attempt(measure, record, "t") is None
     assert len(record["failures"]) == 2 and record["error"] == "t, attempt 2: down"
+
+
+def test_fixed_rates_add_half_of_tollways_maximum_when_it_is_well_below_nginx() -> None:
+    assert fixed_rate_levels(78_834, 44_614) == [("half of nginx proxy_pass's maximum", 39_417),
+                                                 ("half of Tollway key-auth + billable's maximum", 22_307)]
+    assert fixed_rate_levels(60_000, 58_000) == [("half of nginx proxy_pass's maximum", 30_000)]
+    assert fixed_rate_levels(60_000, None) == [("half of nginx proxy_pass's maximum", 30_000)]
