@@ -43,7 +43,7 @@ SUFFIX = ".spool"
 FILE_BYTES = 16 << 20  # each spool file is allocated at this size (more when one record is longer)
 RELEASE_EVERY = 1 << 20  # recorded pages are unmapped from the writer every this many bytes
 _RECORDED = re.compile(rb"[^\x00]+")  # bytes recorded: a run of anything but NUL
-READ_CHUNK = 65536    # bytes read at a time (a file still written to is mostly NUL past its records)
+READ_CHUNK = 64 << 10   # bytes read at a time: below glibc's mmap threshold, so buffers are reused, not faulted in anew
 PROBE_EVERY = 1.0      # seconds between two attempts to open a file again while the spool is failing
 ALARM_EVERY = 10.0     # seconds between two 'spool cannot be written' errors in the log
 
