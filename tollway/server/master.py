@@ -105,7 +105,6 @@ class Master:
         self.admin_sock: socket.socket | None = None
         self.admin_server: AdminServer | None = None
         self.admin_app: Callable[..., Any] | None = None
-        self.flusher: Any = None
         # Workers and the configuration they hold
         self.workers: dict[int, WorkerHandle] = {}
         self.retired: list[WorkerHandle] = []
@@ -307,7 +306,7 @@ class Master:
     # -- Admin API and metering ------------------------------------------------------------
 
     admin_task: asyncio.Task[Any] | None = None
-    flusher_thread: Any = None
+    flusher_thread: Any = None  # a FlusherThread once billable is enabled
 
     def _build_admin_app(self, settings: Settings) -> Callable[..., Any]:
         from tollway.admin.app import create_app
@@ -337,7 +336,6 @@ class Master:
         from tollway.metering.flusher import FlusherThread
 
         self.flusher_thread = FlusherThread(self.settings, self.node_id, writer_alive=self.writer_alive)
-        self.flusher = self.flusher_thread.flusher
         self.flusher_thread.start()
 
     def status(self) -> dict[str, Any]:
@@ -370,15 +368,16 @@ class Master:
         }
 
     def _metering_status(self) -> dict[str, Any] | None:
-        if self.flusher is None:
+        if self.flusher_thread is None:
             return None
+        flusher = self.flusher_thread.flusher
         try:
-            spool_bytes: int | None = self.flusher.spool_bytes()
+            spool_bytes: int | None = flusher.spool_bytes()
         except OSError:
             spool_bytes = None
         return {
-            "calls_committed": self.flusher.counted,
-            "calls_cut_off": self.flusher.cut_off,
+            "calls_committed": flusher.counted,
+            "calls_cut_off": flusher.cut_off,
             "spool_bytes": spool_bytes,
             "spool_alarm_bytes": self.settings.billable_spool_max_bytes,
         }
@@ -407,7 +406,7 @@ class Master:
             log.warning("reload: %s changed; they take effect at the next start", ", ".join(fixed))
             new = new.with_overrides(**{key: getattr(self.settings, key) for key in fixed})
         log.info("reloading: plugins=%s workers=%d", new.plugins, new.workers)
-        if "billable" in new.enabled_plugins and self.flusher is None:
+        if "billable" in new.enabled_plugins and self.flusher_thread is None:
             self.settings = new
             self._start_flusher()
         self.settings = new
