@@ -314,3 +314,11 @@ def test_via_is_appended_to_the_clients_and_the_upstreams(proxy, raw_upstreams):
     resp = request(proxy.port, "GET", "/", headers={"Via": "1.0 fred, 1.1 p.example"})
     assert seen["headers"]["via"] == "1.0 fred, 1.1 p.example, 1.1 tollway"
     assert resp.headers["via"] == "1.1 backend, 1.1 tollway"
+
+
+@pytest.mark.parametrize(("host", "forwarded"),
+                         [("[::1]:8000", "[::1]"), ("[::1]", "[::1]"), ("gw.example", "gw.example")])
+def test_x_forwarded_host_is_the_host_without_its_port(proxy, echo_upstream, host, forwarded):
+    setup_echo(proxy, echo_upstream)
+    headers = request(proxy.port, "GET", "/mock/p", headers={"Host": host}).json()["headers"]
+    assert headers["x-forwarded-host"] == forwarded

@@ -91,6 +91,12 @@ _FAILURES = {
 }
 
 
+def _without_port(host: bytes) -> bytes:
+    """A Host header's host: `name:port` and `[v6]:port` lose the port, `[v6]` stays whole."""
+    colon = host.rfind(b":")
+    return host[:colon] if colon >= 0 and not host.endswith(b"]") else host
+
+
 class Rejected(Exception):
     """Raised in a parser callback: the request is refused with `status` before reaching an upstream."""
 
@@ -389,11 +395,7 @@ class ClientProtocol(asyncio.Protocol):
 
     def _start(self, call: Call) -> None:
         state: State = self.server.state
-        host = call.host
-        colon = host.rfind(b":")
-        if colon >= 0 and not host.endswith(b"]"):
-            host = host[:colon]
-        hostname = host.decode("latin-1").lower()
+        hostname = _without_port(call.host).decode("latin-1").lower()
         headers = dict(call.headers) if state.routes_use_headers else {}
         match = state.routes.match(call.method, hostname, call.path, headers)
         if match is None:
@@ -516,8 +518,7 @@ class ClientProtocol(asyncio.Protocol):
             framing = b""
         proto, forwarded_host, port, path, prefix = self._forwarded(call) if self.trusted else _NOT_FORWARDED
         if not forwarded_host:
-            colon = call.host.rfind(b":")
-            forwarded_host = call.host[:colon] if colon >= 0 else call.host
+            forwarded_host = _without_port(call.host)
         if not prefix and match.prefix and match.prefix != "/":
             prefix = match.prefix.encode("latin-1")  # as Kong: what strip_path took off
         head = upstream_request_head(
