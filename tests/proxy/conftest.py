@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -223,6 +224,26 @@ def raw_exchange(port: int, data: bytes, until: bytes | None = None, timeout: fl
             if until is not None and received.count(until) >= 1 and received.endswith(until):
                 break
         return received
+
+
+def send_in_reads(port: int, pieces: list[bytes], timeout: float = 3) -> tuple[bytes, bool]:
+    """Send each piece as its own read (a pause between them); read until close (True) or silence."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for piece in pieces:
+            sock.sendall(piece)
+            time.sleep(0.05)
+        received = b""
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                return received, False
+            except ConnectionResetError:
+                return received, True
+            if not chunk:
+                return received, True
+            received += chunk
 
 
 class RawUpstream:

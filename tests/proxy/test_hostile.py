@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.proxy.conftest import exchange, plugin, request, route, service, snapshot
+from tests.proxy.conftest import exchange, plugin, request, route, send_in_reads, service, snapshot
 from tollway.proxy.protocol import MAX_PIPELINE
 
 OK_GET = b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -370,3 +370,44 @@ def test_a_bare_question_mark_reaches_the_upstream_and_the_https_redirect(proxy,
     one_route(proxy, recording_upstream.port, protocols=["https"], https_redirect_status_code=308)
     raw, _ = exchange(proxy.port, b"GET /p? HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert raw.startswith(b"HTTP/1.1 308") and b"\r\nLocation: https://x/p?\r\n" in raw
+
+
+# The proxy checks a read for non-ASCII bytes once instead of each header value: a value that
+# straddles reads, or follows a large or non-ASCII read, must still be checked.
+NON_ASCII_SPLITS = {
+    "non-ASCII in the first read, the rest ASCII": [b"GET / HTTP/1.1\r\nHost: x\r\nX-A: caf\xc3", b"\xa9\r\n\r\n"],
+    "ASCII first read, non-ASCII in the second": [b"GET / HTTP/1.1\r\nHost: x\r\nX-A: caf", b"\xc3\xa9\r\n\r\n"],
+    "non-ASCII in a read of its own mid-head": [b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a", b"\xff", b"b\r\n\r\n"],
+    "a head after a read over the scan size": [
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 9000\r\n\r\n" + b"a" * 9000
+        + b"GET / HTTP/1.1\r\nHost: x\r\nX-A: caf\xc3\xa9\r\n\r\n"],
+}
+
+
+@pytest.mark.parametrize("pieces", list(NON_ASCII_SPLITS.values()), ids=list(NON_ASCII_SPLITS))
+def test_a_non_ascii_value_is_refused_however_the_reads_fall(proxy, recording_upstream, pieces):
+    one_route(proxy, recording_upstream.port)
+    raw, closed = send_in_reads(proxy.port, pieces)
+    assert closed
+    assert raw.endswith(b'{"message":"Bad request"}'), raw[-200:]
+    assert recording_upstream.received.count(b"X-A") == 0 and recording_upstream.received.count(b"x-a") == 0
+
+
+def test_a_non_ascii_body_does_not_taint_the_next_head(proxy, recording_upstream):
+    one_route(proxy, recording_upstream.port)
+    body = bytes(range(256))
+    raw, closed = send_in_reads(proxy.port, [
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+        + b"GET / HTTP/1.1\r\nHost: x\r\nX-A: plain\r\nConnection: close\r\n\r\n"])
+    assert closed
+    assert raw.count(b"HTTP/1.1 200") == 2, raw
+    assert recording_upstream.answered == 2
+
+
+def test_a_bad_host_after_a_good_one_on_the_same_connection_is_refused(proxy, recording_upstream):
+    one_route(proxy, recording_upstream.port)
+    raw, closed = exchange(proxy.port, OK_GET + b"GET / HTTP/1.1\r\nHost: x/evil\r\n\r\n")
+    assert closed
+    first, second = raw.split(b"HTTP/1.1 ")[1:]
+    assert first.startswith(b"200") and second.startswith(b"400")
+    assert recording_upstream.answered == 1

@@ -7,7 +7,16 @@ import socket
 
 import pytest
 
-from tests.proxy.conftest import ProxyHarness, raw_exchange, read_head, request, route, service, snapshot
+from tests.proxy.conftest import (
+    ProxyHarness,
+    raw_exchange,
+    read_head,
+    request,
+    route,
+    send_in_reads,
+    service,
+    snapshot,
+)
 
 
 def setup_echo(proxy: ProxyHarness, echo_port: int, path: str | None = None, **route_extra) -> tuple[dict, dict]:
@@ -322,3 +331,61 @@ def test_x_forwarded_host_is_the_host_without_its_port(proxy, echo_upstream, hos
     setup_echo(proxy, echo_upstream)
     headers = request(proxy.port, "GET", "/mock/p", headers={"Host": host}).json()["headers"]
     assert headers["x-forwarded-host"] == forwarded
+
+
+def test_each_request_on_a_connection_is_answered_in_its_own_http_version(proxy, raw_upstreams):
+    # The proxy reads "HTTP/1.1" off the first line of a read instead of asking llhttp; every other
+    # case (a later request of the same read, a split request line, a leading empty line) asks it.
+    async def chunked(reader, writer):
+        while True:
+            await read_head(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcde\r\n0\r\n\r\n")
+            await writer.drain()
+    upstream = raw_upstreams(chunked)
+    svc = service(upstream.port)
+    proxy.apply(snapshot([svc], [route(svc, ["/"])]))
+    v11, v10 = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"GET / HTTP/1.0\r\nHost: x\r\n\r\n"
+    cases = {
+        "one read": [v11 + v10],
+        "a read each": [v11, v10],
+        "a leading empty line": [b"\r\n" + v11, v10],
+        "the 1.0 request line split": [v11, v10[:10], v10[10:]],
+    }
+    for name, pieces in cases.items():
+        raw, closed = send_in_reads(proxy.port, pieces)
+        assert closed, name
+        first, second = raw.split(b"HTTP/1.1 200 OK\r\n")[1:]
+        assert b"Transfer-Encoding: chunked" in first and first.endswith(b"5\r\nabcde\r\n0\r\n\r\n"), name
+        head, _, body = second.partition(b"\r\n\r\n")
+        assert b"Transfer-Encoding" not in head and b"Connection: close" in head and body == b"abcde", name
+
+
+def test_header_names_are_read_afresh_when_a_position_changes_name(proxy, raw_upstreams):
+    # Both sides remember each connection's header names by position: a later message with other
+    # names (or other cases) at the same positions must be framed and filtered by its own.
+    heads = []
+    answers = [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-One: 1\r\n\r\nok",
+               b"HTTP/1.1 200 OK\r\nX-One: 1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+               b"HTTP/1.1 200 OK\r\ncontent-LENGTH: 2\r\nKeep-Alive: timeout=5\r\n\r\nok"]
+
+    async def varied(reader, writer):
+        for answer in answers:
+            line, headers = await read_head(reader)
+            body = await reader.readexactly(int(headers.get("content-length", "0")))
+            heads.append((headers, body))
+            writer.write(answer)
+            await writer.drain()
+    upstream = raw_upstreams(varied)
+    svc = service(upstream.port)
+    proxy.apply(snapshot([svc], [route(svc, ["/"])]))
+    raw, closed = send_in_reads(proxy.port, [
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi",
+        b"GET / HTTP/1.1\r\nHost: x\r\nCONNECTION: close\r\n\r\n"])
+    assert closed
+    first, second, third = raw.split(b"HTTP/1.1 200 OK\r\n")[1:]
+    assert b"Content-Length: 2" in first and b"X-One: 1" in first and first.endswith(b"\r\n\r\nok")
+    assert b"Transfer-Encoding: chunked" in second and second.endswith(b"2\r\nok\r\n0\r\n\r\n")
+    assert b"Keep-Alive" not in third and b"Content-Length: 2" in third and b"Connection: close" in third
+    assert heads[0][0]["x-a"] == "1" and heads[1] == (heads[1][0], b"hi") and "x-a" not in heads[1][0]
+    assert heads[1][0]["content-length"] == "2" and "connection" not in heads[2][0]

@@ -167,7 +167,8 @@ class Call:
         # Dropped too: the same names with underscores (X_Consumer_ID), which CGI-style upstreams
         # read as the same variable.
         headers = [item for item in self.headers
-                   if not item[0].startswith((b"x-", b"x_")) or item[0].replace(b"_", b"-") not in _IDENTITY_HEADERS]
+                   if not (item[0].startswith(b"x-") or item[0].startswith(b"x_"))
+                   or item[0].replace(b"_", b"-") not in _IDENTITY_HEADERS]
         headers += identity_headers(consumer, credential, anonymous) if identity is None else identity
         self.headers = headers
         if self.hop_tokens and not self.hop_tokens.isdisjoint(_IDENTITY_HEADERS):

@@ -10,24 +10,77 @@ sets defined here.
 
 from __future__ import annotations
 
-__all__ = ["VIA", "HOP_BY_HOP", "RESPONSE_REWRITTEN", "connection_tokens", "upstream_request_head", "response_head"]
+from typing import Final
 
-VIA = b"1.1 tollway"
+__all__ = ["VIA", "HOP_BY_HOP", "RESPONSE_REWRITTEN", "HeaderNames", "connection_tokens", "lower_name",
+           "upstream_request_head", "response_head"]
 
-HOP_BY_HOP = frozenset([
+VIA: Final = b"1.1 tollway"
+
+HOP_BY_HOP: Final = frozenset([
     b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding",
     b"upgrade",
 ])
 
 # Request headers the proxy writes itself, so the client's copies are dropped.
-_REQUEST_REWRITTEN = HOP_BY_HOP | frozenset([
+_REQUEST_REWRITTEN: Final = HOP_BY_HOP | frozenset([
     b"host", b"content-length", b"expect", b"x-forwarded-for", b"x-forwarded-proto",
     b"x-forwarded-host", b"x-forwarded-port", b"x-forwarded-path", b"x-forwarded-prefix",
     b"x-real-ip", b"via",
 ])
 
 # Response headers the proxy writes itself (an upstream response without any passes through as it is).
-RESPONSE_REWRITTEN = HOP_BY_HOP | frozenset([b"content-length", b"via"])
+RESPONSE_REWRITTEN: Final = HOP_BY_HOP | frozenset([b"content-length", b"via"])
+
+
+# Header names as sent -> lower-cased, for the names clients and upstreams actually send. Both sides
+# of the proxy lower every name they parse; a hit costs one dict probe instead of a method call and
+# a new object, and hands back the same lower-cased object each time, whose hash is then already
+# computed for the set lookups that follow. Bounded, so a stream of made-up names cannot grow it.
+_LOWERED: Final[dict[bytes, bytes]] = {}
+_LOWERED_MAX: Final = 4096
+
+
+def lower_name(name: bytes) -> bytes:
+    """`name.lower()`, from the cache when the name was seen before."""
+    lowered = _LOWERED.get(name)
+    if lowered is None:
+        lowered = name.lower()
+        if len(_LOWERED) < _LOWERED_MAX and len(name) <= 64:
+            lowered = _LOWERED.setdefault(lowered, lowered)  # one object for every spelling
+            _LOWERED[name] = lowered
+    return lowered
+
+
+class HeaderNames:
+    """One connection's header names by position, lower-cased: a client (or an upstream) sends the
+    same names in the same order on every message, so most are found by one comparison, with no
+    hashing. A name that differs from the one seen at its position goes through lower_name()."""
+
+    __slots__ = ("raw", "lowered")
+
+    def __init__(self) -> None:
+        self.raw: list[bytes] = []
+        self.lowered: list[bytes] = []
+
+    def lower(self, index: int, name: bytes) -> bytes:
+        """`name.lower()`, for the header at position `index` of a message."""
+        raw = self.raw
+        if index < len(raw):
+            if raw[index] == name:
+                return self.lowered[index]
+            lowered = lower_name(name)
+            raw[index] = name
+            self.lowered[index] = lowered
+            return lowered
+        lowered = lower_name(name)
+        if index == len(raw) and index < _POSITIONS:
+            raw.append(name)
+            self.lowered.append(lowered)
+        return lowered
+
+
+_POSITIONS: Final = 32  # header positions remembered per connection
 
 
 def connection_tokens(value: bytes) -> frozenset[bytes]:
@@ -71,7 +124,10 @@ def upstream_request_head(
             elif name == b"via":
                 via = value if not via else via + b", " + value
             continue
-        parts += (name, b": ", value, b"\r\n")
+        parts.append(name)  # four appends: cheaper than extending by a new tuple, per header
+        parts.append(b": ")
+        parts.append(value)
+        parts.append(b"\r\n")
     parts += (
         b"x-forwarded-for: ", xff + b", " + client_ip if xff else real_ip,
         b"\r\nx-forwarded-proto: ", forwarded_proto, b"\r\nx-forwarded-host: ", forwarded_host,
@@ -95,7 +151,10 @@ def response_head(status_line: bytes, headers: list[tuple[bytes, bytes]], via: b
     """The response head sent to the client: status line, headers, Via, then `tail` lines."""
     parts = [status_line]
     for name, value in headers:
-        parts += (name, b": ", value, b"\r\n")
+        parts.append(name)
+        parts.append(b": ")
+        parts.append(value)
+        parts.append(b"\r\n")
     parts += (b"Via: ", via + b", " + VIA if via else VIA, b"\r\n")
     parts += tail
     parts.append(b"\r\n")

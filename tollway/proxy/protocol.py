@@ -36,14 +36,14 @@ import asyncio
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import httptools
 
 from tollway.plugins.base import Reply
 from tollway.proxy import responses
 from tollway.proxy.call import Call
-from tollway.proxy.headers import connection_tokens, response_head, upstream_request_head
+from tollway.proxy.headers import HeaderNames, connection_tokens, response_head, upstream_request_head
 from tollway.proxy.upstream import ConnectFailed, Target, UpstreamConnection
 
 if TYPE_CHECKING:
@@ -54,16 +54,19 @@ __all__ = ["ClientProtocol"]
 
 log = logging.getLogger("tollway.proxy")
 
-HIGH_WATER = 64 * 1024          # request body bytes queued while no upstream can take them
-REPLAY_LIMIT = 64 * 1024        # request bodies up to this size are kept for a retry
-IDEMPOTENT = frozenset(["GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"])
+HIGH_WATER: Final = 64 * 1024    # request body bytes queued while no upstream can take them
+REPLAY_LIMIT: Final = 64 * 1024  # request bodies up to this size are kept for a retry
+IDEMPOTENT: Final = frozenset(["GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"])
 
-MAX_PIPELINE = 64               # requests parsed ahead of the one being answered
-LINGER = 2.0                    # seconds a refused client's bytes are still read and dropped
-DRAIN_IDLE_GRACE = 0.5          # seconds an idle connection of a draining worker may still send a request
+MAX_PIPELINE: Final = 64         # requests parsed ahead of the one being answered
+LINGER: Final = 2.0              # seconds a refused client's bytes are still read and dropped
+DRAIN_IDLE_GRACE: Final = 0.5    # seconds an idle connection of a draining worker may still send a request
+
+# Reads up to this size are scanned once for non-ASCII bytes (see data_received).
+_ASCII_SCAN: Final = 8192
 
 # Request headers the protocol looks at while parsing.
-_SPECIAL = frozenset([b"host", b"content-length", b"transfer-encoding", b"expect", b"connection", b"upgrade"])
+_SPECIAL: Final = frozenset([b"host", b"content-length", b"transfer-encoding", b"expect", b"connection", b"upgrade"])
 
 # Bytes are searched with find(), not `in`: CPython 3.11's bytes.__contains__ first tries its
 # argument as an integer and raises (and clears) a TypeError for every bytes argument, which cost
@@ -71,17 +74,20 @@ _SPECIAL = frozenset([b"host", b"content-length", b"transfer-encoding", b"expect
 
 # What a Host header may hold (RFC 3986 reg-name or IP literal, and a port): no '/', '\\', '@',
 # '?', '#' or space, which would make it a path, a user or a query wherever the host is reused.
-_HOST_BYTES = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:[]%"
+_HOST_BYTES: Final = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:[]%"
 
 # What a trusted client (settings.trusted_ips) may say of the request it passes on.
-_FORWARDED = (b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port", b"x-forwarded-path",
-              b"x-forwarded-prefix")
-_NOT_FORWARDED = (b"", b"", b"", b"", b"")
+_FORWARDED: Final = (b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port", b"x-forwarded-path",
+                     b"x-forwarded-prefix")
+_NOT_FORWARDED: Final = (b"", b"", b"", b"", b"")
 
 # Output framing of a response.
-_NO_BODY, _LENGTH, _CHUNKED, _UNTIL_CLOSE = 0, 1, 2, 3
+_NO_BODY: Final = 0
+_LENGTH: Final = 1
+_CHUNKED: Final = 2
+_UNTIL_CLOSE: Final = 3
 
-_FAILURES = {
+_FAILURES: Final = {
     "refused": (503, responses.MSG_UNAVAILABLE),
     "dns": (503, responses.MSG_NO_NAME),
     "timeout": (504, responses.MSG_TIMEOUT),
@@ -132,6 +138,11 @@ class ClientProtocol(asyncio.Protocol):
         self.rejecting = False          # a request was refused: nothing more is read
         self.deferred: Rejected | None = None  # a refusal answered once earlier requests are done
         self.start_pending = False      # `current` starts once the read that completed it is parsed
+        # Checked once per read instead of once per header (see data_received)
+        self.head_ascii = False         # every byte of the head being parsed is ASCII
+        self.line_11 = False            # the message that begins this read has an HTTP/1.1 request line
+        self.head_11 = False            # ... and that message is the one being parsed
+        self.valid_host = b""           # the last Host header found valid on this connection
 
         # Timeouts (see check_timeouts): what the last sweep saw, and until when it may last
         self.in_head = False            # a request head has begun and is not complete
@@ -150,6 +161,7 @@ class ClientProtocol(asyncio.Protocol):
         self.headers: list[tuple[bytes, bytes]] = []
         self.special: dict[bytes, bytes] = {}
         self.head_size = 0
+        self.names = HeaderNames()
 
         # Per-response state (of `current`)
         self.out_mode = _NO_BODY
@@ -218,6 +230,18 @@ class ClientProtocol(asyncio.Protocol):
             return
         fresh = self.parsing is None  # no body in progress: these bytes begin in (or before) a head
         completed = self.completed
+        in_head = self.in_head
+        # Two per-read checks that spare per-header work. A head whose bytes are all ASCII needs no
+        # check of each value; a small read is scanned whole, once.
+        self.head_ascii = len(data) <= _ASCII_SCAN and data.isascii() and (not in_head or self.head_ascii)
+        # A read that begins a message (not a body, not a head's continuation): when its first line
+        # ends in " HTTP/1.1", that is the version llhttp parses (a request target has no spaces),
+        # which spares parser.get_http_version(), a str.format per call. Anything else asks it.
+        if fresh and not in_head:
+            eol = data.find(b"\r\n")
+            self.line_11 = eol > 9 and data[eol - 9:eol] == b" HTTP/1.1"
+        else:
+            self.line_11 = False
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -270,6 +294,8 @@ class ClientProtocol(asyncio.Protocol):
         self.head_size = 0              # URL and header lines so far, bytes
         self.in_head = True
         self.head_received = 0
+        self.head_11 = self.line_11  # only the first message of a read began at its first byte
+        self.line_11 = False
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -278,8 +304,8 @@ class ClientProtocol(asyncio.Protocol):
             raise Rejected(414, responses.MSG_URI_TOO_LONG)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        lname = name.lower()
         headers = self.headers
+        lname = self.names.lower(len(headers), name)
         headers.append((lname, value))
         self.head_size += len(name) + len(value) + 4
         if lname in _SPECIAL:
@@ -292,7 +318,7 @@ class ClientProtocol(asyncio.Protocol):
                 special[lname] += b", " + value
         if self.head_size > self.max_head or len(headers) > self.max_headers:
             raise Rejected(431, responses.MSG_HEADERS_TOO_LARGE)
-        if not value.isascii():
+        if not self.head_ascii and not value.isascii():
             raise Rejected(400, responses.MSG_BAD_REQUEST)
 
     def on_headers_complete(self) -> None:
@@ -314,9 +340,11 @@ class ClientProtocol(asyncio.Protocol):
             call.bare_query = True
         special = self.special
         host = call.host = special.get(b"host", b"")
-        if host and (host.translate(None, _HOST_BYTES) or host.find(b"..") >= 0):
-            raise Rejected(400, responses.MSG_BAD_REQUEST)  # as nginx: a Host that is not a host[:port]
-        version = parser.get_http_version()
+        if host and host != self.valid_host:
+            if host.translate(None, _HOST_BYTES) or host.find(b"..") >= 0:
+                raise Rejected(400, responses.MSG_BAD_REQUEST)  # as nginx: a Host that is not a host[:port]
+            self.valid_host = host
+        version = "1.1" if self.head_11 else parser.get_http_version()
         if version != "1.1":
             if version != "1.0":
                 raise Rejected(505 if version >= "2" else 400,
@@ -324,9 +352,11 @@ class ClientProtocol(asyncio.Protocol):
             call.http_11 = False
         elif not call.host:
             raise Rejected(400, responses.MSG_BAD_REQUEST)  # RFC 9112 §3.2: HTTP/1.1 needs a Host
-        call.keep_alive = parser.should_keep_alive()
         if b"connection" in special:
             call.hop_tokens = connection_tokens(special[b"connection"])
+            call.keep_alive = parser.should_keep_alive()
+        elif not call.http_11:
+            call.keep_alive = False  # llhttp's answer for HTTP/1.0 without Connection: keep-alive
         if b"transfer-encoding" in special:
             # Only `chunked` is forwarded (re-framed); any other coding, or chunked in HTTP/1.0
             # (RFC 9112 §6.1), could be framed differently by the upstream.
@@ -339,8 +369,9 @@ class ClientProtocol(asyncio.Protocol):
             if call.content_length > self.max_body:
                 raise Rejected(413, responses.MSG_BODY_TOO_LARGE)
             call.has_body = call.content_length > 0
-        call.expect_continue = special.get(b"expect", b"").lower() == b"100-continue"
-        if parser.should_upgrade():
+        if b"expect" in special:
+            call.expect_continue = special[b"expect"].lower() == b"100-continue"
+        if b"upgrade" in special and parser.should_upgrade():  # llhttp: Upgrade and Connection: upgrade
             if call.has_body:
                 raise Rejected(400, responses.MSG_BAD_REQUEST)  # llhttp would hand the body over as tunnel bytes
             upgrade = special.get(b"upgrade", b"")

@@ -21,12 +21,12 @@ import logging
 import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 import httptools
 
 from tollway.proxy.dns import ResolveFailed, Resolver
-from tollway.proxy.headers import RESPONSE_REWRITTEN, connection_tokens
+from tollway.proxy.headers import RESPONSE_REWRITTEN, HeaderNames, connection_tokens
 
 __all__ = ["MAX_HEAD_SIZE", "ConnectFailed", "Exchange", "PoolKey", "Target", "UpstreamConnection",
            "UpstreamPool"]
@@ -36,7 +36,7 @@ log = logging.getLogger("tollway.proxy")
 MAX_HEAD_SIZE = 64 << 10  # bytes of a response head, as the default of upstream_max_header_size
 
 # Connection values that name no header to drop ("keep-alive" names one that is dropped anyway).
-_NAMES_NO_HEADER = frozenset([b"close", b"keep-alive"])
+_NAMES_NO_HEADER: Final = frozenset([b"close", b"keep-alive"])
 
 
 class _HeadTooLarge(Exception):
@@ -104,6 +104,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.write_paused = False
         self.idle_since = 0.0
         self.tunnel = False
+        self.names = HeaderNames()
 
         # Per-exchange state
         self.exchange: Exchange | None = None
@@ -123,6 +124,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.in_head = False
         self.head_received = 0
         self.head_size = 0
+        self.header_index = 0           # position of the next header line in the head being parsed
         self.got_bytes = False
         self.sent_all = False           # the whole request (head and body) was written
         self.done = False
@@ -221,6 +223,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.in_head = True
         self.head_received = 0
         self.head_size = 0
+        self.header_index = 0
         self.headers = []
         self.content_length = None
         self.chunked = False
@@ -232,7 +235,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.head_size += len(name) + len(value) + 4  # ": " and CRLF
         if self.head_size > self.max_head:
             raise _HeadTooLarge
-        lname = name.lower()
+        lname = self.names.lower(self.header_index, name)
+        self.header_index += 1
         if lname in RESPONSE_REWRITTEN:
             if lname == b"content-length":
                 try:
