@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 
 import pytest
@@ -389,3 +390,17 @@ def test_header_names_are_read_afresh_when_a_position_changes_name(proxy, raw_up
     assert b"Keep-Alive" not in third and b"Content-Length: 2" in third and b"Connection: close" in third
     assert heads[0][0]["x-a"] == "1" and heads[1] == (heads[1][0], b"hi") and "x-a" not in heads[1][0]
     assert heads[1][0]["content-length"] == "2" and "connection" not in heads[2][0]
+
+
+def test_pipelined_requests_for_other_hosts_are_routed_and_forwarded_by_their_own_host(proxy, echo_upstream):
+    # The proxy keeps the last valid Host of a connection with its routing name; a request whose
+    # Host is another (here parsed before the one ahead of it started) must use its own.
+    svc_a, svc_b = service(echo_upstream, path="/a"), service(echo_upstream, path="/b")
+    proxy.apply(snapshot([svc_a, svc_b], [route(svc_a, ["/"], hosts=["a.test"]),
+                                          route(svc_b, ["/"], hosts=["b.test"])]))
+    heads = b"".join(b"GET /x HTTP/1.1\r\nHost: %s\r\n\r\n" % host
+                     for host in (b"a.test:8000", b"b.test", b"a.test:8000", b"A.TEST"))
+    raw = raw_exchange(proxy.port, heads + b"GET /x HTTP/1.1\r\nHost: b.test\r\nConnection: close\r\n\r\n")
+    echoes = [json.loads(part.partition(b"\r\n\r\n")[2]) for part in raw.split(b"HTTP/1.1 200 OK\r\n")[1:]]
+    assert [(e["path"], e["headers"]["x-forwarded-host"]) for e in echoes] == [
+        ("/a/x", "a.test"), ("/b/x", "b.test"), ("/a/x", "a.test"), ("/a/x", "A.TEST"), ("/b/x", "b.test")]

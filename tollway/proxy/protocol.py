@@ -36,6 +36,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 import httptools
@@ -119,6 +120,7 @@ class ClientProtocol(asyncio.Protocol):
         # Per-connection state
         self.server = server
         self.loop = server.loop
+        self.clock: Callable[[], float] = server.loop.time  # bound once: a call, not a method lookup
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.parser = httptools.HttpRequestParser(self)
         self.tls = server.ssl_context is not None
@@ -142,7 +144,9 @@ class ClientProtocol(asyncio.Protocol):
         self.head_ascii = False         # every byte of the head being parsed is ASCII
         self.line_11 = False            # the message that begins this read has an HTTP/1.1 request line
         self.head_11 = False            # ... and that message is the one being parsed
-        self.valid_host = b""           # the last Host header found valid on this connection
+        self.valid_host = b""           # the last Host header found valid on this connection,
+        self.valid_bare = b""           # ... without its port,
+        self.valid_name = ""            # ... and that as a lower-cased str, for routing
 
         # Timeouts (see check_timeouts): what the last sweep saw, and until when it may last
         self.in_head = False            # a request head has begun and is not complete
@@ -332,7 +336,7 @@ class ClientProtocol(asyncio.Protocol):
         if not path.startswith(b"/"):
             path = httptools.parse_url(url).path or b"/"
         call = Call(method, path.decode("latin-1"), query.decode("latin-1"), self.headers,
-                    self.client_ip, time.time(), self.loop.time())
+                    self.client_ip, time.time(), self.clock())
         if self.trusted:
             call.forwarded_ip = self.server.real_ip(self.client_ip, self.headers)
         call.request_bytes = len(method) + 12 + self.head_size + 2  # "M U HTTP/1.1\r\n" headers "\r\n"
@@ -340,10 +344,15 @@ class ClientProtocol(asyncio.Protocol):
             call.bare_query = True
         special = self.special
         host = call.host = special.get(b"host", b"")
-        if host and host != self.valid_host:
-            if host.translate(None, _HOST_BYTES) or host.find(b"..") >= 0:
+        if host:
+            if host == self.valid_host:
+                call.host = self.valid_host  # the same object: _start and _send know it by identity
+            elif host.translate(None, _HOST_BYTES) or host.find(b"..") >= 0:
                 raise Rejected(400, responses.MSG_BAD_REQUEST)  # as nginx: a Host that is not a host[:port]
-            self.valid_host = host
+            else:
+                self.valid_host = host
+                self.valid_bare = _without_port(host)
+                self.valid_name = self.valid_bare.decode("latin-1").lower()
         version = "1.1" if self.head_11 else parser.get_http_version()
         if version != "1.1":
             if version != "1.0":
@@ -426,7 +435,10 @@ class ClientProtocol(asyncio.Protocol):
 
     def _start(self, call: Call) -> None:
         state: State = self.server.state
-        hostname = _without_port(call.host).decode("latin-1").lower()
+        if call.host is self.valid_host:
+            hostname = self.valid_name
+        else:
+            hostname = _without_port(call.host).decode("latin-1").lower()
         headers = dict(call.headers) if state.routes_use_headers else {}
         match = state.routes.match(call.method, hostname, call.path, headers)
         if match is None:
@@ -549,7 +561,7 @@ class ClientProtocol(asyncio.Protocol):
             framing = b""
         proto, forwarded_host, port, path, prefix = self._forwarded(call) if self.trusted else _NOT_FORWARDED
         if not forwarded_host:
-            forwarded_host = _without_port(call.host)
+            forwarded_host = self.valid_bare if call.host is self.valid_host else _without_port(call.host)
         if not prefix and match.prefix and match.prefix != "/":
             prefix = match.prefix.encode("latin-1")  # as Kong: what strip_path took off
         head = upstream_request_head(
@@ -561,7 +573,7 @@ class ClientProtocol(asyncio.Protocol):
             forwarded_path=path or call.path.encode("latin-1"), forwarded_prefix=prefix,
             framing=framing, upgrade=call.upgrade,
             hop_tokens=call.hop_tokens)
-        call.sent_at = self.loop.time()
+        call.sent_at = self.clock()
         conn.write(head)
         if call.upgrade is not None:
             return  # bytes after the head belong to the tunnel, sent once the upstream agrees
@@ -627,7 +639,7 @@ class ClientProtocol(asyncio.Protocol):
         call = self.current
         if call is None or call.upstream is not conn:
             return
-        call.first_byte_at = self.loop.time()
+        call.first_byte_at = self.clock()
         upgrade = status == 101 and call.upgrade is not None
         if status == 101 and not upgrade:
             conn.detach()

@@ -98,6 +98,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.key = key
         self.max_head = max_head        # bytes a response head may take
         self.loop = pool.loop
+        self.clock: Callable[[], float] = pool.loop.time  # bound once: a call, not a method lookup
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
@@ -174,7 +175,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        self.last_activity = self.loop.time()
+        self.last_activity = self.clock()
         if self.exchange is not None:
             self.exchange.upstream_write_paused(False)
 
@@ -184,7 +185,7 @@ class UpstreamConnection(asyncio.Protocol):
             # An idle connection has nothing to say; whatever it said makes it unusable.
             self.close()
             return
-        self.last_activity = self.loop.time()
+        self.last_activity = self.clock()
         if self.tunnel:
             exchange.upstream_tunnel(self, data)
             return
@@ -294,7 +295,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.close_delimited = False
         self.read_timeout = read_timeout
         self.write_timeout = write_timeout
-        now = self.last_activity = self.loop.time()
+        now = self.last_activity = self.clock()
         # One timer per connection, re-armed only when it would fire too late for this exchange:
         # a kept-alive connection carrying request after request arms it about once per timeout.
         due = now + min(read_timeout, write_timeout)
@@ -304,7 +305,7 @@ class UpstreamConnection(asyncio.Protocol):
     def request_sent(self) -> None:
         """The whole request was written: the read timeout runs from now."""
         self.sent_all = True
-        self.last_activity = self.loop.time()
+        self.last_activity = self.clock()
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.closed:
@@ -417,6 +418,7 @@ class UpstreamPool:
             raise ValueError(f"expected size >= 0, idle_timeout >= 0 and max_head >= 1, "
                              f"got {size}, {idle_timeout}, {max_head}")
         self.loop = loop
+        self.clock: Callable[[], float] = loop.time
         self.size = size
         self.idle_timeout = idle_timeout
         self.max_head = max_head  # bytes a response head may take, given to each connection
@@ -431,7 +433,7 @@ class UpstreamPool:
         idle = self._idle.get(key)
         if not idle:
             return None
-        oldest_allowed = self.loop.time() - self.idle_timeout
+        oldest_allowed = self.clock() - self.idle_timeout
         while idle:
             conn = idle.pop()
             if conn.closed or conn.idle_since < oldest_allowed:
@@ -452,7 +454,7 @@ class UpstreamPool:
         if len(idle) >= self.size:
             conn.close()
             return
-        conn.idle_since = self.loop.time()
+        conn.idle_since = self.clock()
         conn.resume_reading()
         idle.append(conn)
         if self._cleanup is None:
