@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["VIA", "HOP_BY_HOP", "RESPONSE_REWRITTEN", "HeaderNames", "connection_tokens", "lower_name",
-           "upstream_request_head", "response_head"]
+__all__ = ["VIA", "HOP_BY_HOP", "RESPONSE_REWRITTEN", "HeaderNames", "connection_tokens", "forwarded_blocks",
+           "lower_name", "upstream_request_head", "response_head"]
 
 VIA: Final = b"1.1 tollway"
 
@@ -104,6 +104,7 @@ def upstream_request_head(
     framing: bytes,
     upgrade: bytes | None,
     hop_tokens: frozenset[bytes],
+    blocks: tuple[bytes, bytes, bytes] | None = None,
 ) -> bytes:
     """The request head sent to the upstream, as one bytes object.
 
@@ -111,7 +112,9 @@ def upstream_request_head(
     ready header line (`Content-Length: N` or `Transfer-Encoding: chunked`) or b"". An empty
     `forwarded_prefix` sends no X-Forwarded-Prefix. `client_ip` is the peer, appended to a
     client's X-Forwarded-For; `real_ip` the client (the peer, unless a trusted peer named another),
-    sent as X-Real-IP and as X-Forwarded-For when the client sent none, as Kong.
+    sent as X-Real-IP and as X-Forwarded-For when the client sent none, as Kong. `blocks`, from
+    forwarded_blocks() for this `real_ip`, `forwarded_proto` and `forwarded_port`, holds the lines
+    that only change with those (a connection's own), so they are not put together per request.
     """
     parts = [method, b" ", target, b" HTTP/1.1\r\nhost: ", host, b"\r\n"]
     xff = b""
@@ -128,14 +131,21 @@ def upstream_request_head(
         parts.append(b": ")
         parts.append(value)
         parts.append(b"\r\n")
-    parts += (
-        b"x-forwarded-for: ", xff + b", " + client_ip if xff else real_ip,
-        b"\r\nx-forwarded-proto: ", forwarded_proto, b"\r\nx-forwarded-host: ", forwarded_host,
-        b"\r\nx-forwarded-port: ", forwarded_port,
-        b"\r\nx-forwarded-path: ", forwarded_path,
-        b"\r\nx-real-ip: ", real_ip,
-        b"\r\nvia: ", via + b", " + VIA if via else VIA, b"\r\n",
-    )
+    if blocks is not None and not xff and not via:
+        parts.append(blocks[0])
+        parts.append(forwarded_host)
+        parts.append(blocks[1])
+        parts.append(forwarded_path)
+        parts.append(blocks[2])
+    else:
+        parts += (
+            b"x-forwarded-for: ", xff + b", " + client_ip if xff else real_ip,
+            b"\r\nx-forwarded-proto: ", forwarded_proto, b"\r\nx-forwarded-host: ", forwarded_host,
+            b"\r\nx-forwarded-port: ", forwarded_port,
+            b"\r\nx-forwarded-path: ", forwarded_path,
+            b"\r\nx-real-ip: ", real_ip,
+            b"\r\nvia: ", via + b", " + VIA if via else VIA, b"\r\n",
+        )
     if forwarded_prefix:
         parts += (b"x-forwarded-prefix: ", forwarded_prefix, b"\r\n")
     if framing:
@@ -144,6 +154,15 @@ def upstream_request_head(
         parts += (b"connection: upgrade\r\nupgrade: ", upgrade, b"\r\n")
     parts.append(b"\r\n")
     return b"".join(parts)
+
+
+def forwarded_blocks(real_ip: bytes, forwarded_proto: bytes, forwarded_port: bytes) -> tuple[bytes, bytes, bytes]:
+    """The X-Forwarded-*, X-Real-IP and Via lines of upstream_request_head() that do not depend on
+    the request, in three pieces: before X-Forwarded-Host's value, before X-Forwarded-Path's, after it."""
+    return (b"x-forwarded-for: " + real_ip + b"\r\nx-forwarded-proto: " + forwarded_proto
+            + b"\r\nx-forwarded-host: ",
+            b"\r\nx-forwarded-port: " + forwarded_port + b"\r\nx-forwarded-path: ",
+            b"\r\nx-real-ip: " + real_ip + b"\r\nvia: " + VIA + b"\r\n")
 
 
 def response_head(status_line: bytes, headers: list[tuple[bytes, bytes]], via: bytes,

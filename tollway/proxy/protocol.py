@@ -44,7 +44,13 @@ import httptools
 from tollway.plugins.base import Reply
 from tollway.proxy import responses
 from tollway.proxy.call import Call
-from tollway.proxy.headers import HeaderNames, connection_tokens, response_head, upstream_request_head
+from tollway.proxy.headers import (
+    HeaderNames,
+    connection_tokens,
+    forwarded_blocks,
+    response_head,
+    upstream_request_head,
+)
 from tollway.proxy.upstream import ConnectFailed, Target, UpstreamConnection
 
 if TYPE_CHECKING:
@@ -129,6 +135,7 @@ class ClientProtocol(asyncio.Protocol):
         self.client_ip = ""
         self.client_ip_b = b""
         self.local_port_b = b""
+        self.own_forwarded: tuple[bytes, bytes, bytes] | None = None  # forwarded_blocks() of an untrusted client
         self.trusted = False            # its X-Forwarded-* headers are passed on (settings.trusted_ips)
         self.read_paused = False
         self.write_paused = False
@@ -184,6 +191,8 @@ class ClientProtocol(asyncio.Protocol):
         self.client_ip_b = self.client_ip.encode()
         self.local_port_b = str(sock[1]).encode() if sock else b"80"
         self.trusted = bool(self.server.trusted_networks) and self.server.trusts(self.client_ip)
+        if not self.trusted:
+            self.own_forwarded = forwarded_blocks(self.client_ip_b, self.proto_b, self.local_port_b)
         if not self.server.connection_opened(self):
             self.refused = self.lost = True
             self.transport.abort()  # over worker_connections
@@ -572,7 +581,7 @@ class ClientProtocol(asyncio.Protocol):
             forwarded_port=port or self.local_port_b,
             forwarded_path=path or call.path.encode("latin-1"), forwarded_prefix=prefix,
             framing=framing, upgrade=call.upgrade,
-            hop_tokens=call.hop_tokens)
+            hop_tokens=call.hop_tokens, blocks=self.own_forwarded)
         call.sent_at = self.clock()
         conn.write(head)
         if call.upgrade is not None:
