@@ -16,6 +16,7 @@ __all__ = ["VIA", "HOP_BY_HOP", "RESPONSE_REWRITTEN", "HeaderNames", "connection
            "lower_name", "upstream_request_head", "response_head"]
 
 VIA: Final = b"1.1 tollway"
+_VIA_LINE: Final = b"Via: " + VIA + b"\r\n"
 
 HOP_BY_HOP: Final = frozenset([
     b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding",
@@ -174,7 +175,7 @@ def response_head(status_line: bytes, headers: list[tuple[bytes, bytes]], via: b
         parts.append(b": ")
         parts.append(value)
         parts.append(b"\r\n")
-    parts += (b"Via: ", via + b", " + VIA if via else VIA, b"\r\n")
+    parts.append(b"Via: " + via + b", " + VIA + b"\r\n" if via else _VIA_LINE)
     parts += tail
     parts.append(b"\r\n")
     return b"".join(parts)

@@ -670,16 +670,17 @@ class ClientProtocol(asyncio.Protocol):
                 except Exception:
                     log.exception("plugin header_filter failed")
         length = conn.content_length
+        size = length if length is not None else 0  # an int for the formatting below: mypyc formats it inline
         keep_alive = call.keep_alive and not self.closing and not self.server.draining
         if upgrade:
             mode = _NO_BODY
             tail = [b"Connection: upgrade\r\n"]
         elif call.method == "HEAD" or status in (204, 304) or status < 200:
             mode = _NO_BODY
-            tail = [b"Content-Length: %d\r\n" % length] if length is not None and call.method == "HEAD" else []
+            tail = [b"Content-Length: %d\r\n" % size] if length is not None and call.method == "HEAD" else []
         elif length is not None and not (chain is not None and chain.body_filter):
             mode = _LENGTH if length else _NO_BODY
-            tail = [b"Content-Length: %d\r\n" % length]
+            tail = [b"Content-Length: %d\r\n" % size]
         elif call.http_11:
             mode = _CHUNKED
             tail = [b"Transfer-Encoding: chunked\r\n"]
