@@ -1,16 +1,16 @@
-"""Shared helpers of the metering tests: fake calls, a ledger on the test database, spool writers."""
+"""Shared helpers of the metering tests: finished calls, a ledger on the test database, spool writers."""
 
 from __future__ import annotations
 
 import asyncio
 import importlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
 from tollway.config import Settings
 from tollway.metering.spool import SpoolWriter
+from tollway.proxy.call import Call
 from tollway.store.db import Database
 
 T = TypeVar("T")
@@ -24,17 +24,21 @@ ROUTE2 = {"id": "55555555-5555-4555-8555-555555555555", "name": "other", "paths"
 migration = importlib.import_module("tollway.plugins.billable.migrations.000_base")
 
 
-@dataclass
-class FakeCall:
-    """What the billable handler reads of a proxied call."""
+_UNSET: Any = object()
 
-    started_at: float
-    consumer: dict[str, Any] | None = field(default_factory=lambda: dict(ALICE))
-    service: dict[str, Any] | None = field(default_factory=lambda: dict(SERVICE))
-    route: dict[str, Any] = field(default_factory=lambda: dict(ROUTE))
-    status: int = 200
-    request_bytes: int = 100
-    response_bytes: int = 1000
+
+def finished_call(started_at: float, consumer: dict[str, Any] | None = _UNSET, service: dict[str, Any] | None = _UNSET,
+                  route: dict[str, Any] | None = None, status: int = 200, request_bytes: int = 100,
+                  response_bytes: int = 1000) -> Call:
+    """A finished call as the billable handler gets it (the proxy's Call); alice on the mock service by default."""
+    call = Call(b"GET", "/", "", [], "127.0.0.1", started_at, 0.0)
+    call.consumer = dict(ALICE) if consumer is _UNSET else consumer
+    call.service = dict(SERVICE) if service is _UNSET else service
+    call.route = dict(ROUTE) if route is None else route
+    call.status = status
+    call.request_bytes = request_bytes
+    call.response_bytes = response_bytes
+    return call
 
 
 def at(text: str) -> float:
@@ -63,7 +67,7 @@ def with_ledger(settings: Settings, body: Callable[[Database], Awaitable[T]]) ->
     return asyncio.run(main())
 
 
-def write_calls(settings: Settings, calls: list[FakeCall], writer_id: str = "w1") -> None:
+def write_calls(settings: Settings, calls: list[finished_call], writer_id: str = "w1") -> None:
     """Append the calls to a fresh spool writer and close it (its files are then finished)."""
     with SpoolWriter(settings.spool_dir, writer_id) as writer:
         for call in calls:

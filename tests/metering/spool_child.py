@@ -21,7 +21,7 @@ import socket
 import sys
 from pathlib import Path
 
-from tests.metering.conftest import FakeCall
+from tests.metering.conftest import finished_call
 from tollway.metering.spool import SpoolWriter
 
 _, HARD = resource.getrlimit(resource.RLIMIT_FSIZE)
@@ -48,24 +48,24 @@ def writer(spool_dir: str) -> None:
     clock = Clock()
     spool = SpoolWriter(spool_dir, "w1", file_bytes=1, clock=clock)
     seen: dict[str, object] = {}
-    spool.append(FakeCall(started_at=1.0))        # recorded
+    spool.append(finished_call(started_at=1.0))        # recorded
     fsize(spool.recorded_bytes - 1)               # no file may be as long as a record any more
-    spool.append(FakeCall(started_at=2.0))        # its file cannot be allocated: EFBIG, dropped
+    spool.append(finished_call(started_at=2.0))        # its file cannot be allocated: EFBIG, dropped
     files_before = _names(spool_dir)
     clock.now += 0.5
-    spool.append(FakeCall(started_at=3.0))        # before the probe time: dropped, nothing tried
+    spool.append(finished_call(started_at=3.0))        # before the probe time: dropped, nothing tried
     seen["failed"] = {"failing": spool.failing, "dropped": spool.dropped, "error": spool.last_error,
                       "tried": _names(spool_dir) != files_before}
     for started_at in (4.0, 5.0, 6.0):
         clock.now += 1.1
-        spool.append(FakeCall(started_at=started_at))  # each probe fails and leaves no file behind
+        spool.append(finished_call(started_at=started_at))  # each probe fails and leaves no file behind
     seen["full"] = {"failing": spool.failing, "dropped": spool.dropped, "recover": spool.recover(),
                     "new_files": _names(spool_dir) != files_before, "error": spool.last_error}
     fsize(resource.RLIM_INFINITY)
     seen["before_probe"] = spool.recover()
     clock.now += 1.1
     seen["after_probe"] = spool.recover()
-    spool.append(FakeCall(started_at=8.0))        # recorded
+    spool.append(finished_call(started_at=8.0))        # recorded
     spool.close()
     seen["final"] = {"failing": spool.failing, "dropped": spool.dropped}
     print(json.dumps(seen), flush=True)
@@ -77,10 +77,10 @@ def starved(spool_dir: str) -> None:
     fsize(1000)
     spool = SpoolWriter(spool_dir, "w1", file_bytes=1 << 20, clock=clock)
     seen: dict[str, object] = {"failing": spool.failing, "error": spool.last_error}
-    spool.append(FakeCall(started_at=1.0))        # dropped
+    spool.append(finished_call(started_at=1.0))        # dropped
     fsize(resource.RLIM_INFINITY)
     clock.now += 1.1
-    spool.append(FakeCall(started_at=2.0))        # probes, opens a file, records
+    spool.append(finished_call(started_at=2.0))        # probes, opens a file, records
     spool.close()
     seen["final"] = {"failing": spool.failing, "dropped": spool.dropped}
     print(json.dumps(seen), flush=True)

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from tests.metering.conftest import ALICE, BOB, ROUTE, ROUTE2, SERVICE, FakeCall
+from tests.metering.conftest import ALICE, BOB, ROUTE, ROUTE2, SERVICE, finished_call
 from tollway.metering.aggregate import UsageBatch
 from tollway.metering.records import decode_line, encode_call
 
@@ -38,7 +38,7 @@ def test_grouped_sums_equal_one_by_one_sums_on_random_traffic() -> None:
     renamed = dict(ALICE, username="alice-renamed")
     lines = []
     for _ in range(5000):
-        call = FakeCall(started_at=1_790_000_000 + rng.uniform(0, 7200),
+        call = finished_call(started_at=1_790_000_000 + rng.uniform(0, 7200),
                         consumer=rng.choice([dict(ALICE), dict(BOB), renamed, None]),
                         service=rng.choice([dict(SERVICE), None]),
                         route=dict(rng.choice([ROUTE, ROUTE2, dict(ROUTE, name="tab\there")])),
@@ -52,7 +52,7 @@ def test_grouped_sums_equal_one_by_one_sums_on_random_traffic() -> None:
 
 
 def test_malformed_lines_are_skipped_one_by_one_and_logged(caplog: pytest.LogCaptureFixture) -> None:
-    good = encode_call(FakeCall(started_at=1_790_000_000.5), 1_790_000_000.6).rstrip(b"\n")
+    good = encode_call(finished_call(started_at=1_790_000_000.5), 1_790_000_000.6).rstrip(b"\n")
     extra_field = good.replace(b"\talice\t", b"\talice\textra\t")
     bad_name = good.replace(b"alice", b"al\xffice")
     lines = [

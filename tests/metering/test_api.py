@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from starlette.applications import Starlette
 
 from tests.conftest import free_port
-from tests.metering.conftest import BOB, FakeCall, with_ledger, write_calls
+from tests.metering.conftest import BOB, finished_call, with_ledger, write_calls
 from tollway.config import Settings
 from tollway.metering.cli import report
 from tollway.metering.flusher import Flusher
@@ -35,9 +35,9 @@ class Ctx:
 def admin(settings: Settings) -> Iterator[str]:
     """The base URL of an app serving routes(ctx), with 7+4 calls and 5 anonymous 401s metered."""
     now = time.time()
-    write_calls(settings, [FakeCall(started_at=now) for _ in range(7)]
-                + [FakeCall(started_at=now, consumer=BOB) for _ in range(4)]
-                + [FakeCall(started_at=now, consumer=None, status=401) for _ in range(5)])
+    write_calls(settings, [finished_call(started_at=now) for _ in range(7)]
+                + [finished_call(started_at=now, consumer=BOB) for _ in range(4)]
+                + [finished_call(started_at=now, consumer=None, status=401) for _ in range(5)])
 
     async def flush(db: Database) -> None:
         await Flusher(db, settings, "node-1").flush_once()

@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.conftest import make_settings
-from tests.metering.conftest import ALICE, BOB, FakeCall, at, open_ledger, with_ledger, write_calls
+from tests.metering.conftest import ALICE, BOB, at, finished_call, open_ledger, with_ledger, write_calls
 from tollway.config import Settings
 from tollway.errors import StoreUnavailable
 from tollway.metering import flusher as flusher_module
@@ -46,9 +46,9 @@ async def offset_rows(db: Database) -> int:
 
 def test_flush_counts_exact_totals_in_every_grain(settings: Settings) -> None:
     start = at("2028-02-29T23:59:30+00:00")
-    calls = ([FakeCall(started_at=start + i, request_bytes=10, response_bytes=20) for i in range(60)]
-             + [FakeCall(started_at=start, consumer=BOB, status=500) for _ in range(7)]
-             + [FakeCall(started_at=start, consumer=None, status=401) for _ in range(5)])
+    calls = ([finished_call(started_at=start + i, request_bytes=10, response_bytes=20) for i in range(60)]
+             + [finished_call(started_at=start, consumer=BOB, status=500) for _ in range(7)]
+             + [finished_call(started_at=start, consumer=None, status=401) for _ in range(5)])
     write_calls(settings, calls)
 
     async def body(db: Database) -> None:
@@ -71,14 +71,14 @@ def test_flush_counts_exact_totals_in_every_grain(settings: Settings) -> None:
 def test_flushing_twice_or_after_a_restart_never_counts_twice(settings: Settings) -> None:
     writer = SpoolWriter(settings.spool_dir, "w1")  # stays open: its file is not finished
     for i in range(10):
-        writer.append(FakeCall(started_at=at("2028-01-01T00:00:00+00:00") + i))
+        writer.append(finished_call(started_at=at("2028-01-01T00:00:00+00:00") + i))
 
     async def body(db: Database) -> None:
         first = Flusher(db, settings, "node-1")
         assert await first.flush_once() == 10
         assert await first.flush_once() == 0
         assert await Flusher(db, settings, "node-1").flush_once() == 0  # a restarted master
-        writer.append(FakeCall(started_at=at("2028-01-01T00:00:00+00:00")))
+        writer.append(finished_call(started_at=at("2028-01-01T00:00:00+00:00")))
         assert await Flusher(db, settings, "node-1").flush_once() == 1
         assert await totals(db) == {ALICE["id"]: 11}
         assert len(list(settings.spool_dir.iterdir())) == 1  # still being written: kept
@@ -94,7 +94,7 @@ def test_flushing_twice_or_after_a_restart_never_counts_twice(settings: Settings
 @pytest.mark.parametrize("failing", ["remember_names", "move_offsets", "forget_offsets"])
 def test_a_failure_inside_the_transaction_counts_nothing_and_the_retry_counts_once(
         settings: Settings, monkeypatch: pytest.MonkeyPatch, failing: str) -> None:
-    write_calls(settings, [FakeCall(started_at=at("2028-01-01T00:00:00+00:00")) for _ in range(25)])
+    write_calls(settings, [finished_call(started_at=at("2028-01-01T00:00:00+00:00")) for _ in range(25)])
     real = getattr(flusher_module.ledger, failing)
 
     async def broken(*args: Any) -> None:
@@ -118,12 +118,12 @@ def test_a_failure_inside_the_transaction_counts_nothing_and_the_retry_counts_on
 
 def test_names_keep_the_last_known_name(settings: Settings) -> None:
     renamed = {**ALICE, "username": "alice-2"}
-    write_calls(settings, [FakeCall(started_at=2_000_000_100.0, consumer=renamed),
-                           FakeCall(started_at=2_000_000_000.0)])
+    write_calls(settings, [finished_call(started_at=2_000_000_100.0, consumer=renamed),
+                           finished_call(started_at=2_000_000_000.0)])
 
     async def body(db: Database) -> None:
         await Flusher(db, settings, "node-1").flush_once()
-        write_calls(settings, [FakeCall(started_at=1_900_000_000.0)])  # older than what is stored
+        write_calls(settings, [finished_call(started_at=1_900_000_000.0)])  # older than what is stored
         await Flusher(db, settings, "node-1").flush_once()
         async with db.engine.connect() as conn:
             row = (await conn.execute(select(names.c.name, names.c.custom_id)
@@ -135,15 +135,15 @@ def test_names_keep_the_last_known_name(settings: Settings) -> None:
 
 CHILD = textwrap.dedent("""
     import sys, time
-    from types import SimpleNamespace
+    from tests.metering.conftest import finished_call
     from tollway.metering.spool import SpoolWriter
     writer = SpoolWriter(sys.argv[1], "child", file_bytes=int(sys.argv[2]))
     consumer = {"id": "c1", "username": "u", "custom_id": None}
     route = {"id": "r1", "name": "r"}
     i = 0
     while True:
-        writer.append(SimpleNamespace(started_at=time.time(), consumer=consumer, service=None,
-                                      route=route, status=200, request_bytes=1, response_bytes=2))
+        writer.append(finished_call(time.time(), consumer=consumer, service=None, route=route, status=200,
+                                    request_bytes=1, response_bytes=2))
         i += 1
         if i == 2000:
             print("ready", flush=True)
@@ -175,7 +175,7 @@ def test_a_writer_killed_mid_stream_loses_nothing_it_wrote(settings: Settings) -
 
 def test_usage_stays_on_disk_while_the_database_is_down_and_lands_when_it_is_back(
         settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    write_calls(settings, [FakeCall(started_at=at("2028-01-01T00:00:00+00:00")) for _ in range(40)])
+    write_calls(settings, [finished_call(started_at=at("2028-01-01T00:00:00+00:00")) for _ in range(40)])
     if settings.database == "postgres":
         from tests.conftest import free_port
         down = settings.with_overrides(pg_port=free_port(), pg_timeout=1.0)
@@ -216,13 +216,13 @@ def test_run_flushes_periodically_and_once_more_at_stop(settings: Settings) -> N
         stop = asyncio.Event()
         task = asyncio.create_task(flusher.run(stop))
         with SpoolWriter(settings.spool_dir, "w1") as writer:
-            writer.append(FakeCall(started_at=at("2028-01-01T00:00:00+00:00")))
+            writer.append(finished_call(started_at=at("2028-01-01T00:00:00+00:00")))
             for _ in range(50):
                 await asyncio.sleep(0.1)
                 if flusher.counted:
                     break
             assert flusher.counted == 1
-            writer.append(FakeCall(started_at=at("2028-01-01T00:00:00+00:00")))
+            writer.append(finished_call(started_at=at("2028-01-01T00:00:00+00:00")))
             stop.set()
             await task
         assert await totals(db) == {ALICE["id"]: 2}
@@ -241,7 +241,7 @@ def test_the_flusher_thread_counts_at_its_own_low_priority_and_once_more_at_stop
         runner.start()
         try:
             with SpoolWriter(settings.spool_dir, "w1") as writer:
-                writer.append(FakeCall(started_at=moment))
+                writer.append(finished_call(started_at=moment))
                 for _ in range(100):
                     await asyncio.sleep(0.05)
                     if runner.flusher.counted:
@@ -252,7 +252,7 @@ def test_the_flusher_thread_counts_at_its_own_low_priority_and_once_more_at_stop
                 nices = [os.getpriority(os.PRIO_PROCESS, int(tid)) for tid in os.listdir("/proc/self/task")]
                 assert nices.count(19) >= 2
                 assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
-                writer.append(FakeCall(started_at=moment))
+                writer.append(finished_call(started_at=moment))
                 await runner.stop(timeout=30)
         finally:
             await runner.stop(timeout=30)
@@ -262,7 +262,7 @@ def test_the_flusher_thread_counts_at_its_own_low_priority_and_once_more_at_stop
 
 
 def test_stopping_the_flusher_thread_before_it_ran_still_flushes(settings: Settings) -> None:
-    write_calls(settings, [FakeCall(started_at=at("2028-01-01T00:00:00+00:00")) for _ in range(3)])
+    write_calls(settings, [finished_call(started_at=at("2028-01-01T00:00:00+00:00")) for _ in range(3)])
 
     async def body(db: Database) -> None:
         runner = FlusherThread(settings, "node-1")
@@ -276,8 +276,8 @@ def test_stopping_the_flusher_thread_before_it_ran_still_flushes(settings: Setti
 
 def test_retention_drops_old_minute_and_hour_rows_only(settings: Settings) -> None:
     now = at("2028-06-01T00:00:00+00:00")
-    write_calls(settings, [FakeCall(started_at=now - 10 * 86_400), FakeCall(started_at=now - 500 * 86_400),
-                           FakeCall(started_at=now - 3600)])
+    write_calls(settings, [finished_call(started_at=now - 10 * 86_400), finished_call(started_at=now - 500 * 86_400),
+                           finished_call(started_at=now - 3600)])
 
     async def body(db: Database) -> None:
         flusher = Flusher(db, settings, "node-1", clock=lambda: now)
@@ -299,7 +299,7 @@ def test_spool_size_alarm_is_loud(tmp_path: Path, caplog: pytest.LogCaptureFixtu
         assert flusher.check_spool_size() == 0
     assert "USAGE SPOOL IS FILLING UP" not in caplog.text
     live.close()
-    write_calls(settings, [FakeCall(started_at=1.0) for _ in range(10)])  # finished files, never flushed
+    write_calls(settings, [finished_call(started_at=1.0) for _ in range(10)])  # finished files, never flushed
     with caplog.at_level(logging.ERROR):
         size = flusher.check_spool_size()
     assert size == sum(path.stat().st_size for path in settings.spool_dir.glob("*.spool")) > 1 << 20
@@ -308,7 +308,7 @@ def test_spool_size_alarm_is_loud(tmp_path: Path, caplog: pytest.LogCaptureFixtu
 
 def test_a_second_flusher_on_the_same_spool_waits_its_turn(settings: Settings,
                                                           caplog: pytest.LogCaptureFixture) -> None:
-    write_calls(settings, [FakeCall(started_at=at("2028-01-01T00:00:00+00:00")) for _ in range(12)])
+    write_calls(settings, [finished_call(started_at=at("2028-01-01T00:00:00+00:00")) for _ in range(12)])
     other_master = os.open(settings.spool_dir, os.O_RDONLY | os.O_DIRECTORY)
     fcntl.flock(other_master, fcntl.LOCK_EX)  # another master's flusher is mid-flush
 
@@ -326,7 +326,7 @@ def test_a_second_flusher_on_the_same_spool_waits_its_turn(settings: Settings,
 
 
 def test_a_copied_spool_flushed_under_the_same_node_id_is_counted_once(settings: Settings, tmp_path: Path) -> None:
-    write_calls(settings, [FakeCall(started_at=at("2028-01-01T00:00:00+00:00")) for _ in range(30)])
+    write_calls(settings, [finished_call(started_at=at("2028-01-01T00:00:00+00:00")) for _ in range(30)])
     copy = dataclasses.replace(settings, prefix=str(tmp_path / "copy"))  # another prefix, the same database
     shutil.copytree(settings.spool_dir, copy.spool_dir)
 

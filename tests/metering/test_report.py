@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from tests.metering.conftest import ALICE, BOB, ROUTE2, SERVICE, FakeCall, at, with_ledger, write_calls
+from tests.metering.conftest import ALICE, BOB, ROUTE2, SERVICE, at, finished_call, with_ledger, write_calls
 from tollway.config import Settings
 from tollway.metering.flusher import Flusher
 from tollway.metering.query import QueryError, UsageQuery
@@ -39,7 +39,7 @@ def counts(rows: list[dict[str, Any]]) -> list[tuple[str, int]]:
     return list(out.items())
 
 
-def flushed(settings: Settings, calls: list[FakeCall]) -> Any:
+def flushed(settings: Settings, calls: list[finished_call]) -> Any:
     write_calls(settings, calls)
 
     def run(body: Any) -> Any:
@@ -55,7 +55,7 @@ def test_month_year_and_leap_day_boundaries_are_exact(long_retention: Settings) 
     instants = ["2028-01-31T23:59:59+00:00", "2028-02-01T00:00:00+00:00", "2028-02-29T12:00:00+00:00",
                 "2028-02-29T23:59:59+00:00", "2028-03-01T00:00:00+00:00", "2028-12-31T23:59:59+00:00",
                 "2029-01-01T00:00:00+00:00"]
-    run = flushed(long_retention, [FakeCall(started_at=at(i)) for i in instants])
+    run = flushed(long_retention, [finished_call(started_at=at(i)) for i in instants])
 
     async def body(db: Database) -> None:
         s = long_retention
@@ -87,7 +87,7 @@ def test_month_year_and_leap_day_boundaries_are_exact(long_retention: Settings) 
 def test_days_across_dst_count_every_hour_of_the_local_day(long_retention: Settings, tz: str, day: str,
                                                           hours: int) -> None:
     first = at(day) - 2 * 3600
-    run = flushed(long_retention, [FakeCall(started_at=first + h * 3600 + 1800) for h in range(30)])
+    run = flushed(long_retention, [finished_call(started_at=first + h * 3600 + 1800) for h in range(30)])
 
     async def body(db: Database) -> None:
         rows = await rows_of(db, long_retention, period="day", tz=tz, start=str(int(at(day))),
@@ -101,10 +101,10 @@ def test_days_across_dst_count_every_hour_of_the_local_day(long_retention: Setti
 
 def test_filters_and_group_by(long_retention: Settings) -> None:
     t0 = at("2028-05-01T10:00:00+00:00")
-    calls = ([FakeCall(started_at=t0) for _ in range(3)]
-             + [FakeCall(started_at=t0, status=503) for _ in range(2)]
-             + [FakeCall(started_at=t0, consumer=BOB, route=dict(ROUTE2), status=404)]
-             + [FakeCall(started_at=t0, consumer=None, status=401) for _ in range(4)])
+    calls = ([finished_call(started_at=t0) for _ in range(3)]
+             + [finished_call(started_at=t0, status=503) for _ in range(2)]
+             + [finished_call(started_at=t0, consumer=BOB, route=dict(ROUTE2), status=404)]
+             + [finished_call(started_at=t0, consumer=None, status=401) for _ in range(4)])
     run = flushed(long_retention, calls)
 
     async def body(db: Database) -> None:
@@ -137,7 +137,7 @@ def test_filters_and_group_by(long_retention: Settings) -> None:
 
 def test_pages_follow_offsets_to_the_same_rows_in_the_same_order(long_retention: Settings) -> None:
     t0 = at("2028-05-01T10:00:00+00:00")
-    run = flushed(long_retention, [FakeCall(started_at=t0, status=200 + i) for i in range(7)])
+    run = flushed(long_retention, [finished_call(started_at=t0, status=200 + i) for i in range(7)])
 
     async def body(db: Database) -> None:
         params = {"period": "day", "start": "2028-05-01", "end": "2028-05-02", "size": "3"}
@@ -158,7 +158,7 @@ def test_pages_follow_offsets_to_the_same_rows_in_the_same_order(long_retention:
 def test_csv_streams_every_row_not_one_page(long_retention: Settings) -> None:
     t0 = at("2028-05-01T10:00:00+00:00")
     consumers = [{"id": f"c{i:05d}", "username": f"user,{i}", "custom_id": None} for i in range(2500)]
-    run = flushed(long_retention, [FakeCall(started_at=t0, consumer=c) for c in consumers])
+    run = flushed(long_retention, [finished_call(started_at=t0, consumer=c) for c in consumers])
 
     async def body(db: Database) -> None:
         query = UsageQuery.parse({"period": "month", "start": "2028-05-01", "end": "2028-06-01"}, NOW)
@@ -176,7 +176,7 @@ def test_csv_streams_every_row_not_one_page(long_retention: Settings) -> None:
 
 def test_a_deleted_consumer_keeps_its_last_known_name_and_live_names_win(long_retention: Settings) -> None:
     t0 = at("2028-05-01T10:00:00+00:00")
-    run = flushed(long_retention, [FakeCall(started_at=t0), FakeCall(started_at=t0, consumer=BOB)])
+    run = flushed(long_retention, [finished_call(started_at=t0), finished_call(started_at=t0, consumer=BOB)])
 
     async def body(db: Database) -> None:
         async with db.engine.begin() as conn:  # the core table as the store defines it, Alice renamed
@@ -199,12 +199,12 @@ def test_a_deleted_consumer_keeps_its_last_known_name_and_live_names_win(long_re
 def test_weeks_cut_by_the_range_subtract_the_days_outside_it_exactly(long_retention: Settings,
                                                                     group_by: str) -> None:
     # 2028-02-01 is a Tuesday: its week began on Monday 2028-01-31, which lies outside the range.
-    calls = ([FakeCall(started_at=at("2028-01-31T12:00:00+00:00")) for _ in range(4)]
-             + [FakeCall(started_at=at("2028-02-01T00:00:00+00:00")) for _ in range(3)]
-             + [FakeCall(started_at=at("2028-02-08T23:59:59+00:00"), consumer=BOB) for _ in range(2)]
-             + [FakeCall(started_at=at("2028-02-29T23:00:00+00:00")) for _ in range(5)]
-             + [FakeCall(started_at=at("2028-03-01T00:00:00+00:00")) for _ in range(6)]
-             + [FakeCall(started_at=at("2028-01-31T12:00:00+00:00"), consumer=BOB)])  # nothing inside for bob
+    calls = ([finished_call(started_at=at("2028-01-31T12:00:00+00:00")) for _ in range(4)]
+             + [finished_call(started_at=at("2028-02-01T00:00:00+00:00")) for _ in range(3)]
+             + [finished_call(started_at=at("2028-02-08T23:59:59+00:00"), consumer=BOB) for _ in range(2)]
+             + [finished_call(started_at=at("2028-02-29T23:00:00+00:00")) for _ in range(5)]
+             + [finished_call(started_at=at("2028-03-01T00:00:00+00:00")) for _ in range(6)]
+             + [finished_call(started_at=at("2028-01-31T12:00:00+00:00"), consumer=BOB)])  # nothing inside for bob
 
     async def body(db: Database) -> None:
         rows = await rows_of(db, long_retention, period="week", start="2028-02-01", end="2028-03-01",
@@ -221,8 +221,8 @@ def test_weeks_cut_by_the_range_subtract_the_days_outside_it_exactly(long_retent
 
 def test_consumer_dash_selects_the_calls_without_a_consumer(long_retention: Settings) -> None:
     t0 = at("2028-05-02T10:00:00+00:00")
-    calls = ([FakeCall(started_at=t0, consumer=None, status=401) for _ in range(4)]
-             + [FakeCall(started_at=t0) for _ in range(3)])
+    calls = ([finished_call(started_at=t0, consumer=None, status=401) for _ in range(4)]
+             + [finished_call(started_at=t0) for _ in range(3)])
 
     async def body(db: Database) -> None:
         rows = await rows_of(db, long_retention, period="month", start="2028-05-01", consumer="-")

@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from tests.metering.conftest import ALICE, FakeCall
+from tests.metering.conftest import ALICE, finished_call
 from tollway.metering.aggregate import UsageBatch
 from tollway.metering.records import UsageRecord, decode_line, encode_call
 from tollway.metering.spool import RELEASE_EVERY, SpoolChunk, SpoolReader, SpoolWriter
@@ -22,8 +22,8 @@ def read_all(reader: SpoolReader) -> list[UsageRecord]:
 
 def test_append_and_read_round_trip(tmp_path: Path) -> None:
     with SpoolWriter(tmp_path, "w1") as writer:
-        writer.append(FakeCall(started_at=1_800_000_000.123, status=404, request_bytes=7, response_bytes=9))
-        writer.append(FakeCall(started_at=1_800_000_001.0, consumer=None, service=None))
+        writer.append(finished_call(started_at=1_800_000_000.123, status=404, request_bytes=7, response_bytes=9))
+        writer.append(finished_call(started_at=1_800_000_001.0, consumer=None, service=None))
     records = read_all(SpoolReader(tmp_path))
     assert records[0] == UsageRecord(1_800_000_000_123, ALICE["id"], "alice", "cust-a",
                                      "33333333-3333-4333-8333-333333333333", "mock",
@@ -34,25 +34,25 @@ def test_append_and_read_round_trip(tmp_path: Path) -> None:
 
 
 def test_latency_is_measured_from_started_at() -> None:
-    record = decode_line(encode_call(FakeCall(started_at=100.0), now=100.25))
+    record = decode_line(encode_call(finished_call(started_at=100.0), now=100.25))
     assert record.latency_us == 250_000
 
 
 def test_odd_names_are_escaped_and_never_split_a_record() -> None:
     odd = "tab\there\nnew\\line\r and ünïcødé \\t"
     consumer = {"id": "c-1", "username": odd, "custom_id": "\\"}
-    record = decode_line(encode_call(FakeCall(started_at=1.0, consumer=consumer,
+    record = decode_line(encode_call(finished_call(started_at=1.0, consumer=consumer,
                                               route={"id": "r", "name": "a\tb"}), now=1.0))
     assert record.consumer_username == odd
     assert record.consumer_custom_id == "\\"
     assert record.route_name == "a\tb"
-    assert encode_call(FakeCall(started_at=1.0, consumer=consumer), now=1.0).count(b"\n") == 1
+    assert encode_call(finished_call(started_at=1.0, consumer=consumer), now=1.0).count(b"\n") == 1
 
 
 def test_rotation_by_size_keeps_every_record_and_finishes_older_files(tmp_path: Path) -> None:
     writer = SpoolWriter(tmp_path, "w1", file_bytes=1000)
     for i in range(100):
-        writer.append(FakeCall(started_at=1_800_000_000 + i))
+        writer.append(finished_call(started_at=1_800_000_000 + i))
     files = SpoolReader(tmp_path).files()
     assert len(files) > 5
     assert [f.finished for f in files] == [True] * (len(files) - 1) + [False]  # the last is still locked
@@ -72,8 +72,8 @@ def test_a_new_writer_with_the_same_id_never_appends_to_an_old_file(tmp_path: Pa
 
 def test_a_record_being_copied_is_read_only_once_every_byte_of_it_is_there(tmp_path: Path) -> None:
     writer = SpoolWriter(tmp_path, "w1")
-    writer.append(FakeCall(started_at=1.0))
-    line = encode_call(FakeCall(started_at=2.0), now=2.0)
+    writer.append(finished_call(started_at=1.0))
+    line = encode_call(finished_call(started_at=2.0), now=2.0)
     at = writer.recorded_bytes
     fd = os.open(writer.path, os.O_WRONLY)
     try:
@@ -103,7 +103,7 @@ def test_a_record_being_copied_is_read_only_once_every_byte_of_it_is_there(tmp_p
 
 
 def test_a_file_written_by_an_older_version_with_write_is_read_to_its_end(tmp_path: Path) -> None:
-    lines = [encode_call(FakeCall(started_at=float(i)), now=float(i)) for i in range(3)]
+    lines = [encode_call(finished_call(started_at=float(i)), now=float(i)) for i in range(3)]
     (tmp_path / "w1.0000000000000001.000001.spool").write_bytes(b"".join(lines) + lines[0][:7])
     reader = SpoolReader(tmp_path)
     [file] = reader.files()
@@ -116,7 +116,7 @@ def test_a_file_written_by_an_older_version_with_write_is_read_to_its_end(tmp_pa
 def test_records_after_a_hole_in_a_finished_file_are_still_read(tmp_path: Path) -> None:
     # A machine crash can lose pages of a file mid-way (written back in any order): the records a
     # hole cuts into are skipped, the complete ones around it are read.
-    lines = [encode_call(FakeCall(started_at=float(i)), now=float(i)) for i in range(6)]
+    lines = [encode_call(finished_call(started_at=float(i)), now=float(i)) for i in range(6)]
     data = (lines[0] + lines[1][:30] + b"\0" * 4096 + lines[2][50:] + lines[3] + lines[4]
             + lines[5][:40] + b"\0" * 1000)
     (tmp_path / "w1.0000000000000001.000001.spool").write_bytes(data)
@@ -137,7 +137,7 @@ def test_recorded_pages_leave_the_writer_but_not_the_file(tmp_path: Path) -> Non
     with SpoolWriter(tmp_path, "w1") as writer:
         n = 0
         while writer.recorded_bytes < 3 * RELEASE_EVERY:
-            writer.append(FakeCall(started_at=float(n)))
+            writer.append(finished_call(started_at=float(n)))
             n += 1
         assert writer._released >= 2 * RELEASE_EVERY
     assert [decode_line(x).ts_ms for x in read_lines(tmp_path)] == [i * 1000 for i in range(n)]
@@ -151,7 +151,7 @@ def read_lines(spool_dir: Path) -> list[bytes]:
 def test_reader_reads_in_chunks_without_splitting_lines(tmp_path: Path) -> None:
     with SpoolWriter(tmp_path, "w1") as writer:
         for i in range(500):
-            writer.append(FakeCall(started_at=float(i)))
+            writer.append(finished_call(started_at=float(i)))
     reader = SpoolReader(tmp_path)
     [file] = reader.files()
     chunks = list(reader.read(file, 0, chunk_bytes=1000))
@@ -161,7 +161,7 @@ def test_reader_reads_in_chunks_without_splitting_lines(tmp_path: Path) -> None:
 
 def test_writer_alive_callback_decides_when_the_last_file_is_finished(tmp_path: Path) -> None:
     writer = SpoolWriter(tmp_path, "w1")
-    writer.append(FakeCall(started_at=1.0))
+    writer.append(finished_call(started_at=1.0))
     assert SpoolReader(tmp_path, writer_alive=lambda w: False).files()[0].finished
     assert not SpoolReader(tmp_path, writer_alive=lambda w: True).files()[0].finished
     writer.close()
@@ -169,7 +169,7 @@ def test_writer_alive_callback_decides_when_the_last_file_is_finished(tmp_path: 
 
 def test_append_cost(tmp_path: Path) -> None:
     """One append is an encode and one copy into the file's mapping; printed for the report, bounded loosely for CI."""
-    call = FakeCall(started_at=time.time())
+    call = finished_call(started_at=time.time())
     n = 20_000
     with SpoolWriter(tmp_path, "bench") as writer:
         begin = time.perf_counter_ns()
@@ -192,16 +192,13 @@ def test_a_hidden_file_left_by_a_writer_killed_while_opening_it_is_abandoned_aft
 
 
 def test_the_caching_encoder_writes_exactly_what_encode_call_writes() -> None:
-    import types
-
     from tollway.metering.records import LineEncoder, encode_call
 
     encoder = LineEncoder()
     odd = {"id": "c1", "username": "tab\there\\back", "custom_id": "new\nline"}
     for consumer in (None, odd, {"id": "c2", "username": "plain", "custom_id": None}):
         for route in ({"id": "r1", "name": "mock"}, {"id": "r2", "name": None}):
-            call = types.SimpleNamespace(consumer=consumer, service={"id": "s1", "name": "mock"}, route=route,
-                                         started_at=1_795_000_000.25, status=401, request_bytes=81,
-                                         response_bytes=223)
+            call = finished_call(1_795_000_000.25, consumer=consumer, service={"id": "s1", "name": "mock"},
+                                 route=route, status=401, request_bytes=81, response_bytes=223)
             for _ in range(2):  # the second time from the cache
                 assert encoder.encode(call, 1_795_000_000.5) == encode_call(call, 1_795_000_000.5)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from tests.metering.conftest import FakeCall
+from tests.metering.conftest import finished_call
 from tests.proxy.conftest import plugin, request, route, service, snapshot
 from tollway.metering.aggregate import UsageBatch
 from tollway.metering.spool import SpoolReader, SpoolWriter
@@ -43,11 +43,11 @@ def test_a_vanished_spool_directory_drops_calls_with_one_loud_alarm_then_records
     clock = Clock()
     spool_dir = tmp_path / "spool"
     writer = SpoolWriter(spool_dir, "w1", file_bytes=1, clock=clock)  # a file per call
-    writer.append(FakeCall(started_at=1.0))
+    writer.append(finished_call(started_at=1.0))
     spool_dir.rename(tmp_path / "elsewhere")  # the next file cannot be created: ENOENT
     with caplog.at_level(logging.ERROR, "tollway.metering.spool"):
         for i in range(50):
-            writer.append(FakeCall(started_at=2.0 + i))
+            writer.append(finished_call(started_at=2.0 + i))
     assert writer.failing and writer.dropped == 50
     assert writer.last_error is not None and writer.last_error.startswith("ENOENT")
     alarms = [r for r in caplog.records if "CANNOT BE WRITTEN" in r.getMessage()]
@@ -55,7 +55,7 @@ def test_a_vanished_spool_directory_drops_calls_with_one_loud_alarm_then_records
     (tmp_path / "elsewhere").rename(spool_dir)
     assert not writer.recover()  # no probe before PROBE_EVERY has passed
     clock.now += 1.0
-    writer.append(FakeCall(started_at=100.0))  # probes: a new file, then records
+    writer.append(finished_call(started_at=100.0))  # probes: a new file, then records
     writer.close()
     assert not writer.failing and writer.dropped == 50
     batch = spool_batch(spool_dir)

@@ -16,7 +16,8 @@ import re
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
-    from tollway.plugins.base import Call
+    # The proxy's own class, not the plugins' protocol: compiled, its fields are read directly.
+    from tollway.proxy.call import Call
 
 FORMAT_VERSION = "1"
 FIELD_COUNT = 13

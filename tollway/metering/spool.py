@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 from tollway.metering.records import LineEncoder
 
 if TYPE_CHECKING:
-    from tollway.plugins.base import Call
+    from tollway.proxy.call import Call
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ class SpoolWriter:
             os.close(old_fd)
 
     def append(self, call: Call) -> None:
-        """Record one finished call (see tollway.plugins.base.Call)."""
+        """Record one finished call (the proxy's Call: plugins.base.Call, with its fields compiled)."""
         data = self._encoder.encode(call, time.time())
         start = self._pos
         end = start + len(data)
