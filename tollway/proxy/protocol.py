@@ -670,7 +670,9 @@ class ClientProtocol(asyncio.Protocol):
                 except Exception:
                     log.exception("plugin header_filter failed")
         length = conn.content_length
-        size = length if length is not None else 0  # an int for the formatting below: mypyc formats it inline
+        size = 0  # an int for the formatting below, which mypyc then does inline
+        if length is not None:
+            size = length
         keep_alive = call.keep_alive and not self.closing and not self.server.draining
         if upgrade:
             mode = _NO_BODY
