@@ -47,7 +47,7 @@ def lower_name(name: bytes) -> bytes:
     lowered = _LOWERED.get(name)
     if lowered is None:
         lowered = name.lower()
-        if len(_LOWERED) < _LOWERED_MAX and len(name) <= 64:
+        if len(_LOWERED) + 2 <= _LOWERED_MAX and len(name) <= 64:  # up to two entries: the name and its lower case
             lowered = _LOWERED.setdefault(lowered, lowered)  # one object for every spelling
             _LOWERED[name] = lowered
     return lowered
