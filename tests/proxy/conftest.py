@@ -226,6 +226,21 @@ def raw_exchange(port: int, data: bytes, until: bytes | None = None, timeout: fl
         return received
 
 
+def read_until_close(sock: socket.socket) -> tuple[bytes, bool]:
+    """What a socket receives until the peer closes (True) or stays silent for its timeout (False)."""
+    received = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            return received, False
+        except ConnectionResetError:
+            return received, True
+        if not chunk:
+            return received, True
+        received += chunk
+
+
 def send_in_reads(port: int, pieces: list[bytes], timeout: float = 3) -> tuple[bytes, bool]:
     """Send each piece as its own read (a pause between them); read until close (True) or silence."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
@@ -233,17 +248,7 @@ def send_in_reads(port: int, pieces: list[bytes], timeout: float = 3) -> tuple[b
         for piece in pieces:
             sock.sendall(piece)
             time.sleep(0.05)
-        received = b""
-        while True:
-            try:
-                chunk = sock.recv(65536)
-            except TimeoutError:
-                return received, False
-            except ConnectionResetError:
-                return received, True
-            if not chunk:
-                return received, True
-            received += chunk
+        return read_until_close(sock)
 
 
 class RawUpstream:
@@ -367,14 +372,4 @@ def exchange(port: int, data: bytes, timeout: float = 5) -> tuple[bytes, bool]:
             sock.sendall(data)
         except OSError:
             pass  # the proxy may close before reading everything
-        received = b""
-        while True:
-            try:
-                chunk = sock.recv(65536)
-            except TimeoutError:
-                return received, False
-            except ConnectionResetError:
-                return received, True
-            if not chunk:
-                return received, True
-            received += chunk
+        return read_until_close(sock)
