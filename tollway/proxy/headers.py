@@ -40,6 +40,7 @@ RESPONSE_REWRITTEN: Final = HOP_BY_HOP | frozenset([b"content-length", b"via"])
 # computed for the set lookups that follow. Bounded, so a stream of made-up names cannot grow it.
 _LOWERED: Final[dict[bytes, bytes]] = {}
 _LOWERED_MAX: Final = 4096
+_POSITIONS: Final = 32  # header positions HeaderNames remembers per connection
 
 
 def lower_name(name: bytes) -> bytes:
@@ -79,9 +80,6 @@ class HeaderNames:
             raw.append(name)
             self.lowered.append(lowered)
         return lowered
-
-
-_POSITIONS: Final = 32  # header positions remembered per connection
 
 
 def connection_tokens(value: bytes) -> frozenset[bytes]:

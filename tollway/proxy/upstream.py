@@ -97,7 +97,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.key = key
         self.max_head = max_head        # bytes a response head may take
         self.loop = pool.loop
-        self.clock: Callable[[], float] = pool.loop.time  # bound once: a call, not a method lookup
+        self.clock = pool.clock
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
@@ -418,7 +418,7 @@ class UpstreamPool:
             raise ValueError(f"expected size >= 0, idle_timeout >= 0 and max_head >= 1, "
                              f"got {size}, {idle_timeout}, {max_head}")
         self.loop = loop
-        self.clock: Callable[[], float] = loop.time
+        self.clock: Callable[[], float] = loop.time  # bound once: a call, not a method lookup
         self.size = size
         self.idle_timeout = idle_timeout
         self.max_head = max_head  # bytes a response head may take, given to each connection
@@ -482,7 +482,7 @@ class UpstreamPool:
 
     def _sweep(self) -> None:
         self._cleanup = None
-        oldest_allowed = self.loop.time() - self.idle_timeout
+        oldest_allowed = self.clock() - self.idle_timeout
         for idle in self._idle.values():
             while idle and idle[0].idle_since < oldest_allowed:
                 idle.pop(0).close()

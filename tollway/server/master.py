@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
@@ -29,6 +29,9 @@ from tollway.config import Settings
 from tollway.errors import ConfigError, NodeError, StoreError
 from tollway.server import node
 from tollway.server.control import Channel
+
+if TYPE_CHECKING:
+    from tollway.metering.flusher import FlusherThread
 
 log = logging.getLogger("tollway.master")
 
@@ -306,7 +309,7 @@ class Master:
     # -- Admin API and metering ------------------------------------------------------------
 
     admin_task: asyncio.Task[Any] | None = None
-    flusher_thread: Any = None  # a FlusherThread once billable is enabled
+    flusher_thread: FlusherThread | None = None  # once billable is enabled
 
     def _build_admin_app(self, settings: Settings) -> Callable[..., Any]:
         from tollway.admin.app import create_app
