@@ -7,7 +7,7 @@ import time
 import pytest
 
 from tests.proxy.conftest import route, service
-from tollway.proxy.router import RouteTable
+from tollway.proxy.router import CACHE_ENTRIES, CACHE_PATH_MAX, RouteTable
 
 
 def table(*routes_: dict, services: list[dict] | None = None) -> RouteTable:
@@ -124,7 +124,7 @@ def test_regex_strip_removes_the_matched_part():
 def _time_matches(n_routes: int, lookups: int = 20000) -> float:
     routes = [route(SVC, [f"/svc{i}/api"], name=f"r{i}") for i in range(n_routes)]
     t = table(*routes)
-    paths = [f"/svc{i % n_routes}/api/items" for i in range(lookups)]
+    paths = [f"/svc{i % n_routes}/api/items/{i}" for i in range(lookups)]  # all distinct: no cache hits
     start = time.perf_counter()
     for path in paths:
         t.match("GET", "example.com", path, {})
@@ -136,6 +136,54 @@ def test_matching_cost_does_not_grow_with_the_number_of_prefix_routes():
     thousand = min(_time_matches(1000) for _ in range(3))
     print(f"match: 1 route {one * 1e6:.2f} us, 1000 routes {thousand * 1e6:.2f} us")
     assert thousand < one * 3
+
+
+def test_repeated_requests_get_the_answers_of_a_fresh_table():
+    routes_ = [route(SVC, ["/a"], name="a"), route(SVC, ["/a/b"], methods=["POST"], name="post"),
+               route(SVC, None, hosts=["h.com"], name="host"), route(SVC, [r"~/r/\d+"], name="regex")]
+    requests = [("GET", "", "/a/b"), ("POST", "", "/a/b"), ("GET", "h.com", "/x"), ("GET", "", "/x"),
+                ("GET", "", "/r/7"), ("GET", "", "/r/x"), ("GET", "h.com", "/a"), ("DELETE", "", "/a/b")]
+    cached = table(*routes_)
+    for _ in range(3):
+        for method, host, path in requests:
+            fresh = table(*routes_).match(method, host, path, {})
+            again = cached.match(method, host, path, {})
+            if fresh is None:
+                assert again is None, (method, host, path)
+            else:
+                assert again is not None, (method, host, path)
+                assert (again.route["name"], again.upstream_path, again.prefix) == \
+                    (fresh.route["name"], fresh.upstream_path, fresh.prefix)
+
+
+def test_a_new_configuration_starts_with_its_own_answers():
+    first = table(route(SVC, ["/a"], name="old"))
+    assert name_of(first, "/a") == "old"
+    assert name_of(first, "/b") is None
+    second = table(route(SVC, ["/b"], name="new"))
+    assert name_of(second, "/a") is None
+    assert name_of(second, "/b") == "new"
+    assert name_of(first, "/a") == "old"
+
+
+def test_routes_on_headers_are_matched_on_every_request():
+    t = table(route(SVC, ["/x"], name="any"), route(SVC, ["/x"], headers={"x-version": ["v2"]}, name="v2"))
+    for _ in range(2):
+        assert name_of(t, "/x", headers={b"x-version": b"v2"}) == "v2"
+        assert name_of(t, "/x", headers={b"x-version": b"v1"}) == "any"
+        assert name_of(t, "/x") == "any"
+
+
+def test_the_answer_cache_is_bounded():
+    t = table(route(SVC, ["/"], name="root"))
+    for number in range(CACHE_ENTRIES * 2 + 10):
+        assert name_of(t, f"/p{number}") == "root"
+        assert len(t._cache) <= CACHE_ENTRIES
+    long_path = "/" + "x" * CACHE_PATH_MAX
+    before = len(t._cache)
+    assert name_of(t, long_path) == "root"
+    assert len(t._cache) == before  # too long to be kept
+    assert t.match("GET", "", long_path, {}).upstream_path == long_path
 
 
 @pytest.mark.parametrize(("protocols", "code", "allowed", "redirect"), [

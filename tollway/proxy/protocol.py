@@ -87,6 +87,7 @@ _HOST_BYTES: Final = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234
 _FORWARDED: Final = (b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port", b"x-forwarded-path",
                      b"x-forwarded-prefix")
 _NOT_FORWARDED: Final = (b"", b"", b"", b"", b"")
+_NO_HEADERS: Final[dict[bytes, bytes]] = {}  # what routing sees when no route matches on headers (never written)
 
 # Output framing of a response.
 _NO_BODY: Final = 0
@@ -448,7 +449,7 @@ class ClientProtocol(asyncio.Protocol):
             hostname = self.valid_name
         else:
             hostname = _without_port(call.host).decode("latin-1").lower()
-        headers = dict(call.headers) if state.routes_use_headers else {}
+        headers = dict(call.headers) if state.routes_use_headers else _NO_HEADERS
         match = state.routes.match(call.method, hostname, call.path, headers)
         if match is None:
             self._gateway_error(call, 404, responses.MSG_NO_ROUTE)

@@ -13,6 +13,11 @@ then regex paths (by regex_priority, then in configuration order), then the long
 Matching does no work proportional to the number of routes for plain prefixes: they live in a dict
 keyed by the prefix itself, probed once for each distinct prefix length (longest first). Regex
 paths are tried in order, as in Kong; routes without paths are indexed by exact host.
+
+As Kong's router, a table remembers its answers: a request with the same method, host and path as
+an earlier one gets the same Match (or the same None) from a bounded cache, unless some route
+matches on headers, which the key does not hold. A new configuration compiles a new table, and so
+starts with an empty cache.
 """
 
 from __future__ import annotations
@@ -20,12 +25,17 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 __all__ = ["CompiledRoute", "Match", "RouteTable", "upstream_path"]
 
 # The values of a route's https_redirect_status_code that redirect plain http (426 refuses it).
 _REDIRECT_STATUSES = frozenset([301, 302, 307, 308])
+
+# The match cache: at most this many answers, for paths up to this long. It is emptied when full,
+# so requests for ever new paths cost one failed lookup each and cannot grow it.
+CACHE_ENTRIES: Final = 4096
+CACHE_PATH_MAX: Final = 512
 
 
 @dataclass(slots=True, eq=False)
@@ -174,6 +184,8 @@ class RouteTable:
         self._regexes: list[tuple[re.Pattern[str], int, CompiledRoute]] = []
         self._pathless_by_host: dict[str, list[CompiledRoute]] = {}
         self._pathless_other: list[CompiledRoute] = []
+        self.uses_headers = False  # some route matches on headers: answers depend on more than the cache key
+        self._cache: dict[tuple[str, str, str], Match | None] = {}
 
     @classmethod
     def compile(cls, services: Iterable[dict[str, Any]], routes: Iterable[dict[str, Any]]) -> RouteTable:
@@ -204,6 +216,7 @@ class RouteTable:
         regexes.sort(key=lambda item: (item[0], item[1]))
         table._regexes = [(pattern, -neg, compiled) for neg, _, pattern, compiled in regexes]
         table._prefix_lengths = tuple(sorted({len(p) for p in table._prefixes}, reverse=True))
+        table.uses_headers = any(compiled.headers for compiled in table.routes)
         return table
 
     def __len__(self) -> int:
@@ -215,6 +228,20 @@ class RouteTable:
         `host` is the Host header without its port, lower-cased; `headers` maps lower-cased names
         to values (only consulted for routes with `headers`).
         """
+        if self.uses_headers or len(path) > CACHE_PATH_MAX:
+            return self._match(method, host, path, headers)
+        key = (method, host, path)
+        cache = self._cache
+        found = cache.get(key)
+        if found is not None or key in cache:  # a None answer is cached too
+            return found
+        found = self._match(method, host, path, headers)
+        if len(cache) >= CACHE_ENTRIES:
+            cache.clear()
+        cache[key] = found
+        return found
+
+    def _match(self, method: str, host: str, path: str, headers: Mapping[bytes, bytes]) -> Match | None:
         best: tuple[Any, ...] | None = None
         best_match: tuple[CompiledRoute, str | None] | None = None
         # Plain prefixes, longest first: a dict probe per distinct prefix length.

@@ -47,7 +47,7 @@ class State:
         self.routes = routes
         self.plugins = plugins
         self.runtime = runtime
-        self.routes_use_headers = any(r.headers for r in routes.routes)
+        self.routes_use_headers = routes.uses_headers
 
     @classmethod
     def compile(cls, snapshot: dict[str, Any], settings: Settings, spool: Any) -> State:
