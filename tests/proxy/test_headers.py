@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from tollway.proxy import headers as headers_module
-from tollway.proxy.headers import HeaderNames, forwarded_blocks, lower_name, upstream_request_head
+from tollway.proxy.headers import (
+    HeaderNames,
+    forwarded_blocks,
+    lower_name,
+    request_header_lines,
+    upstream_request_head,
+)
 
 CLIENT_HEADERS = {
     "plain": [(b"user-agent", b"wrk"), (b"accept", b"*/*"), (b"apikey", b"k")],
@@ -17,17 +23,34 @@ CLIENT_HEADERS = {
 
 
 @pytest.mark.parametrize("client", list(CLIENT_HEADERS.values()), ids=list(CLIENT_HEADERS))
-@pytest.mark.parametrize("prefix", [b"", b"/api"])
+@pytest.mark.parametrize("prefix", [b"", b"x-forwarded-prefix: /api\r\n"])
 def test_the_forwarded_blocks_give_the_head_the_general_path_gives(client, prefix):
     common = dict(client_ip=b"127.0.0.1", real_ip=b"127.0.0.1", forwarded_proto=b"http",
                   forwarded_host=b"gw.example", forwarded_port=b"8000", forwarded_path=b"/api/x",
-                  forwarded_prefix=prefix, framing=b"content-length: 2\r\n", upgrade=None,
-                  hop_tokens=frozenset())
-    general = upstream_request_head(b"POST", b"/x", b"up.example", client, **common)
-    shortcut = upstream_request_head(b"POST", b"/x", b"up.example", client, **common,
+                  prefix_line=prefix, framing=b"content-length: 2\r\n", upgrade=None)
+    lines = request_header_lines(client, frozenset())
+    general = upstream_request_head(b"POST", b"/x", b"up.example", lines, **common)
+    shortcut = upstream_request_head(b"POST", b"/x", b"up.example", lines, **common,
                                      blocks=forwarded_blocks(b"127.0.0.1", b"http", b"8000"))
     assert shortcut == general
     assert b"\r\nx-forwarded-host: gw.example\r\nx-forwarded-port: 8000\r\nx-forwarded-path: /api/x\r\n" in general
+
+
+def test_the_upstream_head_in_full():
+    lines = request_header_lines([(b"host", b"gw.example:8000"), (b"accept", b"*/*"), (b"x-forwarded-for", b"10.0.0.9"),
+                                  (b"via", b"1.0 edge"), (b"connection", b"x-drop"), (b"x-drop", b"1"),
+                                  (b"proxy-authorization", b"p"), (b"x-keep", b"2")], frozenset([b"x-drop"]))
+    assert lines == (b"accept: */*\r\nx-keep: 2\r\n", b"10.0.0.9", b"1.0 edge")
+    head = upstream_request_head(b"GET", b"/up?q=1", b"up.example", lines, client_ip=b"127.0.0.2",
+                                 real_ip=b"127.0.0.2", forwarded_proto=b"http", forwarded_host=b"gw.example",
+                                 forwarded_port=b"8000", forwarded_path=b"/api/up",
+                                 prefix_line=b"x-forwarded-prefix: /api\r\n", framing=b"", upgrade=b"websocket",
+                                 blocks=forwarded_blocks(b"127.0.0.2", b"http", b"8000"))
+    assert head == (b"GET /up?q=1 HTTP/1.1\r\nhost: up.example\r\naccept: */*\r\nx-keep: 2\r\n"
+                    b"x-forwarded-for: 10.0.0.9, 127.0.0.2\r\nx-forwarded-proto: http\r\n"
+                    b"x-forwarded-host: gw.example\r\nx-forwarded-port: 8000\r\nx-forwarded-path: /api/up\r\n"
+                    b"x-real-ip: 127.0.0.2\r\nvia: 1.0 edge, 1.1 tollway\r\nx-forwarded-prefix: /api\r\n"
+                    b"connection: upgrade\r\nupgrade: websocket\r\n\r\n")
 
 
 def test_header_names_by_position_follow_whatever_a_position_holds():

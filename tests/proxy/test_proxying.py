@@ -404,3 +404,38 @@ def test_pipelined_requests_for_other_hosts_are_routed_and_forwarded_by_their_ow
     echoes = [json.loads(part.partition(b"\r\n\r\n")[2]) for part in raw.split(b"HTTP/1.1 200 OK\r\n")[1:]]
     assert [(e["path"], e["headers"]["x-forwarded-host"]) for e in echoes] == [
         ("/a/x", "a.test"), ("/b/x", "b.test"), ("/a/x", "a.test"), ("/a/x", "A.TEST"), ("/b/x", "b.test")]
+
+
+def test_headers_that_change_between_requests_of_a_connection_are_forwarded_as_sent(proxy, raw_upstreams):
+    # A connection's header lines for the upstream are reused while its requests send the same
+    # headers: any change (a value, a header more or less, a Connection header naming one) must
+    # reach the upstream.
+    requests = [
+        (b"X-A: 1\r\nX-B: 2\r\n", {"x-a": "1", "x-b": "2"}),
+        (b"X-A: 1\r\nX-B: 2\r\n", {"x-a": "1", "x-b": "2"}),
+        (b"X-A: 1\r\nX-B: 3\r\n", {"x-a": "1", "x-b": "3"}),
+        (b"X-A: 1\r\n", {"x-a": "1"}),
+        (b"X-A: 1\r\nX-B: 3\r\nX-C: 4\r\n", {"x-a": "1", "x-b": "3", "x-c": "4"}),
+        (b"X-A: 1\r\nX-B: 3\r\nX-C: 4\r\nConnection: X-C\r\n", {"x-a": "1", "x-b": "3"}),
+        (b"X-A: 1\r\nX-B: 3\r\nX-C: 4\r\n", {"x-a": "1", "x-b": "3", "x-c": "4"}),
+        (b"X-A: 1\r\nX-B: 3\r\nX-C: 4\r\nX-Forwarded-For: 10.1.1.1\r\n", {"x-a": "1", "x-b": "3", "x-c": "4"}),
+        (b"x-a: 1\r\nX-B: 2\r\nConnection: close\r\n", {"x-a": "1", "x-b": "2"}),
+    ]
+    heads = []
+
+    async def record(reader, writer):
+        for _ in requests:
+            heads.append(await read_head(reader))
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+    upstream = raw_upstreams(record)
+    svc = service(upstream.port)
+    proxy.apply(snapshot([svc], [route(svc, ["/"])]))
+    raw, _ = send_in_reads(proxy.port, [b"GET /%d HTTP/1.1\r\nHost: x\r\n%s\r\n" % (number, lines)
+                                        for number, (lines, _) in enumerate(requests)])
+    assert raw.count(b"HTTP/1.1 200 OK\r\n") == len(requests)
+    for number, ((line, headers), (_, expected)) in enumerate(zip(heads, requests, strict=True)):
+        assert line == f"GET /{number} HTTP/1.1"
+        assert {name: value for name, value in headers.items() if name.startswith("x-") and
+                not name.startswith("x-forwarded") and name != "x-real-ip"} == expected, number
+        assert headers["x-forwarded-for"] == ("10.1.1.1, 127.0.0.1" if number == 7 else "127.0.0.1"), number

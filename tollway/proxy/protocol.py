@@ -48,6 +48,7 @@ from tollway.proxy.headers import (
     HeaderNames,
     connection_tokens,
     forwarded_blocks,
+    request_header_lines,
     response_head,
     upstream_request_head,
 )
@@ -174,6 +175,10 @@ class ClientProtocol(asyncio.Protocol):
         self.special: dict[bytes, bytes] = {}
         self.head_size = 0
         self.names = HeaderNames()
+        # The last request's headers as sent on, and their request_header_lines()
+        self.sent_headers: list[tuple[bytes, bytes]] = []
+        self.sent_tokens: frozenset[bytes] = frozenset()
+        self.sent_lines = (b"", b"", b"")
 
         # Per-response state (of `current`)
         self.out_mode = _NO_BODY
@@ -558,9 +563,9 @@ class ClientProtocol(asyncio.Protocol):
         if self.write_paused:
             conn.pause_reading()
         host = call.host if compiled.preserve_host and call.host else service.host_header
-        target = match.upstream_path.encode("latin-1")
+        target = match.target
         if call.query:
-            target += b"?" + call.query.encode("latin-1")
+            target = b"%s?%s" % (target, call.query.encode("latin-1"))
         elif call.bare_query:
             target += b"?"  # as Kong: `/p?` reaches the upstream as sent
         if call.chunked:
@@ -569,20 +574,33 @@ class ClientProtocol(asyncio.Protocol):
             framing = b"content-length: %d\r\n" % call.content_length
         else:
             framing = b""
-        proto, forwarded_host, port, path, prefix = self._forwarded(call) if self.trusted else _NOT_FORWARDED
+        # A client sends the same headers on every request, more often than not: their lines are
+        # joined once per connection until they change.
+        headers = call.headers
+        if headers == self.sent_headers and call.hop_tokens == self.sent_tokens:
+            lines = self.sent_lines
+        else:
+            lines = request_header_lines(headers, call.hop_tokens)
+            self.sent_headers = headers
+            self.sent_tokens = call.hop_tokens
+            self.sent_lines = lines
+        prefix_line = match.prefix_line
+        if self.trusted:
+            proto, forwarded_host, port, path, prefix = self._forwarded(call)
+            if prefix:
+                prefix_line = b"x-forwarded-prefix: %s\r\n" % prefix
+        else:
+            proto, forwarded_host, port, path, _ = _NOT_FORWARDED
         if not forwarded_host:
             forwarded_host = self.valid_bare if call.host is self.valid_host else _without_port(call.host)
-        if not prefix and match.prefix and match.prefix != "/":
-            prefix = match.prefix.encode("latin-1")  # as Kong: what strip_path took off
         head = upstream_request_head(
-            call.method_bytes, target, host, call.headers,
+            call.method_bytes, target, host, lines,
             client_ip=self.client_ip_b,
             real_ip=call.forwarded_ip.encode("latin-1") if self.trusted else self.client_ip_b,
             forwarded_proto=proto or self.proto_b, forwarded_host=forwarded_host,
             forwarded_port=port or self.local_port_b,
-            forwarded_path=path or call.path.encode("latin-1"), forwarded_prefix=prefix,
-            framing=framing, upgrade=call.upgrade,
-            hop_tokens=call.hop_tokens, blocks=self.own_forwarded)
+            forwarded_path=path or call.path.encode("latin-1"), prefix_line=prefix_line,
+            framing=framing, upgrade=call.upgrade, blocks=self.own_forwarded)
         call.sent_at = self.clock()
         conn.write(head)
         if call.upgrade is not None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 __all__ = ["CompiledRoute", "Match", "RouteTable", "upstream_path"]
@@ -90,6 +90,14 @@ class Match:
     compiled: CompiledRoute
     upstream_path: str
     prefix: str = ""  # the part of the request path that strip_path took off ("" when none was)
+    # Ready for the upstream's request head (a Match is cached and serves many requests):
+    target: bytes = field(init=False)       # upstream_path, encoded
+    prefix_line: bytes = field(init=False)  # the X-Forwarded-Prefix line for `prefix`, or b"" (none for "/")
+
+    def __post_init__(self) -> None:
+        self.target = self.upstream_path.encode("latin-1")
+        self.prefix_line = b"x-forwarded-prefix: %s\r\n" % self.prefix.encode("latin-1") \
+            if self.prefix and self.prefix != "/" else b""
 
     @property
     def route(self) -> dict[str, Any]:
