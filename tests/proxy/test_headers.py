@@ -7,6 +7,7 @@ import pytest
 from tollway.proxy import headers as headers_module
 from tollway.proxy.headers import (
     HeaderNames,
+    JoinedLines,
     forwarded_blocks,
     lower_name,
     request_header_lines,
@@ -74,3 +75,15 @@ def test_lowered_names_are_shared_and_the_cache_is_bounded():
     for i in range(headers_module._LOWERED_MAX + 10):
         assert lower_name(b"X-Made-Up-%d" % i) == b"x-made-up-%d" % i
     assert len(headers_module._LOWERED) <= headers_module._LOWERED_MAX
+
+
+def test_joined_lines_are_joined_again_when_the_headers_change():
+    joined = JoinedLines()
+    assert joined.join([]) == b""
+    first = [(b"Server", b"up"), (b"Date", b"Mon, 30 Nov 2026 00:00:00 GMT")]
+    assert joined.join(first) == b"Server: up\r\nDate: Mon, 30 Nov 2026 00:00:00 GMT\r\n"
+    assert joined.join(list(first)) is joined.join(first)  # equal headers: the same bytes object
+    assert joined.join([(b"Server", b"up"), (b"Date", b"Mon, 30 Nov 2026 00:00:01 GMT")]) == \
+        b"Server: up\r\nDate: Mon, 30 Nov 2026 00:00:01 GMT\r\n"
+    assert joined.join([(b"Server", b"up")]) == b"Server: up\r\n"
+    assert joined.join([]) == b""

@@ -439,3 +439,36 @@ def test_headers_that_change_between_requests_of_a_connection_are_forwarded_as_s
         assert {name: value for name, value in headers.items() if name.startswith("x-") and
                 not name.startswith("x-forwarded") and name != "x-real-ip"} == expected, number
         assert headers["x-forwarded-for"] == ("10.1.1.1, 127.0.0.1" if number == 7 else "127.0.0.1"), number
+
+
+def test_response_headers_that_change_between_responses_reach_the_client_as_sent(proxy, raw_upstreams):
+    # A client connection's response header lines are reused while the upstream sends the same
+    # headers: any change (a value, a header more or less) must reach the client.
+    answers = [
+        b"X-A: 1\r\nX-B: 2\r\n",
+        b"X-A: 1\r\nX-B: 2\r\n",
+        b"X-A: 1\r\nX-B: 3\r\n",
+        b"X-A: 1\r\n",
+        b"X-A: 1\r\nX-B: 3\r\nX-C: 4\r\n",
+        b"",
+        b"X-A: 1\r\nX-B: 2\r\n",
+    ]
+
+    async def answer(reader, writer):
+        for lines in answers:
+            await read_head(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\n%sContent-Length: 2\r\n\r\nok" % lines)
+            await writer.drain()
+    upstream = raw_upstreams(answer)
+    svc = service(upstream.port)
+    proxy.apply(snapshot([svc], [route(svc, ["/"])]))
+    last = len(answers) - 1
+    raw, _ = send_in_reads(proxy.port, [b"GET / HTTP/1.1\r\nHost: x\r\n%s\r\n" % (b"Connection: close\r\n" if n == last
+                                                                                  else b"")
+                                        for n in range(len(answers))])
+    responses = raw.split(b"HTTP/1.1 200 OK\r\n")[1:]
+    assert len(responses) == len(answers)
+    for number, (response, lines) in enumerate(zip(responses, answers, strict=True)):
+        head = response.partition(b"\r\n\r\n")[0]
+        assert [line for line in head.split(b"\r\n") if line.startswith(b"X-") and not line.startswith(b"X-Tollway")] \
+            == lines.split(b"\r\n")[:-1], number

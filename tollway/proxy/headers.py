@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = ["VIA", "HOP_BY_HOP", "RESPONSE_REWRITTEN", "HeaderNames", "connection_tokens", "forwarded_blocks",
-           "lower_name", "request_header_lines", "upstream_request_head", "response_head"]
+           "JoinedLines", "lower_name", "request_header_lines", "upstream_request_head", "response_head"]
 
 VIA: Final = b"1.1 tollway"
 _VIA_LINE: Final = b"Via: " + VIA + b"\r\n"
@@ -167,16 +167,36 @@ def _forwarded_lines(forwarded_for: bytes, forwarded_proto: bytes, forwarded_por
             b"\r\nx-real-ip: " + real_ip + b"\r\nvia: " + via + b"\r\n")
 
 
-def response_head(status_line: bytes, headers: list[tuple[bytes, bytes]], via: bytes,
-                  tail: list[bytes]) -> bytes:
-    """The response head sent to the client: status line, headers, Via, then `tail` lines."""
-    parts = [status_line]
-    for name, value in headers:
-        parts.append(name)
-        parts.append(b": ")
-        parts.append(value)
-        parts.append(b"\r\n")
-    parts.append(b"Via: " + via + b", " + VIA + b"\r\n" if via else _VIA_LINE)
-    parts += tail
-    parts.append(b"\r\n")
-    return b"".join(parts)
+class JoinedLines:
+    """Header lines joined (`name: value` CRLF each), and joined again only when a message's
+    headers differ from the last ones: a client, or an upstream, sends the same headers over and
+    over (an upstream's Date changes once a second). One per connection."""
+
+    __slots__ = ("headers", "joined")
+
+    def __init__(self) -> None:
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.joined = b""
+
+    def join(self, headers: list[tuple[bytes, bytes]]) -> bytes:
+        """The lines of `headers`, a list that is not changed afterwards."""
+        if headers == self.headers:
+            return self.joined
+        parts = []
+        for name, value in headers:
+            parts.append(name)
+            parts.append(b": ")
+            parts.append(value)
+            parts.append(b"\r\n")
+        joined = b"".join(parts)
+        self.headers = headers
+        self.joined = joined
+        return joined
+
+
+def response_head(status_line: bytes, lines: bytes, via: bytes, framing: bytes, connection: bytes,
+                  latency: bytes) -> bytes:
+    """The response head sent to the client: status line, the upstream's header `lines` (joined),
+    Via (the upstream's `via` value, if any, and this proxy), then the proxy's own ready lines."""
+    via_line = b"Via: " + via + b", " + VIA + b"\r\n" if via else _VIA_LINE
+    return b"%s%s%s%s%s%s\r\n" % (status_line, lines, via_line, framing, connection, latency)

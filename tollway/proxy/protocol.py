@@ -46,6 +46,7 @@ from tollway.proxy import responses
 from tollway.proxy.call import Call
 from tollway.proxy.headers import (
     HeaderNames,
+    JoinedLines,
     connection_tokens,
     forwarded_blocks,
     request_header_lines,
@@ -179,6 +180,7 @@ class ClientProtocol(asyncio.Protocol):
         self.sent_headers: list[tuple[bytes, bytes]] = []
         self.sent_tokens: frozenset[bytes] = frozenset()
         self.sent_lines = (b"", b"", b"")
+        self.response_lines = JoinedLines()  # the upstreams' response header lines, as last joined
 
         # Per-response state (of `current`)
         self.out_mode = _NO_BODY
@@ -695,30 +697,32 @@ class ClientProtocol(asyncio.Protocol):
         keep_alive = call.keep_alive and not self.closing and not self.server.draining
         if upgrade:
             mode = _NO_BODY
-            tail = [b"Connection: upgrade\r\n"]
+            framing = b"Connection: upgrade\r\n"
         elif call.method == "HEAD" or status in (204, 304) or status < 200:
             mode = _NO_BODY
-            tail = [b"Content-Length: %d\r\n" % size] if length is not None and call.method == "HEAD" else []
+            framing = b"Content-Length: %d\r\n" % size if length is not None and call.method == "HEAD" else b""
         elif length is not None and not (chain is not None and chain.body_filter):
             mode = _LENGTH if length else _NO_BODY
-            tail = [b"Content-Length: %d\r\n" % size]
+            framing = b"Content-Length: %d\r\n" % size
         elif call.http_11:
             mode = _CHUNKED
-            tail = [b"Transfer-Encoding: chunked\r\n"]
+            framing = b"Transfer-Encoding: chunked\r\n"
         else:
             mode = _UNTIL_CLOSE
             keep_alive = False
-            tail = []
+            framing = b""
+        connection = b""
         if not upgrade:
             if not keep_alive:
-                tail.append(b"Connection: close\r\n")
+                connection = b"Connection: close\r\n"
             elif not call.http_11:
-                tail.append(b"Connection: keep-alive\r\n")
+                connection = b"Connection: keep-alive\r\n"
         call.keep_alive = keep_alive
-        tail.append(b"X-Tollway-Upstream-Latency: %d\r\nX-Tollway-Proxy-Latency: %d\r\n" % (
-            int((call.first_byte_at - call.sent_at) * 1000), int((call.sent_at - call.received_at) * 1000)))
+        latency = b"X-Tollway-Upstream-Latency: %d\r\nX-Tollway-Proxy-Latency: %d\r\n" % (
+            int((call.first_byte_at - call.sent_at) * 1000), int((call.sent_at - call.received_at) * 1000))
         line = responses.STATUS_LINE.get(status) or b"HTTP/1.1 %d \r\n" % status
-        head = response_head(line, call.response_headers, via, tail)
+        head = response_head(line, self.response_lines.join(call.response_headers), via, framing, connection,
+                             latency)
         self.out_mode = mode
         self.remaining = length or 0
         call.head_sent = True
