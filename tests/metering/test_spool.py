@@ -196,9 +196,15 @@ def test_the_caching_encoder_writes_exactly_what_encode_call_writes() -> None:
 
     encoder = LineEncoder()
     odd = {"id": "c1", "username": "tab\there\\back", "custom_id": "new\nline"}
+    service = {"id": "s1", "name": "mock"}
+    routes = ({"id": "r1", "name": "mock"}, {"id": "r2", "name": None})  # the same dicts for every consumer
+    calls = []
     for consumer in (None, odd, {"id": "c2", "username": "plain", "custom_id": None}):
-        for route in ({"id": "r1", "name": "mock"}, {"id": "r2", "name": None}):
-            call = finished_call(1_795_000_000.25, consumer=consumer, service={"id": "s1", "name": "mock"},
+        for route in routes:
+            call = finished_call(1_795_000_000.25, consumer=consumer, service=service,
                                  route=route, status=401, request_bytes=81, response_bytes=223)
-            for _ in range(2):  # the second time from the cache
+            calls.append(call)
+            for _ in range(2):  # the second time from the last entry
                 assert encoder.encode(call, 1_795_000_000.5) == encode_call(call, 1_795_000_000.5)
+    for call in calls[::-1] + calls[::2]:  # from the cache, each after another
+        assert encoder.encode(call, 1_795_000_000.5) == encode_call(call, 1_795_000_000.5)

@@ -77,27 +77,36 @@ class LineEncoder:
     Those three entities are the same dicts for every call on a route by a consumer until the
     configuration changes, so their escaped text is built once. The cache is keyed by the dicts'
     identities and holds them, so an id cannot be reused while its entry lives; it is cleared when
-    it grows past MAX_ENTRIES (a configuration change leaves old entries behind).
+    it grows past MAX_ENTRIES (a configuration change leaves old entries behind). The last entry
+    used is also kept apart: consecutive calls by the same consumer on the same route, the common
+    case, find it with three identity checks instead of a lookup.
     """
 
     MAX_ENTRIES = 4096
 
     def __init__(self) -> None:
         self._prefixes: dict[tuple[int, int, int], tuple[bytes, Any, Any, Any]] = {}
+        self._last: tuple[bytes, Any, Any, Any] = (b"", None, None, None)
 
     def encode(self, call: Call, now: float) -> bytes:
         consumer, service, route = call.consumer, call.service, call.route
-        key = (id(consumer), id(service), id(route))
-        cached = self._prefixes.get(key)
-        if cached is None:
-            if len(self._prefixes) >= self.MAX_ENTRIES:
-                self._prefixes.clear()
-            cached = (_entities(consumer, service, route), consumer, service, route)
-            self._prefixes[key] = cached
+        last = self._last
+        if consumer is last[1] and service is last[2] and route is last[3] and last[0]:
+            prefix = last[0]
+        else:
+            key = (id(consumer), id(service), id(route))
+            cached = self._prefixes.get(key)
+            if cached is None:
+                if len(self._prefixes) >= self.MAX_ENTRIES:
+                    self._prefixes.clear()
+                cached = (_entities(consumer, service, route), consumer, service, route)
+                self._prefixes[key] = cached
+            self._last = cached
+            prefix = cached[0]
         started = call.started_at
         latency_us = int((now - started) * 1_000_000)
         return b"1\t%d\t%s%d\t%d\t%d\t%d\n" % (
-            int(started * 1000), cached[0], call.status, call.request_bytes, call.response_bytes,
+            int(started * 1000), prefix, call.status, call.request_bytes, call.response_bytes,
             latency_us if latency_us > 0 else 0)  # typed ints: mypyc formats them without a call
 
 
