@@ -80,6 +80,7 @@ class SpoolWriter:
         self.writer_id = _check_writer_id(writer_id)
         self.file_bytes = file_bytes
         self.clock = clock
+        self._wall_clock: Callable[[], float] = time.time  # bound once: a call, not a module attribute lookup
         # Health, for the handler and GET /status
         self.failing = False         # the last file could not be opened; nothing is recorded until recover()
         self._encoder = LineEncoder()
@@ -149,15 +150,16 @@ class SpoolWriter:
 
     def append(self, call: Call) -> None:
         """Record one finished call (the proxy's Call: plugins.base.Call, with its fields compiled)."""
-        data = self._encoder.encode(call, time.time())
-        start = self._pos
-        end = start + len(data)
+        data = self._encoder.encode(call, self._wall_clock())
+        end = self._pos + len(data)
         if end > self._room or self.failing:
             if not self._next_file(len(data)):
                 self.dropped += 1
                 return
-            start, end = 0, len(data)
-        self._map[start:end] = data  # type: ignore[index]
+            end = len(data)
+        # At the mapping's own position, which follows _pos: it is written nowhere else, and a new
+        # file's mapping starts at 0 (a method call costs less than a slice assignment).
+        self._map.write(data)  # type: ignore[union-attr]
         self._pos = end
         if end - self._released >= RELEASE_EVERY:
             self._release()
