@@ -6,6 +6,8 @@ import pytest
 
 from tollway.proxy import headers as headers_module
 from tollway.proxy.headers import (
+    NAME_OTHER,
+    NAME_PROXY,
     HeaderNames,
     JoinedLines,
     forwarded_blocks,
@@ -87,3 +89,14 @@ def test_joined_lines_are_joined_again_when_the_headers_change():
         b"Server: up\r\nDate: Mon, 30 Nov 2026 00:00:01 GMT\r\n"
     assert joined.join([(b"Server", b"up")]) == b"Server: up\r\n"
     assert joined.join([]) == b""
+
+
+def test_header_names_by_position_carry_their_kind():
+    names = HeaderNames({b"content-length": 2, b"via": 3})
+    first = [b"Content-Length", b"X-A", b"Proxy-Foo", b"VIA"]
+    expected = [(b"content-length", 2), (b"x-a", NAME_OTHER), (b"proxy-foo", NAME_PROXY), (b"via", 3)]
+    assert [names.lookup(i, n) for i, n in enumerate(first)] == expected
+    assert [names.lookup(i, n) for i, n in enumerate(first)] == expected  # by position, the second time
+    assert [names.lookup(i, n) for i, n in enumerate([b"Via", b"content-length", b"X-A", b"Proxy-Bar"])] == \
+        [(b"via", 3), (b"content-length", 2), (b"x-a", NAME_OTHER), (b"proxy-bar", NAME_PROXY)]
+    assert HeaderNames().lookup(0, b"Content-Length") == (b"content-length", NAME_OTHER)

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["VIA", "HOP_BY_HOP", "RESPONSE_REWRITTEN", "HeaderNames", "connection_tokens", "forwarded_blocks",
-           "JoinedLines", "lower_name", "request_header_lines", "upstream_request_head", "response_head"]
+__all__ = ["VIA", "HOP_BY_HOP", "NAME_OTHER", "NAME_PROXY", "RESPONSE_REWRITTEN", "HeaderNames", "JoinedLines",
+           "connection_tokens", "forwarded_blocks", "lower_name", "request_header_lines", "upstream_request_head",
+           "response_head"]
 
 VIA: Final = b"1.1 tollway"
 _VIA_LINE: Final = b"Via: " + VIA + b"\r\n"
@@ -54,32 +55,55 @@ def lower_name(name: bytes) -> bytes:
     return lowered
 
 
+# What a header name is to the side that parses it, as HeaderNames.lookup() gives it: a small int
+# from that side's table, so a repeated name costs no set lookup. Tables use values from 2 up.
+NAME_OTHER: Final = 0  # not in the table
+NAME_PROXY: Final = 1  # not in the table, and a Proxy-* name
+
+
 class HeaderNames:
-    """One connection's header names by position, lower-cased: a client (or an upstream) sends the
-    same names in the same order on every message, so most are found by one comparison, with no
-    hashing. A name that differs from the one seen at its position goes through lower_name()."""
+    """One connection's header names by position, lower-cased and classified: a client (or an
+    upstream) sends the same names in the same order on every message, so most are found by one
+    comparison, with no hashing. A name that differs from the one seen at its position goes
+    through lower_name() and `table` (lower-cased name -> kind)."""
 
-    __slots__ = ("raw", "lowered")
+    __slots__ = ("raw", "lowered", "kinds", "table")
 
-    def __init__(self) -> None:
+    def __init__(self, table: dict[bytes, int] | None = None) -> None:
         self.raw: list[bytes] = []
         self.lowered: list[bytes] = []
+        self.kinds: list[int] = []
+        self.table: dict[bytes, int] = table if table is not None else {}
 
     def lower(self, index: int, name: bytes) -> bytes:
         """`name.lower()`, for the header at position `index` of a message."""
+        return self.lookup(index, name)[0]
+
+    def lookup(self, index: int, name: bytes) -> tuple[bytes, int]:
+        """`name.lower()` and its kind, for the header at position `index` of a message."""
         raw = self.raw
         if index < len(raw):
             if raw[index] == name:
-                return self.lowered[index]
+                return self.lowered[index], self.kinds[index]
             lowered = lower_name(name)
+            kind = self._kind(lowered)
             raw[index] = name
             self.lowered[index] = lowered
-            return lowered
+            self.kinds[index] = kind
+            return lowered, kind
         lowered = lower_name(name)
+        kind = self._kind(lowered)
         if index == len(raw) and index < _POSITIONS:
             raw.append(name)
             self.lowered.append(lowered)
-        return lowered
+            self.kinds.append(kind)
+        return lowered, kind
+
+    def _kind(self, lowered: bytes) -> int:
+        kind = self.table.get(lowered, NAME_OTHER)
+        if kind == NAME_OTHER and lowered.startswith(b"proxy-"):
+            return NAME_PROXY
+        return kind
 
 
 def connection_tokens(value: bytes) -> frozenset[bytes]:

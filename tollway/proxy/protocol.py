@@ -74,8 +74,10 @@ DRAIN_IDLE_GRACE: Final = 0.5    # seconds an idle connection of a draining work
 # Reads up to this size are scanned once for non-ASCII bytes (see data_received).
 _ASCII_SCAN: Final = 8192
 
-# Request headers the protocol looks at while parsing.
-_SPECIAL: Final = frozenset([b"host", b"content-length", b"transfer-encoding", b"expect", b"connection", b"upgrade"])
+# Request headers the protocol looks at while parsing (their HeaderNames kind).
+_SPECIAL: Final = 2
+_SPECIAL_NAMES: Final = dict.fromkeys([b"host", b"content-length", b"transfer-encoding", b"expect", b"connection",
+                                       b"upgrade"], _SPECIAL)
 
 # Bytes are searched with find(), not `in`: CPython 3.11's bytes.__contains__ first tries its
 # argument as an integer and raises (and clears) a TypeError for every bytes argument, which cost
@@ -175,7 +177,7 @@ class ClientProtocol(asyncio.Protocol):
         self.headers: list[tuple[bytes, bytes]] = []
         self.special: dict[bytes, bytes] = {}
         self.head_size = 0
-        self.names = HeaderNames()
+        self.names = HeaderNames(_SPECIAL_NAMES)
         # The last request's headers as sent on, and their request_header_lines()
         self.sent_headers: list[tuple[bytes, bytes]] = []
         self.sent_tokens: frozenset[bytes] = frozenset()
@@ -326,10 +328,10 @@ class ClientProtocol(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         headers = self.headers
-        lname = self.names.lower(len(headers), name)
+        lname, kind = self.names.lookup(len(headers), name)
         headers.append((lname, value))
         self.head_size += len(name) + len(value) + 4
-        if lname in _SPECIAL:
+        if kind == _SPECIAL:
             special = self.special
             if lname not in special:
                 special[lname] = value

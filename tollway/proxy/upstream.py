@@ -25,7 +25,7 @@ from typing import Any, Final, NamedTuple, Protocol
 import httptools
 
 from tollway.proxy.dns import ResolveFailed, Resolver
-from tollway.proxy.headers import RESPONSE_REWRITTEN, HeaderNames, connection_tokens
+from tollway.proxy.headers import NAME_OTHER, RESPONSE_REWRITTEN, HeaderNames, connection_tokens
 
 __all__ = ["MAX_HEAD_SIZE", "ConnectFailed", "Exchange", "PoolKey", "Target", "UpstreamConnection",
            "UpstreamPool"]
@@ -36,6 +36,20 @@ MAX_HEAD_SIZE = 64 << 10  # bytes of a response head, as the default of upstream
 
 # Connection values that name no header to drop ("keep-alive" names one that is dropped anyway).
 _NAMES_NO_HEADER: Final = frozenset([b"close", b"keep-alive"])
+
+# Response header names by what on_header does with them (HeaderNames kinds); every other name in
+# RESPONSE_REWRITTEN, and Proxy-* names, are dropped, the rest passed on.
+_CONTENT_LENGTH: Final = 2
+_TRANSFER_ENCODING: Final = 3
+_CONNECTION: Final = 4
+_VIA: Final = 5
+_UPGRADE: Final = 6
+_DROPPED: Final = 7
+_RESPONSE_NAMES: Final = {
+    **dict.fromkeys(RESPONSE_REWRITTEN, _DROPPED),
+    b"content-length": _CONTENT_LENGTH, b"transfer-encoding": _TRANSFER_ENCODING, b"connection": _CONNECTION,
+    b"via": _VIA, b"upgrade": _UPGRADE,
+}
 
 
 class _HeadTooLarge(Exception):
@@ -104,7 +118,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.write_paused = False
         self.idle_since = 0.0
         self.tunnel = False
-        self.names = HeaderNames()
+        self.names = HeaderNames(_RESPONSE_NAMES)
 
         # Per-exchange state
         self.exchange: Exchange | None = None
@@ -235,26 +249,26 @@ class UpstreamConnection(asyncio.Protocol):
         self.head_size += len(name) + len(value) + 4  # ": " and CRLF
         if self.head_size > self.max_head:
             raise _HeadTooLarge
-        lname = self.names.lower(self.header_index, name)
+        kind = self.names.lookup(self.header_index, name)[1]
         self.header_index += 1
-        if lname in RESPONSE_REWRITTEN:
-            if lname == b"content-length":
-                try:
-                    self.content_length = int(value)
-                except ValueError:
-                    self.content_length = None
-            elif lname == b"transfer-encoding":
-                self.chunked = self.chunked or value.lower().find(b"chunked") >= 0  # not `in`: see protocol.py
-            elif lname == b"connection" and value.lower() not in _NAMES_NO_HEADER:
+        if kind == NAME_OTHER:
+            self.headers.append((name, value))
+        elif kind == _CONTENT_LENGTH:
+            try:
+                self.content_length = int(value)
+            except ValueError:
+                self.content_length = None
+        elif kind == _TRANSFER_ENCODING:
+            self.chunked = self.chunked or value.lower().find(b"chunked") >= 0  # not `in`: see protocol.py
+        elif kind == _CONNECTION:
+            if value.lower() not in _NAMES_NO_HEADER:
                 tokens = connection_tokens(value) - RESPONSE_REWRITTEN - _NAMES_NO_HEADER
                 if tokens:
                     self.hop_tokens = self.hop_tokens | tokens
-            elif lname == b"via":
-                self.via = value if not self.via else self.via + b", " + value
-            elif lname == b"upgrade":
-                self.upgrade_header = (name, value)
-        elif not lname.startswith(b"proxy-"):
-            self.headers.append((name, value))
+        elif kind == _VIA:
+            self.via = value if not self.via else self.via + b", " + value
+        elif kind == _UPGRADE:
+            self.upgrade_header = (name, value)
 
     def on_headers_complete(self) -> None:
         self.in_head = False
