@@ -116,6 +116,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
         self.write_paused = False
+        self.reading_paused = False     # pause_reading() was called last (resume_reading() is then needed)
         self.idle_since = 0.0
         self.tunnel = False
         self.names = HeaderNames(_RESPONSE_NAMES)
@@ -330,10 +331,12 @@ class UpstreamConnection(asyncio.Protocol):
 
     def pause_reading(self) -> None:
         if self.transport is not None and not self.closed:
+            self.reading_paused = True
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
-        if self.transport is not None and not self.closed:
+        if self.reading_paused and self.transport is not None and not self.closed:
+            self.reading_paused = False
             self.transport.resume_reading()
 
     def detach(self) -> None:
@@ -439,12 +442,26 @@ class UpstreamPool:
         self.resolver = resolver or Resolver()
         self._connect = connect or self._open
         self._idle: dict[PoolKey, list[UpstreamConnection]] = {}
+        self._last_key: PoolKey | None = None
+        self._last_idle: list[UpstreamConnection] = []
         self._cleanup: asyncio.TimerHandle | None = None
         self._contexts: dict[bool, ssl.SSLContext] = {}
 
+    def _idle_list(self, key: PoolKey) -> list[UpstreamConnection]:
+        """The idle connections of `key`. The last key asked for is remembered by identity (a
+        Target and its connections share one PoolKey object), which spares hashing the tuple."""
+        if key is self._last_key:
+            return self._last_idle
+        idle = self._idle.get(key)
+        if idle is None:
+            idle = self._idle[key] = []  # never removed: at most one list per service ever proxied to
+        self._last_key = key
+        self._last_idle = idle
+        return idle
+
     def take(self, key: PoolKey) -> UpstreamConnection | None:
         """An idle connection for `key`, or None. Stale or closed ones are dropped on the way."""
-        idle = self._idle.get(key)
+        idle = self._idle_list(key)
         if not idle:
             return None
         oldest_allowed = self.clock() - self.idle_timeout
@@ -464,7 +481,7 @@ class UpstreamPool:
         """Keep a connection whose exchange completed cleanly, if there is room."""
         if conn.closed:
             return
-        idle = self._idle.setdefault(conn.key, [])
+        idle = self._idle_list(conn.key)
         if len(idle) >= self.size:
             conn.close()
             return
