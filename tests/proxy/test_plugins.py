@@ -100,6 +100,15 @@ def test_key_names_and_key_locations_are_configurable(proxy, echo_upstream):
     assert request(proxy.port, "GET", "/mock?x-key=poppy-secret").status == 401
 
 
+def test_key_names_match_request_headers_whatever_their_case(proxy, echo_upstream):
+    setup_key_auth(proxy, echo_upstream, {"key_names": ["X-API-Key", "other"], "hide_credentials": True})
+    for name in ("x-api-key", "X-API-KEY", "Other"):
+        echo = request(proxy.port, "GET", "/mock", headers={name: "poppy-secret"}).json()
+        assert echo["headers"]["x-consumer-username"] == "alice", name
+        assert name.lower() not in echo["headers"]
+    assert request(proxy.port, "GET", "/mock", headers={"x-api-keys": "poppy-secret"}).status == 401
+
+
 def test_anonymous_consumer_is_used_without_a_key(proxy, echo_upstream):
     guest = consumer("guest")
     setup_key_auth(proxy, echo_upstream, {"anonymous": "guest"}, extra_consumers=[guest])

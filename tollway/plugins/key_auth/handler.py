@@ -14,6 +14,7 @@ from typing import Any
 from tollway.plugins import base
 from tollway.plugins.base import Call, Reply
 from tollway.plugins.key_auth.keys import hash_key, stored_form
+from tollway.proxy.call import Call as ProxyCall
 from tollway.proxy.call import Identity, identity_headers
 
 NO_KEY = "No API key found in request"
@@ -62,7 +63,9 @@ class Handler(base.Handler):
     def __init__(self, conf: dict[str, Any], runtime: Any) -> None:
         super().__init__(conf, runtime)
         self.index = KeyIndex.of(runtime)
-        self.key_names: tuple[str, ...] = tuple(conf.get("key_names") or ("apikey",))
+        # Each key name, and as a lower-cased header name
+        self.key_names: tuple[tuple[str, bytes], ...] = tuple(
+            (name, name.lower().encode("latin-1")) for name in conf.get("key_names") or ("apikey",))
         self.in_header = bool(conf.get("key_in_header", True))
         self.in_query = bool(conf.get("key_in_query", True))
         self.hide = bool(conf.get("hide_credentials", False))
@@ -71,6 +74,9 @@ class Handler(base.Handler):
         self.anonymous: str | None = anonymous or None
 
     def access(self, call: Call) -> Reply | None:
+        # Bundled and compiled with the proxy: the call is the proxy's own, whose fields are then
+        # read directly rather than looked up by name.
+        assert isinstance(call, ProxyCall)
         if not self.run_on_preflight and call.method == "OPTIONS":
             return None
         if call.consumer is not None and call.credential is not None:
@@ -97,10 +103,10 @@ class Handler(base.Handler):
             return Reply(401, {"message": NO_KEY}, dict(CHALLENGE))
         return Reply(401, {"message": BAD_KEY}, dict(CHALLENGE))
 
-    def _find_key(self, call: Call) -> str | None:
-        for name in self.key_names:
+    def _find_key(self, call: ProxyCall) -> str | None:
+        for name, header in self.key_names:
             if self.in_header:
-                value = call.header(name)
+                value = _header(call, header)
                 if value is not None:
                     if self.hide:
                         call.set_header(name, None)
@@ -112,3 +118,11 @@ class Handler(base.Handler):
                         call.remove_query_arg(name)
                     return value
         return None
+
+
+def _header(call: ProxyCall, name: bytes) -> str | None:
+    """call.header() for a lower-cased name already encoded."""
+    for hname, value in call.headers:
+        if hname == name:
+            return value.decode("latin-1")
+    return None
