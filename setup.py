@@ -21,6 +21,7 @@ HOT_PATH = [
     "tollway/proxy/protocol.py",
     "tollway/proxy/responses.py",
     "tollway/proxy/router.py",
+    "tollway/proxy/server.py",
     "tollway/proxy/upstream.py",
     "tollway/plugins/base.py",
     "tollway/plugins/billable/handler.py",
