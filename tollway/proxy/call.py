@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
+from tollway.proxy.headers import NO_TOKENS
+
 if TYPE_CHECKING:
     from tollway.proxy.chain import Chain
     from tollway.proxy.router import Match
@@ -103,7 +105,7 @@ class Call:
         self.chunked = False
         self.content_length = 0
         self.body_limit = UNLIMITED          # request_bytes allowed (head + chunked body)
-        self.hop_tokens: frozenset[bytes] = frozenset()
+        self.hop_tokens: frozenset[bytes] = NO_TOKENS
         self.match: Match | None = None
         self.chain: Chain | None = None
         self.request_done = False

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["VIA", "HOP_BY_HOP", "NAME_OTHER", "NAME_PROXY", "RESPONSE_REWRITTEN", "HeaderNames", "JoinedLines",
-           "connection_tokens", "forwarded_blocks", "lower_name", "request_header_lines", "upstream_request_head",
-           "response_head"]
+__all__ = ["VIA", "HOP_BY_HOP", "NAME_OTHER", "NAME_PROXY", "NO_TOKENS", "RESPONSE_REWRITTEN", "HeaderNames",
+           "JoinedLines", "connection_tokens", "forwarded_blocks", "lower_name", "request_header_lines",
+           "upstream_request_head", "response_head"]
 
 VIA: Final = b"1.1 tollway"
 _VIA_LINE: Final = b"Via: " + VIA + b"\r\n"
+
+NO_TOKENS: Final[frozenset[bytes]] = frozenset()  # no Connection tokens: one shared object, not a new one each time
 
 HOP_BY_HOP: Final = frozenset([
     b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding",

@@ -45,6 +45,7 @@ from tollway.plugins.base import Reply
 from tollway.proxy import responses
 from tollway.proxy.call import Call
 from tollway.proxy.headers import (
+    NO_TOKENS,
     HeaderNames,
     JoinedLines,
     connection_tokens,
@@ -180,7 +181,7 @@ class ClientProtocol(asyncio.Protocol):
         self.names = HeaderNames(_SPECIAL_NAMES)
         # The last request's headers as sent on, and their request_header_lines()
         self.sent_headers: list[tuple[bytes, bytes]] = []
-        self.sent_tokens: frozenset[bytes] = frozenset()
+        self.sent_tokens: frozenset[bytes] = NO_TOKENS
         self.sent_lines = (b"", b"", b"")
         self.response_lines = JoinedLines()  # the upstreams' response header lines, as last joined
 
@@ -380,6 +381,25 @@ class ClientProtocol(asyncio.Protocol):
             call.http_11 = False
         elif not call.host:
             raise Rejected(400, responses.MSG_BAD_REQUEST)  # RFC 9112 §3.2: HTTP/1.1 needs a Host
+        if len(special) > (1 if host else 0):  # framing, Connection, Expect or Upgrade to look at
+            self._special(call, special)
+        elif not call.http_11:
+            call.keep_alive = False  # llhttp's answer for HTTP/1.0 without Connection: keep-alive
+        if self.current is None:
+            self.current = call
+            self.start_pending = True
+        else:
+            # One read can hold thousands of tiny requests: more than this waiting is an attack.
+            if len(self.pipeline) >= MAX_PIPELINE:
+                raise Rejected(400, responses.MSG_BAD_REQUEST)
+            self.pipeline.append(call)
+            self._update_reading()
+        self.server.requests_total += 1
+        self.parsing = call
+
+    def _special(self, call: Call, special: dict[bytes, bytes]) -> None:
+        """The request headers besides Host that on_headers_complete acts on (`special`)."""
+        parser = self.parser
         if b"connection" in special:
             call.hop_tokens = connection_tokens(special[b"connection"])
             call.keep_alive = parser.should_keep_alive()
@@ -407,17 +427,6 @@ class ClientProtocol(asyncio.Protocol):
                 call.upgrade = upgrade
                 call.keep_alive = False
             self.upgrading = call
-        if self.current is None:
-            self.current = call
-            self.start_pending = True
-        else:
-            # One read can hold thousands of tiny requests: more than this waiting is an attack.
-            if len(self.pipeline) >= MAX_PIPELINE:
-                raise Rejected(400, responses.MSG_BAD_REQUEST)
-            self.pipeline.append(call)
-            self._update_reading()
-        self.server.requests_total += 1
-        self.parsing = call
 
     def on_body(self, body: bytes) -> None:
         call = self.parsing

@@ -25,7 +25,13 @@ from typing import Any, Final, NamedTuple, Protocol
 import httptools
 
 from tollway.proxy.dns import ResolveFailed, Resolver
-from tollway.proxy.headers import NAME_OTHER, RESPONSE_REWRITTEN, HeaderNames, connection_tokens
+from tollway.proxy.headers import (
+    NAME_OTHER,
+    NO_TOKENS,
+    RESPONSE_REWRITTEN,
+    HeaderNames,
+    connection_tokens,
+)
 
 __all__ = ["MAX_HEAD_SIZE", "ConnectFailed", "Exchange", "PoolKey", "Target", "UpstreamConnection",
            "UpstreamPool"]
@@ -132,7 +138,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.chunked = False
         self.via = b""
         self.upgrade_header: tuple[bytes, bytes] | None = None
-        self.hop_tokens: frozenset[bytes] = frozenset()  # other header names its Connection lists
+        self.hop_tokens: frozenset[bytes] = NO_TOKENS  # other header names its Connection lists
         self.informational = False
         # llhttp buffers an incomplete header line itself: the head is bounded by the bytes read
         # while it is incomplete, and by its header lines for a head that arrives in one read.
@@ -244,7 +250,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.chunked = False
         self.via = b""
         self.upgrade_header = None
-        self.hop_tokens = frozenset()
+        self.hop_tokens = NO_TOKENS
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.head_size += len(name) + len(value) + 4  # ": " and CRLF
