@@ -4,6 +4,8 @@ when nginx or wrk is not installed (`apt-get install -y nginx wrk`)."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,3 +77,17 @@ def test_table_and_chart_writers_produce_files(wrk_run: dict, tmp_path: Path) ->
     table = (tmp_path / "latest.md").read_text()
     assert "| direct to upstream (nginx return 200) | 1 |" in table
     assert (tmp_path / "latest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="needs valgrind")
+def test_instruction_counts_grow_with_the_work_counted(tmp_path: Path) -> None:
+    from bench.instructions import total
+
+    counts = []
+    for loops in (1_000, 21_000):
+        out = tmp_path / f"count.{loops}"
+        subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "sh", "-c",
+                        f"i=0; while [ $i -lt {loops} ]; do i=$((i+1)); done"], capture_output=True, check=True)
+        counts.append(total(out))
+    assert 0 < counts[0] < counts[1]
+    assert counts[1] - counts[0] > 20_000 * 100  # a shell loop iteration is hundreds of instructions

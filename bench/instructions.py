@@ -1,0 +1,139 @@
+"""Instructions per proxied call (key-auth + billable), counted by valgrind's callgrind.
+
+    .venv/bin/python bench/instructions.py [--seconds 20] [--skip-real]
+
+Callgrind counts instructions, not seconds: the same build gives the same count whatever else
+the machine is doing, which makes it the measure for comparing two versions of the hot path on a
+noisy machine. Two counts:
+
+- `hot_path`: bench/hot_path.py (the Python side, in-memory transports), run for 2,000 and for
+  6,000 requests; the difference divided by 4,000, so start-up and warm-up cancel out.
+- `real`: a ProxyServer in its own process under callgrind (uvloop, llhttp and the spool
+  included; the kernel's part is not counted), with an nginx upstream, while wrk drives it with
+  10 connections for --seconds after a warm-up; the count over that window divided by the
+  requests wrk completed in it.
+
+Needs valgrind (callgrind_control, callgrind_annotate), nginx and wrk. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.harness.nginx import NginxServer  # noqa: E402
+from bench.hot_path import API_KEY, _snapshot  # noqa: E402
+from tests.conftest import free_port, wait_for_port  # noqa: E402
+
+PLUGINS = ["key-auth", "billable"]
+
+# The proxy process: one ProxyServer (key-auth + billable, a spool in a temporary prefix) on a port.
+SERVE = r'''
+import asyncio, json, socket, sys, tempfile
+import uvloop
+from tollway.config import load_settings
+from tollway.metering.spool import SpoolWriter
+from tollway.proxy.server import ProxyServer
+
+async def main(port, snapshot):
+    settings = load_settings(environ={}, prefix=tempfile.mkdtemp(), proxy_listen=f"127.0.0.1:{port}",
+                             plugins="bundled,key-auth,billable")
+    server = ProxyServer(settings, spool=SpoolWriter(settings.spool_dir, "instructions"))
+    server.apply(snapshot)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(1024)
+    await server.serve(sock)
+    await asyncio.Event().wait()
+
+uvloop.install()
+asyncio.run(main(int(sys.argv[1]), json.loads(sys.argv[2])))
+'''
+
+
+def total(out_file: Path) -> int:
+    """Instructions in a callgrind output file."""
+    text = subprocess.run(["callgrind_annotate", str(out_file)], capture_output=True, text=True, check=True).stdout
+    found = re.search(r"([\d,]+) \([^)]*\)\s+PROGRAM TOTALS", text)
+    if found is None:
+        raise SystemExit(f"no PROGRAM TOTALS in callgrind_annotate's output for {out_file}")
+    return int(found.group(1).replace(",", ""))
+
+
+def hot_path(workdir: Path) -> int:
+    counts = []
+    for requests in (2000, 6000):
+        out = workdir / f"hot_path.{requests}"
+        subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
+                        str(ROOT / "bench" / "hot_path.py"), "--requests", str(requests), "--plugins",
+                        ",".join(PLUGINS)], capture_output=True, check=True, cwd=ROOT)
+        counts.append(total(out))
+    return (counts[1] - counts[0]) // 4000
+
+
+def wrk(port: int, seconds: int) -> int:
+    """Requests wrk completed against the proxy in `seconds` (10 connections)."""
+    out = subprocess.run(["wrk", "-t1", "-c10", f"-d{seconds}s", "-H", f"apikey: {API_KEY}",
+                          f"http://127.0.0.1:{port}/bench"], capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in out:
+        raise SystemExit(f"the proxy answered errors:\n{out}")
+    found = re.search(r"(\d+) requests in", out)
+    if found is None:
+        raise SystemExit(f"unexpected wrk output:\n{out}")
+    return int(found.group(1))
+
+
+def real(workdir: Path, seconds: int) -> tuple[int, int]:
+    """Instructions per call of a real proxy process, and the requests they were counted over."""
+    with NginxServer.upstream(workdir / "nginx") as upstream:
+        snapshot = _snapshot(PLUGINS)
+        snapshot["services"][0]["port"] = upstream.port
+        port = free_port()
+        out = workdir / "real"
+        proc = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
+                                 "-c", SERVE, str(port), json.dumps(snapshot)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+        try:
+            wait_for_port(port, timeout=120)
+            wrk(port, 3)  # warm-up: connections, caches, the first spool pages
+            subprocess.run(["callgrind_control", "-z", str(proc.pid)], capture_output=True, check=True)
+            requests = wrk(port, seconds)
+            subprocess.run(["callgrind_control", "-d", str(proc.pid)], capture_output=True, check=True)
+            time.sleep(1)
+            dumps = sorted(workdir.glob("real.*"))
+            if not dumps:
+                raise SystemExit("callgrind wrote no dump")
+            return total(dumps[-1]) // requests, requests
+        finally:
+            proc.terminate()
+            proc.wait(30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=20, help="wrk's measured run against the real process")
+    parser.add_argument("--skip-real", action="store_true", help="only count bench/hot_path.py")
+    args = parser.parse_args()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=ROOT).stdout.strip()
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        result: dict[str, object] = {"commit": commit, "plugins": "+".join(PLUGINS),
+                                     "hot_path": hot_path(workdir)}
+        if not args.skip_real:
+            result["real"], result["real_requests"] = real(workdir, args.seconds)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
