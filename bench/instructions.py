@@ -36,28 +36,14 @@ from tests.conftest import free_port, wait_for_port  # noqa: E402
 
 PLUGINS = ["key-auth", "billable"]
 
-# The proxy process: one ProxyServer (key-auth + billable, a spool in a temporary prefix) on a port.
+# The proxy process: tests/proxy/serve_proxy.py's server with key-auth + billable (a spool in a
+# temporary prefix), run from the project's root.
 SERVE = r'''
-import asyncio, json, socket, sys, tempfile
+import asyncio, json, sys
 import uvloop
-from tollway.config import load_settings
-from tollway.metering.spool import SpoolWriter
-from tollway.proxy.server import ProxyServer
-
-async def main(port, snapshot):
-    settings = load_settings(environ={}, prefix=tempfile.mkdtemp(), proxy_listen=f"127.0.0.1:{port}",
-                             plugins="bundled,key-auth,billable")
-    server = ProxyServer(settings, spool=SpoolWriter(settings.spool_dir, "instructions"))
-    server.apply(snapshot)
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    sock.listen(1024)
-    await server.serve(sock)
-    await asyncio.Event().wait()
-
+from tests.proxy.serve_proxy import main
 uvloop.install()
-asyncio.run(main(int(sys.argv[1]), json.loads(sys.argv[2])))
+asyncio.run(main(int(sys.argv[1]), json.loads(sys.argv[2]), {"plugins": "bundled,key-auth,billable"}, billable=True))
 '''
 
 

@@ -13,18 +13,22 @@ import socket
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import uvloop
 
 from tollway.config import load_settings
+from tollway.metering.spool import SpoolWriter
 from tollway.proxy.server import ProxyServer
 
 
-async def main(port: int, snapshot_path: str, overrides: dict[str, str]) -> None:
+async def main(port: int, snapshot: dict[str, Any], overrides: dict[str, str], billable: bool = False) -> None:
+    """Serve `snapshot` on `port` until killed; with `billable`, calls are metered into a spool in the
+    temporary prefix (bench/instructions.py counts that path)."""
     settings = load_settings(environ={}, prefix=tempfile.mkdtemp(), proxy_listen=f"127.0.0.1:{port}", **overrides)
-    server = ProxyServer(settings)
-    with open(snapshot_path) as file:
-        server.apply(json.load(file))
+    spool = SpoolWriter(settings.spool_dir, "serve-proxy") if billable else None
+    server = ProxyServer(settings, spool=spool)
+    server.apply(snapshot)
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
@@ -36,4 +40,4 @@ async def main(port: int, snapshot_path: str, overrides: dict[str, str]) -> None
 if __name__ == "__main__":
     uvloop.install()
     overrides = json.loads(Path(sys.argv[3]).read_text()) if len(sys.argv) > 3 else {}
-    asyncio.run(main(int(sys.argv[1]), sys.argv[2], overrides))
+    asyncio.run(main(int(sys.argv[1]), json.loads(Path(sys.argv[2]).read_text()), overrides))
