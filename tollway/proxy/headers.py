@@ -77,10 +77,6 @@ class HeaderNames:
         self.kinds: list[int] = []
         self.table: dict[bytes, int] = table if table is not None else {}
 
-    def lower(self, index: int, name: bytes) -> bytes:
-        """`name.lower()`, for the header at position `index` of a message."""
-        return self.lookup(index, name)[0]
-
     def lookup(self, index: int, name: bytes) -> tuple[bytes, int]:
         """`name.lower()` and its kind, for the header at position `index` of a message."""
         raw = self.raw
