@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = ["VIA", "HOP_BY_HOP", "NAME_OTHER", "NAME_PROXY", "NO_TOKENS", "RESPONSE_REWRITTEN", "HeaderNames",
-           "JoinedLines", "connection_tokens", "forwarded_blocks", "lower_name", "request_header_lines",
-           "upstream_request_head", "response_head"]
+           "JoinedLines", "connection_tokens", "forwarded_blocks", "forwarded_prefix_line", "lower_name",
+           "request_header_lines", "upstream_request_head", "response_head"]
 
 VIA: Final = b"1.1 tollway"
 _VIA_LINE: Final = b"Via: " + VIA + b"\r\n"
@@ -172,6 +172,11 @@ def upstream_request_head(
     return b"%s %s HTTP/1.1\r\nhost: %s\r\n%s%s%s%s%s%s%s%s%s" % (
         method, target, host, section, blocks[0], forwarded_host, blocks[1], forwarded_path, blocks[2],
         prefix_line, framing, ending)
+
+
+def forwarded_prefix_line(prefix: bytes) -> bytes:
+    """The X-Forwarded-Prefix line of upstream_request_head() for `prefix` (not empty)."""
+    return b"x-forwarded-prefix: %s\r\n" % prefix
 
 
 def forwarded_blocks(real_ip: bytes, forwarded_proto: bytes, forwarded_port: bytes) -> tuple[bytes, bytes, bytes]:

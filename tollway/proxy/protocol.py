@@ -50,6 +50,7 @@ from tollway.proxy.headers import (
     JoinedLines,
     connection_tokens,
     forwarded_blocks,
+    forwarded_prefix_line,
     request_header_lines,
     response_head,
     upstream_request_head,
@@ -467,7 +468,7 @@ class ClientProtocol(asyncio.Protocol):
             hostname = self.valid_name
         else:
             hostname = _without_port(call.host).decode("latin-1").lower()
-        headers = dict(call.headers) if state.routes_use_headers else _NO_HEADERS
+        headers = dict(call.headers) if state.routes.uses_headers else _NO_HEADERS
         match = state.routes.match(call.method, hostname, call.path, headers)
         if match is None:
             self._gateway_error(call, 404, responses.MSG_NO_ROUTE)
@@ -601,7 +602,7 @@ class ClientProtocol(asyncio.Protocol):
         if self.trusted:
             proto, forwarded_host, port, path, prefix = self._forwarded(call)
             if prefix:
-                prefix_line = b"x-forwarded-prefix: %s\r\n" % prefix
+                prefix_line = forwarded_prefix_line(prefix)
         else:
             proto, forwarded_host, port, path, _ = _NOT_FORWARDED
         if not forwarded_host:

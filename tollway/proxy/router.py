@@ -27,6 +27,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from tollway.proxy.headers import forwarded_prefix_line
+
 __all__ = ["CompiledRoute", "Match", "RouteTable", "upstream_path"]
 
 # The values of a route's https_redirect_status_code that redirect plain http (426 refuses it).
@@ -96,7 +98,7 @@ class Match:
 
     def __post_init__(self) -> None:
         self.target = self.upstream_path.encode("latin-1")
-        self.prefix_line = b"x-forwarded-prefix: %s\r\n" % self.prefix.encode("latin-1") \
+        self.prefix_line = forwarded_prefix_line(self.prefix.encode("latin-1")) \
             if self.prefix and self.prefix != "/" else b""
 
     @property

@@ -39,7 +39,7 @@ log = logging.getLogger("tollway.proxy")
 class State:
     """One applied configuration: everything a request reads, replaced as a whole."""
 
-    __slots__ = ("plugins", "routes", "routes_use_headers", "runtime", "version")
+    __slots__ = ("plugins", "routes", "runtime", "version")
 
     def __init__(self, version: int, routes: RouteTable, plugins: dict[str, RoutePlugins],
                  runtime: Runtime | None) -> None:
@@ -47,7 +47,6 @@ class State:
         self.routes = routes
         self.plugins = plugins
         self.runtime = runtime
-        self.routes_use_headers = routes.uses_headers
 
     @classmethod
     def compile(cls, snapshot: dict[str, Any], settings: Settings, spool: Any) -> State:
