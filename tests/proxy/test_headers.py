@@ -89,6 +89,10 @@ def test_joined_lines_are_joined_again_when_the_headers_change():
         b"Server: up\r\nDate: Mon, 30 Nov 2026 00:00:01 GMT\r\n"
     assert joined.join([(b"Server", b"up")]) == b"Server: up\r\n"
     assert joined.join([]) == b""
+    later = [(b"A", b"1")]
+    assert joined.join(later) == b"A: 1\r\n"
+    later.append((b"B", b"2"))  # the list changed after it was joined (a plugin's, say)
+    assert joined.join([(b"A", b"1"), (b"B", b"2")]) == b"A: 1\r\nB: 2\r\n"
 
 
 def test_header_names_by_position_carry_their_kind():

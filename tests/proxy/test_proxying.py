@@ -10,6 +10,7 @@ import pytest
 
 from tests.proxy.conftest import (
     ProxyHarness,
+    plugin,
     raw_exchange,
     read_head,
     request,
@@ -18,6 +19,8 @@ from tests.proxy.conftest import (
     service,
     snapshot,
 )
+from tollway.plugins.base import Handler
+from tollway.proxy import chain as chain_module
 
 
 def setup_echo(proxy: ProxyHarness, echo_port: int, path: str | None = None, **route_extra) -> tuple[dict, dict]:
@@ -472,3 +475,34 @@ def test_response_headers_that_change_between_responses_reach_the_client_as_sent
         head = response.partition(b"\r\n\r\n")[0]
         assert [line for line in head.split(b"\r\n") if line.startswith(b"X-") and not line.startswith(b"X-Tollway")] \
             == lines.split(b"\r\n")[:-1], number
+
+
+def test_headers_a_plugin_changes_in_place_after_a_request_do_not_stick_to_the_next(proxy, raw_upstreams,
+                                                                                    monkeypatch):
+    # Both sides keep the last headers they joined, to reuse them; a plugin that later changes a
+    # call's header lists in place must not make a following message look already joined.
+    class Mutator(Handler):
+        PRIORITY = 5
+
+        def log(self, call):
+            call.headers.append((b"x-b", b"2"))
+            call.response_headers.append((b"X-D", b"4"))
+
+    monkeypatch.setitem(chain_module._CLASSES, "billable", Mutator)
+    heads = []
+
+    async def answer(reader, writer):
+        for lines in (b"X-C: 3\r\n", b"X-C: 3\r\nX-D: 4\r\n"):
+            heads.append((await read_head(reader))[1])
+            writer.write(b"HTTP/1.1 200 OK\r\n%sContent-Length: 2\r\n\r\nok" % lines)
+            await writer.drain()
+    upstream = raw_upstreams(answer)
+    svc = service(upstream.port)
+    proxy.apply(snapshot([svc], [route(svc, ["/"])], plugins=[plugin("billable")]))
+    # The second request's headers equal the first's as the plugin left them (no Connection: close,
+    # which would tell them apart): read until the proxy falls silent.
+    raw, _ = send_in_reads(proxy.port, [b"GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n\r\n",
+                                        b"GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nX-B: 2\r\n\r\n"], timeout=1)
+    first, second = raw.split(b"HTTP/1.1 200 OK\r\n")[1:]
+    assert "x-b" not in heads[0] and heads[1]["x-b"] == "2"
+    assert b"X-D" not in first and b"\r\nX-D: 4\r\n" in second

@@ -206,7 +206,7 @@ class JoinedLines:
         self.joined = b""
 
     def join(self, headers: list[tuple[bytes, bytes]]) -> bytes:
-        """The lines of `headers`, a list that is not changed afterwards."""
+        """The lines of `headers`."""
         if headers == self.headers:
             return self.joined
         parts = []
@@ -216,7 +216,7 @@ class JoinedLines:
             parts.append(value)
             parts.append(b"\r\n")
         joined = b"".join(parts)
-        self.headers = headers
+        self.headers = headers.copy()  # a copy: a plugin may still change the call's list in place
         self.joined = joined
         return joined
 

@@ -595,7 +595,7 @@ class ClientProtocol(asyncio.Protocol):
             lines = self.sent_lines
         else:
             lines = request_header_lines(headers, call.hop_tokens)
-            self.sent_headers = headers
+            self.sent_headers = headers.copy()  # a copy: a plugin may still change the call's list in place
             self.sent_tokens = call.hop_tokens
             self.sent_lines = lines
         prefix_line = match.prefix_line
