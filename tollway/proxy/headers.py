@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = ["VIA", "HOP_BY_HOP", "NAME_OTHER", "NAME_PROXY", "NO_TOKENS", "RESPONSE_REWRITTEN", "HeaderNames",
-           "JoinedLines", "connection_tokens", "forwarded_blocks", "forwarded_prefix_line", "lower_name",
-           "request_header_lines", "upstream_request_head", "response_head"]
+           "JoinedLines", "connection_tokens", "forwarded_blocks", "forwarded_prefix_line", "join_lines",
+           "lower_name", "request_header_lines", "upstream_request_head", "response_head"]
 
 VIA: Final = b"1.1 tollway"
 _VIA_LINE: Final = b"Via: " + VIA + b"\r\n"
@@ -118,22 +118,31 @@ def request_header_lines(headers: list[tuple[bytes, bytes]],
     names its Connection header listed, dropped too. The result depends on nothing else, so a
     connection that sends the same headers again can reuse it.
     """
-    lines = []
+    kept = []
     xff = b""
     via = b""
     dropped = _REQUEST_REWRITTEN | hop_tokens if hop_tokens else _REQUEST_REWRITTEN
-    for name, value in headers:
+    for item in headers:
+        name = item[0]
         if name in dropped or name.startswith(b"proxy-"):
             if name == b"x-forwarded-for":
-                xff = value if not xff else xff + b", " + value
+                xff = item[1] if not xff else xff + b", " + item[1]
             elif name == b"via":
-                via = value if not via else via + b", " + value
+                via = item[1] if not via else via + b", " + item[1]
             continue
-        lines.append(name)  # four appends: cheaper than extending by a new tuple, per header
-        lines.append(b": ")
-        lines.append(value)
-        lines.append(b"\r\n")
-    return b"".join(lines), xff, via
+        kept.append(item)
+    return join_lines(kept), xff, via
+
+
+def join_lines(headers: list[tuple[bytes, bytes]]) -> bytes:
+    """`name: value` CRLF for each header, as one bytes object."""
+    parts = []
+    for name, value in headers:
+        parts.append(name)  # four appends: cheaper than extending by a new tuple, per header
+        parts.append(b": ")
+        parts.append(value)
+        parts.append(b"\r\n")
+    return b"".join(parts)
 
 
 def upstream_request_head(
@@ -209,13 +218,7 @@ class JoinedLines:
         """The lines of `headers`."""
         if headers == self.headers:
             return self.joined
-        parts = []
-        for name, value in headers:
-            parts.append(name)
-            parts.append(b": ")
-            parts.append(value)
-            parts.append(b"\r\n")
-        joined = b"".join(parts)
+        joined = join_lines(headers)
         self.headers = headers.copy()  # a copy: a plugin may still change the call's list in place
         self.joined = joined
         return joined
