@@ -10,6 +10,9 @@ so the client side can answer as Kong does (503, 503, 504, 502). A response head
 pool's `max_head` (upstream_max_header_size) fails the exchange as "invalid" (502), as does one
 llhttp cannot parse.
 
+A read that holds one whole response whose head repeats the connection's last one byte for byte
+(an upstream answers alike, but for its Date once a second) is not parsed again: see `_Repeat`.
+
 DNS: a name is resolved when a connection is opened (never per request), within the service's
 connect timeout, by `tollway.proxy.dns.Resolver`; a name that cannot be resolved is "dns" (503).
 """
@@ -58,6 +61,10 @@ _RESPONSE_NAMES: Final = {
 }
 
 
+# A response head longer than this is never kept for a repeat (the head is kept per connection).
+_REPEAT_MAX: Final = 4096
+
+
 class _HeadTooLarge(Exception):
     """Raised in on_header to stop llhttp; data_received fails the exchange."""
 
@@ -86,6 +93,29 @@ class Target:
         self.read_timeout = (service.get("read_timeout") or 60000) / 1000.0
         self.write_timeout = (service.get("write_timeout") or 60000) / 1000.0
         self.retries = int(service.get("retries") or 0)
+
+
+class _Repeat:
+    """A response head as llhttp parsed it, kept to recognise the next response that repeats it.
+
+    llhttp's reading of a head depends only on its bytes and on starting between two messages, so
+    a read that starts there, holds the same head and then exactly `content_length` bytes is the
+    same response with its own body: its callbacks would report what was recorded here. Only a
+    plain response is kept: a final status with a body (not 1xx, 204 or 304), framed by
+    Content-Length, that kept the connection alive, and not the answer to a HEAD request.
+    """
+
+    __slots__ = ("content_length", "head", "headers", "hop_tokens", "size", "status", "via")
+
+    def __init__(self, head: bytes, status: int, headers: list[tuple[bytes, bytes]], content_length: int,
+                 hop_tokens: frozenset[bytes], via: bytes) -> None:
+        self.head = head
+        self.size = len(head) + content_length  # of a read that holds the whole response
+        self.status = status
+        self.headers = headers      # never handed out: each response gets a copy
+        self.content_length = content_length
+        self.hop_tokens = hop_tokens
+        self.via = via
 
 
 class ConnectFailed(Exception):
@@ -126,6 +156,10 @@ class UpstreamConnection(asyncio.Protocol):
         self.idle_since = 0.0
         self.tunnel = False
         self.names = HeaderNames(_RESPONSE_NAMES)
+        self.between = True             # llhttp is between two messages (nothing of a next one fed)
+        self.begun = 0                  # messages llhttp began on this connection
+        self.repeat: _Repeat | None = None  # the last plain response's head, see _Repeat
+        self.parsed: list[tuple[bytes, bytes]] | None = None  # its headers as parsed, before anyone saw them
 
         # Per-exchange state
         self.exchange: Exchange | None = None
@@ -210,6 +244,13 @@ class UpstreamConnection(asyncio.Protocol):
             exchange.upstream_tunnel(self, data)
             return
         self.got_bytes = True
+        repeat = self.repeat
+        between = self.between
+        if (repeat is not None and between and len(data) == repeat.size and not self.head_only
+                and data.startswith(repeat.head)):
+            self._replay(exchange, repeat, data)
+            return
+        begun = self.begun
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -231,16 +272,50 @@ class UpstreamConnection(asyncio.Protocol):
                 self.head_received += len(data)
                 if self.head_received > self.max_head:
                     self._head_too_large()
+            elif between and self.between and self.begun == begun + 1 and self.done and not self.closed:
+                self._remember(data)
         if self.exchange is not None:
             self.exchange.upstream_fed(self)
         if self.reset_parser:
             self.reset_parser = False
             self.in_head = False
+            self.between = True
             self.parser = httptools.HttpResponseParser(self)
+
+    def _remember(self, data: bytes) -> None:
+        """`data` was one whole response and its exchange is complete: keep its head if plain."""
+        parsed = self.parsed
+        self.parsed = None
+        length = self.content_length
+        if parsed is None or length is None or self.chunked or self.upgrade_header is not None or self.tunnel:
+            return
+        head = data[:len(data) - length]
+        if len(head) <= _REPEAT_MAX and head.endswith(b"\r\n\r\n"):
+            self.repeat = _Repeat(head, self.status, parsed, length, self.hop_tokens, self.via)
+
+    def _replay(self, exchange: Exchange, repeat: _Repeat, data: bytes) -> None:
+        """`data` is one whole response with `repeat`'s head: report what llhttp's callbacks would."""
+        status = self.status = repeat.status
+        self.informational = False
+        self.close_delimited = False
+        self.content_length = repeat.content_length
+        self.chunked = False
+        self.via = repeat.via
+        self.upgrade_header = None
+        self.hop_tokens = repeat.hop_tokens
+        headers = self.headers = repeat.headers.copy()  # a copy: plugins may change the list in place
+        exchange.upstream_head(self, status, headers)
+        if repeat.content_length and self.exchange is not None:
+            self.exchange.upstream_body(self, data[len(repeat.head):])
+        if self.exchange is not None:
+            self._complete(True)  # llhttp's should_keep_alive(): it was for the same head
 
     # httptools callbacks -----------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        self.between = False
+        self.begun += 1
+        self.parsed = None
         self.in_head = True
         self.head_received = 0
         self.head_size = 0
@@ -286,6 +361,8 @@ class UpstreamConnection(asyncio.Protocol):
             return
         self.close_delimited = (status >= 200 and status not in (204, 304) and not self.head_only
                                 and self.content_length is None and not self.chunked)
+        if self.content_length is not None and status >= 200 and status not in (204, 304) and not self.head_only:
+            self.parsed = self.headers.copy()  # a plain response: its head may be kept (_remember)
         self.exchange.upstream_head(self, status, self.headers)
         if self.head_only and self.exchange is not None:
             # llhttp cannot be told the request was HEAD: complete the exchange here and give
@@ -298,6 +375,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.exchange.upstream_body(self, body)
 
     def on_message_complete(self) -> None:
+        self.between = True
         if self.informational or self.exchange is None or self.status == 101:
             return
         self._complete(self.parser.should_keep_alive())
