@@ -138,8 +138,9 @@ def test_a_repeated_head_is_replayed_with_each_responses_own_body() -> None:
     # Upgrade.
     [(False, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"),
      (False, b"raw")],
-], ids=["split", "partial-then-whole", "more", "differs", "head-request", "continue", "204", "304", "empty", "chunked", "until-close",
-        "close", "http10", "http10-keep-alive", "hop-by-hop", "kept-across-others", "bad-name", "two-lengths", "upgrade"])
+], ids=["split", "partial-then-whole", "more", "differs", "head-request", "continue", "204", "304", "empty",
+        "chunked", "until-close", "close", "http10", "http10-keep-alive", "hop-by-hop", "kept-across-others",
+        "bad-name", "two-lengths", "upgrade"])
 def test_every_response_reports_what_llhttp_parses(reads: list[tuple[bool, bytes]]) -> None:
     same_as_parsed(reads)
 

@@ -26,6 +26,9 @@ in the same read never reaches an upstream. A refused request is answered in Kon
 (after the responses of the requests before it) and the connection is closed; it is metered only
 when it had been routed (a body that breaks or grows too large mid-stream).
 
+A read that holds one whole request whose head repeats the connection's last plain one byte for
+byte, but for its target, is not parsed again: see `_Repeat`.
+
 Timeouts (a head that takes too long, an idle keep-alive connection) are enforced by the server's
 sweep (`check_timeouts`), so the request path arms no timer.
 """
@@ -76,6 +79,10 @@ DRAIN_IDLE_GRACE: Final = 0.5    # seconds an idle connection of a draining work
 # Reads up to this size are scanned once for non-ASCII bytes (see data_received).
 _ASCII_SCAN: Final = 8192
 
+# What a target may hold to be taken without llhttp (_Repeat): RFC 3986's path and query characters.
+_TARGET_BYTES: Final = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:@/?%"
+_REPEAT_MAX: Final = 4096  # bytes of a request head kept for a repeat (one per connection)
+
 # Request headers the protocol looks at while parsing (their HeaderNames kind).
 _SPECIAL: Final = 2
 _SPECIAL_NAMES: Final = dict.fromkeys([b"host", b"content-length", b"transfer-encoding", b"expect", b"connection",
@@ -124,6 +131,28 @@ class Rejected(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+class _Repeat:
+    """A request head as llhttp parsed it, kept to recognise the next request that repeats it.
+
+    A client sends the same headers on request after request; only its target changes. llhttp's
+    reading of a header section depends only on its bytes, the method and the version, so a read
+    that starts between two messages and is `lead`, a target of plain path and query characters,
+    then `tail`, is the same request for another target. Only a plain request is kept: HTTP/1.1,
+    no body, and no header the protocol acts on but Host.
+    """
+
+    __slots__ = ("head_size", "headers", "lead", "method", "special", "tail")
+
+    def __init__(self, method: bytes, tail: bytes, headers: list[tuple[bytes, bytes]], special: dict[bytes, bytes],
+                 head_size: int) -> None:
+        self.method = method
+        self.lead = method + b" "  # what the read starts with
+        self.tail = tail            # and ends with: " HTTP/1.1" CRLF, the header lines, CRLF
+        self.headers = headers      # never handed out: each request gets a copy
+        self.special = special      # only read once parsed
+        self.head_size = head_size  # of the header lines (on_header's count), the target not included
 
 
 class ClientProtocol(asyncio.Protocol):
@@ -180,6 +209,8 @@ class ClientProtocol(asyncio.Protocol):
         self.special: dict[bytes, bytes] = {}
         self.head_size = 0
         self.names = HeaderNames(_SPECIAL_NAMES)
+        self.head_call: Call | None = None  # the Call of the last head parsed
+        self.repeat: _Repeat | None = None  # the last plain request's head, see _Repeat
         # The last request's headers as sent on, and their request_header_lines()
         self.sent_headers: list[tuple[bytes, bytes]] = []
         self.sent_tokens: frozenset[bytes] = NO_TOKENS
@@ -256,6 +287,13 @@ class ClientProtocol(asyncio.Protocol):
         fresh = self.parsing is None  # no body in progress: these bytes begin in (or before) a head
         completed = self.completed
         in_head = self.in_head
+        repeat = self.repeat
+        if repeat is not None and fresh and not in_head and data.endswith(repeat.tail) and data.startswith(repeat.lead):
+            target = data[len(repeat.lead):len(data) - len(repeat.tail)]
+            if (target.startswith(b"/") and not target.translate(None, _TARGET_BYTES)
+                    and len(target) <= self.max_url and len(target) + repeat.head_size <= self.max_head):
+                self._replay(repeat, target)
+                return
         # Two per-read checks that spare per-header work. A head whose bytes are all ASCII needs no
         # check of each value; a small read is scanned whole, once.
         self.head_ascii = len(data) <= _ASCII_SCAN and data.isascii() and (not in_head or self.head_ascii)
@@ -291,6 +329,45 @@ class ClientProtocol(asyncio.Protocol):
             if self.head_received > self.max_head:
                 self._reject(Rejected(431, responses.MSG_HEADERS_TOO_LARGE))
                 return
+        elif fresh and not in_head and self.completed == completed + 1 and self.head_11 and len(data) <= _REPEAT_MAX:
+            self._remember(data)
+        if self.start_pending:
+            self.start_pending = False
+            self._start(self.current)  # type: ignore[arg-type]
+
+    def _remember(self, data: bytes) -> None:
+        """`data` was one whole request, parsed: keep its head if plain (see _Repeat)."""
+        call = self.head_call
+        special = self.special
+        if call is None or len(special) != 1:  # Host alone: no body, Connection, Expect or Upgrade
+            return
+        url = self.url
+        lead = call.method_bytes + b" "
+        eol = data.find(b"\r\n")  # head_11: the line ends in " HTTP/1.1"
+        if data.find(b"\r\n\r\n") == len(data) - 4 and data.startswith(lead) and data[len(lead):eol - 9] == url:
+            self.repeat = _Repeat(call.method_bytes, data[eol - 9:], call.headers.copy(), special,
+                                  self.head_size - len(url))
+
+    def _replay(self, repeat: _Repeat, target: bytes) -> None:
+        """The read is one whole request with `repeat`'s head for `target`: do what llhttp's
+        callbacks would have done, without parsing it."""
+        self.url = target
+        self.headers = repeat.headers.copy()  # a copy: plugins may change the call's list in place
+        self.special = repeat.special
+        self.head_size = len(target) + repeat.head_size
+        self.head_11 = True
+        self.line_11 = False
+        try:
+            self._head_complete(repeat.method)
+            self.on_message_complete()
+        except Rejected as cause:
+            log.debug("request from %s refused: %d %s", self.client_ip, cause.status, cause.message)
+            self._reject(cause)
+            return
+        except Exception:
+            log.exception("request from %s: parser callback failed", self.client_ip)
+            self._reject(Rejected(500, responses.MSG_UNEXPECTED))
+            return
         if self.start_pending:
             self.start_pending = False
             self._start(self.current)  # type: ignore[arg-type]
@@ -347,9 +424,10 @@ class ClientProtocol(asyncio.Protocol):
             raise Rejected(400, responses.MSG_BAD_REQUEST)
 
     def on_headers_complete(self) -> None:
+        self._head_complete(self.parser.get_method())
+
+    def _head_complete(self, method: bytes) -> None:
         self.in_head = False
-        parser = self.parser
-        method = parser.get_method()
         if method == b"CONNECT":
             raise Rejected(405, responses.MSG_METHOD_NOT_ALLOWED)
         url = self.url
@@ -374,7 +452,7 @@ class ClientProtocol(asyncio.Protocol):
                 self.valid_host = host
                 self.valid_bare = _without_port(host)
                 self.valid_name = self.valid_bare.decode("latin-1").lower()
-        version = "1.1" if self.head_11 else parser.get_http_version()
+        version = "1.1" if self.head_11 else self.parser.get_http_version()
         if version != "1.1":
             if version != "1.0":
                 raise Rejected(505 if version >= "2" else 400,
@@ -397,6 +475,7 @@ class ClientProtocol(asyncio.Protocol):
             self._update_reading()
         self.server.requests_total += 1
         self.parsing = call
+        self.head_call = call
 
     def _special(self, call: Call, special: dict[bytes, bytes]) -> None:
         """The request headers besides Host that on_headers_complete acts on (`special`)."""
