@@ -208,3 +208,20 @@ def test_the_caching_encoder_writes_exactly_what_encode_call_writes() -> None:
                 assert encoder.encode(call, 1_795_000_000.5) == encode_call(call, 1_795_000_000.5)
     for call in calls[::-1] + calls[::2]:  # from the cache, each after another
         assert encoder.encode(call, 1_795_000_000.5) == encode_call(call, 1_795_000_000.5)
+
+
+def test_the_caching_encoder_writes_each_calls_own_time_status_and_sizes() -> None:
+    from tollway.metering.records import LineEncoder
+
+    # The millisecond, the status and the byte counts are kept as text while they repeat: any
+    # one of them changing alone must show in the next line.
+    encoder = LineEncoder()
+    service, route = {"id": "s1", "name": "mock"}, {"id": "r1", "name": "mock"}
+    steps = [(1_795_000_000.0011, 200, 81, 223), (1_795_000_000.0012, 200, 81, 223),
+             (1_795_000_000.0021, 200, 81, 223), (1_795_000_000.0021, 404, 81, 223),
+             (1_795_000_000.0021, 404, 82, 223), (1_795_000_000.0021, 404, 82, 224),
+             (1_795_000_000.0021, 200, 81, 223), (1_795_000_000.0011, 200, 81, 223)]
+    for started, status, request_bytes, response_bytes in steps:
+        call = finished_call(started, consumer=ALICE, service=service, route=route, status=status,
+                             request_bytes=request_bytes, response_bytes=response_bytes)
+        assert encoder.encode(call, started + 0.5) == encode_call(call, started + 0.5)
