@@ -155,3 +155,13 @@ def test_only_plain_keep_alive_responses_with_a_length_are_replayed() -> None:
                   [(False, b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nab")] * 2,
                   [(True, HEAD)] * 3):
         assert same_as_parsed(never) == 0
+
+
+def test_kept_heads_share_their_header_lines_in_a_bounded_table() -> None:
+    from tollway.proxy import upstream
+
+    heads = [(False, HEAD.replace(b"up", b"up-%d" % number) + b"ab") for number in range(5000)]
+    events, replayed = run(heads + heads[-1:], forget=False)
+    assert replayed == 1 and len(events) == 3 * len(heads) + 3
+    assert 0 < len(upstream._SHARED_LINES) <= upstream._SHARED_MAX
+    assert (b"Server", b"up-4999") in upstream._SHARED_LINES

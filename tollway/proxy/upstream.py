@@ -64,6 +64,18 @@ _RESPONSE_NAMES: Final = {
 # A response head longer than this is never kept for a repeat (the head is kept per connection).
 _REPEAT_MAX: Final = 4096
 
+# The header lines of kept heads, one tuple object for equal lines on every connection. The
+# connections to one service keep equal heads, and the client side compares each response's
+# headers with the last ones it joined: with the same tuples, that is an identity check per line.
+_SHARED_LINES: Final[dict[tuple[bytes, bytes], tuple[bytes, bytes]]] = {}
+_SHARED_MAX: Final = 4096
+
+
+def _shared(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    if len(_SHARED_LINES) + len(headers) > _SHARED_MAX:
+        _SHARED_LINES.clear()  # bounded: a stream of changing values cannot grow it
+    return [_SHARED_LINES.setdefault(line, line) for line in headers]
+
 
 class _HeadTooLarge(Exception):
     """Raised in on_header to stop llhttp; data_received fails the exchange."""
@@ -291,7 +303,7 @@ class UpstreamConnection(asyncio.Protocol):
             return
         head = data[:len(data) - length]
         if len(head) <= _REPEAT_MAX and head.endswith(b"\r\n\r\n"):
-            self.repeat = _Repeat(head, self.status, parsed, length, self.hop_tokens, self.via)
+            self.repeat = _Repeat(head, self.status, _shared(parsed), length, self.hop_tokens, self.via)
 
     def _replay(self, exchange: Exchange, repeat: _Repeat, data: bytes) -> None:
         """`data` is one whole response with `repeat`'s head: report what llhttp's callbacks would."""
