@@ -506,3 +506,29 @@ def test_headers_a_plugin_changes_in_place_after_a_request_do_not_stick_to_the_n
     first, second = raw.split(b"HTTP/1.1 200 OK\r\n")[1:]
     assert "x-b" not in heads[0] and heads[1]["x-b"] == "2"
     assert b"X-D" not in first and b"\r\nX-D: 4\r\n" in second
+
+
+def test_each_response_on_a_connection_is_framed_and_timed_on_its_own(proxy, raw_upstreams):
+    # A connection keeps its last Content-Length and latency lines while they repeat.
+    bodies = [b"ab", b"abc", b"xyz", b"", b"ab", b"ab"]
+    delays = [0, 0, 0.06, 0, 0, 0.06]
+
+    async def answer(reader, writer):
+        for body, delay in zip(bodies, delays, strict=True):
+            await read_head(reader)
+            await asyncio.sleep(delay)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            await writer.drain()
+    upstream = raw_upstreams(answer)
+    svc = service(upstream.port)
+    proxy.apply(snapshot([svc], [route(svc, ["/"])]))
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+        for body, delay in zip(bodies, delays, strict=True):
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # each once the last is answered
+            received = b""
+            while b"\r\n\r\n" not in received or not received.endswith(body):
+                received += sock.recv(65536)
+            head, _, rest = received.partition(b"\r\n\r\n")
+            lines = dict(line.split(b": ", 1) for line in head.split(b"\r\n")[1:])
+            assert lines[b"Content-Length"] == b"%d" % len(body) and rest == body
+            assert (int(lines[b"X-Tollway-Upstream-Latency"]) >= 50) == (delay > 0), (body, delay)

@@ -80,7 +80,10 @@ DRAIN_IDLE_GRACE: Final = 0.5    # seconds an idle connection of a draining work
 _ASCII_SCAN: Final = 8192
 
 # What a target may hold to be taken without llhttp (_Repeat): RFC 3986's path and query characters.
+# As a translate() table, which leaves those bytes as they are and changes every other one (a
+# table costs a pass over the target; deletechars would first build a table, on every call).
 _TARGET_BYTES: Final = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:@/?%"
+_PLAIN_TARGET: Final = bytes(byte if byte in _TARGET_BYTES else (byte + 1) % 256 for byte in range(256))
 _REPEAT_MAX: Final = 4096  # bytes of a request head kept for a repeat (one per connection)
 
 # Request headers the protocol looks at while parsing (their HeaderNames kind).
@@ -216,6 +219,11 @@ class ClientProtocol(asyncio.Protocol):
         self.sent_tokens: frozenset[bytes] = NO_TOKENS
         self.sent_lines = (b"", b"", b"")
         self.response_lines = JoinedLines()  # the upstreams' response header lines, as last joined
+        self.length_size = -1           # the last Content-Length line (_length_line)
+        self.length_line = b""
+        self.upstream_ms = -1           # the last latency lines (_latency_lines)
+        self.proxy_ms = -1
+        self.latency_lines = b""
 
         # Per-response state (of `current`)
         self.out_mode = _NO_BODY
@@ -290,7 +298,7 @@ class ClientProtocol(asyncio.Protocol):
         repeat = self.repeat
         if repeat is not None and fresh and not in_head and data.endswith(repeat.tail) and data.startswith(repeat.lead):
             target = data[len(repeat.lead):len(data) - len(repeat.tail)]
-            if (target.startswith(b"/") and not target.translate(None, _TARGET_BYTES)
+            if (target.startswith(b"/") and target.translate(_PLAIN_TARGET) == target
                     and len(target) <= self.max_url and len(target) + repeat.head_size <= self.max_head):
                 self._replay(repeat, target)
                 return
@@ -670,7 +678,8 @@ class ClientProtocol(asyncio.Protocol):
         # A client sends the same headers on every request, more often than not: their lines are
         # joined once per connection until they change.
         headers = call.headers
-        if headers == self.sent_headers and call.hop_tokens == self.sent_tokens:
+        tokens = call.hop_tokens
+        if headers == self.sent_headers and (tokens is self.sent_tokens or tokens == self.sent_tokens):
             lines = self.sent_lines
         else:
             lines = request_header_lines(headers, call.hop_tokens)
@@ -794,7 +803,7 @@ class ClientProtocol(asyncio.Protocol):
             framing = b"Content-Length: %d\r\n" % size if length is not None and call.method == "HEAD" else b""
         elif length is not None and not (chain is not None and chain.body_filter):
             mode = _LENGTH if length else _NO_BODY
-            framing = b"Content-Length: %d\r\n" % size
+            framing = self._length_line(size)
         elif call.http_11:
             mode = _CHUNKED
             framing = b"Transfer-Encoding: chunked\r\n"
@@ -809,8 +818,8 @@ class ClientProtocol(asyncio.Protocol):
             elif not call.http_11:
                 connection = b"Connection: keep-alive\r\n"
         call.keep_alive = keep_alive
-        latency = b"X-Tollway-Upstream-Latency: %d\r\nX-Tollway-Proxy-Latency: %d\r\n" % (
-            int((call.first_byte_at - call.sent_at) * 1000), int((call.sent_at - call.received_at) * 1000))
+        latency = self._latency_lines(int((call.first_byte_at - call.sent_at) * 1000),
+                                      int((call.sent_at - call.received_at) * 1000))
         line = responses.STATUS_LINE.get(status) or b"HTTP/1.1 %d \r\n" % status
         head = response_head(line, self.response_lines.join(call.response_headers), via, framing, connection,
                              latency)
@@ -827,6 +836,22 @@ class ClientProtocol(asyncio.Protocol):
             self.transport.write(head)
         else:
             self.held = head
+
+    # Formatting an int costs more than comparing it: the last line of each kind is kept.
+
+    def _length_line(self, size: int) -> bytes:
+        if size != self.length_size:
+            self.length_size = size
+            self.length_line = b"Content-Length: %d\r\n" % size
+        return self.length_line
+
+    def _latency_lines(self, upstream_ms: int, proxy_ms: int) -> bytes:
+        if upstream_ms != self.upstream_ms or proxy_ms != self.proxy_ms:
+            self.upstream_ms = upstream_ms
+            self.proxy_ms = proxy_ms
+            self.latency_lines = b"X-Tollway-Upstream-Latency: %d\r\nX-Tollway-Proxy-Latency: %d\r\n" % (
+                upstream_ms, proxy_ms)
+        return self.latency_lines
 
     def upstream_body(self, conn: UpstreamConnection, chunk: bytes) -> None:
         call = self.current
