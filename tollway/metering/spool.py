@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from tollway.metering.records import LineEncoder
 
@@ -39,9 +39,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SUFFIX = ".spool"
-FILE_BYTES = 16 << 20  # each spool file is allocated at this size (more when one record is longer)
-RELEASE_EVERY = 1 << 20  # recorded pages are unmapped from the writer every this many bytes
+SUFFIX: Final = ".spool"
+FILE_BYTES: Final = 16 << 20  # each spool file is allocated at this size (more when one record is longer)
+RELEASE_EVERY: Final = 1 << 20  # recorded pages are unmapped from the writer every this many bytes
 _RECORDED = re.compile(rb"[^\x00]+")  # bytes recorded: a run of anything but NUL
 READ_CHUNK = 64 << 10   # bytes read at a time: below glibc's mmap threshold, so buffers are reused, not faulted in anew
 PROBE_EVERY = 1.0      # seconds between two attempts to open a file again while the spool is failing

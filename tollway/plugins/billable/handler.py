@@ -8,16 +8,18 @@ traffic they cannot bill. The spool probes at most once a second, never per requ
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
+from tollway.metering.spool import SpoolWriter
 from tollway.plugins import base
 from tollway.plugins.billable.schema import SCHEMA
+from tollway.proxy.call import Call as ProxyCall
 
 REFUSED_MESSAGE = "usage metering unavailable; request refused"
 
 # Calls refused by this plugin whose meter phase has not run yet (by id; the call is kept alive so
 # its id cannot be reused meanwhile). The meter phase runs right after the refusal is rendered.
-_refused: dict[int, Any] = {}
+_refused: Final[dict[int, Any]] = {}
 
 
 class Handler(base.Handler):
@@ -29,13 +31,17 @@ class Handler(base.Handler):
         super().__init__(conf, runtime)
         settings = runtime.settings
         self.refuse = getattr(settings, "billable_spool_failure", "serve") == "refuse"
+        # The runtime, and so the spool, is that of one configuration, as this handler is: typed,
+        # its append() is a direct call.
+        spool = runtime.spool
+        self.spool: SpoolWriter | None = spool if isinstance(spool, SpoolWriter) else None
 
     def phases(self) -> frozenset[str]:
         # Serving through spool failures needs no access phase: leave it off the hot path.
         return super().phases() if self.refuse else super().phases() - {"access"}
 
     def access(self, call: base.Call) -> base.Reply | None:
-        spool = self.runtime.spool
+        spool = self.spool
         if self.refuse and spool is not None and spool.failing and not spool.recover():
             spool.refused += 1
             _refused[id(call)] = call
@@ -45,6 +51,7 @@ class Handler(base.Handler):
     def meter(self, call: base.Call) -> None:
         if _refused and _refused.pop(id(call), None) is not None:
             return  # never served: not billable, and counted in spool.refused
-        spool = self.runtime.spool
+        spool = self.spool
         if spool is not None:
+            assert isinstance(call, ProxyCall)  # the proxy's own: the spool reads its fields directly
             spool.append(call)
