@@ -70,3 +70,37 @@ def test_malformed_lines_are_skipped_one_by_one_and_logged(caplog: pytest.LogCap
     assert (batch.records, batch.bad_lines) == (2, 7)
     assert summary(batch) == summary(one_by_one(lines))
     assert all("w1.0.000001.spool" in message for message in caplog.messages)
+
+
+@pytest.mark.parametrize("change", [
+    "next minute", "status", "route", "consumer", "bad number", "field more", "field short", "other century",
+    "14 digits", "12 digits", "no tab after the time", "version", "status with a space",
+])
+def test_runs_of_one_clients_lines_sum_as_one_by_one_whatever_breaks_them(change: str) -> None:
+    # Lines alike but for their numbers are summed after their middle only; every way a line can
+    # differ from the run before it must be noticed, and the run taken up again after it.
+    def line(started_at: float, **fields: object) -> bytes:
+        call = finished_call(started_at=started_at, **fields)  # type: ignore[arg-type]
+        return encode_call(call, started_at + 0.002).rstrip(b"\n")
+
+    base = 1_790_000_039.5  # 20.5 s before a minute ends
+    good = line(base + 5)
+    changed = {
+        "next minute": line(base + 21),
+        "status": line(base + 5, status=404),
+        "route": line(base + 5, route=ROUTE2),
+        "consumer": line(base + 5, consumer=dict(BOB)),
+        "bad number": good.replace(b"\t100\t", b"\t1o0\t"),
+        "field more": good + b"\t7",
+        "field short": good.rsplit(b"\t", 1)[0],
+        "other century": good[:2] + b"9" + good[3:],
+        "14 digits": good[:2] + b"0" + good[2:],
+        "12 digits": good[:2] + good[3:],
+        "no tab after the time": good[:15] + b"X" + good[16:],
+        "version": b"2" + good[1:],
+        "status with a space": good.replace(b"\t200\t", b"\t200 \t"),
+    }[change]
+    lines = [line(base + n) for n in range(5)] + [changed] + [line(base + n) for n in range(6, 10)]
+    batch = UsageBatch()
+    batch.add_lines(lines)
+    assert summary(batch) == summary(one_by_one(lines))

@@ -69,11 +69,37 @@ class UsageBatch:
         The flusher's hot loop: a line is only split at its ends (format version and time at the
         front, the four numbers at the back) and summed under its raw middle, the consumer,
         service and route fields; each distinct middle is decoded once, by `_fold`.
+
+        A worker writes runs of lines alike but for their numbers (one client's calls): a line
+        whose time has 13 digits, as every time from 2001 to 2286 does, and whose middle and
+        status are those of the lines before, in the same minute, is only split after them (once
+        two lines in a row had them: alternating clients cost nothing more).
         """
         groups: dict[tuple[int, bytes, int], list[int]] = {}
+        run_middle = b""  # b"<middle>\t<status>\t" of the last run of lines, summed into run_totals
+        run_minute = -1
+        run_totals: list[int] = []
+        last_totals: list[int] = []  # the group of the line before
         for line in lines:
             if not line:
                 continue  # a writer's probe after a write failure (see tollway.metering.spool)
+            if run_middle and line.startswith(run_middle, 16) and line.startswith(b"1\t") and line[15] == 9:
+                try:
+                    ts_ms = int(line[2:15])
+                    numbers = line[16 + len(run_middle):].split(b"\t")
+                    if ts_ms // 60_000 * 60 == run_minute and len(numbers) == 3:
+                        received = int(numbers[0])
+                        sent = int(numbers[1])
+                        latency = int(numbers[2])
+                        run_totals[0] += 1
+                        run_totals[1] += received
+                        run_totals[2] += sent
+                        run_totals[3] += latency
+                        if ts_ms > run_totals[4]:
+                            run_totals[4] = ts_ms
+                        continue
+                except ValueError:
+                    pass  # counted as bad, with its reason, below
             try:
                 head, status, request_bytes, response_bytes, latency_us = line.rsplit(b"\t", 4)
                 version, ts, entities = head.split(b"\t", 2)
@@ -89,7 +115,7 @@ class UsageBatch:
                 continue
             totals = groups.get(key)
             if totals is None:
-                groups[key] = [1, received, sent, latency, ts_ms]
+                totals = groups[key] = [1, received, sent, latency, ts_ms]
             else:
                 totals[0] += 1
                 totals[1] += received
@@ -97,6 +123,11 @@ class UsageBatch:
                 totals[3] += latency
                 if ts_ms > totals[4]:
                     totals[4] = ts_ms
+            if totals is last_totals:  # the same group twice in a row: a run
+                run_middle = b"%s\t%s\t" % (entities, status)
+                run_minute = key[0]
+                run_totals = totals
+            last_totals = totals
         self._fold(groups, source)
 
     def _fold(self, groups: dict[tuple[int, bytes, int], list[int]], source: str) -> None:
