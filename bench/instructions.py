@@ -13,6 +13,12 @@ noisy machine. Two counts:
   10 connections for --seconds after a warm-up; the count over that window divided by the
   requests wrk completed in it.
 
+With --varying-heads, a third count, `real_varying`: the same, but every request and every
+response has a head of its own (wrk sends a counter in X-Request-Id, nginx adds its $request_id
+to each response), so no head repeats and llhttp parses every one (see _Repeat in
+tollway/proxy/protocol.py and upstream.py). That is the cost for clients and upstreams whose
+heads differ each time.
+
 Both run with PYTHONHASHSEED=0: with random string hashes, dict and set probes vary from run to
 run, and so does the count (by about 0.5%). Needs valgrind (callgrind_control,
 callgrind_annotate), nginx and wrk. Prints one JSON object.
@@ -71,9 +77,20 @@ def hot_path(workdir: Path) -> int:
     return (counts[1] - counts[0]) // 4000
 
 
-def wrk(port: int, seconds: int) -> int:
+# A wrk script whose every request has a head of its own.
+VARYING = """
+local counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format(nil, nil, {["apikey"] = "%s", ["X-Request-Id"] = tostring(counter)})
+end
+"""
+
+
+def wrk(port: int, seconds: int, script: Path | None = None) -> int:
     """Requests wrk completed against the proxy in `seconds` (10 connections)."""
-    out = subprocess.run(["wrk", "-t1", "-c10", f"-d{seconds}s", "-H", f"apikey: {API_KEY}",
+    extra = ["-s", str(script)] if script is not None else []
+    out = subprocess.run(["wrk", "-t1", "-c10", f"-d{seconds}s", "-H", f"apikey: {API_KEY}", *extra,
                           f"http://127.0.0.1:{port}/bench"], capture_output=True, text=True, check=True).stdout
     if "Non-2xx" in out:
         raise SystemExit(f"the proxy answered errors:\n{out}")
@@ -83,9 +100,15 @@ def wrk(port: int, seconds: int) -> int:
     return int(found.group(1))
 
 
-def real(workdir: Path, seconds: int) -> tuple[int, int]:
+def real(workdir: Path, seconds: int, varying: bool = False) -> tuple[int, int]:
     """Instructions per call of a real proxy process, and the requests they were counted over."""
-    with NginxServer.upstream(workdir / "nginx") as upstream:
+    script = None
+    if varying:
+        script = workdir / "varying.lua"
+        script.write_text(VARYING % API_KEY)
+        workdir = workdir / "varying"
+        workdir.mkdir()
+    with NginxServer.upstream(workdir / "nginx", vary_heads=varying) as upstream:
         snapshot = _snapshot(PLUGINS)
         snapshot["services"][0]["port"] = upstream.port
         port = free_port()
@@ -95,9 +118,9 @@ def real(workdir: Path, seconds: int) -> tuple[int, int]:
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT, env=ENV)
         try:
             wait_for_port(port, timeout=120)
-            wrk(port, 3)  # warm-up: connections, caches, the first spool pages
+            wrk(port, 3, script)  # warm-up: connections, caches, the first spool pages
             subprocess.run(["callgrind_control", "-z", str(proc.pid)], capture_output=True, check=True)
-            requests = wrk(port, seconds)
+            requests = wrk(port, seconds, script)
             subprocess.run(["callgrind_control", "-d", str(proc.pid)], capture_output=True, check=True)
             time.sleep(1)
             dumps = sorted(workdir.glob("real.*"))
@@ -113,6 +136,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=20, help="wrk's measured run against the real process")
     parser.add_argument("--skip-real", action="store_true", help="only count bench/hot_path.py")
+    parser.add_argument("--varying-heads", action="store_true",
+                        help="also count a real process whose requests and responses never repeat a head")
     args = parser.parse_args()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=ROOT).stdout.strip()
@@ -122,6 +147,8 @@ def main() -> None:
                                      "hot_path": hot_path(workdir)}
         if not args.skip_real:
             result["real"], result["real_requests"] = real(workdir, args.seconds)
+            if args.varying_heads:
+                result["real_varying"], result["real_varying_requests"] = real(workdir, args.seconds, varying=True)
     print(json.dumps(result))
 
 

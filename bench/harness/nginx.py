@@ -23,12 +23,17 @@ _TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
 
 def render_config(directory: Path, port: int, upstream_port: int | None = None,
-                  keepalive: int = 64) -> str:
-    """nginx.conf for `return 200`, or, with upstream_port, for `proxy_pass` with a keepalive pool."""
+                  keepalive: int = 64, vary_heads: bool = False) -> str:
+    """nginx.conf for `return 200`, or, with upstream_port, for `proxy_pass` with a keepalive pool.
+
+    With `vary_heads`, the upstream's every response head differs (an X-Request-Id header).
+    """
     temp_paths = "\n".join(f"    {name}_temp_path {directory / name};" for name in _TEMP_PATHS)
     if upstream_port is None:
         upstream_block = ""
         location = '            return 200 "ok\\n";'
+        if vary_heads:
+            location = "            add_header X-Request-Id $request_id;\n" + location
     else:
         upstream_block = (f"    upstream backend {{\n        server {LOOPBACK}:{upstream_port};\n"
                           f"        keepalive {keepalive};\n    }}\n")
@@ -63,17 +68,18 @@ class NginxServer:
     """nginx as a child process: `NginxServer.upstream()` or `NginxServer.proxy(upstream_port)`."""
 
     def __init__(self, directory: Path | None = None, upstream_port: int | None = None,
-                 port: int | None = None) -> None:
+                 port: int | None = None, vary_heads: bool = False) -> None:
         self.binary = require_tool("nginx")
+        self.vary_heads = vary_heads
         self.directory = Path(directory or tempfile.mkdtemp(prefix="tollway-bench-nginx-"))
         self.upstream_port = upstream_port
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     @classmethod
-    def upstream(cls, directory: Path | None = None) -> NginxServer:
-        """The fast upstream: every request answers 200 `ok`."""
-        return cls(directory)
+    def upstream(cls, directory: Path | None = None, vary_heads: bool = False) -> NginxServer:
+        """The fast upstream: every request answers 200 `ok` (with a head of its own: `vary_heads`)."""
+        return cls(directory, vary_heads=vary_heads)
 
     @classmethod
     def proxy(cls, upstream_port: int, directory: Path | None = None) -> NginxServer:
@@ -93,7 +99,7 @@ class NginxServer:
         # Workers run as `nobody` when we are root: they must be able to enter the directory.
         os.chmod(self.directory, 0o755)
         conf = self.directory / "nginx.conf"
-        conf.write_text(render_config(self.directory, self.port, self.upstream_port))
+        conf.write_text(render_config(self.directory, self.port, self.upstream_port, vary_heads=self.vary_heads))
         log = open(self.directory / "stderr.log", "ab")
         self.proc = subprocess.Popen(
             [self.binary, "-p", str(self.directory), "-e", str(self.directory / "error.log"),

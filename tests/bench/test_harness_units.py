@@ -60,6 +60,8 @@ def test_nginx_proxy_config_keeps_upstream_connections_alive(tmp_path: Path) -> 
     assert "keepalive 64;" in conf and "proxy_http_version 1.1;" in conf and 'Connection ""' in conf
     assert "worker_processes 1;" in conf and "access_log off;" in conf
     assert 'return 200' in render_config(tmp_path, 8080)
+    assert "X-Request-Id $request_id" in render_config(tmp_path, 8080, vary_heads=True)
+    assert "X-Request-Id" not in render_config(tmp_path, 8080)
 
 
 def test_tollway_profiles_enable_and_configure_their_plugins() -> None:
