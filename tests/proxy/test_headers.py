@@ -104,3 +104,17 @@ def test_header_names_by_position_carry_their_kind():
     assert [names.lookup(i, n) for i, n in enumerate([b"Via", b"content-length", b"X-A", b"Proxy-Bar"])] == \
         [(b"via", 3), (b"content-length", 2), (b"x-a", NAME_OTHER), (b"proxy-bar", NAME_PROXY)]
     assert HeaderNames().lookup(0, b"Content-Length") == (b"content-length", NAME_OTHER)
+
+
+def test_joined_lines_adopt_an_equal_list_made_of_other_tuples() -> None:
+    # Equal lists compare by identity per item only when they share their tuples: the lines keep
+    # the latest equal list's tuples (a kept head's, shared by every connection).
+    joined = JoinedLines()
+    first = [(b"Server", b"up"), (b"Date", b"today")]
+    assert joined.join(first) == b"Server: up\r\nDate: today\r\n"
+    again = [(name, value) for name, value in first]  # equal, other objects
+    assert again[0] is not first[0] and joined.join(again) == b"Server: up\r\nDate: today\r\n"
+    assert all(kept is item for kept, item in zip(joined.headers, again, strict=True))
+    again.append((b"X-Later", b"1"))  # a plugin changing the list afterwards changes no kept line
+    assert joined.join([*first, (b"X-Later", b"1")]) == b"Server: up\r\nDate: today\r\nX-Later: 1\r\n"
+    assert joined.join([]) == b""

@@ -10,11 +10,11 @@ sets defined here.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 __all__ = ["VIA", "HOP_BY_HOP", "NAME_OTHER", "NAME_PROXY", "NO_TOKENS", "RESPONSE_REWRITTEN", "HeaderNames",
            "JoinedLines", "connection_tokens", "forwarded_blocks", "forwarded_prefix_line", "join_lines",
-           "lower_name", "request_header_lines", "upstream_request_head", "response_head"]
+           "lower_name", "same_items", "request_header_lines", "upstream_request_head", "response_head"]
 
 VIA: Final = b"1.1 tollway"
 _VIA_LINE: Final = b"Via: " + VIA + b"\r\n"
@@ -217,11 +217,25 @@ class JoinedLines:
     def join(self, headers: list[tuple[bytes, bytes]]) -> bytes:
         """The lines of `headers`."""
         if headers == self.headers:
+            if headers and not same_items(headers, self.headers):
+                self.headers = headers.copy()  # see same_items()
             return self.joined
         joined = join_lines(headers)
         self.headers = headers.copy()  # a copy: a plugin may still change the call's list in place
         self.joined = joined
         return joined
+
+
+def same_items(headers: list[Any], other: list[Any]) -> bool:
+    """Whether two equal, non-empty header lists hold the same tuples (their first one is taken for all).
+
+    Comparing equal lists costs an identity check per header when they share their tuples, and a
+    comparison of both names and values when they do not. A connection that keeps the last list
+    it saw adopts an equal one with other tuples (a kept head's, see _Repeat in protocol.py and
+    upstream.py), so that the next comparisons are identity checks. Typed Any: compiled code would
+    unpack a tuple[bytes, bytes] and box it anew to compare it by identity.
+    """
+    return headers[0] is other[0]
 
 
 def response_head(status_line: bytes, lines: bytes, via: bytes, framing: bytes, connection: bytes,

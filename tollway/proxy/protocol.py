@@ -56,6 +56,7 @@ from tollway.proxy.headers import (
     forwarded_prefix_line,
     request_header_lines,
     response_head,
+    same_items,
     upstream_request_head,
 )
 from tollway.proxy.upstream import ConnectFailed, Target, UpstreamConnection
@@ -213,7 +214,8 @@ class ClientProtocol(asyncio.Protocol):
         self.head_size = 0
         self.names = HeaderNames(_SPECIAL_NAMES)
         self.head_call: Call | None = None  # the Call of the last head parsed
-        self.repeat: _Repeat | None = None  # the last plain request's head, see _Repeat
+        self.repeat: _Repeat | None = None  # a plain request's head, kept (see _Repeat)
+        self.seen_tail = b""            # the last whole request read at once, from " HTTP/1.1" on
         # The last request's headers as sent on, and their request_header_lines()
         self.sent_headers: list[tuple[bytes, bytes]] = []
         self.sent_tokens: frozenset[bytes] = NO_TOKENS
@@ -344,14 +346,19 @@ class ClientProtocol(asyncio.Protocol):
             self._start(self.current)  # type: ignore[arg-type]
 
     def _remember(self, data: bytes) -> None:
-        """`data` was one whole request, parsed: keep its head if plain (see _Repeat)."""
+        """`data` was one whole request, parsed. Its head but for the request line is noted; when
+        it repeats the one noted before (two in a row) and is plain, the head is kept (see
+        _Repeat): heads that differ every time cost a slice, not a copy of their headers."""
         call = self.head_call
         special = self.special
         if call is None or len(special) != 1:  # Host alone: no body, Connection, Expect or Upgrade
             return
+        eol = data.find(b"\r\n")  # head_11: the line ends in " HTTP/1.1"
+        if len(data) - eol + 9 != len(self.seen_tail) or not data.endswith(self.seen_tail):
+            self.seen_tail = data[eol - 9:]
+            return
         url = self.url
         lead = call.method_bytes + b" "
-        eol = data.find(b"\r\n")  # head_11: the line ends in " HTTP/1.1"
         if data.find(b"\r\n\r\n") == len(data) - 4 and data.startswith(lead) and data[len(lead):eol - 9] == url:
             self.repeat = _Repeat(call.method_bytes, data[eol - 9:], call.headers.copy(), special,
                                   self.head_size - len(url))
@@ -681,6 +688,8 @@ class ClientProtocol(asyncio.Protocol):
         tokens = call.hop_tokens
         if headers == self.sent_headers and (tokens is self.sent_tokens or tokens == self.sent_tokens):
             lines = self.sent_lines
+            if headers and not same_items(headers, self.sent_headers):
+                self.sent_headers = headers.copy()
         else:
             lines = request_header_lines(headers, call.hop_tokens)
             self.sent_headers = headers.copy()  # a copy: a plugin may still change the call's list in place

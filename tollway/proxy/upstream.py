@@ -67,11 +67,12 @@ _REPEAT_MAX: Final = 4096
 # The header lines of kept heads, one tuple object for equal lines on every connection. The
 # connections to one service keep equal heads, and the client side compares each response's
 # headers with the last ones it joined: with the same tuples, that is an identity check per line.
-_SHARED_LINES: Final[dict[tuple[bytes, bytes], tuple[bytes, bytes]]] = {}
+# (Typed Any: compiled code would unpack a tuple[bytes, bytes] and box it anew, a new object.)
+_SHARED_LINES: Final[dict[Any, Any]] = {}
 _SHARED_MAX: Final = 4096
 
 
-def _shared(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+def _shared(headers: list[Any]) -> list[Any]:
     if len(_SHARED_LINES) + len(headers) > _SHARED_MAX:
         _SHARED_LINES.clear()  # bounded: a stream of changing values cannot grow it
     return [_SHARED_LINES.setdefault(line, line) for line in headers]
@@ -170,8 +171,10 @@ class UpstreamConnection(asyncio.Protocol):
         self.names = HeaderNames(_RESPONSE_NAMES)
         self.between = True             # llhttp is between two messages (nothing of a next one fed)
         self.begun = 0                  # messages llhttp began on this connection
-        self.repeat: _Repeat | None = None  # the last plain response's head, see _Repeat
-        self.parsed: list[tuple[bytes, bytes]] | None = None  # its headers as parsed, before anyone saw them
+        self.repeat: _Repeat | None = None  # a plain response's head, kept (see _Repeat)
+        self.seen_head = b""            # the head of the last whole response read at once
+        self.seen_again = False         # the read being parsed starts with it
+        self.parsed: list[tuple[bytes, bytes]] | None = None  # then its headers as parsed, before anyone saw them
 
         # Per-exchange state
         self.exchange: Exchange | None = None
@@ -263,6 +266,7 @@ class UpstreamConnection(asyncio.Protocol):
             self._replay(exchange, repeat, data)
             return
         begun = self.begun
+        self.seen_again = between and len(self.seen_head) > 0 and data.startswith(self.seen_head)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -295,15 +299,21 @@ class UpstreamConnection(asyncio.Protocol):
             self.parser = httptools.HttpResponseParser(self)
 
     def _remember(self, data: bytes) -> None:
-        """`data` was one whole response and its exchange is complete: keep its head if plain."""
+        """`data` was one whole response and its exchange is complete. Its head is noted; when it
+        repeats the one noted before (two in a row) and is plain, it is kept (see _Repeat): heads
+        that differ every time cost a slice, not a copy of their headers."""
         parsed = self.parsed
         self.parsed = None
         length = self.content_length
-        if parsed is None or length is None or self.chunked or self.upgrade_header is not None or self.tunnel:
+        if length is None or self.chunked or self.upgrade_header is not None or self.tunnel:
             return
         head = data[:len(data) - length]
-        if len(head) <= _REPEAT_MAX and head.endswith(b"\r\n\r\n"):
-            self.repeat = _Repeat(head, self.status, _shared(parsed), length, self.hop_tokens, self.via)
+        if len(head) > _REPEAT_MAX or not head.endswith(b"\r\n\r\n"):
+            return
+        if parsed is None:  # not seen just before, or not plain (see on_headers_complete)
+            self.seen_head = head
+            return
+        self.repeat = _Repeat(head, self.status, _shared(parsed), length, self.hop_tokens, self.via)
 
     def _replay(self, exchange: Exchange, repeat: _Repeat, data: bytes) -> None:
         """`data` is one whole response with `repeat`'s head: report what llhttp's callbacks would."""
@@ -373,8 +383,9 @@ class UpstreamConnection(asyncio.Protocol):
             return
         self.close_delimited = (status >= 200 and status not in (204, 304) and not self.head_only
                                 and self.content_length is None and not self.chunked)
-        if self.content_length is not None and status >= 200 and status not in (204, 304) and not self.head_only:
-            self.parsed = self.headers.copy()  # a plain response: its head may be kept (_remember)
+        if (self.seen_again and self.content_length is not None and status >= 200 and status not in (204, 304)
+                and not self.head_only):
+            self.parsed = self.headers.copy()  # a plain head seen just before: it may be kept (_remember)
         self.exchange.upstream_head(self, status, self.headers)
         if self.head_only and self.exchange is not None:
             # llhttp cannot be told the request was HEAD: complete the exchange here and give
