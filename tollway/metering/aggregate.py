@@ -21,6 +21,16 @@ def month_start(epoch: int) -> int:
     return int(day.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp())
 
 
+def _count(totals: list[int], received: int, sent: int, latency: int, ts_ms: int) -> None:
+    """One more line in a group: [lines, request bytes, response bytes, latency sum, latest ms]."""
+    totals[0] += 1
+    totals[1] += received
+    totals[2] += sent
+    totals[3] += latency
+    if ts_ms > totals[4]:
+        totals[4] = ts_ms
+
+
 class UsageBatch:
     """The usage of one flush: totals per key and minute, and the names last seen for each id."""
 
@@ -88,15 +98,7 @@ class UsageBatch:
                     ts_ms = int(line[2:15])
                     numbers = line[16 + len(run_middle):].split(b"\t")
                     if ts_ms // 60_000 * 60 == run_minute and len(numbers) == 3:
-                        received = int(numbers[0])
-                        sent = int(numbers[1])
-                        latency = int(numbers[2])
-                        run_totals[0] += 1
-                        run_totals[1] += received
-                        run_totals[2] += sent
-                        run_totals[3] += latency
-                        if ts_ms > run_totals[4]:
-                            run_totals[4] = ts_ms
+                        _count(run_totals, int(numbers[0]), int(numbers[1]), int(numbers[2]), ts_ms)
                         continue
                 except ValueError:
                     pass  # counted as bad, with its reason, below
@@ -117,12 +119,7 @@ class UsageBatch:
             if totals is None:
                 totals = groups[key] = [1, received, sent, latency, ts_ms]
             else:
-                totals[0] += 1
-                totals[1] += received
-                totals[2] += sent
-                totals[3] += latency
-                if ts_ms > totals[4]:
-                    totals[4] = ts_ms
+                _count(totals, received, sent, latency, ts_ms)
             if totals is last_totals:  # the same group twice in a row: a run
                 run_middle = b"%s\t%s\t" % (entities, status)
                 run_minute = key[0]
