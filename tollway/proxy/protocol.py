@@ -320,13 +320,7 @@ class ClientProtocol(asyncio.Protocol):
         except httptools.HttpParserUpgrade as exc:
             self._upgrade(data[exc.args[0]:])
         except httptools.HttpParserCallbackError as exc:
-            cause = exc.__context__
-            if isinstance(cause, Rejected):
-                log.debug("request from %s refused: %d %s", self.client_ip, cause.status, cause.message)
-                self._reject(cause)
-            else:
-                log.error("request from %s: parser callback failed", self.client_ip, exc_info=cause)
-                self._reject(Rejected(500, responses.MSG_UNEXPECTED))
+            self._callback_failed(exc.__context__)
             return
         except httptools.HttpParserError as exc:
             log.debug("bad request from %s: %s", self.client_ip, exc)
@@ -375,17 +369,21 @@ class ClientProtocol(asyncio.Protocol):
         try:
             self._head_complete(repeat.method)
             self.on_message_complete()
-        except Rejected as cause:
-            log.debug("request from %s refused: %d %s", self.client_ip, cause.status, cause.message)
-            self._reject(cause)
-            return
-        except Exception:
-            log.exception("request from %s: parser callback failed", self.client_ip)
-            self._reject(Rejected(500, responses.MSG_UNEXPECTED))
+        except Exception as exc:
+            self._callback_failed(exc)
             return
         if self.start_pending:
             self.start_pending = False
             self._start(self.current)  # type: ignore[arg-type]
+
+    def _callback_failed(self, cause: BaseException | None) -> None:
+        """What a parser callback raised (or the same code for a repeated head): a refusal, or a bug."""
+        if isinstance(cause, Rejected):
+            log.debug("request from %s refused: %d %s", self.client_ip, cause.status, cause.message)
+            self._reject(cause)
+        else:
+            log.error("request from %s: parser callback failed", self.client_ip, exc_info=cause)
+            self._reject(Rejected(500, responses.MSG_UNEXPECTED))
 
     def _upgrade(self, rest: bytes) -> None:
         """llhttp stopped after a request that asked for an Upgrade (its message is complete)."""
