@@ -335,9 +335,7 @@ class ClientProtocol(asyncio.Protocol):
                 return
         elif fresh and not in_head and self.completed == completed + 1 and self.head_11 and len(data) <= _REPEAT_MAX:
             self._remember(data)
-        if self.start_pending:
-            self.start_pending = False
-            self._start(self.current)  # type: ignore[arg-type]
+        self._start_pending()
 
     def _remember(self, data: bytes) -> None:
         """`data` was one whole request, parsed. Its head but for the request line is noted; when
@@ -372,6 +370,10 @@ class ClientProtocol(asyncio.Protocol):
         except Exception as exc:
             self._callback_failed(exc)
             return
+        self._start_pending()
+
+    def _start_pending(self) -> None:
+        """Start `current` when the read just parsed (or replayed) completed its head."""
         if self.start_pending:
             self.start_pending = False
             self._start(self.current)  # type: ignore[arg-type]
@@ -1023,9 +1025,7 @@ class ClientProtocol(asyncio.Protocol):
             if not self.read_paused:
                 self.read_paused = True
                 self.transport.pause_reading()
-            if self.start_pending:
-                self.start_pending = False
-                self._start(current)
+            self._start_pending()
             return
         self.start_pending = False
         if current is None:
