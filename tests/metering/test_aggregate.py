@@ -75,6 +75,9 @@ def test_malformed_lines_are_skipped_one_by_one_and_logged(caplog: pytest.LogCap
 @pytest.mark.parametrize("change", [
     "next minute", "status", "route", "consumer", "bad number", "field more", "field short", "other century",
     "14 digits", "12 digits", "no tab after the time", "version", "status with a space",
+    "request bytes", "response bytes", "latency with a tab before", "latency with a tab after",
+    "time with a tab before", "time with a tab after", "latency not a number", "time not a number",
+    "previous minute", "empty latency",
 ])
 def test_runs_of_one_clients_lines_sum_as_one_by_one_whatever_breaks_them(change: str) -> None:
     # Lines alike but for their numbers are summed after their middle only; every way a line can
@@ -99,8 +102,77 @@ def test_runs_of_one_clients_lines_sum_as_one_by_one_whatever_breaks_them(change
         "no tab after the time": good[:15] + b"X" + good[16:],
         "version": b"2" + good[1:],
         "status with a space": good.replace(b"\t200\t", b"\t200 \t"),
+        "request bytes": line(base + 5, request_bytes=101),
+        "response bytes": line(base + 5, response_bytes=999),
+        "latency with a tab before": good[:good.rindex(b"\t")] + b"\t\t" + good[good.rindex(b"\t") + 1:],
+        "latency with a tab after": good + b"\t",
+        "time with a tab before": good[:2] + b"\t" + good[3:],
+        "time with a tab after": good[:14] + b"\t" + good[15:],
+        "latency not a number": good[:good.rindex(b"\t") + 1] + b"2o00",
+        "time not a number": good[:2] + b"17900000:9500" + good[15:],
+        "previous minute": line(base - 0.6),
+        "empty latency": good[:good.rindex(b"\t") + 1],
     }[change]
     lines = [line(base + n) for n in range(5)] + [changed] + [line(base + n) for n in range(6, 10)]
     batch = UsageBatch()
     batch.add_lines(lines)
     assert summary(batch) == summary(one_by_one(lines))
+
+
+def test_a_batch_sums_many_clients_over_many_chunks_as_one_by_one(caplog: pytest.LogCaptureFixture) -> None:
+    # Lines are summed raw across add_lines calls (a flush reads a spool in chunks) and decoded
+    # once per batch; a malformed middle is logged once per batch, each of its lines counted bad.
+    rng = random.Random(11)
+    consumers = [dict(ALICE, id=f"{n:08d}-1111-4111-8111-111111111111", username=f"user{n}") for n in range(60)]
+    lines = []
+    for n in range(3000):
+        call = finished_call(started_at=1_790_000_000 + n * 0.05, consumer=rng.choice(consumers),
+                             request_bytes=rng.choice([100, 100, 100, 7]))
+        lines.append(encode_call(call, call.started_at + 0.001).rstrip(b"\n"))
+    broken = lines[10].replace(b"user", b"us\xffer")
+    lines[100:100] = [broken] * 3
+    batch = UsageBatch()
+    with caplog.at_level(logging.ERROR, "tollway.metering.aggregate"):
+        for start in range(0, len(lines), 97):
+            batch.add_lines(lines[start:start + 97], "w1.0.000001.spool")
+    assert (batch.records, batch.bad_lines) == (3000, 3)
+    assert summary(batch) == summary(one_by_one(lines))
+    assert len(caplog.messages) == 1
+
+
+def test_rows_asked_twice_or_between_chunks_are_the_same() -> None:
+    lines = [encode_call(finished_call(started_at=1_790_000_000 + n), 1_790_000_000 + n + 0.01).rstrip(b"\n")
+             for n in range(100)]
+    batch = UsageBatch()
+    batch.add_lines(lines[:50])
+    first = summary(batch)
+    batch.add_lines(lines[50:])
+    assert summary(batch) == summary(batch) == summary(one_by_one(lines)) != first
+
+
+def test_runs_out_of_time_order_and_odd_time_fields_sum_as_one_by_one() -> None:
+    def line(started_at: float, **fields: object) -> bytes:
+        call = finished_call(started_at=started_at, **fields)  # type: ignore[arg-type]
+        return encode_call(call, started_at + 0.002).rstrip(b"\n")
+
+    def with_time(line: bytes, text: bytes) -> bytes:
+        return line[:2] + text + line[line.index(b"\t", 2):]
+
+    base = 1_790_000_000.0
+    late_first = ([line(base + n) for n in range(5)] + [line(base + 9, request_bytes=7)]
+                  + [line(base + n, request_bytes=7) for n in (6, 7, 8)])
+    assert summary(_summed(late_first)) == summary(one_by_one(late_first))
+    # Times of 13 characters near the epoch, where a tab in place of a digit keeps the value in the minute
+    near_epoch = [with_time(line(base), b"00000000010%02d" % n) for n in range(5)]
+    for odd in (b"\t000000001005", b"000000000100\t"):
+        lines = [*near_epoch, with_time(line(base), odd), *near_epoch]
+        assert summary(_summed(lines)) == summary(one_by_one(lines))
+    # Times of 14 digits throughout (a leading zero): never a run, still summed
+    padded = [with_time(line(base + n), b"0%d" % int((base + n) * 1000)) for n in range(6)]
+    assert summary(_summed(padded)) == summary(one_by_one(padded))
+
+
+def _summed(lines: list[bytes]) -> UsageBatch:
+    batch = UsageBatch()
+    batch.add_lines(lines)
+    return batch

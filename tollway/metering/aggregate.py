@@ -31,35 +31,68 @@ def _count(totals: list[int], received: int, sent: int, latency: int, ts_ms: int
         totals[4] = ts_ms
 
 
+def _count_run(totals: list[int], count: int, received: int, sent: int, latency: int, latest: int) -> None:
+    """`count` more lines of `received` and `sent` bytes each in a group, with their latency sum and latest ms."""
+    totals[0] += count
+    totals[1] += count * received
+    totals[2] += count * sent
+    totals[3] += latency
+    if latest > totals[4]:
+        totals[4] = latest
+
+
 class UsageBatch:
-    """The usage of one flush: totals per key and minute, and the names last seen for each id."""
+    """The usage of one flush: totals per key and minute, and the names last seen for each id.
+
+    Spool lines are summed raw (`add_lines`) and decoded into those totals when the rows are
+    asked for: once per group and batch, however many lines and chunks it spans.
+    """
 
     def __init__(self) -> None:
         self.records = 0
         self.bad_lines = 0
         # key -> [requests, request_bytes, response_bytes, latency_us_sum]
-        self.minutes: dict[Key, list[int]] = {}
+        self._minutes: dict[Key, list[int]] = {}
         # (kind, id) -> (name, custom_id, seen_ms)
-        self.names: dict[tuple[str, str], tuple[str | None, str | None, int]] = {}
+        self._names: dict[tuple[str, str], tuple[str | None, str | None, int]] = {}
+        # Lines summed but not decoded yet: (minute, raw middle, status) -> [lines, request
+        # bytes, response bytes, latency sum, latest ms]
+        self._groups: dict[tuple[int, bytes, int], list[int]] = {}
+        self._decoded: dict[bytes, UsageRecord | None] = {}  # raw middle -> decoded (None: malformed)
+
+    @property
+    def minutes(self) -> dict[Key, list[int]]:
+        """[requests, request bytes, response bytes, latency sum] per (minute, consumer, service, route, status)."""
+        self._fold()
+        return self._minutes
+
+    @property
+    def names(self) -> dict[tuple[str, str], tuple[str | None, str | None, int]]:
+        """(name, custom_id, seen ms) per (kind, id): the latest seen in the batch."""
+        self._fold()
+        return self._names
 
     def add(self, record: UsageRecord, count: int = 1, minute: int | None = None,
             sizes: tuple[int, int, int] | None = None) -> None:
         """Count one call; or `count` calls of one minute with summed `sizes` (request bytes,
         response bytes, latency), `record` being the latest of them."""
+        self.records += count
+        self._add(record, count, minute, sizes)
+
+    def _add(self, record: UsageRecord, count: int, minute: int | None, sizes: tuple[int, int, int] | None) -> None:
         if minute is None:
             minute = record.ts_ms // 60_000 * 60
         if sizes is None:
             sizes = (record.request_bytes, record.response_bytes, record.latency_us)
         key = (minute, record.consumer_id, record.service_id, record.route_id, record.status)
-        totals = self.minutes.get(key)
+        totals = self._minutes.get(key)
         if totals is None:
-            self.minutes[key] = [count, *sizes]
+            self._minutes[key] = [count, *sizes]
         else:
             totals[0] += count
             totals[1] += sizes[0]
             totals[2] += sizes[1]
             totals[3] += sizes[2]
-        self.records += count
         ts = record.ts_ms
         if record.consumer_id:
             self._seen("consumer", record.consumer_id, record.consumer_username, record.consumer_custom_id, ts)
@@ -69,39 +102,53 @@ class UsageBatch:
             self._seen("route", record.route_id, record.route_name, None, ts)
 
     def _seen(self, kind: str, id_: str, name: str | None, custom_id: str | None, ts: int) -> None:
-        known = self.names.get((kind, id_))
+        known = self._names.get((kind, id_))
         if known is None or known[2] <= ts:
-            self.names[(kind, id_)] = (name, custom_id, ts)
+            self._names[(kind, id_)] = (name, custom_id, ts)
 
     def add_lines(self, lines: Iterable[bytes], source: str = "") -> None:
         """Count spool lines; empty lines are skipped, a line that does not parse is logged and skipped.
 
         The flusher's hot loop: a line is only split at its ends (format version and time at the
         front, the four numbers at the back) and summed under its raw middle, the consumer,
-        service and route fields; each distinct middle is decoded once, by `_fold`.
+        service and route fields; each distinct middle is decoded once per batch.
 
-        A worker writes runs of lines alike but for their numbers (one client's calls): a line
-        whose time has 13 digits, as every time from 2001 to 2286 does, and whose middle and
-        status are those of the lines before, in the same minute, is only split after them (once
-        two lines in a row had them: alternating clients cost nothing more).
+        A worker writes runs of lines alike but for their time and latency (one client's calls).
+        Once two lines in a row fell in one group, a line whose time has 13 digits (as every time
+        from 2001 to 2286 does) and whose middle, status and byte counts are byte for byte those
+        of the run, in the run's minute, is only compared, and has its latency read (and its time,
+        when it differs from the line before's). Alternating clients cost nothing more.
         """
-        groups: dict[tuple[int, bytes, int], list[int]] = {}
-        run_middle = b""  # b"<middle>\t<status>\t" of the last run of lines, summed into run_totals
-        run_minute = -1
+        groups = self._groups
+        same = b""         # b"<middle>\t<status>\t<request bytes>\t<response bytes>\t" of the run, or b""
+        same_end = 0       # 16 + len(same): where a run line's latency begins
+        minute_ms = 0      # the run's minute: its lines' times are in [minute_ms, minute_ms + 60_000)
+        time_text = b""    # the time field of the run's line before
+        received = sent = 0
+        count = latency = latest = 0  # the run's lines not yet added to run_totals
         run_totals: list[int] = []
-        last_totals: list[int] = []  # the group of the line before
+        last_totals: list[int] = []   # the group of the line before
         for line in lines:
+            # A tab at either end of a number would be a field of its own: int() would skip it.
+            if (same and len(line) > same_end and line[0] == 49 and line[1] == 9 and line[15] == 9
+                    and line[16:same_end] == same and line[same_end] != 9 and line[-1] != 9):
+                try:
+                    line_latency = int(line[same_end:])
+                    text = line[2:15]
+                    if text != time_text:
+                        ts_ms = int(text)
+                        if ts_ms < minute_ms or ts_ms - minute_ms >= 60_000 or text[0] == 9 or text[12] == 9:
+                            raise ValueError("not in the run")
+                        time_text = text
+                        if ts_ms > latest:
+                            latest = ts_ms
+                    count += 1
+                    latency += line_latency
+                    continue
+                except ValueError:
+                    pass  # another minute, or a bad number: counted below, with its reason
             if not line:
                 continue  # a writer's probe after a write failure (see tollway.metering.spool)
-            if run_middle and line.startswith(run_middle, 16) and line.startswith(b"1\t") and line[15] == 9:
-                try:
-                    ts_ms = int(line[2:15])
-                    numbers = line[16 + len(run_middle):].split(b"\t")
-                    if ts_ms // 60_000 * 60 == run_minute and len(numbers) == 3:
-                        _count(run_totals, int(numbers[0]), int(numbers[1]), int(numbers[2]), ts_ms)
-                        continue
-                except ValueError:
-                    pass  # counted as bad, with its reason, below
             try:
                 head, status, request_bytes, response_bytes, latency_us = line.rsplit(b"\t", 4)
                 version, ts, entities = head.split(b"\t", 2)
@@ -109,40 +156,59 @@ class UsageBatch:
                     raise ValueError(f"format version {version[:20]!r}")
                 ts_ms = int(ts)
                 key = (ts_ms // 60_000 * 60, entities, int(status))
-                received = int(request_bytes)
-                sent = int(response_bytes)
-                latency = int(latency_us)
+                line_received = int(request_bytes)
+                line_sent = int(response_bytes)
+                line_latency = int(latency_us)
             except ValueError as exc:
                 self._bad(source, line, exc)
                 continue
             totals = groups.get(key)
             if totals is None:
-                totals = groups[key] = [1, received, sent, latency, ts_ms]
+                if not self._decodes(entities, source):
+                    self.bad_lines += 1
+                    continue
+                totals = groups[key] = [1, line_received, line_sent, line_latency, ts_ms]
             else:
-                _count(totals, received, sent, latency, ts_ms)
-            if totals is last_totals:  # the same group twice in a row: a run
-                run_middle = b"%s\t%s\t" % (entities, status)
-                run_minute = key[0]
+                _count(totals, line_received, line_sent, line_latency, ts_ms)
+            self.records += 1
+            if totals is last_totals and len(ts) == 13:  # the same group twice in a row: a run
+                if count:
+                    _count_run(run_totals, count, received, sent, latency, latest)
+                    self.records += count
+                same_end = len(line) - len(latency_us)
+                same = line[16:same_end]
+                minute_ms = key[0] * 1000
+                time_text = ts
+                received, sent = line_received, line_sent
+                count = latency = latest = 0
                 run_totals = totals
             last_totals = totals
-        self._fold(groups, source)
+        if count:
+            _count_run(run_totals, count, received, sent, latency, latest)
+            self.records += count
 
-    def _fold(self, groups: dict[tuple[int, bytes, int], list[int]], source: str) -> None:
-        decoded: dict[bytes, UsageRecord | None] = {}  # the middle fields, decoded once
-        for (minute, entities, status), (count, request_bytes, response_bytes, latency_us, ts_ms) in groups.items():
-            if entities not in decoded:
-                try:
-                    decoded[entities] = decode_line(b"1\t0\t%s\t%d\t0\t0\t0" % (entities, status))
-                except ValueError as exc:
-                    decoded[entities] = None
-                    log.error("usage spool %s: skipping malformed lines: bad consumer, service and route "
-                              "fields %r (%s)", source, entities[:200], exc)
-            record = decoded[entities]
-            if record is None:
-                self.bad_lines += count
-                continue
-            self.add(record._replace(ts_ms=ts_ms, status=status), count=count, minute=minute,
-                     sizes=(request_bytes, response_bytes, latency_us))
+    def _decodes(self, entities: bytes, source: str) -> bool:
+        """Whether a raw middle decodes (once per batch; logged once when it does not)."""
+        if entities in self._decoded:
+            return self._decoded[entities] is not None
+        try:
+            self._decoded[entities] = decode_line(b"1\t0\t%s\t0\t0\t0\t0" % entities)
+        except ValueError as exc:
+            self._decoded[entities] = None
+            log.error("usage spool %s: skipping malformed lines: bad consumer, service and route "
+                      "fields %r (%s)", source, entities[:200], exc)
+            return False
+        return True
+
+    def _fold(self) -> None:
+        """Decode the groups summed so far into `minutes` and `names`."""
+        for (minute, entities, status), totals in self._groups.items():
+            count, request_bytes, response_bytes, latency_us, ts_ms = totals
+            record = self._decoded[entities]
+            assert record is not None  # a group is only made of lines whose middle decodes
+            self._add(record._replace(ts_ms=ts_ms, status=status), count, minute,
+                      (request_bytes, response_bytes, latency_us))
+        self._groups.clear()
 
     def _bad(self, source: str, line: bytes, exc: Exception) -> None:
         self.bad_lines += 1
