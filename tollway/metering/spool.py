@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 SUFFIX: Final = ".spool"
 FILE_BYTES: Final = 16 << 20  # each spool file is allocated at this size (more when one record is longer)
 RELEASE_EVERY: Final = 1 << 20  # recorded pages are unmapped from the writer every this many bytes
-_RECORDED = re.compile(rb"[^\x00]+")  # bytes recorded: a run of anything but NUL
+_NOT_NUL = re.compile(rb"[^\x00]")  # the end of a hole: bytes never recorded are NUL
 READ_CHUNK = 64 << 10   # bytes read at a time: below glibc's mmap threshold, so buffers are reused, not faulted in anew
 PROBE_EVERY = 1.0      # seconds between two attempts to open a file again while the spool is failing
 ALARM_EVERY = 10.0     # seconds between two 'spool cannot be written' errors in the log
@@ -235,6 +235,18 @@ class SpoolWriter:
         self.close()
 
 
+def _lines(pending: bytes, data: bytes) -> tuple[list[bytes], bytes]:
+    """The complete lines of `pending + data` (without their newlines), and what follows the last
+    one; only the first line is copied to join them."""
+    lines = data.split(b"\n")
+    tail = lines.pop()
+    if not lines:
+        return lines, pending + tail
+    if pending:
+        lines[0] = pending + lines[0]
+    return lines, tail
+
+
 @dataclass(frozen=True)
 class SpoolFile:
     """One spool file as the flusher found it (size and finished as of that moment)."""
@@ -361,12 +373,9 @@ class SpoolReader:
             unwritten = data.find(b"\0")
             if unwritten >= 0:
                 data = data[:unwritten]
-            position = start + len(data)
-            data = pending + data
-            cut = data.rfind(b"\n") + 1
-            pending = data[cut:]
-            if cut:
-                yield SpoolChunk(data[:cut].splitlines(), position - len(pending))
+            lines, pending = _lines(pending, data)
+            if lines:
+                yield SpoolChunk(lines, start + len(data) - len(pending))
             if unwritten >= 0:
                 break  # what follows is not recorded (yet)
 
@@ -376,20 +385,20 @@ class SpoolReader:
         for start, data in self._chunks(file, offset, chunk_bytes):
             position = start + len(data)
             lines: list[bytes] = []
-            after = 0  # where in `data` the bytes already taken end
-            for recorded in _RECORDED.finditer(data):
-                if recorded.start() > after and pending:  # a hole cuts the record in progress off
-                    yield self._cut_off(file, pending, start + after)
+            at = 0  # where in `data` the bytes not taken yet begin
+            while at < len(data):
+                hole = data.find(b"\0", at)
+                end = hole if hole >= 0 else len(data)
+                if end > at:
+                    more, pending = _lines(pending, data if at == 0 and end == len(data) else data[at:end])
+                    lines += more
+                if hole < 0:
+                    break
+                if pending:  # the hole cuts the record in progress off
+                    yield self._cut_off(file, pending, start + hole)
                     pending = b""
-                text = pending + recorded.group()
-                cut = text.rfind(b"\n") + 1
-                if cut:
-                    lines += text[:cut].splitlines()
-                pending = text[cut:]
-                after = recorded.end()
-            if after < len(data) and pending:
-                yield self._cut_off(file, pending, start + after)
-                pending = b""
+                after = _NOT_NUL.search(data, hole)
+                at = after.start() if after is not None else len(data)
             if lines:
                 yield SpoolChunk(lines, position - len(pending))
         if pending:
