@@ -9,7 +9,7 @@ import random
 import pytest
 
 from tests.metering.conftest import ALICE, BOB, ROUTE, ROUTE2, SERVICE, finished_call
-from tollway.metering.aggregate import UsageBatch
+from tollway.metering.aggregate import MAX_RUNS, UsageBatch
 from tollway.metering.records import decode_line, encode_call
 
 
@@ -176,3 +176,20 @@ def _summed(lines: list[bytes]) -> UsageBatch:
     batch = UsageBatch()
     batch.add_lines(lines)
     return batch
+
+
+def test_more_distinct_runs_than_a_batch_keeps_sum_as_one_by_one() -> None:
+    # Response sizes that vary make every line's byte counts new: each starts a run of its own,
+    # past MAX_RUNS, while one steady client's lines keep running between them.
+    rng = random.Random(5)
+    lines = []
+    for n in range(2 * MAX_RUNS + 500):
+        steady = n % 3 == 0
+        call = finished_call(started_at=1_790_000_000 + n * 0.01, consumer=dict(BOB if steady else ALICE),
+                             response_bytes=1000 if steady else rng.randrange(10**6))
+        lines.append(encode_call(call, call.started_at + 0.001).rstrip(b"\n"))
+    batch = UsageBatch()
+    for start in range(0, len(lines), 1000):
+        batch.add_lines(lines[start:start + 1000])
+    assert batch.records == len(lines)
+    assert summary(batch) == summary(one_by_one(lines))

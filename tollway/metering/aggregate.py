@@ -14,6 +14,8 @@ log = logging.getLogger(__name__)
 # (minute_start, consumer_id, service_id, route_id, status)
 Key = tuple[int, str, str, str, int]
 
+MAX_RUNS = 4096  # runs a batch keeps; all are closed and forgotten when there would be more
+
 
 def month_start(epoch: int) -> int:
     """The start of the UTC calendar month holding `epoch` (seconds)."""
@@ -31,14 +33,64 @@ def _count(totals: list[int], received: int, sent: int, latency: int, ts_ms: int
         totals[4] = ts_ms
 
 
-def _count_run(totals: list[int], count: int, received: int, sent: int, latency: int, latest: int) -> None:
-    """`count` more lines of `received` and `sent` bytes each in a group, with their latency sum and latest ms."""
-    totals[0] += count
-    totals[1] += count * received
-    totals[2] += count * sent
-    totals[3] += latency
-    if latest > totals[4]:
-        totals[4] = latest
+class _Run:
+    """A client's lines in one minute, alike but for their time and latency: counted apart, then
+    added to their group (`close`).
+
+    `same` is the run's bytes from the 17th to the last tab: its middle, status and byte counts.
+    A line is one of the run's when it holds them at that place byte for byte, after version 1
+    and a time of 13 characters, and when its time is in the run's minute. Then every field of
+    the line is known but its time and latency, and only those two are read.
+    """
+
+    def __init__(self, same: bytes, minute_ms: int, time_text: bytes, received: int, sent: int,
+                 totals: list[int]) -> None:
+        self.same = same
+        self.same_end = 16 + len(same)  # where a line's latency begins
+        self.minute_ms = minute_ms      # the run's lines' times are in [minute_ms, minute_ms + 60_000)
+        self.time_text = time_text      # the time field of the run's line before
+        self.received = received
+        self.sent = sent
+        self.totals = totals
+        self.count = 0                  # the lines taken and not yet added to totals
+        self.latency = 0
+        self.latest = 0
+
+    def take(self, line: bytes) -> bool:
+        """Count `line` when it is one of this run's."""
+        same_end = self.same_end
+        # A tab at either end of a number would be a field of its own: int() would skip it.
+        if not (len(line) > same_end and line[0] == 49 and line[1] == 9 and line[15] == 9
+                and line[16:same_end] == self.same and line[same_end] != 9 and line[-1] != 9):
+            return False
+        try:
+            latency = int(line[same_end:])
+            text = line[2:15]
+            if text != self.time_text:
+                ts_ms = int(text)
+                if ts_ms < self.minute_ms or ts_ms - self.minute_ms >= 60_000 or text[0] == 9 or text[12] == 9:
+                    return False
+                self.time_text = text
+                if ts_ms > self.latest:
+                    self.latest = ts_ms
+        except ValueError:
+            return False  # a bad number: the line is counted as bad, with its reason, by add_lines
+        self.count += 1
+        self.latency += latency
+        return True
+
+    def close(self) -> None:
+        """Add the lines taken to the run's group."""
+        count = self.count
+        if count:
+            totals = self.totals
+            totals[0] += count
+            totals[1] += count * self.received
+            totals[2] += count * self.sent
+            totals[3] += self.latency
+            if self.latest > totals[4]:
+                totals[4] = self.latest
+            self.count = self.latency = 0
 
 
 class UsageBatch:
@@ -59,6 +111,7 @@ class UsageBatch:
         # bytes, response bytes, latency sum, latest ms]
         self._groups: dict[tuple[int, bytes, int], list[int]] = {}
         self._decoded: dict[bytes, UsageRecord | None] = {}  # raw middle -> decoded (None: malformed)
+        self._runs: dict[bytes, _Run] = {}  # the run of each line's bytes from the 17th to its last tab
 
     @property
     def minutes(self) -> dict[Key, list[int]]:
@@ -109,46 +162,33 @@ class UsageBatch:
     def add_lines(self, lines: Iterable[bytes], source: str = "") -> None:
         """Count spool lines; empty lines are skipped, a line that does not parse is logged and skipped.
 
-        The flusher's hot loop: a line is only split at its ends (format version and time at the
+        The flusher's hot loop. A line is split at its ends (format version and time at the
         front, the four numbers at the back) and summed under its raw middle, the consumer,
         service and route fields; each distinct middle is decoded once per batch.
 
-        A worker writes runs of lines alike but for their time and latency (one client's calls).
-        Once two lines in a row fell in one group, a line whose time has 13 digits (as every time
-        from 2001 to 2286 does) and whose middle, status and byte counts are byte for byte those
-        of the run, in the run's minute, is only compared, and has its latency read (and its time,
-        when it differs from the line before's). Alternating clients cost nothing more.
+        Most lines need less: a client's calls are alike but for their time and latency. A line
+        whose time has 13 digits (as every time from 2001 to 2286 does) starts a run (`_Run`) of
+        the lines whose middle, status and byte counts are byte for byte its own, in its minute:
+        those are only compared and have their latency read, and their time when it differs
+        from the run's line before. The run of the line before is tried first, then the run of
+        the line's own bytes from the 17th to its last tab, if the batch has one.
         """
         groups = self._groups
-        same = b""         # b"<middle>\t<status>\t<request bytes>\t<response bytes>\t" of the run, or b""
-        same_end = 0       # 16 + len(same): where a run line's latency begins
-        minute_ms = 0      # the run's minute: its lines' times are in [minute_ms, minute_ms + 60_000)
-        time_text = b""    # the time field of the run's line before
-        received = sent = 0
-        count = latency = latest = 0  # the run's lines not yet added to run_totals
-        run_totals: list[int] = []
-        last_totals: list[int] = []   # the group of the line before
+        runs = self._runs
+        run: _Run | None = None  # the run of the line before
+        taken = 0                # lines counted by runs
         for line in lines:
-            # A tab at either end of a number would be a field of its own: int() would skip it.
-            if (same and len(line) > same_end and line[0] == 49 and line[1] == 9 and line[15] == 9
-                    and line[16:same_end] == same and line[same_end] != 9 and line[-1] != 9):
-                try:
-                    line_latency = int(line[same_end:])
-                    text = line[2:15]
-                    if text != time_text:
-                        ts_ms = int(text)
-                        if ts_ms < minute_ms or ts_ms - minute_ms >= 60_000 or text[0] == 9 or text[12] == 9:
-                            raise ValueError("not in the run")
-                        time_text = text
-                        if ts_ms > latest:
-                            latest = ts_ms
-                    count += 1
-                    latency += line_latency
-                    continue
-                except ValueError:
-                    pass  # another minute, or a bad number: counted below, with its reason
+            if run is not None and run.take(line):
+                taken += 1
+                continue
             if not line:
                 continue  # a writer's probe after a write failure (see tollway.metering.spool)
+            cut = line.rfind(b"\t") + 1
+            other = runs.get(line[16:cut]) if cut > 16 else None  # (compiled, a slice must not end before it starts)
+            if other is not None and other.take(line):
+                taken += 1
+                run = other
+                continue
             try:
                 head, status, request_bytes, response_bytes, latency_us = line.rsplit(b"\t", 4)
                 version, ts, entities = head.split(b"\t", 2)
@@ -156,9 +196,9 @@ class UsageBatch:
                     raise ValueError(f"format version {version[:20]!r}")
                 ts_ms = int(ts)
                 key = (ts_ms // 60_000 * 60, entities, int(status))
-                line_received = int(request_bytes)
-                line_sent = int(response_bytes)
-                line_latency = int(latency_us)
+                received = int(request_bytes)
+                sent = int(response_bytes)
+                latency = int(latency_us)
             except ValueError as exc:
                 self._bad(source, line, exc)
                 continue
@@ -167,25 +207,24 @@ class UsageBatch:
                 if not self._decodes(entities, source):
                     self.bad_lines += 1
                     continue
-                totals = groups[key] = [1, line_received, line_sent, line_latency, ts_ms]
+                totals = groups[key] = [1, received, sent, latency, ts_ms]
             else:
-                _count(totals, line_received, line_sent, line_latency, ts_ms)
+                _count(totals, received, sent, latency, ts_ms)
             self.records += 1
-            if totals is last_totals and len(ts) == 13:  # the same group twice in a row: a run
-                if count:
-                    _count_run(run_totals, count, received, sent, latency, latest)
-                    self.records += count
-                same_end = len(line) - len(latency_us)
-                same = line[16:same_end]
-                minute_ms = key[0] * 1000
-                time_text = ts
-                received, sent = line_received, line_sent
-                count = latency = latest = 0
-                run_totals = totals
-            last_totals = totals
-        if count:
-            _count_run(run_totals, count, received, sent, latency, latest)
-            self.records += count
+            if len(ts) == 13:
+                same = line[16:cut]
+                old = runs.get(same)
+                if old is not None:
+                    old.close()
+                elif len(runs) >= MAX_RUNS:
+                    self._close_runs()
+                run = runs[same] = _Run(same, key[0] * 1000, ts, received, sent, totals)
+        self.records += taken
+
+    def _close_runs(self) -> None:
+        for run in self._runs.values():
+            run.close()
+        self._runs.clear()
 
     def _decodes(self, entities: bytes, source: str) -> bool:
         """Whether a raw middle decodes (once per batch; logged once when it does not)."""
@@ -202,6 +241,7 @@ class UsageBatch:
 
     def _fold(self) -> None:
         """Decode the groups summed so far into `minutes` and `names`."""
+        self._close_runs()
         for (minute, entities, status), totals in self._groups.items():
             count, request_bytes, response_bytes, latency_us, ts_ms = totals
             record = self._decoded[entities]
