@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 
 import pytest
 
@@ -143,6 +144,36 @@ def test_keep_alive_reuses_the_client_and_upstream_connections(proxy, raw_upstre
                 data += sock.recv(4096)
     assert upstream.connections == 1
     assert proxy.stats["connections_accepted"] == 1
+
+
+@pytest.mark.parametrize("extra, later", [
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nstolen", b""),  # a whole response no request asked for
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsto", b""),     # the start of one...
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsto", b"len"),  # ...and its rest, while idle
+])
+def test_a_connection_that_answers_more_than_it_was_asked_is_not_used_again(proxy, raw_upstreams, extra, later):
+    # nginx closes an upstream connection that sent more than the response; reused, its extra
+    # bytes would be taken for (the start of) the answer to the next request.
+    async def answer(reader, writer):
+        number = 0
+        while True:
+            try:
+                await read_head(reader)
+            except asyncio.IncompleteReadError:
+                return
+            number += 1
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nreply%d" % number
+                         + (extra if number == 1 else b""))
+            if number == 1 and later:
+                await asyncio.sleep(0.05)
+                writer.write(later)
+    upstream = raw_upstreams(answer)
+    svc = service(upstream.port)
+    proxy.apply(snapshot([svc], [route(svc, ["/"])]))
+    assert request(proxy.port, "GET", "/").body == b"reply1"
+    time.sleep(0.2)
+    assert request(proxy.port, "GET", "/").body == b"reply1"  # a new connection's first answer
+    assert upstream.connections == 2
 
 
 def test_connection_close_and_http_10(proxy, echo_upstream):

@@ -200,6 +200,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.done = False
         self.close_delimited = False
         self.reset_parser = False
+        self.unsolicited = False        # a response began with no request in flight: never reused
         self.last_activity = 0.0
         self.paused_since = 0.0
         self.read_timeout = 60.0
@@ -290,6 +291,8 @@ class UpstreamConnection(asyncio.Protocol):
                     self._head_too_large()
             elif between and self.between and self.begun == begun + 1 and self.done and not self.closed:
                 self._remember(data)
+        if self.unsolicited:
+            self.close()  # as nginx does: its extra bytes would be taken for the next request's answer
         if self.exchange is not None:
             self.exchange.upstream_fed(self)
         if self.reset_parser:
@@ -335,6 +338,8 @@ class UpstreamConnection(asyncio.Protocol):
     # httptools callbacks -----------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        if self.exchange is None:  # more than the response, in the read that completed it
+            self.unsolicited = True
         self.between = False
         self.begun += 1
         self.parsed = None
