@@ -34,37 +34,54 @@ def _count(totals: list[int], received: int, sent: int, latency: int, ts_ms: int
 
 
 class _Run:
-    """A client's lines in one minute, alike but for their time and latency: counted apart, then
-    added to their group (`close`).
+    """A client's lines of one status in one minute, alike but for their time and numbers:
+    counted apart, then added to their group (`close`).
 
-    `same` is the run's bytes from the 17th to the last tab: its middle, status and byte counts.
+    `stem` is the run's bytes from the 17th to the tab after the status: its middle and status.
     A line is one of the run's when it holds them at that place byte for byte, after version 1
     and a time of 13 characters, and when its time is in the run's minute. Then every field of
-    the line is known but its time and latency, and only those two are read.
+    the line is known but its time and three numbers, and only those are read; the two byte
+    counts not even that when their text is the run's line before's.
     """
 
-    def __init__(self, same: bytes, minute_ms: int, time_text: bytes, received: int, sent: int,
+    def __init__(self, stem: bytes, minute_ms: int, time_text: bytes, counts: bytes, received: int, sent: int,
                  totals: list[int]) -> None:
-        self.same = same
-        self.same_end = 16 + len(same)  # where a line's latency begins
+        self.stem = stem
+        self.stem_end = 16 + len(stem)  # where a line's byte counts begin
         self.minute_ms = minute_ms      # the run's lines' times are in [minute_ms, minute_ms + 60_000)
         self.time_text = time_text      # the time field of the run's line before
-        self.received = received
+        self.same = stem + counts       # its stem and b"<request bytes>\t<response bytes>\t"
+        self.latency_at = self.stem_end + len(counts)
+        self.received = received        # its byte counts
         self.sent = sent
         self.totals = totals
-        self.count = 0                  # the lines taken and not yet added to totals
+        self.count = 0                  # the lines taken and not yet added to totals, and their sums
+        self.received_sum = 0
+        self.sent_sum = 0
         self.latency = 0
         self.latest = 0
 
     def take(self, line: bytes) -> bool:
         """Count `line` when it is one of this run's."""
-        same_end = self.same_end
         # A tab at either end of a number would be a field of its own: int() would skip it.
-        if not (len(line) > same_end and line[0] == 49 and line[1] == 9 and line[15] == 9
-                and line[16:same_end] == self.same and line[same_end] != 9 and line[-1] != 9):
+        if not (len(line) > 16 and line[0] == 49 and line[1] == 9 and line[15] == 9 and line[-1] != 9):
             return False
+        latency_at = self.latency_at
+        other_counts = False
         try:
-            latency = int(line[same_end:])
+            if len(line) > latency_at and line[16:latency_at] == self.same and line[latency_at] != 9:
+                received, sent = self.received, self.sent  # the byte counts of the line before
+                latency = int(line[latency_at:])
+            else:
+                other_counts = True
+                stem_end = self.stem_end
+                if not (len(line) > stem_end and line[16:stem_end] == self.stem):
+                    return False
+                numbers = line[stem_end:].split(b"\t")
+                if len(numbers) != 3:
+                    return False
+                received, sent, latency = int(numbers[0]), int(numbers[1]), int(numbers[2])
+                latency_at = len(line) - len(numbers[2])
             text = line[2:15]
             if text != self.time_text:
                 ts_ms = int(text)
@@ -75,22 +92,26 @@ class _Run:
                     self.latest = ts_ms
         except ValueError:
             return False  # a bad number: the line is counted as bad, with its reason, by add_lines
+        if other_counts:  # kept for the lines after, as text and as numbers
+            self.same = line[16:latency_at]
+            self.latency_at, self.received, self.sent = latency_at, received, sent
         self.count += 1
+        self.received_sum += received
+        self.sent_sum += sent
         self.latency += latency
         return True
 
     def close(self) -> None:
         """Add the lines taken to the run's group."""
-        count = self.count
-        if count:
+        if self.count:
             totals = self.totals
-            totals[0] += count
-            totals[1] += count * self.received
-            totals[2] += count * self.sent
+            totals[0] += self.count
+            totals[1] += self.received_sum
+            totals[2] += self.sent_sum
             totals[3] += self.latency
             if self.latest > totals[4]:
                 totals[4] = self.latest
-            self.count = self.latency = 0
+            self.count = self.received_sum = self.sent_sum = self.latency = 0
 
 
 class UsageBatch:
@@ -111,7 +132,7 @@ class UsageBatch:
         # bytes, response bytes, latency sum, latest ms]
         self._groups: dict[tuple[int, bytes, int], list[int]] = {}
         self._decoded: dict[bytes, UsageRecord | None] = {}  # raw middle -> decoded (None: malformed)
-        self._runs: dict[bytes, _Run] = {}  # the run of each line's bytes from the 17th to its last tab
+        self._runs: dict[bytes, _Run] = {}  # the run of each middle and status (a line's stem)
 
     @property
     def minutes(self) -> dict[Key, list[int]]:
@@ -166,12 +187,12 @@ class UsageBatch:
         front, the four numbers at the back) and summed under its raw middle, the consumer,
         service and route fields; each distinct middle is decoded once per batch.
 
-        Most lines need less: a client's calls are alike but for their time and latency. A line
+        Most lines need less: a client's calls are alike but for their time and numbers. A line
         whose time has 13 digits (as every time from 2001 to 2286 does) starts a run (`_Run`) of
-        the lines whose middle, status and byte counts are byte for byte its own, in its minute:
-        those are only compared and have their latency read, and their time when it differs
-        from the run's line before. The run of the line before is tried first, then the run of
-        the line's own bytes from the 17th to its last tab, if the batch has one.
+        the lines whose middle and status are byte for byte its own, in its minute: those are
+        only compared and have their numbers read (the byte counts only when they differ from
+        the run's line before), and their time when it differs. The run of the line before is
+        tried first, then the run of the line's own middle and status, if the batch has one.
         """
         groups = self._groups
         runs = self._runs
@@ -183,8 +204,9 @@ class UsageBatch:
                 continue
             if not line:
                 continue  # a writer's probe after a write failure (see tollway.metering.spool)
-            cut = line.rfind(b"\t") + 1
-            other = runs.get(line[16:cut]) if cut > 16 else None  # (compiled, a slice must not end before it starts)
+            numbers = line.rsplit(b"\t", 3)
+            stem_end = len(numbers[0]) + 1  # (compiled, a slice must not end before it starts:)
+            other = runs.get(line[16:stem_end]) if len(numbers) == 4 and stem_end > 16 else None
             if other is not None and other.take(line):
                 taken += 1
                 run = other
@@ -212,13 +234,14 @@ class UsageBatch:
                 _count(totals, received, sent, latency, ts_ms)
             self.records += 1
             if len(ts) == 13:
-                same = line[16:cut]
-                old = runs.get(same)
+                stem = line[16:stem_end]
+                old = runs.get(stem)
                 if old is not None:
                     old.close()
                 elif len(runs) >= MAX_RUNS:
                     self._close_runs()
-                run = runs[same] = _Run(same, key[0] * 1000, ts, received, sent, totals)
+                counts = line[stem_end:len(line) - len(latency_us)]
+                run = runs[stem] = _Run(stem, key[0] * 1000, ts, counts, received, sent, totals)
         self.records += taken
 
     def _close_runs(self) -> None:
