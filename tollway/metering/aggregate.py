@@ -204,15 +204,16 @@ class UsageBatch:
                 continue
             if not line:
                 continue  # a writer's probe after a write failure (see tollway.metering.spool)
-            numbers = line.rsplit(b"\t", 3)
-            stem_end = len(numbers[0]) + 1  # (compiled, a slice must not end before it starts:)
+            numbers = line.rsplit(b"\t", 3)  # what precedes the byte counts, and the three numbers
+            stem_end = len(numbers[0]) + 1
+            # (A line of fewer fields has no run; compiled, a slice must not end before it starts.)
             other = runs.get(line[16:stem_end]) if len(numbers) == 4 and stem_end > 16 else None
             if other is not None and other.take(line):
                 taken += 1
                 run = other
                 continue
             try:
-                head, status, request_bytes, response_bytes, latency_us = line.rsplit(b"\t", 4)
+                head, status, request_bytes, response_bytes, latency_us = (*numbers[0].rsplit(b"\t", 1), *numbers[1:])
                 version, ts, entities = head.split(b"\t", 2)
                 if version != b"1":
                     raise ValueError(f"format version {version[:20]!r}")
