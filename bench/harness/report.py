@@ -56,6 +56,41 @@ def throughput_table(configs: list[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+def _by_round(config: Mapping[str, Any] | None) -> dict[int, Mapping[str, Any]]:
+    return {run["round"]: run for run in config["runs"]} if config else {}
+
+
+def paired_table(configs: list[Mapping[str, Any]]) -> list[str]:
+    """The targets round by round: billable's cost against key-auth, and its p99 against nginx's,
+    each compared within a round, where the machine's drift between rounds does not enter."""
+    by_key = {config["key"]: config for config in configs}
+    nginx = _by_round(by_key.get("nginx-proxy"))
+    lines: list[str] = []
+    for workers in sorted({config["workers"] for config in configs if config["kind"] == "tollway"}):
+        keyauth = _by_round(by_key.get(f"tollway-keyauth-w{workers}"))
+        billable = _by_round(by_key.get(f"tollway-keyauth-billable-w{workers}"))
+        costs = [billable[n]["rps"] / keyauth[n]["rps"] - 1 for n in sorted(billable) if n in keyauth]
+        added = [(billable[n]["p99_us"] - nginx[n]["p99_us"]) / 1000 for n in sorted(billable) if n in nginx]
+        if not costs and not added:
+            continue
+        lines.append(_row([
+            str(workers),
+            " / ".join(f"{cost:+.1%}" for cost in costs) or "–",
+            f"{statistics.median(costs):+.1%}" if costs else "–",
+            " / ".join(f"{ms:+.2f}" for ms in added) or "–",
+            f"{statistics.median(added):+.2f}" if added else "–",
+            f"{sum(ms <= 1.0 for ms in added)} of {len(added)}" if added else "–",
+        ]))
+    if not lines:
+        return []
+    return [
+        _row(["workers", "key-auth + billable vs key-auth, per round", "median", "p99 minus nginx's, ms, per round",
+              "median", "rounds within 1 ms"]),
+        _row(["---:", "---", "---:", "---", "---:", "---:"]),
+        *lines,
+    ]
+
+
 def fixed_rate_table(levels: list[Mapping[str, Any]]) -> list[str]:
     lines = [
         _row(["rate req/s", "configuration", "workers", "achieved req/s", "p50 ms", "p99 ms", "p999 ms",
@@ -135,6 +170,15 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         *throughput_table(configs),
         "",
     ]
+    paired = paired_table(configs)
+    if paired:
+        lines += [
+            "Billable's cost and its p99 against nginx's, compared within each round (the configurations of a "
+            "round run minutes apart at most, so the machine's drift between rounds does not enter):",
+            "",
+            *paired,
+            "",
+        ]
     levels = report.get("fixed_rate") or []
     if levels:
         lines += [

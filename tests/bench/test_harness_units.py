@@ -9,11 +9,11 @@ import pytest
 from bench.harness.ledger_hook import parse_output, run_ledger_report
 from bench.harness.nginx import render_config
 from bench.harness.openloop import OpenLoopPlan, percentiles
-from bench.harness.report import render_markdown
+from bench.harness.report import paired_table, render_markdown
 from bench.harness.runner import Bench, BenchOptions, fixed_rate_levels
 from bench.harness.tollway_node import PROFILES, _admin_steps
 from bench.harness.wrk import DONE_SCRIPT, MARKER, WrkError, parse_wrk_output
-from tests.bench.reports import sample_report
+from tests.bench.reports import config, sample_report, wrk_run
 
 WRK_STDOUT = """Running 1s test @ http://127.0.0.1:8080/
   1 threads and 4 connections
@@ -83,6 +83,23 @@ def test_markdown_shows_medians_ratios_rss_added_latency_and_what_was_not_measur
     assert "| 15,000 | Tollway key-auth + billable | 1 | 4,999 | 4.00 | 29.00 | 33.00 | +3.00 | +25.00 | +24.00 " \
            "| 12 unanswered |" in table
     assert "- Tollway no plugins (2 workers): dropped after: setup failed: boom" in table
+
+
+def test_the_targets_are_compared_within_each_round() -> None:
+    def runs(*pairs: tuple[float, int]) -> list[dict]:
+        return [{**wrk_run(rps, p99=p99), "round": number} for number, (rps, p99) in enumerate(pairs, 1)]
+    configs = [
+        config("nginx-proxy", "nginx proxy_pass (keepalive)", "nginx", 1,
+               runs((80000, 1600), (60000, 2000), (70000, 1500))),
+        # a round lost (the configuration failed in it): only the rounds both have are compared
+        config("tollway-keyauth-w1", "Tollway key-auth", "tollway", 1,
+               [run for run in runs((60000, 2000), (40000, 2600), (50000, 2000)) if run["round"] != 2]),
+        config("tollway-keyauth-billable-w1", "Tollway key-auth + billable", "tollway", 1,
+               runs((57000, 2500), (30000, 3600), (46000, 2600))),
+        config("tollway-plain-w2", "Tollway no plugins", "tollway", 2, runs((50000, 3000))),
+    ]
+    assert paired_table(configs)[2:] == ["| 1 | -5.0% / -8.0% | -6.5% | +0.90 / +1.60 / +1.10 | +1.10 | 1 of 3 |"]
+    assert paired_table(configs[:2]) == []
 
 
 def test_ledger_hook_reads_json_or_keeps_the_text() -> None:
