@@ -41,7 +41,7 @@ def test_conf_file_can_come_from_tollway_conf(tmp_path: Path) -> None:
     ("database", "mysql", "expected one of sqlite, postgres"),
     ("proxy_listen", "8000", "expected HOST:PORT"),
     ("pg_ssl", "maybe", "expected on/off"),
-    ("plugins", "bundled,rate-limiting", "unknown plugin 'rate-limiting'"),
+    ("plugins", "bundled,no-such-plugin", "plugin 'no-such-plugin' is not installed"),
     ("pg_port", "-1", "expected a non-negative integer"),
     ("upstream_max_header_size", "64kb", "expected a size in bytes, optionally with a k, m or g suffix"),
     ("billable_flush_nice", "20", "expected a nice value from 0 (the workers' priority) to 19 (the lowest)"),

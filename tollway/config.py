@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from tollway.errors import ConfigError
+from tollway.plugins import registry
 
-BUNDLED_PLUGINS = ("key-auth", "billable")
 DEFAULT_PREFIX = "/usr/local/tollway" if os.geteuid() == 0 else "~/.tollway"
 ENV_PREFIX = "TOLLWAY_"
 
@@ -146,6 +146,7 @@ def _parse_header_name(text: str) -> str:
 
 
 def _parse_plugins(text: str) -> str:
+    """Names as given; whether each is installed is checked once every setting is read."""
     names: list[str] = []
     for raw in text.split(","):
         name = raw.strip()
@@ -153,8 +154,9 @@ def _parse_plugins(text: str) -> str:
             continue
         if name == "off":
             return "off"
-        if name != "bundled" and name not in BUNDLED_PLUGINS:
-            raise ValueError(f"unknown plugin '{name}' (known: bundled, {', '.join(BUNDLED_PLUGINS)}, off)")
+        if not registry.NAME.match(name):
+            raise ValueError(f"expected plugin names (lower-case letters, digits, '-' and '_'), "
+                             f"'bundled' or 'off'; got '{name}'")
         names.append(name)
     return ",".join(names) or "off"
 
@@ -302,7 +304,7 @@ class Settings:
             return ()
         names: list[str] = []
         for name in self.plugins.split(","):
-            for one in BUNDLED_PLUGINS if name == "bundled" else (name,):
+            for one in registry.bundled() if name == "bundled" else (name,):
                 if one not in names:
                     names.append(one)
         return tuple(names)
@@ -393,4 +395,10 @@ def load_settings(conf_file: str | os.PathLike[str] | None = None,
     parsed["prefix"] = str(Path(os.path.expanduser(parsed["prefix"])).absolute())
     if parsed["sqlite_path"]:
         parsed["sqlite_path"] = str(Path(os.path.expanduser(parsed["sqlite_path"])).absolute())
-    return Settings(**parsed, config_file=str(conf_file) if conf_file else None)
+    settings = Settings(**parsed, config_file=str(conf_file) if conf_file else None)
+    try:
+        registry.check_installed(settings.enabled_plugins)
+    except ConfigError as exc:
+        where = f" (from {sources['plugins']})" if "plugins" in sources else ""
+        raise ConfigError(f"invalid value '{raw['plugins']}' for setting 'plugins'{where}: {exc}") from None
+    return settings

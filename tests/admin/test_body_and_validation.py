@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from tollway.admin.body import decode_form, infer_types
-from tollway.admin.entities.routes import ROUTES
-from tollway.admin.entities.services import split_url
+from tollway.admin.body import decode_form
 from tollway.admin.errors import lua_pretty, schema_violation
 from tollway.admin.pagination import decode_offset, encode_offset
-from tollway.admin.validation import validate
 from tollway.plugins.key_auth.schema import SCHEMA as KEY_AUTH
+from tollway.store.entities.routes import ROUTES
+from tollway.store.entities.services import split_url
+from tollway.store.entities.validation import infer_types, validate
 
 CONFIG = KEY_AUTH["config"]
 

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tollway.admin.dao import Dao
+from tollway.store.entities.dao import Dao
 
 
 def test_a_reference_by_name_is_resolved_in_json_and_forms(api: httpx.Client) -> None:

@@ -17,8 +17,9 @@ from tollway.store import migrations
 from tollway.store.cli import migrations as migrations_cli
 from tollway.store.db import Database
 from tollway.store.db import run_with_database as run
-from tollway.store.snapshot import config_version, load_snapshot
+from tollway.store.snapshot import load_snapshot
 from tollway.store.tables import schema_meta
+from tollway.store.version import config_version
 
 T = TypeVar("T")
 

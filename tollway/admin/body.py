@@ -1,15 +1,13 @@
 """Request bodies as Kong reads them: JSON, url-encoded forms and multipart, forms typed per schema.
 
 Form keys nest and index like Kong's: `paths[]=/a`, `paths[1]=/a`, `config.key_names[]=apikey`,
-`service.id=...`; a repeated key is an array. `infer_types` then types form strings by the
-fields they land in: "true"/"false" for booleans, numbers for integer and number fields, a single
-value for an array field becomes a one-element array, and "" is null.
+`service.id=...`; a repeated key is an array. Form strings are then typed by the
+fields they land in (tollway.store.entities.validation.infer_types).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -18,7 +16,6 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
 from tollway.admin.errors import ApiError
-from tollway.admin.schema import Fields
 
 _TOKEN = re.compile(r"([^.\[\]]+)|\[(\d*)\]")
 _APPEND = -1
@@ -96,37 +93,3 @@ def _finish(node: Any) -> Any:
     if isinstance(node, dict):
         return {k: _finish(v) for k, v in node.items()}
     return node
-
-
-def infer_types(data: Mapping[str, Any], fields: Fields) -> dict[str, Any]:
-    """Type a decoded form by the fields it is meant for; unknown keys are left for validation."""
-    return {key: _infer(fields[key], value) if key in fields else value for key, value in data.items()}
-
-
-def _infer(spec: Mapping[str, Any], value: Any) -> Any:
-    if value == "":
-        return None
-    kind = spec["type"]
-    if kind in ("array", "set"):
-        items = value if isinstance(value, list) else [value]
-        elements = spec.get("elements", {"type": "string"})
-        return [_infer(elements, item) for item in items]
-    if kind == "record" and isinstance(value, Mapping):
-        return infer_types(value, spec.get("fields", {}))
-    if kind == "map" and isinstance(value, Mapping) and "values" in spec:
-        return {k: _infer(spec["values"], v) for k, v in value.items()}
-    if not isinstance(value, str):
-        return value
-    if kind == "boolean":
-        return {"true": True, "false": False}.get(value, value)
-    if kind in ("integer", "number"):
-        try:
-            return int(value)
-        except ValueError:
-            pass
-        if kind == "number":
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    return value

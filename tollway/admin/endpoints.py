@@ -21,10 +21,10 @@ from starlette.routing import BaseRoute, Route
 from tollway.admin import errors
 from tollway.admin.body import read_body
 from tollway.admin.context import AdminContext
-from tollway.admin.crud import Crud, Parent
 from tollway.admin.pagination import PageQuery
 from tollway.admin.responses import json_response, no_content
-from tollway.admin.schema import EntitySchema, Nesting
+from tollway.store.entities.crud import Crud, Parent
+from tollway.store.entities.schema import EntitySchema, Nesting
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 ENTITY_METHODS = ["GET", "PATCH", "PUT", "DELETE"]
@@ -118,7 +118,7 @@ def _parent_resolver(parent: Crud, nesting: Nesting) -> Callable[[Request], Awai
 def entity_routes(ctx: AdminContext) -> list[BaseRoute]:
     """Every generated route of every entity of this configuration."""
     routes: list[BaseRoute] = []
-    cruds = {name: Crud(ctx, schema) for name, schema in ctx.entities.items()}
+    cruds = ctx.cruds
     for schema in ctx.entities.values():
         crud = cruds[schema.name]
         base = f"/{schema.path}"

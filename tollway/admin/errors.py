@@ -11,7 +11,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tollway.errors import ForeignKeyViolation, StoreUnavailable, UniqueViolation
+from tollway.errors import (
+    ForeignKeysUnresolved,
+    ForeignKeyViolation,
+    NotFound,
+    PrimaryKeyViolation,
+    ReferencedBy,
+    SchemaViolation,
+    StoreUnavailable,
+    UniqueViolation,
+)
 
 # code: (name, HTTP status), as Kong's kong/db/errors.lua and its Admin API use them.
 CODES: dict[int, tuple[str, int]] = {
@@ -138,11 +147,21 @@ def invalid_offset(offset: str, reason: str) -> DbError:
 
 def from_store_error(exc: Exception) -> ApiError | None:
     """The Admin API answer for a store error, or None when it is not one we translate."""
+    if isinstance(exc, SchemaViolation):
+        return schema_violation(exc.fields)
+    if isinstance(exc, NotFound):
+        return not_found()
     if isinstance(exc, UniqueViolation):
         return unique_violation(exc.fields)
+    if isinstance(exc, PrimaryKeyViolation):
+        return primary_key_violation(exc.entity_id)
     if isinstance(exc, ForeignKeyViolation):
         # every foreign field names its table in the singular: service -> services
         return foreign_key_violation(exc.field, exc.ref, exc.field + "s")
+    if isinstance(exc, ForeignKeysUnresolved):
+        return foreign_keys_unresolved(exc.field, exc.key, exc.value, exc.parent)
+    if isinstance(exc, ReferencedBy):
+        return referenced_by(exc.parent, exc.child)
     if isinstance(exc, StoreUnavailable):
         message = str(exc) if str(exc).startswith("database unavailable") else f"database unavailable: {exc}"
         return ApiError(503, {"message": message})

@@ -13,10 +13,9 @@ from starlette.routing import BaseRoute, Route
 
 from tollway import __version__, plugins
 from tollway.admin.context import AdminContext
-from tollway.admin.entities.plugins import BASE_FIELDS, config_field
 from tollway.admin.responses import json_response
-from tollway.config import BUNDLED_PLUGINS
 from tollway.errors import StoreError
+from tollway.store.entities.plugins import BASE_FIELDS, config_field
 from tollway.store.tables import plugins as plugin_rows
 
 SECRET_SETTINGS = ("pg_password",)
@@ -52,7 +51,7 @@ def info_routes(ctx: AdminContext, *, node_id: str, status_extra: StatusExtra | 
             "plugins": {
                 "available_on_server": {
                     name: {"version": __version__, "priority": plugins.schema(name)["priority"]}
-                    for name in BUNDLED_PLUGINS},
+                    for name in ctx.settings.enabled_plugins},
                 "enabled_in_cluster": names,
             },
             "configuration": {**settings, "loaded_plugins": list(ctx.settings.enabled_plugins)},
@@ -81,7 +80,7 @@ def info_routes(ctx: AdminContext, *, node_id: str, status_extra: StatusExtra | 
 
     async def plugin_schema(request: Request) -> Response:
         name = request.path_params["name"]
-        if name not in BUNDLED_PLUGINS:
+        if name not in ctx.settings.enabled_plugins:
             return json_response({"message": f"No plugin named '{name}'"}, 404)
         fields = {**BASE_FIELDS, "config": config_field(name)}
         return json_response({"fields": kong_fields(fields)})

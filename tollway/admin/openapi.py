@@ -14,12 +14,13 @@ from typing import Any
 
 from starlette.routing import BaseRoute, Route
 
-from tollway import __version__, plugins
+from tollway import __version__
 from tollway.admin.endpoints import ApiRoute, RouteDoc
 from tollway.admin.guard import HEADER
 from tollway.admin.pagination import MAX_SIZE
-from tollway.admin.schema import EntitySchema
 from tollway.config import Settings
+from tollway.plugins import registry
+from tollway.store.entities.schema import EntitySchema
 
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
@@ -115,7 +116,7 @@ def _input_properties(schema: EntitySchema) -> dict[str, Any]:
 
 
 def plugins_enabled(schema: EntitySchema) -> list[str]:
-    return [name for name in plugins.BUNDLED_PLUGINS if not schema.resolve_fields({"name": name})[1]]
+    return [name for name in registry.installed() if not schema.resolve_fields({"name": name})[1]]
 
 
 def entity_input(schema: EntitySchema) -> dict[str, Any]:
@@ -250,10 +251,10 @@ INFO: dict[str, dict[str, Any]] = {
 }
 
 
-def _plugin_route_doc(route: Route) -> dict[str, Any]:
+def _plugin_route_doc(route: Route, settings: Settings) -> dict[str, Any]:
     """A plugin's own route: its api.py OPENAPI entry when it has one, else a plain JSON GET."""
-    for name in plugins.BUNDLED_PLUGINS:
-        module = plugins.load_module(name, "api")
+    for name in settings.enabled_plugins:
+        module = registry.load_module(name, "api")
         documented = getattr(module, "OPENAPI", None) if module is not None else None
         if isinstance(documented, Mapping) and route.path.rstrip("/") in documented:
             return dict(documented[route.path.rstrip("/")])
@@ -281,7 +282,7 @@ def build(settings: Settings, routes: Iterable[BaseRoute], entities: Iterable[En
                 op.setdefault("operationId", f"{method}-{path.strip('/').replace('/', '-') or 'root'}")
                 op.setdefault("tags", ["information"])
         else:
-            ops = _plugin_route_doc(route)
+            ops = _plugin_route_doc(route, settings)
         for op in ops.values():
             op["responses"] = {**op["responses"], **_error_responses(503)}
             if settings.admin_token:

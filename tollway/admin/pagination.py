@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from tollway.admin import errors
-from tollway.admin.validation import is_uuid
+from tollway.store.entities.validation import is_uuid
 
 DEFAULT_SIZE = 100
 MAX_SIZE = 1000

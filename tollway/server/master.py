@@ -288,7 +288,7 @@ class Master:
 
     async def _poll_loop(self) -> None:
         """Notice configuration written by other nodes sharing the database."""
-        from tollway.store.snapshot import config_version
+        from tollway.store.version import config_version
 
         failing = False
         while True:

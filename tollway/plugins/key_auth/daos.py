@@ -17,10 +17,10 @@ from typing import Any
 
 from sqlalchemy import BigInteger, Column, ForeignKey, Integer, String, Table, Text
 
-from tollway.admin.schema import EntitySchema, Nesting, common_fields
 from tollway.config import Settings
 from tollway.plugins.key_auth.keys import lookup_forms, stored_form
 from tollway.store import tables
+from tollway.store.entities.schema import EntitySchema, Nesting, common_fields
 
 keyauth_credentials = Table(
     "keyauth_credentials", tables.metadata,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tollway.admin.schema import EntitySchema, Errors, Nesting, common_fields
 from tollway.store import tables
+from tollway.store.entities.schema import EntitySchema, Errors, Nesting, common_fields
 
 STRINGS = {"type": "array", "elements": {"type": "string"}}
 

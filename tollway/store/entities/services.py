@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from tollway.admin.schema import EntitySchema, Errors, common_fields
 from tollway.store import tables
+from tollway.store.entities.schema import EntitySchema, Errors, common_fields
 
 TIMEOUT = {"type": "integer", "between": (1, 2147483646), "default": 60000, "required": True}
 DEFAULT_PORTS = {"http": 80, "https": 443}

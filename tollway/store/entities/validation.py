@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from tollway.admin.schema import Errors, Fields
+from tollway.store.entities.schema import Errors, Fields
 
 REQUIRED = "required field missing"
 UNKNOWN = "unknown field"
@@ -180,3 +180,41 @@ def _check_foreign(value: Any) -> tuple[Any, Any]:
     if not is_uuid(value.get("id")):
         return None, {"id": "expected a valid UUID" if value.get("id") is not None else REQUIRED}
     return {"id": value["id"]}, None
+
+
+def infer_types(data: Mapping[str, Any], fields: Fields) -> dict[str, Any]:
+    """Type a decoded form by the fields it is meant for; unknown keys are left for validation.
+
+    Form values are strings: "true"/"false" become booleans, numbers become integers or numbers
+    for those fields, a single value for an array field becomes a one-element array, and "" is null.
+    """
+    return {key: _infer(fields[key], value) if key in fields else value for key, value in data.items()}
+
+
+def _infer(spec: Mapping[str, Any], value: Any) -> Any:
+    if value == "":
+        return None
+    kind = spec["type"]
+    if kind in ("array", "set"):
+        items = value if isinstance(value, list) else [value]
+        elements = spec.get("elements", {"type": "string"})
+        return [_infer(elements, item) for item in items]
+    if kind == "record" and isinstance(value, Mapping):
+        return infer_types(value, spec.get("fields", {}))
+    if kind == "map" and isinstance(value, Mapping) and "values" in spec:
+        return {k: _infer(spec["values"], v) for k, v in value.items()}
+    if not isinstance(value, str):
+        return value
+    if kind == "boolean":
+        return {"true": True, "false": False}.get(value, value)
+    if kind in ("integer", "number"):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+        if kind == "number":
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    return value

@@ -69,6 +69,8 @@ class EntitySchema:
     for_workers: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     # Fields whose values are secrets: never logged, documented as such.
     secrets: tuple[str, ...] = ()
+    # Whether proxy workers get this entity in their configuration snapshot.
+    in_snapshot: bool = True
 
     def resolve_fields(self, data: Mapping[str, Any]) -> tuple[Fields, Errors]:
         """The fields that apply to `data`, and errors found while choosing them."""

@@ -14,10 +14,9 @@ from sqlalchemy import Table, and_, delete, exc, exists, insert, or_, select, up
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ColumnElement
 
-from tollway.admin import errors
-from tollway.admin.schema import JSON_TYPES, EntitySchema, column_of
-from tollway.admin.validation import is_uuid
-from tollway.errors import ForeignKeyViolation, UniqueViolation
+from tollway.errors import ForeignKeyViolation, PrimaryKeyViolation, ReferencedBy, SchemaViolation, UniqueViolation
+from tollway.store.entities.schema import JSON_TYPES, EntitySchema, column_of
+from tollway.store.entities.validation import is_uuid
 from tollway.store.integrity import classify
 
 
@@ -178,15 +177,15 @@ class Dao:
         if found.kind == "foreign key":
             if deleting:
                 child = self.schema.restrict[0][0] if self.schema.restrict else "entities"
-                return errors.referenced_by(self.schema.name, child)
+                return ReferencedBy(self.schema.name, child)
             refs: dict[str, dict[str, object]] = {
                 name: dict(entity[name]) for name in self.schema.foreign_fields() if entity.get(name)}
             name, ref = next(iter(refs.items()), ("@entity", {}))
             return ForeignKeyViolation(name, ref)
         if found.kind == "primary key":
-            return errors.primary_key_violation(str(entity.get("id")))
+            return PrimaryKeyViolation(str(entity.get("id")))
         if found.kind == "not null":
-            return errors.schema_violation({name: "required field missing" for name in found.columns}
+            return SchemaViolation({name: "required field missing" for name in found.columns}
                                            or {"@entity": ["a required field is missing"]})
         by_column = {column_of(name, spec): name for name, spec in self.schema.fields.items()}
         fields = {by_column[c]: entity.get(by_column[c]) for c in found.columns if c in by_column}

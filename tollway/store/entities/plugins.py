@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from tollway import plugins
-from tollway.admin.schema import EntitySchema, Errors, Fields, Nesting, common_fields
 from tollway.store import tables
+from tollway.store.entities.schema import EntitySchema, Errors, Fields, Nesting, common_fields
 
 SCOPES = ("service", "route", "consumer")
 PROTOCOLS = ("grpc", "grpcs", "http", "https")

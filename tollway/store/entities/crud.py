@@ -11,17 +11,24 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import BigInteger, Integer
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tollway.admin import errors
-from tollway.admin.body import infer_types
-from tollway.admin.context import AdminContext
-from tollway.admin.dao import Dao
-from tollway.admin.schema import EntitySchema
-from tollway.admin.validation import is_uuid, validate
+if TYPE_CHECKING:
+    from tollway.store.entities.catalog import Catalog
+
+from tollway.errors import (
+    ForeignKeysUnresolved,
+    NotFound,
+    PrimaryKeyViolation,
+    ReferencedBy,
+    SchemaViolation,
+)
+from tollway.store.entities.dao import Dao
+from tollway.store.entities.schema import EntitySchema
+from tollway.store.entities.validation import infer_types, is_uuid, validate
 
 
 @dataclass(frozen=True)
@@ -45,10 +52,10 @@ def _merge(old: Mapping[str, Any], new: Mapping[str, Any], fields: Mapping[str, 
 class Crud:
     """Create, read, update, upsert, delete and list one entity."""
 
-    def __init__(self, ctx: AdminContext, schema: EntitySchema) -> None:
-        self.ctx = ctx
+    def __init__(self, catalog: Catalog, schema: EntitySchema) -> None:
+        self.catalog = catalog
         self.schema = schema
-        self.dao: Dao = ctx.daos[schema.name]
+        self.dao: Dao = catalog.daos[schema.name]
 
     def build(self, data: dict[str, Any], *, form: bool, old: Mapping[str, Any] | None = None,
               merge: bool = False) -> dict[str, Any]:
@@ -69,7 +76,7 @@ class Crud:
             for check in self.schema.checks:
                 invalid.update(check(entity))
         if invalid:
-            raise errors.schema_violation(invalid)
+            raise SchemaViolation(invalid)
         now = int(time.time())
         entity["id"] = (old or {}).get("id") or entity.get("id") or str(uuid.uuid4())
         entity["created_at"] = (old or {}).get("created_at") or entity.get("created_at") or now
@@ -99,7 +106,7 @@ class Crud:
     # Reads
 
     async def find(self, ident: str, parent: Parent | None = None) -> dict[str, Any] | None:
-        async with self.ctx.db.connect() as conn:
+        async with self.catalog.db.connect() as conn:
             entity = await self.dao.get(conn, ident)
         if entity is None or (parent and (entity.get(parent.field) or {}).get("id") != parent.id):
             return None
@@ -108,13 +115,13 @@ class Crud:
     async def read(self, ident: str, parent: Parent | None = None) -> dict[str, Any]:
         entity = await self.find(ident, parent)
         if entity is None:
-            raise errors.not_found()
+            raise NotFound(self.schema.name)
         return entity
 
     async def page(self, *, size: int, after: str | None, tags: list[str] | None, any_tag: bool,
                    parent: Parent | None = None) -> tuple[list[dict[str, Any]], str | None]:
         where = {parent.field + "_id": parent.id} if parent else None
-        async with self.ctx.db.connect() as conn:
+        async with self.catalog.db.connect() as conn:
             return await self.dao.page(conn, size=size, after=after, where=where, tags=tags, any_tag=any_tag)
 
     # Writes
@@ -125,17 +132,17 @@ class Crud:
         Kong's 400 "foreign keys unresolved"."""
         for name, reference in self.schema.foreign_fields().items():
             value = data.get(name)
-            target = self.ctx.entities.get(reference)
+            target = self.catalog.entities.get(reference)
             key = target.endpoint_key if target is not None else None
             if not isinstance(value, Mapping) or "id" in value or key is None or set(value) != {key}:
                 continue
             wanted = value[key]
             if not isinstance(wanted, str) or not wanted:
                 continue  # left to validation, which names the problem
-            async with self.ctx.db.connect() as conn:
-                found = await self.ctx.daos[reference].get(conn, wanted)
+            async with self.catalog.db.connect() as conn:
+                found = await self.catalog.daos[reference].get(conn, wanted)
             if found is None or found.get(key) != wanted:
-                raise errors.foreign_keys_unresolved(name, key, wanted, reference)
+                raise ForeignKeysUnresolved(name, key, wanted, reference)
             data[name] = {"id": found["id"]}
 
     async def create(self, data: dict[str, Any], *, form: bool, parent: Parent | None = None) -> dict[str, Any]:
@@ -143,9 +150,9 @@ class Crud:
             data[parent.field] = {"id": parent.id}
         await self.resolve_references(data)
         entity = self.build(data, form=form)
-        async with self.ctx.write() as conn:
+        async with self.catalog.write() as conn:
             if await self.dao.exists(conn, entity["id"]):
-                raise errors.primary_key_violation(entity["id"])
+                raise PrimaryKeyViolation(entity["id"])
             await self._checked_write(conn, entity, new=True)
         return entity
 
@@ -154,7 +161,7 @@ class Crud:
         old = await self.read(ident, parent)
         await self.resolve_references(data)
         entity = self.build(data, form=form, old=old, merge=True)
-        async with self.ctx.write() as conn:
+        async with self.catalog.write() as conn:
             await self._checked_write(conn, entity, new=False)
         return entity
 
@@ -170,7 +177,7 @@ class Crud:
             data[self.schema.endpoint_key] = ident
         await self.resolve_references(data)
         entity = self.build(data, form=form, old=old and {"id": old["id"], "created_at": old["created_at"]})
-        async with self.ctx.write() as conn:
+        async with self.catalog.write() as conn:
             await self._checked_write(conn, entity, new=old is None)
         return entity
 
@@ -179,10 +186,10 @@ class Crud:
         old = await self.find(ident, parent)
         if old is None:
             return
-        async with self.ctx.write() as conn:
+        async with self.catalog.write() as conn:
             child = await self.dao.referencing(conn, old["id"])
             if child is not None:
-                raise errors.referenced_by(self.schema.name, child)
+                raise ReferencedBy(self.schema.name, child)
             await self.dao.delete(conn, old["id"])
 
     async def _checked_write(self, conn: AsyncConnection, entity: dict[str, Any], *, new: bool) -> None:
