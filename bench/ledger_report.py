@@ -47,7 +47,7 @@ DAYS = 30
 MONTH = datetime(2026, 9, 1, tzinfo=UTC)
 NEWLINE = b"\n"
 SERVICE = "00000000-0000-4000-8000-00000000beef"
-migration = importlib.import_module("tollway.plugins.billable.migrations.000_base")
+migration = importlib.import_module("tollway.metering.migrations.000_base")
 
 
 def consumer_id(i: int) -> str:

@@ -21,7 +21,7 @@ SERVICE = {"id": "33333333-3333-4333-8333-333333333333", "name": "mock", "host":
 ROUTE = {"id": "44444444-4444-4444-8444-444444444444", "name": "mock", "paths": ["/mock"]}
 ROUTE2 = {"id": "55555555-5555-4555-8555-555555555555", "name": "other", "paths": ["/other"]}
 
-migration = importlib.import_module("tollway.plugins.billable.migrations.000_base")
+migration = importlib.import_module("tollway.metering.migrations.000_base")
 
 
 _UNSET: Any = object()

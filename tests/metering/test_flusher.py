@@ -27,7 +27,7 @@ from tollway.errors import StoreUnavailable
 from tollway.metering import flusher as flusher_module
 from tollway.metering.flusher import Flusher, FlusherThread
 from tollway.metering.spool import SpoolReader, SpoolWriter
-from tollway.plugins.billable.tables import names, spool_offsets, usage
+from tollway.metering.tables import names, spool_offsets, usage
 from tollway.store.db import Database
 
 

@@ -35,7 +35,8 @@ def cli(settings: Settings, *args: str) -> tuple[int, str]:
 
 def test_bootstrap_twice_is_harmless(settings: Settings) -> None:
     ran = run(settings, lambda db: migrations.bootstrap(db, settings))
-    assert [(m.subsystem, m.name) for m in ran][:2] == [("core", "000_base"), ("key-auth", "000_base")]
+    assert [(m.subsystem, m.name) for m in ran][:4] == [
+        ("core", "000_base"), ("metering", "000_base"), ("metering", "001_week_grain"), ("key-auth", "000_base")]
     assert run(settings, lambda db: migrations.bootstrap(db, settings)) == []
     assert run(settings, lambda db: migrations.pending(db, settings)) == []
     assert run(settings, config_version) == 1
@@ -53,12 +54,28 @@ def test_up_runs_the_migrations_of_newly_enabled_plugins(settings: Settings) -> 
     run(core_only, lambda db: migrations.bootstrap(db, core_only))
     states = run(settings, lambda db: migrations.list_state(db, settings))
     assert states[0] == migrations.SubsystemState("core", ("000_base",), ())
-    assert states[1] == migrations.SubsystemState("key-auth", (), ("000_base",))
+    assert states[1] == migrations.SubsystemState("metering", ("000_base", "001_week_grain"), ())
+    assert states[2] == migrations.SubsystemState("key-auth", (), ("000_base",))
     with pytest.raises(StoreError, match="pending migrations"):
         run(settings, lambda db: migrations.ensure_bootstrapped(db, settings))
     ran = run(settings, lambda db: migrations.up(db, settings))
     assert ("key-auth", "000_base") in [(m.subsystem, m.name) for m in ran]
     assert run(settings, lambda db: migrations.up(db, settings)) == []
+
+
+def test_the_ledger_migrations_recorded_as_billable_count_as_run(settings: Settings) -> None:
+    """A database bootstrapped while the ledger was the billable plugin's: nothing is run again."""
+    run(settings, lambda db: migrations.bootstrap(db, settings))
+
+    async def record_as_billable(db: Database) -> None:
+        async with db.begin() as conn:
+            await conn.execute(schema_meta.update().where(schema_meta.c.subsystem == "metering")
+                               .values(subsystem="billable"))
+
+    run(settings, record_as_billable)
+    assert run(settings, lambda db: migrations.pending(db, settings)) == []
+    states = {s.subsystem: s for s in run(settings, lambda db: migrations.list_state(db, settings))}
+    assert states["metering"].executed == ("000_base", "001_week_grain") and not states["metering"].pending
 
 
 def test_snapshot_of_a_fresh_database(settings: Settings) -> None:

@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tollway.plugins.billable.tables import names, spool_offsets, usage
+from tollway.metering.tables import names, spool_offsets, usage
 
 BATCH = 2000  # rows per executemany
 

@@ -26,7 +26,7 @@ from tollway.metering.ledger import UNAVAILABLE, describe
 from tollway.metering.periods import iso
 from tollway.metering.plan import Plan, plan
 from tollway.metering.query import GROUPS, QueryError, UsageQuery
-from tollway.plugins.billable.tables import names, usage
+from tollway.metering.tables import names, usage
 from tollway.store.db import Database
 
 CSV_HEADER = ("period", "period_start", "period_end", "consumer_id", "consumer_username",

@@ -75,7 +75,7 @@ class SpoolWriter:
     """
 
     def __init__(self, spool_dir: Path | str, writer_id: str, file_bytes: int = FILE_BYTES,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, open_now: bool = True) -> None:
         self.spool_dir = Path(spool_dir)
         self.writer_id = _check_writer_id(writer_id)
         self.file_bytes = file_bytes
@@ -100,6 +100,13 @@ class SpoolWriter:
         self._pos = 0                # bytes recorded in the current file
         self._room = 0               # its size: a record must end at or before it
         self._released = 0           # bytes of it unmapped from this process
+        if open_now:
+            self.start()
+
+    def start(self) -> None:
+        """Open the first file now, unless one is open (else the first append opens it)."""
+        if self._map is not None or self.failing:
+            return
         try:
             self._open_next(0)
         except OSError as exc:  # no room for a first file: serve per billable_spool_failure, probe again

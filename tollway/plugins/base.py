@@ -93,6 +93,12 @@ class Handler:
         self.conf = conf
         self.runtime = runtime
 
+    @classmethod
+    def init_worker(cls, worker: Any) -> None:
+        """Once per worker process, before it serves (Kong's init_worker): `worker` is a
+        tollway.plugins.node.WorkerContext."""
+        return None
+
     def access(self, call: Call) -> Reply | None:
         return None
 

@@ -21,17 +21,19 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
 from tollway.config import Settings
 from tollway.errors import ConfigError, NodeError, StoreError
+from tollway.plugins import registry
 from tollway.server import node
 from tollway.server.control import Channel
 
 if TYPE_CHECKING:
-    from tollway.metering.flusher import FlusherThread
+    from tollway.plugins.node import NodeService
 
 log = logging.getLogger("tollway.master")
 
@@ -115,6 +117,8 @@ class Master:
         self.writers: dict[str, asyncio.subprocess.Process] = {}
         self.snapshot: dict[str, Any] = {}
         self.config_version: int | None = None
+        # Node services (tollway.plugins.node): the ledger's flusher, and those of enabled plugins
+        self.services: dict[str, list[NodeService]] = {}  # by owner: "core" or a plugin's name
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -142,7 +146,7 @@ class Master:
             for slot in range(self.settings.workers):
                 await self._spawn(slot, self.settings)
             self._start_admin()
-            self._start_flusher()
+            await self._start_services(self.settings)
             background = [
                 asyncio.create_task(self._config_loop(), name="config"),
                 asyncio.create_task(self._poll_loop(), name="poll"),
@@ -175,11 +179,7 @@ class Master:
         if self.admin_task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.admin_task, 10)
-        if self.flusher_thread is not None:
-            try:
-                await self.flusher_thread.stop(timeout=60)
-            except Exception:
-                log.exception("the last usage flush failed; usage stays in the spool for the next start")
+        await self._stop_services(list(self.services))
 
     def _close_sockets(self) -> None:
         for sock in (self.proxy_sock, self.admin_sock):
@@ -309,7 +309,6 @@ class Master:
     # -- Admin API and metering ------------------------------------------------------------
 
     admin_task: asyncio.Task[Any] | None = None
-    flusher_thread: FlusherThread | None = None  # once billable is enabled
 
     def _build_admin_app(self, settings: Settings) -> Callable[..., Any]:
         from tollway.admin.app import create_app
@@ -333,13 +332,36 @@ class Master:
         self.admin_server = AdminServer(config)
         self.admin_task = asyncio.create_task(self.admin_server.serve(sockets=[self.admin_sock]))
 
-    def _start_flusher(self) -> None:
-        if "billable" not in self.settings.enabled_plugins:
-            return
-        from tollway.metering.flusher import FlusherThread
+    @staticmethod
+    def _service_modules(settings: Settings) -> dict[str, ModuleType]:
+        """Owner -> the module whose services(node) it runs: the core's, then each enabled plugin's."""
+        from tollway.metering import service as metering_service
 
-        self.flusher_thread = FlusherThread(self.settings, self.node_id, writer_alive=self.writer_alive)
-        self.flusher_thread.start()
+        modules: dict[str, ModuleType] = {"core": metering_service}
+        for name in settings.enabled_plugins:
+            module = registry.load_module(name, "services")
+            if module is not None:
+                modules[name] = module
+        return modules
+
+    async def _start_services(self, settings: Settings) -> None:
+        """Start the services of owners that have none running (at start, and for plugins a reload enabled)."""
+        for owner, module in self._service_modules(settings).items():
+            if owner in self.services:
+                continue
+            started: list[NodeService] = []
+            for service in module.services(self):
+                await service.start()
+                started.append(service)
+            self.services[owner] = started
+
+    async def _stop_services(self, owners: list[str]) -> None:
+        for owner in owners:
+            for service in reversed(self.services.pop(owner, [])):
+                try:
+                    await service.stop()
+                except Exception:
+                    log.exception("service %s of %s did not stop cleanly", service.name, owner)
 
     def status(self) -> dict[str, Any]:
         """Node figures for GET /status: Kong's `server` counters summed over the workers, and ours."""
@@ -367,23 +389,21 @@ class Master:
             ],
             "config_version": self.config_version,
             "uptime_seconds": int(time.time() - self.started_at),
-            "metering": self._metering_status(),
+            **self._services_status(),
         }
 
-    def _metering_status(self) -> dict[str, Any] | None:
-        if self.flusher_thread is None:
-            return None
-        flusher = self.flusher_thread.flusher
-        try:
-            spool_bytes: int | None = flusher.spool_bytes()
-        except OSError:
-            spool_bytes = None
-        return {
-            "calls_committed": flusher.counted,
-            "calls_cut_off": flusher.cut_off,
-            "spool_bytes": spool_bytes,
-            "spool_alarm_bytes": self.settings.billable_spool_max_bytes,
-        }
+    def _services_status(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for services in self.services.values():
+            for service in services:
+                try:
+                    figures = service.status()
+                except Exception:
+                    log.exception("status of service %s failed", service.name)
+                    continue
+                if figures is not None:
+                    found[service.name] = figures
+        return found
 
     # -- reload ----------------------------------------------------------------------------
 
@@ -409,9 +429,6 @@ class Master:
             log.warning("reload: %s changed; they take effect at the next start", ", ".join(fixed))
             new = new.with_overrides(**{key: getattr(self.settings, key) for key in fixed})
         log.info("reloading: plugins=%s workers=%d", new.plugins, new.workers)
-        if "billable" in new.enabled_plugins and self.flusher_thread is None:
-            self.settings = new
-            self._start_flusher()
         self.settings = new
         self.snapshot = await self._load_snapshot()
         self.admin_app = self._build_admin_app(new)
@@ -423,6 +440,9 @@ class Master:
         self.retired.extend(old)
         await asyncio.gather(*(self._drain(handle) for handle in old))
         self.retired = [h for h in self.retired if h not in old]
+        owners = self._service_modules(new)
+        await self._stop_services([owner for owner in self.services if owner not in owners])
+        await self._start_services(new)
 
 
 def run_master(settings: Settings) -> int:

@@ -14,11 +14,13 @@ import os
 import signal
 import socket
 import sys
+from typing import Any
 
 import uvloop
 
 from tollway.config import Settings
 from tollway.metering.spool import SpoolWriter
+from tollway.proxy.chain import handler_class
 from tollway.proxy.server import ProxyServer
 from tollway.server.control import Channel
 
@@ -34,6 +36,8 @@ class Worker:
         self.writer_id = writer_id
         self.proxy: ProxyServer | None = None
         self.spool: SpoolWriter | None = None
+        self.settings: Settings | None = None
+        self.counters: Any = None  # tollway.counters.SharedCounters, once shared counters exist
         self.stopping = asyncio.Event()
         self.drain_timeout = 30.0
         self.exit_code = 0
@@ -55,6 +59,13 @@ class Worker:
             self.spool.close()
         channel.close()
         return self.exit_code
+
+    def _init_plugins(self, settings: Settings) -> None:
+        """Each enabled plugin's init_worker, once, before the worker serves (tollway.plugins.node)."""
+        for name in settings.enabled_plugins:
+            handler = handler_class(name)
+            if handler is not None:
+                handler.init_worker(self)
 
     def _listener_done(self, task: asyncio.Task[None]) -> None:
         """A listener that failed leaves the worker deaf to its master: log why and exit, so the
@@ -99,8 +110,10 @@ class Worker:
         if self.proxy is None:
             logging.getLogger().setLevel(settings.log_level.upper())
             self.drain_timeout = settings.drain_timeout
-            if "billable" in settings.enabled_plugins:
-                self.spool = SpoolWriter(settings.spool_dir, self.writer_id)
+            # Opened by the first call it records (or by a plugin's init_worker, to know it works).
+            self.spool = SpoolWriter(settings.spool_dir, self.writer_id, open_now=False)
+            self.settings = settings
+            self._init_plugins(settings)
             self.proxy = ProxyServer(settings, spool=self.spool)
             self.proxy.apply(message["snapshot"])
             await self.proxy.serve(self.listen_sock)

@@ -36,6 +36,12 @@ class Handler(base.Handler):
         spool = runtime.spool
         self.spool: SpoolWriter | None = spool if isinstance(spool, SpoolWriter) else None
 
+    @classmethod
+    def init_worker(cls, worker: Any) -> None:
+        # The spool opens its first file now rather than at the first call, so that a spool that
+        # cannot be written is known (and refused, with billable_spool_failure = refuse) from the start.
+        worker.spool.start()
+
     def phases(self) -> frozenset[str]:
         # Serving through spool failures needs no access phase: leave it off the hot path.
         return super().phases() if self.refuse else super().phases() - {"access"}

@@ -1,7 +1,10 @@
 """The migrations runner, re-exported by tollway.store.migrations.
 
-Subsystems are `core` (tollway/store/migrations/) and every enabled plugin with a `migrations`
-package. A migration is a module `NNN_name.py` with `def up(conn) -> None` (a synchronous
+Subsystems are the core ones (CORE_SUBSYSTEMS: the store's tables, and the usage ledger of
+tollway/metering/migrations/) and every enabled plugin with a `migrations` package. A subsystem's
+package may name, in RECORDED_AS, subsystems whose recorded migrations count as its own (the
+ledger's were recorded as `billable`'s while it belonged to that plugin).
+ A migration is a module `NNN_name.py` with `def up(conn) -> None` (a synchronous
 SQLAlchemy Connection); it runs in the same transaction that records it in `schema_meta`, so a
 failed migration leaves nothing behind on PostgreSQL and is simply retried by the next run.
 
@@ -24,15 +27,18 @@ from types import ModuleType
 from sqlalchemy import MetaData, inspect, select, text
 from sqlalchemy.engine import Connection
 
-from tollway import plugins
 from tollway.config import Settings
 from tollway.errors import NotBootstrapped, StoreError
+from tollway.plugins import registry
 from tollway.store.db import Database
 from tollway.store.tables import schema_meta
 
 log = logging.getLogger(__name__)
 
 CORE = "core"
+# Core subsystems and their migration packages, in the order they run (by name: the store does
+# not import the layers above it).
+CORE_SUBSYSTEMS = {CORE: __package__, "metering": "tollway.metering.migrations"}
 _MIGRATION_NAME = re.compile(r"^\d{3}_\w+$")
 
 
@@ -61,24 +67,37 @@ def _package_migrations(subsystem: str, package: ModuleType) -> list[Migration]:
     return sorted(found, key=lambda m: m.name)
 
 
+def _packages(settings: Settings) -> dict[str, ModuleType]:
+    packages = {name: importlib.import_module(module) for name, module in CORE_SUBSYSTEMS.items()}
+    for name in settings.enabled_plugins:
+        package = registry.load_module(name, "migrations")
+        if package is not None:
+            packages[name] = package
+    return packages
+
+
 def known_migrations(settings: Settings) -> dict[str, list[Migration]]:
     """Every subsystem of this configuration and its migrations, in the order they run."""
-    subsystems = {CORE: _package_migrations(CORE, importlib.import_module(__package__))}
-    for name in settings.enabled_plugins:
-        package = plugins.load_module(name, "migrations")
-        if package is not None:
-            subsystems[name] = _package_migrations(name, package)
-    return subsystems
+    return {name: _package_migrations(name, package) for name, package in _packages(settings).items()}
+
+
+def _aliases(settings: Settings) -> dict[str, tuple[str, ...]]:
+    """Subsystem -> the subsystems whose records count as its own (RECORDED_AS)."""
+    return {name: tuple(getattr(package, "RECORDED_AS", ())) for name, package in _packages(settings).items()}
 
 
 def _is_bootstrapped(conn: Connection) -> bool:
     return bool(inspect(conn).has_table(schema_meta.name))
 
 
-def _executed(conn: Connection) -> dict[str, set[str]]:
+def _executed(conn: Connection, aliases: dict[str, tuple[str, ...]] | None = None) -> dict[str, set[str]]:
+    """Subsystem -> the names of its migrations that ran (with those recorded under its aliases)."""
     done: dict[str, set[str]] = {}
     for subsystem, name in conn.execute(select(schema_meta.c.subsystem, schema_meta.c.name)):
         done.setdefault(subsystem, set()).add(name)
+    for subsystem, others in (aliases or {}).items():
+        for other in others:
+            done.setdefault(subsystem, set()).update(done.get(other, ()))
     return done
 
 
@@ -91,13 +110,13 @@ def _lock(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")  # waits for another writer (busy_timeout)
 
 
-async def _apply(db: Database, todo: list[Migration]) -> list[Migration]:
+async def _apply(db: Database, todo: list[Migration], aliases: dict[str, tuple[str, ...]]) -> list[Migration]:
     ran = []
     for migration in todo:
 
         def step(conn: Connection, migration: Migration = migration) -> bool:
             _lock(conn)
-            if migration.name in _executed(conn).get(migration.subsystem, set()):
+            if migration.name in _executed(conn, aliases).get(migration.subsystem, set()):
                 return False  # another node ran it while this one waited for the lock
             log.info("migrating %s: %s", migration.subsystem, migration.name)
             migration.up(conn)
@@ -135,22 +154,23 @@ async def bootstrap(db: Database, settings: Settings) -> list[Migration]:
 async def pending(db: Database, settings: Settings) -> list[Migration]:
     """Migrations of this configuration that have not run yet, in order."""
     await ensure_bootstrapped(db)
+    aliases = _aliases(settings)
     async with db.connect() as conn:
-        done = await conn.run_sync(_executed)
+        done = await conn.run_sync(_executed, aliases)
     return [m for subsystem, todo in known_migrations(settings).items()
             for m in todo if m.name not in done.get(subsystem, set())]
 
 
 async def up(db: Database, settings: Settings) -> list[Migration]:
     """Run the pending migrations of core and the enabled plugins; returns those that ran here."""
-    return await _apply(db, await pending(db, settings))
+    return await _apply(db, await pending(db, settings), _aliases(settings))
 
 
 async def list_state(db: Database, settings: Settings) -> list[SubsystemState]:
     """Per subsystem, the executed and pending migrations (raises NotBootstrapped)."""
     await ensure_bootstrapped(db)
     async with db.connect() as conn:
-        done = await conn.run_sync(_executed)
+        done = await conn.run_sync(_executed, _aliases(settings))
     states = []
     for subsystem, known in known_migrations(settings).items():
         ran = done.get(subsystem, set())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Connection
 
-from tollway.plugins.billable.tables import LEDGER_TABLES, metadata
+from tollway.metering.tables import LEDGER_TABLES, metadata
 
 
 def up(conn: Connection) -> None:

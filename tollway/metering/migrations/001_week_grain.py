@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from tollway.plugins.billable.tables import LEDGER_TABLES, metadata
+from tollway.metering.tables import LEDGER_TABLES, metadata
 
 
 def up(conn: Connection) -> None:

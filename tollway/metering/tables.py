@@ -1,4 +1,6 @@
-"""The billable ledger, as SQLAlchemy Core tables (the same definitions serve SQLite and PostgreSQL).
+"""The usage ledger, as SQLAlchemy Core tables (the same definitions serve SQLite and PostgreSQL).
+
+The tables keep the names they had when the ledger was the billable plugin's.
 
   billable_usage          one row per (grain, bucket_start, consumer, service, route, status):
                           totals for that UTC minute, hour, day, ISO week (from

@@ -1,1 +1,0 @@
-"""The billable plugin's migrations, run in order by `tollway migrations up`."""
