@@ -15,9 +15,11 @@ from tests.admin.conftest import _bootstrap
 from tests.conftest import free_port, wait_for_port
 from tests.proxy.conftest import proxy, recorder, request  # noqa: F401  (fixtures)
 from tollway.admin import create_app
-from tollway.admin.redact import REDACTED, redact
-from tollway.config import Settings
+from tollway.admin.redact import RedactSecrets, secret_segments
+from tollway.config import Settings, load_settings
 from tollway.store.db import Database
+from tollway.store.entities.catalog import entities_for
+from tollway.store.entities.schema import REDACTED
 from tollway.store.snapshot import load_snapshot
 
 TOKEN = "token-that-must-not-be-logged"
@@ -111,6 +113,9 @@ def test_keys_and_token_never_reach_a_log_line(settings: Settings, captured: Cap
 
 
 def test_redact_rewrites_key_auth_paths_only() -> None:
+    segments = secret_segments(entities_for(load_settings(environ={})))
+    assert segments == ["key-auth", "key-auths"]  # learnt from key-auth's entity: its key is secret
+    redact = RedactSecrets(segments).redact
     assert redact("GET /consumers/c/key-auth/abc?x=1 HTTP/1.1") == f"GET /consumers/c/key-auth/{REDACTED}?x=1 HTTP/1.1"
     assert redact('"DELETE /key-auths/abc/consumer"') == f'"DELETE /key-auths/{REDACTED}/consumer"'
     assert redact("GET /consumers/c/key-auth HTTP/1.1") == "GET /consumers/c/key-auth HTTP/1.1"

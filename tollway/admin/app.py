@@ -115,7 +115,7 @@ def create_app(settings: Settings, db: Database, on_change: Callable[[], None] |
     app.add_middleware(StripTrailingSlash)
     if settings.admin_token:
         app.add_middleware(AdminTokenGuard, token=settings.admin_token)  # outermost: before any routing
-    redact.install()
+    redact.install(ctx.entities.values())
     return app
 
 

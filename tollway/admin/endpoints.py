@@ -53,12 +53,12 @@ def _collection(crud: Crud, parent_of: Callable[[Request], Awaitable[Parent | No
         parent = await parent_of(request)
         if request.method == "POST":
             data, form = await read_body(request)
-            return json_response(await crud.create(data, form=form, parent=parent), 201)
+            return json_response(crud.schema.public(await crud.create(data, form=form, parent=parent)), 201)
         query = PageQuery.parse(request.query_params)
         rows, last_id = await crud.page(size=query.size, after=query.after, tags=query.tags,
                                         any_tag=query.any_tag, parent=parent)
         next_path, offset = query.next_path(request.url.path, last_id)
-        body = {"data": rows, "next": next_path}
+        body = {"data": [crud.schema.public(row) for row in rows], "next": next_path}
         if offset:
             body["offset"] = offset
         return json_response(body)
@@ -71,14 +71,14 @@ def _entity(crud: Crud, parent_of: Callable[[Request], Awaitable[Parent | None]]
         parent = await parent_of(request)
         ident = request.path_params["ident"]
         if request.method == "GET":
-            return json_response(await crud.read(ident, parent))
+            return json_response(crud.schema.public(await crud.read(ident, parent)))
         if request.method == "DELETE":
             await crud.delete(ident, parent)
             return no_content()
         data, form = await read_body(request)
         if request.method == "PATCH":
-            return json_response(await crud.update(ident, data, form=form, parent=parent))
-        return json_response(await crud.upsert(ident, data, form=form, parent=parent))
+            return json_response(crud.schema.public(await crud.update(ident, data, form=form, parent=parent)))
+        return json_response(crud.schema.public(await crud.upsert(ident, data, form=form, parent=parent)))
 
     return endpoint
 
@@ -94,11 +94,11 @@ def _referenced(crud: Crud, target: Crud, field: str) -> Endpoint:
             await target.delete(ref["id"])
             return no_content()
         if request.method == "GET":
-            return json_response(await target.read(ref["id"]))
+            return json_response(target.schema.public(await target.read(ref["id"])))
         data, form = await read_body(request)
         if request.method == "PATCH":
-            return json_response(await target.update(ref["id"], data, form=form))
-        return json_response(await target.upsert(ref["id"], data, form=form))
+            return json_response(target.schema.public(await target.update(ref["id"], data, form=form)))
+        return json_response(target.schema.public(await target.upsert(ref["id"], data, form=form)))
 
     return endpoint
 

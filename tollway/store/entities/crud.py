@@ -27,7 +27,7 @@ from tollway.errors import (
     SchemaViolation,
 )
 from tollway.store.entities.dao import Dao
-from tollway.store.entities.schema import EntitySchema
+from tollway.store.entities.schema import REDACTED, EntitySchema
 from tollway.store.entities.validation import infer_types, is_uuid, validate
 
 
@@ -38,10 +38,13 @@ class Parent:
 
 
 def _merge(old: Mapping[str, Any], new: Mapping[str, Any], fields: Mapping[str, Any]) -> dict[str, Any]:
-    """PATCH: new values over old ones, records (a plugin's config) merged key by key."""
+    """PATCH: new values over old ones, records (a plugin's config) merged key by key; a secret
+    field sent back as shown (REDACTED) keeps its stored value."""
     merged = copy.deepcopy(dict(old))
     for key, value in new.items():
         spec = fields.get(key, {})
+        if spec.get("secret") and value == REDACTED and key in merged:
+            continue
         if spec.get("type") == "record" and isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
             merged[key] = _merge(merged[key], value, spec.get("fields", {}))
         else:

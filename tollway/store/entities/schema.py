@@ -78,9 +78,32 @@ class EntitySchema:
             return self.fields, {}
         return self.fields_for(data)
 
+    def public(self, entity: Mapping[str, Any]) -> dict[str, Any]:
+        """The entity as the Admin API shows it: values of fields marked `"secret": True` (a plugin
+        config's password) replaced by REDACTED."""
+        fields, _ = self.resolve_fields(entity)
+        return redact(fields, entity)
+
     def foreign_fields(self) -> dict[str, str]:
         """Foreign field name -> referenced table."""
         return {name: spec["reference"] for name, spec in self.fields.items() if spec["type"] == "foreign"}
+
+
+REDACTED = "[redacted]"  # a secret field's value as shown; sent back in a PATCH, it keeps the stored value
+
+
+def redact(fields: Fields, record: Mapping[str, Any]) -> dict[str, Any]:
+    """`record` with the values of its secret fields (records' fields included) replaced by REDACTED."""
+    shown = dict(record)
+    for name, spec in fields.items():
+        value = shown.get(name)
+        if value is None:
+            continue
+        if spec.get("secret"):
+            shown[name] = REDACTED
+        elif spec["type"] == "record" and isinstance(value, Mapping):
+            shown[name] = redact(spec.get("fields", {}), value)
+    return shown
 
 
 def column_of(name: str, spec: Mapping[str, Any]) -> str:
