@@ -52,6 +52,13 @@ def _parse_float(text: str) -> float:
     return value
 
 
+def _parse_slots(text: str) -> int:
+    value = text.strip()
+    if not value.isdigit() or not 32 <= int(value) <= 1 << 28:
+        raise ValueError("expected a number of slots from 32 to 268435456")
+    return int(value)
+
+
 def _parse_nice(text: str) -> int:
     value = text.strip()
     if not value.isdigit() or int(value) > 19:
@@ -243,6 +250,8 @@ SETTINGS: dict[str, Setting] = {
     "admin_token": Setting(_parse_str, "", "a token every Admin API call must send (Tollway-Admin-Token)"),
     "keyauth_hash_keys": Setting(
         _parse_bool, "on", "store key-auth keys hashed (shown in full only when created); off keeps them readable"),
+    "shared_counters_slots": Setting(
+        _parse_slots, "262144", "counters the workers of a node share exactly (rate limits); 32 bytes each"),
     "billable_spool_failure": Setting(_parse_choice("serve", "refuse"), "serve",
                                       "when the usage spool cannot be written: serve (with an alarm) or refuse (503)"),
 }
@@ -294,6 +303,7 @@ class Settings:
     admin_ssl_cert_key: str
     admin_token: str
     keyauth_hash_keys: bool
+    shared_counters_slots: int
     billable_spool_failure: str
     config_file: str | None = field(default=None, compare=False)
 
@@ -324,6 +334,10 @@ class Settings:
     @property
     def spool_dir(self) -> Path:
         return self.prefix_path / "spool"
+
+    @property
+    def shared_counters_path(self) -> Path:
+        return self.prefix_path / "shared_counters"
 
     @property
     def logs_dir(self) -> Path:

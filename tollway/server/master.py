@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 
 from tollway.config import Settings
+from tollway.counters import SharedCounters
 from tollway.errors import ConfigError, NodeError, StoreError
 from tollway.plugins import registry
 from tollway.server import node
@@ -110,6 +111,7 @@ class Master:
         self.admin_sock: socket.socket | None = None
         self.admin_server: AdminServer | None = None
         self.admin_app: Callable[..., Any] | None = None
+        self.counters: SharedCounters | None = None  # created here, mapped by every worker
         # Workers and the configuration they hold
         self.workers: dict[int, WorkerHandle] = {}
         self.retired: list[WorkerHandle] = []
@@ -133,6 +135,8 @@ class Master:
             self.proxy_sock = bind(self.settings.proxy_listen, "proxy_listen")
             self.admin_sock = bind(self.settings.admin_listen, "admin_listen")
             self.snapshot = await self._load_snapshot()
+            self.counters = SharedCounters(self.settings.shared_counters_path, self.settings.shared_counters_slots,
+                                           create=True)
         except BaseException:
             await self.db.dispose()
             self._close_sockets()
@@ -163,6 +167,8 @@ class Master:
         finally:
             node.remove_pid(self.settings)
             self._close_sockets()
+            if self.counters is not None:
+                self.counters.close()
             await self.db.dispose()
         log.info("stopped")
         return 0

@@ -14,11 +14,11 @@ import os
 import signal
 import socket
 import sys
-from typing import Any
 
 import uvloop
 
 from tollway.config import Settings
+from tollway.counters import SharedCounters
 from tollway.metering.spool import SpoolWriter
 from tollway.proxy.chain import handler_class
 from tollway.proxy.server import ProxyServer
@@ -37,7 +37,7 @@ class Worker:
         self.proxy: ProxyServer | None = None
         self.spool: SpoolWriter | None = None
         self.settings: Settings | None = None
-        self.counters: Any = None  # tollway.counters.SharedCounters, once shared counters exist
+        self.counters: SharedCounters | None = None  # the node's, created by the master
         self.stopping = asyncio.Event()
         self.drain_timeout = 30.0
         self.exit_code = 0
@@ -112,6 +112,7 @@ class Worker:
             self.drain_timeout = settings.drain_timeout
             # Opened by the first call it records (or by a plugin's init_worker, to know it works).
             self.spool = SpoolWriter(settings.spool_dir, self.writer_id, open_now=False)
+            self.counters = SharedCounters(settings.shared_counters_path, settings.shared_counters_slots)
             self.settings = settings
             self._init_plugins(settings)
             self.proxy = ProxyServer(settings, spool=self.spool)

@@ -1,0 +1,156 @@
+"""Exact counters shared by the workers of one node, with no database and no network on the way.
+
+`SharedCounters` is a hash table in a file of the prefix (PREFIX/shared_counters), mapped by every
+worker. An operation takes the file's exclusive lock (flock), reads and writes the slots it needs,
+and releases the lock: two system calls, and no other process sees a half-done operation. The
+kernel releases a lock whose holder dies, even by kill -9, so a killed worker never blocks the
+others. The file outlives the workers (and a restart of the node): a window's count goes on.
+
+A counter is a `Key`: a 128-bit digest of what it counts (`key_of(text)`, computed once per
+identity by its user), and it counts within a window that ends at `window_end` (epoch seconds).
+A slot holds (digest, window end, count) as four native 64-bit integers; a slot whose window has
+ended is free again. A key lives within PROBES slots of its home slot: an insertion takes the first
+free slot there, so a lookup that meets a never-used slot may stop.
+
+`add(keys, limits, cost)` is the operation rate limits need: either every counter has room for
+`cost` (count + cost <= limit) and each is increased by it, or none changes. Either way the counts
+are returned, so a caller can say what remains.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import mmap
+import os
+from pathlib import Path
+from typing import Final, NamedTuple
+
+__all__ = ["FILE_NAME", "Key", "SharedCounters", "TableFull", "key_of"]
+
+FILE_NAME: Final = "shared_counters"
+MAGIC: Final = 0x544F4C4C43540001   # "TOLLCT", layout 1
+HEADER: Final = 4                   # int64 words: magic, slot count, 2 reserved
+WORDS: Final = 4                    # per slot: digest high, digest low, window end, count
+PROBES: Final = 32
+
+
+class Key(NamedTuple):
+    """A counter's identity: the two halves of a 128-bit digest (never both 0)."""
+
+    high: int
+    low: int
+
+
+def key_of(text: str) -> Key:
+    """The key of a counter named by `text` (a plugin's id and what it counts)."""
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    high = int.from_bytes(digest[:8], "little", signed=True)
+    low = int.from_bytes(digest[8:], "little", signed=True)
+    return Key(high, low if high or low else 1)
+
+
+class TableFull(Exception):
+    """No free slot within PROBES of a key's home: the table needs more slots (shared_counters_slots)."""
+
+
+class SharedCounters:
+    """The node's shared counter table (see the module docstring)."""
+
+    def __init__(self, path: Path | str, slots: int, create: bool = False) -> None:
+        if slots < PROBES:
+            raise ValueError(f"a shared counter table needs at least {PROBES} slots")
+        self.path = Path(path)
+        self.slots = slots
+        size = (HEADER + slots * WORDS) * 8
+        flags = os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT if create else 0)
+        self.fd = os.open(self.path, flags, 0o600)
+        try:
+            if create:
+                self._prepare(size)
+            self.map = mmap.mmap(self.fd, size)
+            self.words = memoryview(self.map).cast("q")
+            if self.words[0] != MAGIC or self.words[1] != slots:
+                raise ValueError(f"{self.path} is not a table of {slots} shared counters")
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    def _prepare(self, size: int) -> None:
+        """A table of this size: kept when the file holds one (its counts go on), else made anew."""
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        try:
+            header = os.pread(self.fd, 16, 0)
+            if len(header) == 16 and header == MAGIC.to_bytes(8, "little") + self.slots.to_bytes(8, "little") \
+                    and os.fstat(self.fd).st_size == size:
+                return
+            os.ftruncate(self.fd, 0)
+            os.ftruncate(self.fd, size)  # a sparse file: pages are allocated as slots are used
+            os.pwrite(self.fd, MAGIC.to_bytes(8, "little") + self.slots.to_bytes(8, "little"), 0)
+        finally:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        self.words.release()
+        self.map.close()
+        os.close(self.fd)
+
+    def add(self, keys: list[Key], window_ends: list[int], limits: list[int], cost: int,
+            now: int) -> tuple[bool, list[int]]:
+        """Add `cost` to every counter when each has room for it; (added, the counts after)."""
+        fd = self.fd
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            found = [self._slot(key, window_ends[i], now) for i, key in enumerate(keys)]
+            words = self.words
+            counts = [words[slot + 3] for slot in found]
+            for i, count in enumerate(counts):
+                if count + cost > limits[i]:
+                    return False, counts
+            for i, slot in enumerate(found):
+                counts[i] += cost
+                words[slot + 3] = counts[i]
+            return True, counts
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def get(self, key: Key, window_end: int, now: int) -> int:
+        """A counter's count in the window ending at `window_end` (0 when it has none)."""
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        try:
+            return int(self.words[self._slot(key, window_end, now) + 3])
+        finally:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+    def _slot(self, key: Key, window_end: int, now: int) -> int:
+        """The word index of `key`'s slot for this window, taken (count 0) when it has none.
+
+        Called with the lock held. A slot of the key's from an earlier window starts this one.
+        """
+        words = self.words
+        high, low = key
+        home = (high ^ low) % self.slots
+        free = -1
+        for probe in range(PROBES):
+            slot = HEADER + ((home + probe) % self.slots) * WORDS
+            slot_high, slot_low = words[slot], words[slot + 1]
+            if slot_high == high and slot_low == low:
+                if words[slot + 2] != window_end:
+                    if words[slot + 2] > window_end:
+                        return slot  # a later window than the caller's: count in it
+                    words[slot + 2] = window_end
+                    words[slot + 3] = 0
+                return slot
+            if slot_high == 0 and slot_low == 0:
+                if free < 0:
+                    free = slot
+                break  # never used: the key cannot be further on
+            if free < 0 and words[slot + 2] <= now:
+                free = slot
+        if free < 0:
+            raise TableFull(f"no free slot among {PROBES} for a counter; raise shared_counters_slots")
+        words[free + 2] = window_end
+        words[free + 3] = 0
+        words[free + 1] = low
+        words[free] = high
+        return free
