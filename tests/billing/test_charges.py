@@ -36,6 +36,7 @@ def test_a_definition_reads_back_as_json_with_strings_for_prices():
     ("standard", {"@entity": ["expected a record"]}),
     ({}, {"model": REQUIRED}),
     ({"model": "tiered"}, {"model": "expected one of: standard, graduated, volume, package"}),
+    ({"model": ["standard"]}, {"model": "expected one of: standard, graduated, volume, package"}),
     ({"model": "standard"}, {"unit_price": REQUIRED}),
     ({"model": "standard", "unit_price": "-0.5"}, {"unit_price": "must not be negative"}),
     ({"model": "standard", "unit_price": "1e-3"}, {"unit_price": FORMAT}),

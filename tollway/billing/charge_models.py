@@ -67,8 +67,10 @@ def price(charge: Charge, units: int | Decimal) -> Priced:
         rows = _graduated(charge.tiers, count)
     elif isinstance(charge, Volume):
         rows = _volume(charge.tiers, count)
-    else:
+    elif isinstance(charge, Package):
         rows = _package(charge, count)
+    else:
+        raise TypeError(f"not a charge: {charge!r}")
     return Priced(count, total(row.amount for row in rows), tuple(rows))
 
 

@@ -101,6 +101,9 @@ _FIELDS: dict[str, dict[str, bool]] = {
     "volume": {"tiers": True},
     "package": {"package_size": True, "package_price": True, "free_units": False},
 }
+_CLASSES: dict[str, Callable[..., Charge]] = {
+    "standard": Standard, "graduated": Graduated, "volume": Volume, "package": Package,
+}
 _TIER_FIELDS = ("up_to", "unit_price", "flat_fee")
 
 
@@ -123,10 +126,10 @@ def _check(data: object) -> tuple[Charge | None, Errors]:
     model = data.get("model")
     if model is None:
         return None, {"model": REQUIRED}
-    if model not in _FIELDS:
+    if not isinstance(model, str) or model not in _FIELDS:
         return None, {"model": "expected one of: " + ", ".join(MODELS)}
     fields = _FIELDS[model]
-    errors: Errors = {key: f"not used by the {model} model" if key in _ANY_FIELD else UNKNOWN
+    errors: Errors = {key: f"not used by the {model} model" if key in _MODEL_FIELDS else UNKNOWN
                       for key in data if key != "model" and key not in fields}
     values: dict[str, Any] = {}
     for name, required in fields.items():
@@ -141,11 +144,7 @@ def _check(data: object) -> tuple[Charge | None, Errors]:
             values[name] = value
     if errors:
         return None, errors
-    if model == "standard":
-        return Standard(**values), {}
-    if model == "package":
-        return Package(**values), {}
-    return (Graduated if model == "graduated" else Volume)(**values), {}
+    return _CLASSES[model](**values), {}
 
 
 def check_price(value: object) -> tuple[Decimal | None, str | None]:
@@ -216,4 +215,4 @@ _CHECKS: dict[str, Callable[[object], tuple[Any, Any]]] = {
     "package_size": lambda value: check_count(value, 1),
     "tiers": _check_tiers,
 }
-_ANY_FIELD = frozenset(_CHECKS)
+_MODEL_FIELDS = frozenset(_CHECKS)  # fields some model uses: named as such when another model gets them

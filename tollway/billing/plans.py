@@ -25,10 +25,8 @@ from tollway.billing.charges import (
     Errors,
     check_count,
     check_price,
+    parse_charge,
     validate_charge,
-)
-from tollway.billing.charges import (
-    parse_charge as _parse_charge,
 )
 from tollway.billing.currency import Currency, currency
 from tollway.billing.errors import InvalidDefinition, UnknownCurrency
@@ -74,7 +72,7 @@ def parse_plan(data: object) -> Plan:
         currency=currency(data["currency"]),
         base_fee=_price(data.get("base_fee")) or ZERO,
         minimum_commitment=_price(data.get("minimum_commitment")),
-        charges={meter: _parse_charge(charge) for meter, charge in (data.get("charges") or {}).items()},
+        charges={meter: parse_charge(charge) for meter, charge in (data.get("charges") or {}).items()},
         **optional,
     )
 
