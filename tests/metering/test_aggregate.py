@@ -10,7 +10,7 @@ import pytest
 
 from tests.metering.conftest import ALICE, BOB, ROUTE, ROUTE2, SERVICE, finished_call
 from tollway.metering.aggregate import MAX_RUNS, UsageBatch
-from tollway.metering.records import decode_line, encode_call
+from tollway.metering.spool_line import decode_line, encode_call
 
 
 def one_by_one(lines: list[bytes]) -> UsageBatch:

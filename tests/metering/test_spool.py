@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tests.metering.conftest import ALICE, finished_call
 from tollway.metering.aggregate import UsageBatch
-from tollway.metering.records import UsageRecord, decode_line, encode_call
+from tollway.metering.spool_line import UsageRecord, decode_line, encode_call
 from tollway.metering.spool import RELEASE_EVERY, SpoolChunk, SpoolReader, SpoolWriter
 
 
@@ -192,7 +192,7 @@ def test_a_hidden_file_left_by_a_writer_killed_while_opening_it_is_abandoned_aft
 
 
 def test_the_caching_encoder_writes_exactly_what_encode_call_writes() -> None:
-    from tollway.metering.records import LineEncoder, encode_call
+    from tollway.metering.spool_line import LineEncoder, encode_call
 
     encoder = LineEncoder()
     odd = {"id": "c1", "username": "tab\there\\back", "custom_id": "new\nline"}
@@ -211,7 +211,7 @@ def test_the_caching_encoder_writes_exactly_what_encode_call_writes() -> None:
 
 
 def test_the_caching_encoder_writes_each_calls_own_time_status_and_sizes() -> None:
-    from tollway.metering.records import LineEncoder
+    from tollway.metering.spool_line import LineEncoder
 
     # The millisecond, the status and the byte counts are kept as text while they repeat: any
     # one of them changing alone must show in the next line.

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Any
 
-from tollway.metering.records import UsageRecord, decode_line
+from tollway.metering.periods import bucket_floor
+from tollway.metering.spool_line import (
+    MIDDLE_START,
+    TAB,
+    TIME_DIGITS,
+    TIME_END,
+    TIME_START,
+    VERSION_BYTE,
+    UsageRecord,
+    decode_line,
+)
 
 log = logging.getLogger(__name__)
 
@@ -15,12 +24,6 @@ log = logging.getLogger(__name__)
 Key = tuple[int, str, str, str, int]
 
 MAX_RUNS = 4096  # runs a batch keeps; all are closed and forgotten when there would be more
-
-
-def month_start(epoch: int) -> int:
-    """The start of the UTC calendar month holding `epoch` (seconds)."""
-    day = datetime.fromtimestamp(epoch, UTC)
-    return int(day.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp())
 
 
 def _count(totals: list[int], received: int, sent: int, latency: int, ts_ms: int) -> None:
@@ -37,9 +40,9 @@ class _Run:
     """A client's lines of one status in one minute, alike but for their time and numbers:
     counted apart, then added to their group (`close`).
 
-    `stem` is the run's bytes from the 17th to the tab after the status: its middle and status.
-    A line is one of the run's when it holds them at that place byte for byte, after version 1
-    and a time of 13 characters, and when its time is in the run's minute. Then every field of
+    `stem` is the run's bytes from MIDDLE_START to the tab after the status: its middle and
+    status. A line is one of the run's when it holds them at that place byte for byte, after
+    version 1 and a time of TIME_DIGITS characters, and when its time is in the run's minute. Then every field of
     the line is known but its time and three numbers, and only those are read; the two byte
     counts not even that when their text is the run's line before's.
     """
@@ -47,7 +50,7 @@ class _Run:
     def __init__(self, stem: bytes, minute_ms: int, time_text: bytes, counts: bytes, received: int, sent: int,
                  totals: list[int]) -> None:
         self.stem = stem
-        self.stem_end = 16 + len(stem)  # where a line's byte counts begin
+        self.stem_end = MIDDLE_START + len(stem)  # where a line's byte counts begin
         self.minute_ms = minute_ms      # the run's lines' times are in [minute_ms, minute_ms + 60_000)
         self.time_text = time_text      # the time field of the run's line before
         self.same = stem + counts       # its stem and b"<request bytes>\t<response bytes>\t"
@@ -64,28 +67,29 @@ class _Run:
     def take(self, line: bytes) -> bool:
         """Count `line` when it is one of this run's."""
         # A tab at either end of a number would be a field of its own: int() would skip it.
-        if not (len(line) > 16 and line[0] == 49 and line[1] == 9 and line[15] == 9 and line[-1] != 9):
+        if not (len(line) > MIDDLE_START and line[0] == VERSION_BYTE and line[1] == TAB and line[TIME_END] == TAB
+                and line[-1] != TAB):
             return False
         latency_at = self.latency_at
         other_counts = False
         try:
-            if len(line) > latency_at and line[16:latency_at] == self.same and line[latency_at] != 9:
+            if len(line) > latency_at and line[MIDDLE_START:latency_at] == self.same and line[latency_at] != TAB:
                 received, sent = self.received, self.sent  # the byte counts of the line before
                 latency = int(line[latency_at:])
             else:
                 other_counts = True
                 stem_end = self.stem_end
-                if not (len(line) > stem_end and line[16:stem_end] == self.stem):
+                if not (len(line) > stem_end and line[MIDDLE_START:stem_end] == self.stem):
                     return False
                 numbers = line[stem_end:].split(b"\t")
                 if len(numbers) != 3:
                     return False
                 received, sent, latency = int(numbers[0]), int(numbers[1]), int(numbers[2])
                 latency_at = len(line) - len(numbers[2])
-            text = line[2:15]
+            text = line[TIME_START:TIME_END]
             if text != self.time_text:
                 ts_ms = int(text)
-                if ts_ms < self.minute_ms or ts_ms - self.minute_ms >= 60_000 or text[0] == 9 or text[12] == 9:
+                if ts_ms < self.minute_ms or ts_ms - self.minute_ms >= 60_000 or text[0] == TAB or text[-1] == TAB:
                     return False
                 self.time_text = text
                 if ts_ms > self.latest:
@@ -93,7 +97,7 @@ class _Run:
         except ValueError:
             return False  # a bad number: the line is counted as bad, with its reason, by add_lines
         if other_counts:  # kept for the lines after, as text and as numbers
-            self.same = line[16:latency_at]
+            self.same = line[MIDDLE_START:latency_at]
             self.latency_at, self.received, self.sent = latency_at, received, sent
         self.count += 1
         self.received_sum += received
@@ -207,7 +211,7 @@ class UsageBatch:
             numbers = line.rsplit(b"\t", 3)  # what precedes the byte counts, and the three numbers
             stem_end = len(numbers[0]) + 1
             # (A line of fewer fields has no run; compiled, a slice must not end before it starts.)
-            other = runs.get(line[16:stem_end]) if len(numbers) == 4 and stem_end > 16 else None
+            other = runs.get(line[MIDDLE_START:stem_end]) if len(numbers) == 4 and stem_end > MIDDLE_START else None
             if other is not None and other.take(line):
                 taken += 1
                 run = other
@@ -234,8 +238,8 @@ class UsageBatch:
             else:
                 _count(totals, received, sent, latency, ts_ms)
             self.records += 1
-            if len(ts) == 13:
-                stem = line[16:stem_end]
+            if len(ts) == TIME_DIGITS:
+                stem = line[MIDDLE_START:stem_end]
                 old = runs.get(stem)
                 if old is not None:
                     old.close()
@@ -281,13 +285,13 @@ class UsageBatch:
     def usage_rows(self) -> list[dict[str, Any]]:
         """Ledger rows of every grain (minute, hour, day, week, month) for this batch."""
         grains: dict[tuple[str, int, str, str, str, int], list[int]] = {}
-        months: dict[int, int] = {}
+        weeks_and_months: dict[int, tuple[int, int]] = {}  # by day: the day's UTC week and month
         for (minute, consumer, service, route, status), totals in self.minutes.items():
             day = minute - minute % 86_400
-            month = months.get(day)
-            if month is None:
-                month = months[day] = month_start(day)
-            week = day - (day // 86_400 + 3) % 7 * 86_400  # ISO weeks start on Monday (1970-01-01: Thursday)
+            found = weeks_and_months.get(day)
+            if found is None:
+                found = weeks_and_months[day] = (bucket_floor(day, "week"), bucket_floor(day, "month"))
+            week, month = found
             for grain, start in (("minute", minute), ("hour", minute - minute % 3600),
                                  ("day", day), ("week", week), ("month", month)):
                 key = (grain, start, consumer, service, route, status)

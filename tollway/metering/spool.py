@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from tollway.metering.records import LineEncoder
+from tollway.metering.spool_line import LineEncoder
 
 if TYPE_CHECKING:
     from tollway.proxy.call import Call

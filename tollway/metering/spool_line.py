@@ -8,19 +8,31 @@ A line is tab-separated UTF-8 ending in a newline:
 The leading `1` is the format version. Text fields escape backslash, tab, newline and carriage
 return (`\\\\`, `\\t`, `\\n`, `\\r`), so a name can never split a record; an absent value is an
 empty field (ids decode to '', names to None).
+
+The layout constants below say where a line's fields are for a reader that takes a line apart
+without splitting it (the flusher's runs, tollway/metering/aggregate.py): a time of TIME_DIGITS
+digits (every millisecond time from 2001 to 2286) puts the consumer, service and route fields
+(the line's middle) at MIDDLE_START.
 """
 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 if TYPE_CHECKING:
     # The proxy's own class, not the plugins' protocol: compiled, its fields are read directly.
     from tollway.proxy.call import Call
 
-FORMAT_VERSION = "1"
-FIELD_COUNT = 13
+FORMAT_VERSION: Final = "1"
+FIELD_COUNT: Final = 13
+
+VERSION_BYTE: Final = 49                   # b"1"[0]: a line starts with its format version,
+TAB: Final = 9                             # ... and b"\t"[0]
+TIME_START: Final = 2                      # the time, epoch milliseconds, follows "1\t"
+TIME_DIGITS: Final = 13
+TIME_END: Final = TIME_START + TIME_DIGITS  # the tab after a time of TIME_DIGITS digits
+MIDDLE_START: Final = TIME_END + 1         # the consumer, service and route fields then begin here
 
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _UNESCAPES = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r"}
