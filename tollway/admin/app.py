@@ -20,7 +20,6 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tollway import plugins
 from tollway.admin import errors, openapi, redact
 from tollway.admin.context import AdminContext
 from tollway.admin.endpoints import entity_routes
@@ -29,6 +28,7 @@ from tollway.admin.info import StatusExtra, info_routes
 from tollway.admin.responses import json_response
 from tollway.config import Settings
 from tollway.errors import StoreError
+from tollway.plugins import registry
 from tollway.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -74,12 +74,10 @@ async def _unexpected(_request: Request, exc: Exception) -> Response:
 
 
 def plugin_routes(ctx: AdminContext) -> list[BaseRoute]:
-    """Routes of every enabled plugin that has an api.py."""
+    """Routes of every core component and enabled plugin that has an api.py."""
     found: list[BaseRoute] = []
-    for name in ctx.settings.enabled_plugins:
-        module = plugins.load_module(name, "api")
-        if module is not None:
-            found.extend(module.routes(ctx))
+    for _owner, module in registry.parts(ctx.settings.enabled_plugins, "api"):
+        found.extend(module.routes(ctx))
     return found
 
 

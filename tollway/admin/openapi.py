@@ -253,9 +253,8 @@ INFO: dict[str, dict[str, Any]] = {
 
 def _plugin_route_doc(route: Route, settings: Settings) -> dict[str, Any]:
     """A plugin's own route: its api.py OPENAPI entry when it has one, else a plain JSON GET."""
-    for name in settings.enabled_plugins:
-        module = registry.load_module(name, "api")
-        documented = getattr(module, "OPENAPI", None) if module is not None else None
+    for _owner, module in registry.parts(settings.enabled_plugins, "api"):
+        documented = getattr(module, "OPENAPI", None)
         if isinstance(documented, Mapping) and route.path.rstrip("/") in documented:
             return dict(documented[route.path.rstrip("/")])
     ops = {}

@@ -8,7 +8,7 @@ In the master, a plugin's `services.py` may export `services(node) -> list[NodeS
 runs beside the proxy for as long as the node runs (a flusher, an exporter, a billing run). The
 master starts them once the workers serve, stops them after the workers drained, and adds what
 each one's `status()` gives to GET /status under its `name`. The usage ledger's flusher is such a
-service of the core.
+service of the core (tollway/metering/services.py).
 """
 
 from __future__ import annotations

@@ -19,6 +19,10 @@ A plugin's package holds:
 Workers import only schema.py and handler.py, so a worker never loads a database driver. Nothing
 here imports a plugin until a part of it is asked for; this module imports nothing of Tollway
 but its errors, so that settings can check plugin names against it.
+
+The core's own subsystems (CORE_COMPONENTS: the store, the usage ledger, billing) bring their
+migrations, entities (daos.py), Admin API routes (api.py) and node services (services.py) the
+same way, and are always enabled: `parts(enabled, part)` lists a part of each, core first.
 """
 
 from __future__ import annotations
@@ -35,14 +39,16 @@ from typing import Any
 
 from tollway.errors import ConfigError
 
-__all__ = ["ENTRY_POINT_GROUP", "PARTS", "bundled", "check_installed", "installed", "load_module",
-           "package_of", "schema"]
+__all__ = ["CORE_COMPONENTS", "ENTRY_POINT_GROUP", "PARTS", "bundled", "check_installed", "installed",
+           "load_module", "package_of", "parts", "schema"]
 
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "tollway.plugins"
 PARTS = ("schema", "handler", "daos", "api", "services", "migrations")
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+# Owner -> package of the core's subsystems, in the order their parts come (and migrations run).
+CORE_COMPONENTS = {"core": "tollway.store", "metering": "tollway.metering", "billing": "tollway.billing"}
 
 
 @functools.cache
@@ -85,7 +91,21 @@ def check_installed(names: tuple[str, ...]) -> None:
 
 def load_module(name: str, part: str) -> ModuleType | None:
     """Import one part (PARTS) of a plugin, or None when the plugin has no such part."""
-    package = package_of(name)
+    return _load(package_of(name), part)
+
+
+def parts(enabled: tuple[str, ...], part: str) -> list[tuple[str, ModuleType]]:
+    """(owner, module) for each core component, then each enabled plugin, that has this part."""
+    found = []
+    owners = [*CORE_COMPONENTS.items(), *((name, package_of(name)) for name in enabled)]
+    for owner, package in owners:
+        module = _load(package, part)
+        if module is not None:
+            found.append((owner, module))
+    return found
+
+
+def _load(package: str, part: str) -> ModuleType | None:
     try:
         return importlib.import_module(f"{package}.{part}")
     except ModuleNotFoundError as exc:

@@ -341,14 +341,7 @@ class Master:
     @staticmethod
     def _service_modules(settings: Settings) -> dict[str, ModuleType]:
         """Owner -> the module whose services(node) it runs: the core's, then each enabled plugin's."""
-        from tollway.metering import service as metering_service
-
-        modules: dict[str, ModuleType] = {"core": metering_service}
-        for name in settings.enabled_plugins:
-            module = registry.load_module(name, "services")
-            if module is not None:
-                modules[name] = module
-        return modules
+        return dict(registry.parts(settings.enabled_plugins, "services"))
 
     async def _start_services(self, settings: Settings) -> None:
         """Start the services of owners that have none running (at start, and for plugins a reload enabled)."""

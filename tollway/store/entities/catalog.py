@@ -34,12 +34,9 @@ def core_entities(settings: Settings) -> list[EntitySchema]:
 
 
 def plugin_entities(settings: Settings) -> list[EntitySchema]:
-    """The entities of the enabled plugins (their daos.py), in the order of settings.plugins."""
+    """The entities of core components and enabled plugins (their daos.py), core first."""
     found: list[EntitySchema] = []
-    for name in settings.enabled_plugins:
-        module = registry.load_module(name, "daos")
-        if module is None:
-            continue
+    for _owner, module in registry.parts(settings.enabled_plugins, "daos"):
         # entities(settings) when they depend on settings (key-auth's hashing), else ENTITIES
         found.extend(module.entities(settings) if hasattr(module, "entities") else module.ENTITIES)
     return found

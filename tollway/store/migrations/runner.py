@@ -1,7 +1,7 @@
 """The migrations runner, re-exported by tollway.store.migrations.
 
-Subsystems are the core ones (CORE_SUBSYSTEMS: the store's tables, and the usage ledger of
-tollway/metering/migrations/) and every enabled plugin with a `migrations` package. A subsystem's
+Subsystems are the core's (the store's tables as `core`, the usage ledger's as `metering`, ...:
+tollway.plugins.registry.CORE_COMPONENTS) and every enabled plugin with a `migrations` package. A subsystem's
 package may name, in RECORDED_AS, subsystems whose recorded migrations count as its own (the
 ledger's were recorded as `billable`'s while it belonged to that plugin).
  A migration is a module `NNN_name.py` with `def up(conn) -> None` (a synchronous
@@ -36,9 +36,6 @@ from tollway.store.tables import schema_meta
 log = logging.getLogger(__name__)
 
 CORE = "core"
-# Core subsystems and their migration packages, in the order they run (by name: the store does
-# not import the layers above it).
-CORE_SUBSYSTEMS = {CORE: __package__, "metering": "tollway.metering.migrations"}
 _MIGRATION_NAME = re.compile(r"^\d{3}_\w+$")
 
 
@@ -68,12 +65,7 @@ def _package_migrations(subsystem: str, package: ModuleType) -> list[Migration]:
 
 
 def _packages(settings: Settings) -> dict[str, ModuleType]:
-    packages = {name: importlib.import_module(module) for name, module in CORE_SUBSYSTEMS.items()}
-    for name in settings.enabled_plugins:
-        package = registry.load_module(name, "migrations")
-        if package is not None:
-            packages[name] = package
-    return packages
+    return dict(registry.parts(settings.enabled_plugins, "migrations"))
 
 
 def known_migrations(settings: Settings) -> dict[str, list[Migration]]:
