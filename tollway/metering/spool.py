@@ -40,12 +40,33 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SUFFIX: Final = ".spool"
-FILE_BYTES: Final = 16 << 20  # each spool file is allocated at this size (more when one record is longer)
+FILE_BYTES: Final = 16 << 20  # each spool file is allocated at this size (more when one record is longer),
+MIN_FILE_BYTES: Final = 64 << 10  # ... or smaller, down to this, when the disk has less room (DISK_SHARE)
+DISK_SHARE: Final = 8          # a new file takes at most this fraction of the free disk
+DISK_ALARM_BYTES: Final = 64 << 20  # free disk under the spool below which the flusher raises the alarm
 RELEASE_EVERY: Final = 1 << 20  # recorded pages are unmapped from the writer every this many bytes
 _NOT_NUL = re.compile(rb"[^\x00]")  # the end of a hole: bytes never recorded are NUL
 READ_CHUNK = 64 << 10   # bytes read at a time: below glibc's mmap threshold, so buffers are reused, not faulted in anew
 PROBE_EVERY = 1.0      # seconds between two attempts to open a file again while the spool is failing
 ALARM_EVERY = 10.0     # seconds between two 'spool cannot be written' errors in the log
+
+
+def disk_free(path: Path) -> int | None:
+    """Bytes an unprivileged writer may still allocate on the filesystem of `path`, or None."""
+    try:
+        stat = os.statvfs(path)
+    except OSError:
+        return None
+    return stat.f_bavail * stat.f_frsize
+
+
+def file_size(spool_dir: Path, wanted: int) -> int:
+    """The size of a new spool file: `wanted`, or less when the disk has less room (a spool that
+    fits keeps metering on a small disk), but at least MIN_FILE_BYTES."""
+    free = disk_free(spool_dir)
+    if free is None:
+        return wanted
+    return min(wanted, max(MIN_FILE_BYTES, free // DISK_SHARE // mmap.PAGESIZE * mmap.PAGESIZE))
 
 
 def _check_writer_id(writer_id: str) -> str:
@@ -128,7 +149,7 @@ class SpoolWriter:
     def _open_next(self, record_bytes: int) -> None:
         seq = self._seq + 1
         name = self._name(seq)
-        size = max(self.file_bytes, record_bytes)
+        size = max(file_size(self.spool_dir, self.file_bytes), record_bytes)
         # Lock and allocate under a hidden name, then rename: the flusher never sees this file
         # unlocked, or short of its blocks.
         hidden = self.spool_dir / f".{name}.new"
