@@ -247,6 +247,12 @@ SETTINGS: dict[str, Setting] = {
     "proxy_ssl_cert_key": Setting(_parse_str, "", "PEM private key for proxy_ssl_cert"),
     "admin_ssl_cert": Setting(_parse_str, "", "PEM certificate for the Admin API; with admin_ssl_cert_key, TLS is on"),
     "admin_ssl_cert_key": Setting(_parse_str, "", "PEM private key for admin_ssl_cert"),
+    "admin_header_timeout": Setting(_parse_float, "10", "seconds an Admin API client has to send a request head"),
+    "admin_body_timeout": Setting(_parse_float, "60",
+                                  "longest pause, seconds, between two reads of an Admin API request body"),
+    "admin_keepalive_timeout": Setting(_parse_float, "60", "seconds an idle Admin API keep-alive connection is kept"),
+    "admin_max_connections": Setting(_parse_int, "1024", "most Admin API connections at once; more are closed at once"),
+    "admin_max_body_size": Setting(_parse_size, "10m", "largest Admin API request body (bytes, k, m or g suffix): 413"),
     "admin_token": Setting(_parse_str, "", "a token every Admin API call must send (Tollway-Admin-Token)"),
     "keyauth_hash_keys": Setting(
         _parse_bool, "on", "store key-auth keys hashed (shown in full only when created); off keeps them readable"),
@@ -301,6 +307,11 @@ class Settings:
     proxy_ssl_cert_key: str
     admin_ssl_cert: str
     admin_ssl_cert_key: str
+    admin_header_timeout: float
+    admin_body_timeout: float
+    admin_keepalive_timeout: float
+    admin_max_connections: int
+    admin_max_body_size: int
     admin_token: str
     keyauth_hash_keys: bool
     shared_counters_slots: int

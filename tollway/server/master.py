@@ -31,6 +31,7 @@ from tollway.counters import SharedCounters
 from tollway.errors import ConfigError, NodeError, StoreError
 from tollway.plugins import registry
 from tollway.server import node
+from tollway.server.admin_listener import Limits, bounded_protocol
 from tollway.server.control import Channel
 
 if TYPE_CHECKING:
@@ -333,8 +334,10 @@ class Master:
         tls: dict[str, Any] = {}
         if self.settings.admin_ssl_cert and self.settings.admin_ssl_cert_key:
             tls = {"ssl_certfile": self.settings.admin_ssl_cert, "ssl_keyfile": self.settings.admin_ssl_cert_key}
+        limits = Limits.for_process(self.settings)
         config = uvicorn.Config(dispatch, lifespan="off", access_log=False, log_level="warning",
-                                timeout_graceful_shutdown=5, **tls)
+                                timeout_graceful_shutdown=5, http=bounded_protocol(limits),
+                                timeout_keep_alive=int(self.settings.admin_keepalive_timeout) or 1, **tls)
         self.admin_server = AdminServer(config)
         self.admin_task = asyncio.create_task(self.admin_server.serve(sockets=[self.admin_sock]))
 
