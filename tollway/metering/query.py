@@ -190,10 +190,10 @@ class UsageQuery:
                 problems["offset"] = str(exc)
 
         for name in ("consumer", "service", "route"):
-            value = params.get(name) or ""
-            if "\x00" in value:
+            wanted = params.get(name) or ""
+            if "\x00" in wanted:
                 problems[name] = "must not contain a NUL character"
-            elif len(value) > MAX_NAME:
+            elif len(wanted) > MAX_NAME:
                 problems[name] = f"length must be at most {MAX_NAME}"
 
         csv = False
