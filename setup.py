@@ -28,6 +28,7 @@ HOT_PATH = [
     "tollway/plugins/key_auth/handler.py",
     "tollway/plugins/key_auth/keys.py",
     "tollway/metering/aggregate.py",
+    "tollway/metering/latency.py",
     "tollway/metering/spool_line.py",
     "tollway/metering/spool.py",
 ]

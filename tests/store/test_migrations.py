@@ -35,8 +35,9 @@ def cli(settings: Settings, *args: str) -> tuple[int, str]:
 
 def test_bootstrap_twice_is_harmless(settings: Settings) -> None:
     ran = run(settings, lambda db: migrations.bootstrap(db, settings))
-    assert [(m.subsystem, m.name) for m in ran][:4] == [
-        ("core", "000_base"), ("metering", "000_base"), ("metering", "001_week_grain"), ("key-auth", "000_base")]
+    assert [(m.subsystem, m.name) for m in ran][:5] == [
+        ("core", "000_base"), ("metering", "000_base"), ("metering", "001_week_grain"), ("metering", "002_latency"),
+        ("key-auth", "000_base")]
     assert run(settings, lambda db: migrations.bootstrap(db, settings)) == []
     assert run(settings, lambda db: migrations.pending(db, settings)) == []
     assert run(settings, config_version) == 1
@@ -54,7 +55,7 @@ def test_up_runs_the_migrations_of_newly_enabled_plugins(settings: Settings) -> 
     run(core_only, lambda db: migrations.bootstrap(db, core_only))
     states = run(settings, lambda db: migrations.list_state(db, settings))
     assert states[0] == migrations.SubsystemState("core", ("000_base",), ())
-    assert states[1] == migrations.SubsystemState("metering", ("000_base", "001_week_grain"), ())
+    assert states[1] == migrations.SubsystemState("metering", ("000_base", "001_week_grain", "002_latency"), ())
     assert states[2] == migrations.SubsystemState("key-auth", (), ("000_base",))
     with pytest.raises(StoreError, match="pending migrations"):
         run(settings, lambda db: migrations.ensure_bootstrapped(db, settings))
@@ -75,7 +76,8 @@ def test_the_ledger_migrations_recorded_as_billable_count_as_run(settings: Setti
     run(settings, record_as_billable)
     assert run(settings, lambda db: migrations.pending(db, settings)) == []
     states = {s.subsystem: s for s in run(settings, lambda db: migrations.list_state(db, settings))}
-    assert states["metering"].executed == ("000_base", "001_week_grain") and not states["metering"].pending
+    assert states["metering"].executed == ("000_base", "001_week_grain", "002_latency")
+    assert not states["metering"].pending
 
 
 def test_snapshot_of_a_fresh_database(settings: Settings) -> None:

@@ -151,6 +151,7 @@ class Flusher:
         """One transaction: usage, names, and offsets moved from `committed` (or OffsetConflict)."""
         async with self.db.begin() as conn:
             await ledger.add_usage(conn, batch.usage_rows())
+            await ledger.add_latencies(conn, batch.latency_rows())
             await ledger.remember_names(conn, batch.name_rows())
             await ledger.move_offsets(conn, self.node_id, {name: (committed.get(name), position)
                                                            for name, position in offsets.items()})
