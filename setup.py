@@ -22,6 +22,7 @@ HOT_PATH = [
     "tollway/proxy/responses.py",
     "tollway/proxy/router.py",
     "tollway/proxy/server.py",
+    "tollway/proxy/state.py",
     "tollway/proxy/upstream.py",
     "tollway/plugins/base.py",
     "tollway/plugins/billable/handler.py",

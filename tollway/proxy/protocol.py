@@ -59,11 +59,11 @@ from tollway.proxy.headers import (
     same_items,
     upstream_request_head,
 )
+from tollway.proxy.state import ProxyCore, State
 from tollway.proxy.upstream import ConnectFailed, Target, UpstreamConnection
 
 if TYPE_CHECKING:
     from tollway.proxy.chain import RoutePlugins
-    from tollway.proxy.server import ProxyServer, State
 
 __all__ = ["ClientProtocol"]
 
@@ -162,7 +162,7 @@ class _Repeat:
 class ClientProtocol(asyncio.Protocol):
     """Serves one client connection: parses requests, proxies them, writes responses."""
 
-    def __init__(self, server: ProxyServer) -> None:
+    def __init__(self, server: ProxyCore) -> None:
         # Per-connection state
         self.server = server
         self.loop = server.loop
