@@ -13,7 +13,6 @@ from urllib.parse import unquote_plus
 from tollway.proxy.headers import NO_TOKENS
 
 if TYPE_CHECKING:
-    from tollway.proxy.chain import Chain
     from tollway.proxy.router import Match
 
 __all__ = ["UNLIMITED", "Call", "Identity", "identity_headers"]
@@ -107,7 +106,7 @@ class Call:
         self.body_limit = UNLIMITED          # request_bytes allowed (head + chunked body)
         self.hop_tokens: frozenset[bytes] = NO_TOKENS
         self.match: Match | None = None
-        self.chain: Chain | None = None
+        self.chain: Any = None                # the tollway.proxy.chain.Chain that applies (chain.py imports call.py)
         self.request_done = False
         self.head_sent = False
         self.response_done = False

@@ -9,6 +9,11 @@ Consumer-scoped configurations can only be chosen once an auth plugin has identi
 so every route gets a `RoutePlugins` holding the chain without a consumer and, for each consumer
 that has plugins of its own, the chain once that consumer is known. Both are built here, never
 per request.
+
+The phase loops are here too (`run_access`, `run_header_filter`, `run_body_filter`, `run_meter`,
+`run_log`): the request cycle calls them with the proxy's Call, whose `chain` is the one that
+applies. A handler that raises is logged and skipped, but in access, where the request is answered
+500 (by the caller).
 """
 
 from __future__ import annotations
@@ -18,9 +23,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from tollway.plugins import load_module
-from tollway.plugins.base import Handler
+from tollway.plugins.base import Handler, Reply
+from tollway.proxy.call import Call
 
-__all__ = ["Chain", "RoutePlugins", "Runtime", "compile_plugins", "handler_class"]
+__all__ = ["Chain", "RoutePlugins", "Runtime", "compile_plugins", "handler_class", "run_access", "run_body_filter",
+           "run_header_filter", "run_log", "run_meter"]
 
 log = logging.getLogger("tollway.proxy")
 
@@ -154,3 +161,90 @@ def compile_plugins(snapshot: dict[str, Any], enabled: Iterable[str], runtime: R
         chain = Chain((n, h) for n, (_, h) in base.items()) if base else EMPTY_CHAIN
         result[route_id] = RoutePlugins(chain, by_consumer)
     return result
+
+
+# The phase loops ---------------------------------------------------------------------------------
+
+def run_access(call: Call, plugins: RoutePlugins) -> Reply | None:
+    """Run the access phases; switch to the consumer's chain once an auth plugin found one.
+
+    Raises what a handler raised (the caller answers 500).
+    """
+    chain: Chain = call.chain
+    by_consumer = plugins.by_consumer
+    if not by_consumer:  # no consumer has plugins of its own on this route
+        for _, handler in chain.access:
+            reply = handler.access(call)
+            if reply is not None:
+                return reply
+        return None
+    done: set[str] = set()
+    switched = False
+    entries = chain.access
+    index = 0
+    while index < len(entries):
+        name, handler = entries[index]
+        index += 1
+        done.add(name)
+        reply = handler.access(call)
+        if reply is not None:
+            return reply
+        if not switched and call.consumer is not None:
+            switched = True
+            consumer_chain = by_consumer.get(call.consumer.get("id") or "")
+            if consumer_chain is not None:
+                call.chain = consumer_chain
+                priority = handler.PRIORITY
+                entries = tuple((n, h) for n, h in consumer_chain.access
+                                if n not in done and priority >= h.PRIORITY)
+                index = 0
+    return None
+
+
+def run_header_filter(call: Call) -> None:
+    """The upstream's status and headers are on the call (call.status, call.response_headers)."""
+    chain: Chain | None = call.chain
+    if chain is not None and chain.header_filter:
+        for handler in chain.header_filter:
+            try:
+                handler.header_filter(call)
+            except Exception:
+                log.exception("plugin header_filter failed")
+
+
+def run_body_filter(call: Call, chunk: bytes, last: bool) -> bytes:
+    """A response body chunk as the handlers leave it (`last`: b"" after the final chunk)."""
+    chain: Chain | None = call.chain
+    if chain is not None:
+        for handler in chain.body_filter:
+            try:
+                chunk = handler.body_filter(call, chunk, last)
+            except Exception:
+                log.exception("plugin body_filter failed")
+    return chunk
+
+
+def run_meter(call: Call) -> None:
+    """The meter phases, once per call, whatever calls it again."""
+    if call.metered:
+        return
+    call.metered = True
+    chain: Chain | None = call.chain
+    if chain is None:
+        return
+    for handler in chain.meter:
+        try:
+            handler.meter(call)
+        except Exception:
+            log.exception("plugin meter phase failed")
+
+
+def run_log(call: Call) -> None:
+    chain: Chain | None = call.chain
+    if chain is None:
+        return
+    for handler in chain.log:
+        try:
+            handler.log(call)
+        except Exception:
+            log.exception("plugin log phase failed")

@@ -40,13 +40,14 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import httptools
 
 from tollway.plugins.base import Reply
 from tollway.proxy import responses
 from tollway.proxy.call import Call
+from tollway.proxy.chain import Chain, run_access, run_body_filter, run_header_filter, run_log, run_meter
 from tollway.proxy.headers import (
     NO_TOKENS,
     HeaderNames,
@@ -61,9 +62,6 @@ from tollway.proxy.headers import (
 )
 from tollway.proxy.state import ProxyCore, State
 from tollway.proxy.upstream import ConnectFailed, Target, UpstreamConnection
-
-if TYPE_CHECKING:
-    from tollway.proxy.chain import RoutePlugins
 
 __all__ = ["ClientProtocol"]
 
@@ -265,8 +263,8 @@ class ClientProtocol(asyncio.Protocol):
             if call.upstream is not None:
                 call.upstream.detach()
                 call.upstream = None
-            self._meter(call)
-            self._log(call)
+            run_meter(call)
+            run_log(call)
 
     def eof_received(self) -> bool | None:
         # A half-closed client still gets the response in flight, then the connection closes;
@@ -589,7 +587,7 @@ class ClientProtocol(asyncio.Protocol):
                 return
         if chain.access:
             try:
-                reply = self._access(call, plugins)
+                reply = run_access(call, plugins)
             except Exception:
                 log.exception("plugin access phase failed")
                 reply = Reply(500, {"message": responses.MSG_UNEXPECTED})
@@ -600,39 +598,6 @@ class ClientProtocol(asyncio.Protocol):
             call.response_bytes += len(responses.CONTINUE)
             self.transport.write(responses.CONTINUE)
         self._attempt(call)
-
-    def _access(self, call: Call, plugins: RoutePlugins) -> Reply | None:
-        """Run the access phases; switch to the consumer's chain once an auth plugin found one."""
-        chain = call.chain
-        assert chain is not None
-        by_consumer = plugins.by_consumer
-        if not by_consumer:  # no consumer has plugins of its own on this route
-            for _, handler in chain.access:
-                reply = handler.access(call)
-                if reply is not None:
-                    return reply
-            return None
-        done: set[str] = set()
-        switched = False
-        entries = chain.access
-        index = 0
-        while index < len(entries):
-            name, handler = entries[index]
-            index += 1
-            done.add(name)
-            reply = handler.access(call)
-            if reply is not None:
-                return reply
-            if not switched and call.consumer is not None:
-                switched = True
-                consumer_chain = by_consumer.get(call.consumer.get("id") or "")
-                if consumer_chain is not None:
-                    call.chain = consumer_chain
-                    priority = handler.PRIORITY
-                    entries = tuple((n, h) for n, h in consumer_chain.access
-                                    if n not in done and priority >= h.PRIORITY)
-                    index = 0
-        return None
 
     def _attempt(self, call: Call) -> None:
         """Send the request on an idle pooled connection, or open one in a task."""
@@ -792,13 +757,9 @@ class ClientProtocol(asyncio.Protocol):
         via = conn.via
         call.status = status
         call.response_headers = headers
-        chain = call.chain
+        chain: Chain | None = call.chain
         if chain is not None and chain.header_filter:
-            for handler in chain.header_filter:
-                try:
-                    handler.header_filter(call)
-                except Exception:
-                    log.exception("plugin header_filter failed")
+            run_header_filter(call)
         length = conn.content_length
         size = 0  # an int for the formatting below, which mypyc then does inline
         if length is not None:
@@ -841,7 +802,7 @@ class ClientProtocol(asyncio.Protocol):
             self._open_tunnel(call, conn)
             return
         if mode == _NO_BODY:
-            self._meter(call)
+            run_meter(call)
             self.transport.write(head)
         else:
             self.held = head
@@ -866,13 +827,9 @@ class ClientProtocol(asyncio.Protocol):
         call = self.current
         if call is None or call.upstream is not conn or self.out_mode == _NO_BODY:
             return
-        chain = call.chain
+        chain: Chain | None = call.chain
         if chain is not None and chain.body_filter:
-            for handler in chain.body_filter:
-                try:
-                    chunk = handler.body_filter(call, chunk, False)
-                except Exception:
-                    log.exception("plugin body_filter failed")
+            chunk = run_body_filter(call, chunk, False)
             if not chunk:
                 return
         mode = self.out_mode
@@ -887,7 +844,7 @@ class ClientProtocol(asyncio.Protocol):
         if mode == _LENGTH:
             self.remaining -= len(chunk)
             if self.remaining <= 0:
-                self._meter(call)
+                run_meter(call)
         if held:
             self.transport.writelines([held, chunk])
         else:
@@ -906,29 +863,24 @@ class ClientProtocol(asyncio.Protocol):
             return
         call.upstream = None
         if conn.tunnel:
-            self._meter(call)
+            run_meter(call)
             self.transport.close()
             return
         mode = self.out_mode
         if mode == _CHUNKED:
             last = b"0\r\n\r\n"
-            chain = call.chain
+            chain: Chain | None = call.chain
             if chain is not None and chain.body_filter:
-                tail = b""
-                for handler in chain.body_filter:
-                    try:
-                        tail = handler.body_filter(call, tail, True)
-                    except Exception:
-                        log.exception("plugin body_filter failed")
+                tail = run_body_filter(call, b"", True)
                 if tail:
                     last = b"%x\r\n%s\r\n0\r\n\r\n" % (len(tail), tail)
             call.response_bytes += len(last)
-            self._meter(call)
+            run_meter(call)
             held = self.held
             self.held = None
             self.transport.write(held + last if held else last)
         else:
-            self._meter(call)
+            run_meter(call)
             self.upstream_fed(conn)
         self._response_complete(call)
 
@@ -981,8 +933,8 @@ class ClientProtocol(asyncio.Protocol):
         """Part of the response is out: the client can only learn of a failure by a close."""
         call.keep_alive = False
         call.response_done = True
-        self._meter(call)
-        self._log(call)
+        run_meter(call)
+        run_log(call)
         self.transport.close()
 
     def _gateway_error(self, call: Call, status: int, message: str) -> None:
@@ -1002,7 +954,7 @@ class ClientProtocol(asyncio.Protocol):
         call.response_headers = [(k.encode("latin-1"), str(v).encode("latin-1")) for k, v in reply.headers.items()]
         call.head_sent = True
         call.response_bytes += len(data)
-        self._meter(call)
+        run_meter(call)
         self.transport.write(data)
         self._response_complete(call)
 
@@ -1069,8 +1021,9 @@ class ClientProtocol(asyncio.Protocol):
 
     def _response_complete(self, call: Call) -> None:
         call.response_done = True
-        if call.chain is not None and call.chain.log:
-            self.loop.call_soon(self._log, call)
+        chain: Chain | None = call.chain
+        if chain is not None and chain.log:
+            self.loop.call_soon(run_log, call)
         if call.request_done or not call.keep_alive:
             self._cycle_done(call)
         else:
@@ -1093,30 +1046,6 @@ class ClientProtocol(asyncio.Protocol):
             self._write_rejection(self.deferred)
             return
         self._update_reading()
-
-    def _meter(self, call: Call) -> None:
-        if call.metered:
-            return
-        call.metered = True
-        chain = call.chain
-        if chain is None:
-            return
-        for handler in chain.meter:
-            try:
-                handler.meter(call)
-            except Exception:
-                log.exception("plugin meter phase failed")
-
-    @staticmethod
-    def _log(call: Call) -> None:
-        chain = call.chain
-        if chain is None:
-            return
-        for handler in chain.log:
-            try:
-                handler.log(call)
-            except Exception:
-                log.exception("plugin log phase failed")
 
     def _update_reading(self) -> None:
         call = self.current
