@@ -22,7 +22,8 @@ from tollway.config import Settings
 from tollway.proxy.call import UNLIMITED
 from tollway.proxy.chain import RoutePlugins, Runtime, compile_plugins
 from tollway.proxy.router import RouteTable
-from tollway.proxy.upstream import Target, UpstreamPool
+from tollway.proxy.upstream import UpstreamPool
+from tollway.proxy.upstream_target import Target
 
 __all__ = ["Limits", "ProxyCore", "ServedConnection", "State"]
 
