@@ -14,6 +14,7 @@ from tollway.proxy.headers import NO_TOKENS
 
 if TYPE_CHECKING:
     from tollway.proxy.router import Match
+    from tollway.proxy.upstream_connection import UpstreamConnection
 
 __all__ = ["UNLIMITED", "Call", "Identity", "identity_headers"]
 
@@ -116,7 +117,7 @@ class Call:
         self.replay: list[bytes] = []         # body chunks sent, kept while small for a retry
         self.replay_ok = True
         self.body_forwarded = 0
-        self.upstream: Any = None
+        self.upstream: UpstreamConnection | None = None
         self.sent_at = 0.0
         self.first_byte_at = 0.0
         self.discard_body = False

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-__all__ = ["VIA", "HOP_BY_HOP", "NAME_OTHER", "NAME_PROXY", "NO_TOKENS", "RESPONSE_REWRITTEN", "HeaderNames",
-           "JoinedLines", "connection_tokens", "forwarded_blocks", "forwarded_prefix_line", "join_lines",
-           "lower_name", "same_items", "request_header_lines", "upstream_request_head", "response_head"]
+__all__ = ["VIA", "HOP_BY_HOP", "NAME_OTHER", "NAME_PROXY", "NOT_FORWARDED", "NO_TOKENS", "RESPONSE_REWRITTEN",
+           "HeaderNames", "JoinedLines", "RequestLines", "connection_tokens", "forwarded_blocks",
+           "forwarded_prefix_line", "forwarded_values", "join_lines", "lower_name", "same_items",
+           "request_header_lines", "upstream_request_head", "response_head"]
 
 VIA: Final = b"1.1 tollway"
 _VIA_LINE: Final = b"Via: " + VIA + b"\r\n"
@@ -134,6 +135,47 @@ def request_header_lines(headers: list[tuple[bytes, bytes]],
     return join_lines(kept), xff, via
 
 
+class RequestLines:
+    """request_header_lines() of the last request's headers, worked out again only when a request's
+    headers (or Connection tokens) differ: a client sends the same headers on every request, more
+    often than not. One per client connection."""
+
+    __slots__ = ("headers", "lines", "tokens")
+
+    def __init__(self) -> None:
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.tokens: frozenset[bytes] = NO_TOKENS
+        self.lines = (b"", b"", b"")
+
+    def of(self, headers: list[tuple[bytes, bytes]], tokens: frozenset[bytes]) -> tuple[bytes, bytes, bytes]:
+        """request_header_lines(headers, tokens)."""
+        if headers == self.headers and (tokens is self.tokens or tokens == self.tokens):
+            if headers and not same_items(headers, self.headers):
+                self.headers = headers.copy()  # see same_items()
+            return self.lines
+        lines = request_header_lines(headers, tokens)
+        self.headers = headers.copy()  # a copy: a plugin may still change the call's list in place
+        self.tokens = tokens
+        self.lines = lines
+        return lines
+
+
+# What a trusted client (settings.trusted_ips) may say of the request it passes on.
+_FORWARDED: Final = (b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port", b"x-forwarded-path",
+                     b"x-forwarded-prefix")
+NOT_FORWARDED: Final = (b"", b"", b"", b"", b"")
+
+
+def forwarded_values(headers: list[tuple[bytes, bytes]]) -> tuple[bytes, bytes, bytes, bytes, bytes]:
+    """X-Forwarded-Proto, -Host, -Port, -Path and -Prefix as a trusted client sent them (b"" when absent)."""
+    found = dict.fromkeys(_FORWARDED, b"")
+    for name, value in headers:
+        if name in found and not found[name]:
+            found[name] = value.strip()
+    return found[b"x-forwarded-proto"], found[b"x-forwarded-host"], found[b"x-forwarded-port"], \
+        found[b"x-forwarded-path"], found[b"x-forwarded-prefix"]
+
+
 def join_lines(headers: list[tuple[bytes, bytes]]) -> bytes:
     """`name: value` CRLF for each header, as one bytes object."""
     parts = []
@@ -231,8 +273,8 @@ def same_items(headers: list[Any], other: list[Any]) -> bool:
 
     Comparing equal lists costs an identity check per header when they share their tuples, and a
     comparison of both names and values when they do not. A connection that keeps the last list
-    it saw adopts an equal one with other tuples (a kept head's, see _Repeat in protocol.py and
-    upstream.py), so that the next comparisons are identity checks. Typed Any: compiled code would
+    it saw adopts an equal one with other tuples (a kept head's, see request_repeat.py and
+    response_repeat.py), so that the next comparisons are identity checks. Typed Any: compiled code would
     unpack a tuple[bytes, bytes] and box it anew to compare it by identity.
     """
     return headers[0] is other[0]

@@ -15,7 +15,7 @@ from tollway import __version__
 from tollway.plugins.base import Reply
 
 __all__ = [
-    "STATUS_LINE", "SERVER", "CONTINUE", "MSG_NO_ROUTE", "MSG_BAD_GATEWAY", "MSG_UNAVAILABLE",
+    "Rejected", "STATUS_LINE", "SERVER", "CONTINUE", "MSG_NO_ROUTE", "MSG_BAD_GATEWAY", "MSG_UNAVAILABLE",
     "MSG_TIMEOUT", "MSG_BAD_REQUEST", "MSG_UNEXPECTED", "MSG_METHOD_NOT_ALLOWED", "MSG_REQUEST_TIMEOUT",
     "MSG_BODY_TOO_LARGE", "MSG_URI_TOO_LONG", "MSG_HEADERS_TOO_LARGE", "MSG_VERSION", "error_body",
     "https_required", "render",
@@ -52,6 +52,16 @@ MSG_BODY_TOO_LARGE = "Request size limit exceeded"
 MSG_URI_TOO_LONG = "URI too long"
 MSG_HEADERS_TOO_LARGE = "Request header or cookie too large"
 MSG_VERSION = "HTTP version not supported"
+
+
+class Rejected(Exception):
+    """A request refused before it reaches an upstream: answered `status` with `message` in Kong's
+    shape, then the connection closes. Raised where the request breaks (a parser callback)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
 
 
 def error_body(message: str) -> bytes:
