@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.proxy.test_upstream_pool import Transport as PoolTransport
-from tollway.proxy.upstream import PoolKey, UpstreamConnection, UpstreamPool
+from tollway.proxy.upstream import PoolKey, UpstreamConnection, UpstreamListener, UpstreamPool
 
 KEY = PoolKey("http", "a.test", 80, True)
 HEAD = b"HTTP/1.1 200 OK\r\nServer: up\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n"
@@ -25,7 +25,7 @@ class Transport(PoolTransport):
         self.closed = True
 
 
-class Recorder:
+class Recorder(UpstreamListener):
     """The client side of each exchange, as a log of what the upstream connection reported."""
 
     def __init__(self) -> None:

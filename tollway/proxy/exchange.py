@@ -34,7 +34,7 @@ from tollway.proxy.headers import (
 from tollway.proxy.response_writer import ResponseWriter
 from tollway.proxy.tunnel import Tunnel
 from tollway.proxy.upstream import ConnectFailed
-from tollway.proxy.upstream_connection import UpstreamConnection
+from tollway.proxy.upstream_connection import UpstreamConnection, UpstreamListener
 from tollway.proxy.upstream_target import Target
 
 __all__ = ["IDEMPOTENT", "REPLAY_LIMIT", "Exchange"]
@@ -56,7 +56,7 @@ _FAILURES: Final = {
 }
 
 
-class Exchange:
+class Exchange(UpstreamListener):
     """Takes each request of one client connection to its upstream and its response back."""
 
     def __init__(self, conn: ClientConnection, writer: ResponseWriter, tunnel: Tunnel) -> None:

@@ -20,10 +20,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tollway.proxy.dns import ResolveFailed, Resolver
-from tollway.proxy.upstream_connection import MAX_HEAD_SIZE, Exchange, Keeper, UpstreamConnection
+from tollway.proxy.upstream_connection import MAX_HEAD_SIZE, Keeper, UpstreamConnection, UpstreamListener
 from tollway.proxy.upstream_target import PoolKey, Target
 
-__all__ = ["MAX_HEAD_SIZE", "ConnectFailed", "Exchange", "PoolKey", "Target", "UpstreamConnection",
+__all__ = ["MAX_HEAD_SIZE", "ConnectFailed", "PoolKey", "Target", "UpstreamConnection", "UpstreamListener",
            "UpstreamPool"]
 
 

@@ -1,6 +1,6 @@
 """One connection to an upstream: `UpstreamConnection`, an asyncio.Protocol with llhttp's response
 parser, carrying one exchange at a time and reporting the response to its client side
-(`Exchange`) as it arrives.
+(an `UpstreamListener`) as it arrives.
 
 The response head is sorted as it is parsed (on_header): end-to-end headers are kept in order,
 framing and hop-by-hop ones (tollway.proxy.headers) recorded and never passed on. A head larger
@@ -17,9 +17,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Final, Protocol
+from typing import Final
 
 import httptools
+from mypy_extensions import mypyc_attr
 
 from tollway.proxy.headers import (
     NAME_OTHER,
@@ -31,7 +32,7 @@ from tollway.proxy.headers import (
 from tollway.proxy.response_repeat import KeptResponse, ResponseRepeats
 from tollway.proxy.upstream_target import PoolKey
 
-__all__ = ["MAX_HEAD_SIZE", "Exchange", "Keeper", "UpstreamConnection"]
+__all__ = ["MAX_HEAD_SIZE", "Keeper", "UpstreamConnection", "UpstreamListener"]
 
 log = logging.getLogger("tollway.proxy")
 
@@ -59,16 +60,37 @@ class _HeadTooLarge(Exception):
     """Raised in on_header to stop llhttp; data_received fails the exchange."""
 
 
-class Exchange(Protocol):
-    """The client side of one request, as an upstream connection reports to it."""
+@mypyc_attr(allow_interpreted_subclasses=True)  # tests report to plain Python listeners
+class UpstreamListener:
+    """The client side of one exchange, as an upstream connection reports to it
+    (tollway.proxy.exchange.Exchange). A class rather than a Protocol: compiled, its methods are
+    then called natively (see docs/architecture.md, Performance notes, "Native calls")."""
 
-    def upstream_head(self, conn: UpstreamConnection, status: int, headers: list[tuple[bytes, bytes]]) -> None: ...
-    def upstream_body(self, conn: UpstreamConnection, chunk: bytes) -> None: ...
-    def upstream_done(self, conn: UpstreamConnection, keep_alive: bool) -> None: ...
-    def upstream_failed(self, conn: UpstreamConnection, kind: str) -> None: ...
-    def upstream_tunnel(self, conn: UpstreamConnection, data: bytes) -> None: ...
-    def upstream_write_paused(self, paused: bool) -> None: ...
-    def upstream_fed(self, conn: UpstreamConnection) -> None: ...
+    def upstream_head(self, upstream: UpstreamConnection, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        """The response head: its status, and its end-to-end headers (a list the listener may change)."""
+        raise NotImplementedError
+
+    def upstream_body(self, upstream: UpstreamConnection, chunk: bytes) -> None:
+        raise NotImplementedError
+
+    def upstream_done(self, upstream: UpstreamConnection, keep_alive: bool) -> None:
+        """The response is complete (`keep_alive`: the connection goes back to the pool)."""
+        raise NotImplementedError
+
+    def upstream_failed(self, upstream: UpstreamConnection, kind: str) -> None:
+        """The exchange failed before its response was complete: "closed", "invalid" or "timeout"."""
+        raise NotImplementedError
+
+    def upstream_tunnel(self, upstream: UpstreamConnection, data: bytes) -> None:
+        """Bytes of the upstream's side of a WebSocket."""
+        raise NotImplementedError
+
+    def upstream_write_paused(self, paused: bool) -> None:
+        raise NotImplementedError
+
+    def upstream_fed(self, upstream: UpstreamConnection) -> None:
+        """The connection's latest read is parsed (and the exchange not complete)."""
+        raise NotImplementedError
 
 
 class Keeper:
@@ -109,7 +131,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.repeats = ResponseRepeats()
 
         # Per-exchange state
-        self.exchange: Exchange | None = None
+        self.exchange: UpstreamListener | None = None
         self.head_only = False
         self.status = 0
         # The response head, sorted as it is parsed: `headers` are the end-to-end ones, in order;
@@ -244,7 +266,7 @@ class UpstreamConnection(asyncio.Protocol):
             return
         self.repeats.remember(data, self.status, length, self.hop_tokens, self.via)
 
-    def _replay(self, exchange: Exchange, repeat: KeptResponse, data: bytes) -> None:
+    def _replay(self, exchange: UpstreamListener, repeat: KeptResponse, data: bytes) -> None:
         """`data` is one whole response with `repeat`'s head: report what llhttp's callbacks would."""
         status = self.status = repeat.status
         self.informational = False
@@ -336,7 +358,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     # The exchange ------------------------------------------------------------------------------
 
-    def begin(self, exchange: Exchange, head_only: bool, read_timeout: float, write_timeout: float) -> None:
+    def begin(self, exchange: UpstreamListener, head_only: bool, read_timeout: float, write_timeout: float) -> None:
         """Start carrying one request for `exchange`."""
         self.exchange = exchange
         self.head_only = head_only
