@@ -38,10 +38,8 @@ _REQUEST_REWRITTEN: Final = HOP_BY_HOP | frozenset([
 RESPONSE_REWRITTEN: Final = HOP_BY_HOP | frozenset([b"content-length", b"via"])
 
 
-# Header names as sent -> lower-cased, for the names clients and upstreams actually send. Both sides
-# of the proxy lower every name they parse; a hit costs one dict probe instead of a method call and
-# a new object, and hands back the same lower-cased object each time, whose hash is then already
-# computed for the set lookups that follow. Bounded, so a stream of made-up names cannot grow it.
+# Header names as sent -> lower-cased, one object per name, bounded (Performance notes: header
+# names by position).
 _LOWERED: Final[dict[bytes, bytes]] = {}
 _LOWERED_MAX: Final = 4096
 _POSITIONS: Final = 32  # header positions HeaderNames remembers per connection
@@ -59,7 +57,7 @@ def lower_name(name: bytes) -> bytes:
 
 
 # What a header name is to the side that parses it, as HeaderNames.lookup() gives it: a small int
-# from that side's table, so a repeated name costs no set lookup. Tables use values from 2 up.
+# from that side's table. Tables use values from 2 up.
 NAME_OTHER: Final = 0  # not in the table
 NAME_PROXY: Final = 1  # not in the table, and a Proxy-* name
 
@@ -180,7 +178,7 @@ def join_lines(headers: list[tuple[bytes, bytes]]) -> bytes:
     """`name: value` CRLF for each header, as one bytes object."""
     parts = []
     for name, value in headers:
-        parts.append(name)  # four appends: cheaper than extending by a new tuple, per header
+        parts.append(name)  # four appends (Performance notes: one formatting)
         parts.append(b": ")
         parts.append(value)
         parts.append(b"\r\n")
@@ -219,7 +217,7 @@ def upstream_request_head(
         blocks = _forwarded_lines(xff + b", " + client_ip if xff else real_ip, forwarded_proto, forwarded_port,
                                   real_ip, via + b", " + VIA if via else VIA)
     ending = b"connection: upgrade\r\nupgrade: " + upgrade + b"\r\n\r\n" if upgrade is not None else b"\r\n"
-    # One formatting, which mypyc compiles to a single copy of each part (a join costs more per part).
+    # Performance notes: one formatting.
     return b"%s %s HTTP/1.1\r\nhost: %s\r\n%s%s%s%s%s%s%s%s%s" % (
         method, target, host, section, blocks[0], forwarded_host, blocks[1], forwarded_path, blocks[2],
         prefix_line, framing, ending)
@@ -271,11 +269,8 @@ class JoinedLines:
 def same_items(headers: list[Any], other: list[Any]) -> bool:
     """Whether two equal, non-empty header lists hold the same tuples (their first one is taken for all).
 
-    Comparing equal lists costs an identity check per header when they share their tuples, and a
-    comparison of both names and values when they do not. A connection that keeps the last list
-    it saw adopts an equal one with other tuples (a kept head's, see request_repeat.py and
-    response_repeat.py), so that the next comparisons are identity checks. Typed Any: compiled code would
-    unpack a tuple[bytes, bytes] and box it anew to compare it by identity.
+    A connection that keeps the last list it saw adopts an equal one with other tuples (a kept
+    head's), so that the next comparisons are identity checks (Performance notes: tuples typed Any).
     """
     return headers[0] is other[0]
 

@@ -63,7 +63,7 @@ class RequestReader:
         (self.max_head, self.max_headers, self.max_url, self.max_body) = conn.server.limits
         self.names = HeaderNames(_PROTOCOL_NAMES)
         self.repeats = RequestRepeats()
-        # Checked once per read instead of once per header (see feed)
+        # Checked once per read instead of once per header (Performance notes: per-read checks)
         self.head_ascii = False         # every byte of the head being parsed is ASCII
         self.line_11 = False            # the message that begins this read has an HTTP/1.1 request line
         self.head_11 = False            # ... and that message is the one being parsed
@@ -92,12 +92,10 @@ class RequestReader:
             if target is not None:
                 self._replay(target)
                 return
-        # Two per-read checks that spare per-header work. A head whose bytes are all ASCII needs no
-        # check of each value; a small read is scanned whole, once.
+        # Per-read checks (Performance notes): a head whose bytes are all ASCII needs no check of
+        # each value, and a read that begins a message with an HTTP/1.1 request line needs no
+        # parser.get_http_version() (a request target has no spaces).
         self.head_ascii = len(data) <= _ASCII_SCAN and data.isascii() and (not in_head or self.head_ascii)
-        # A read that begins a message (not a body, not a head's continuation): when its first line
-        # ends in " HTTP/1.1", that is the version llhttp parses (a request target has no spaces),
-        # which spares parser.get_http_version(), a str.format per call. Anything else asks it.
         if fresh and not in_head:
             eol = data.find(b"\r\n")
             self.line_11 = eol > 9 and data[eol - 9:eol] == b" HTTP/1.1"

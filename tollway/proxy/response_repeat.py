@@ -18,10 +18,8 @@ __all__ = ["KeptResponse", "ResponseRepeats", "shared_lines"]
 # A response head longer than this is never kept for a repeat (the head is kept per connection).
 _REPEAT_MAX: Final = 4096
 
-# The header lines of kept heads, one tuple object for equal lines on every connection. The
-# connections to one service keep equal heads, and the client side compares each response's
-# headers with the last ones it joined: with the same tuples, that is an identity check per line.
-# (Typed Any: see docs/architecture.md, Performance notes, "Tuples typed Any".)
+# The header lines of kept heads, one tuple object for equal lines on every connection, bounded
+# (Performance notes: tuples typed Any).
 _SHARED_LINES: Final[dict[Any, Any]] = {}
 _SHARED_MAX: Final = 4096
 

@@ -41,9 +41,9 @@ Connector = Callable[[PoolKey, float], Awaitable[UpstreamConnection]]
 class UpstreamPool(Keeper):
     """Keep-alive connections per PoolKey: at most `size` idle ones, each for `idle_timeout` s.
 
-    Idle connections sit in a list, oldest first, with the time they went idle (a list, not a
-    deque: mypyc compiles its append and pop, the two operations of every request); a stale one is
-    dropped when taken, and a cleanup timer (running only while something is idle) closes the rest.
+    Idle connections sit in a list, oldest first, with the time they went idle (Performance notes:
+    pool lists); a stale one is dropped when taken, and a cleanup timer (running only while
+    something is idle) closes the rest.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, size: int, idle_timeout: float,
@@ -65,8 +65,8 @@ class UpstreamPool(Keeper):
         self._contexts: dict[bool, ssl.SSLContext] = {}
 
     def _idle_list(self, key: PoolKey) -> list[UpstreamConnection]:
-        """The idle connections of `key`. The last key asked for is remembered by identity (a
-        Target and its connections share one PoolKey object), which spares hashing the tuple."""
+        """The idle connections of `key`; the last key asked for is remembered by identity
+        (Performance notes: pool lists)."""
         if key is self._last_key:
             return self._last_idle
         idle = self._idle.get(key)

@@ -63,8 +63,8 @@ class _HeadTooLarge(Exception):
 @mypyc_attr(allow_interpreted_subclasses=True)  # tests report to plain Python listeners
 class UpstreamListener:
     """The client side of one exchange, as an upstream connection reports to it
-    (tollway.proxy.exchange.Exchange). A class rather than a Protocol: compiled, its methods are
-    then called natively (see docs/architecture.md, Performance notes, "Native calls")."""
+    (tollway.proxy.exchange.Exchange). A class rather than a Protocol, so that compiled code calls
+    it natively (docs/architecture.md, Performance notes: native calls)."""
 
     def upstream_head(self, upstream: UpstreamConnection, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         """The response head: its status, and its end-to-end headers (a list the listener may change)."""
@@ -99,7 +99,7 @@ class Keeper:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.clock: Callable[[], float] = loop.time  # bound once: a call, not a method lookup
+        self.clock: Callable[[], float] = loop.time  # Performance notes: bound once
 
     def release(self, conn: UpstreamConnection) -> None:
         raise NotImplementedError
@@ -316,7 +316,7 @@ class UpstreamConnection(asyncio.Protocol):
             except ValueError:
                 self.content_length = None
         elif kind == _TRANSFER_ENCODING:
-            self.chunked = self.chunked or value.lower().find(b"chunked") >= 0  # find, not `in`: see Performance notes
+            self.chunked = self.chunked or value.lower().find(b"chunked") >= 0  # find, not in (Performance notes)
         elif kind == _CONNECTION:
             if value.lower() not in _NAMES_NO_HEADER:
                 tokens = connection_tokens(value) - RESPONSE_REWRITTEN - _NAMES_NO_HEADER
