@@ -13,7 +13,9 @@ consumer and global wins for each plugin name), orders them by PRIORITY (highest
                          so that a response a client received is never missing from the record.
   log(call)              after the response is complete; must not delay the response
 
-Every phase is a plain (synchronous) method: the hot path has no awaits in plugin code.
+Every phase is a plain (synchronous) method: the hot path has no awaits in plugin code. `call.ctx`
+carries state from one phase, or one plugin, to another (Kong's kong.ctx.shared); it is made on
+first use.
 """
 
 from __future__ import annotations
@@ -50,6 +52,12 @@ class Call(Protocol):
     response_headers: list[tuple[bytes, bytes]]
     request_bytes: int           # bytes received from the client for this request (head + body)
     response_bytes: int          # bytes sent to the client for this response (head + body)
+
+    @property
+    def ctx(self) -> dict[str, Any]:
+        """A dict shared by every phase and every plugin of this call (Kong's kong.ctx.shared),
+        made on first use: a call that never asks for it allocates nothing. Name keys after the
+        plugin ("rate-limiting.remaining"), as every plugin of the call sees the same dict."""
 
     def header(self, name: str) -> str | None:
         """The first request header of that name (case-insensitive), or None."""

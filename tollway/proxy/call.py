@@ -69,7 +69,7 @@ class Call:
         "method_bytes", "headers", "host", "http_11", "keep_alive", "upgrade", "expect_continue", "bare_query",
         "has_body", "chunked", "content_length", "body_limit", "hop_tokens",
         # Routing and plugins
-        "match", "chain",
+        "match", "chain", "context",
         # Cycle state
         "request_done", "head_sent", "response_done", "metered", "body_queue", "queued_bytes",
         "replay", "replay_ok", "body_forwarded", "upstream", "received_at", "sent_at",
@@ -108,6 +108,7 @@ class Call:
         self.hop_tokens: frozenset[bytes] = NO_TOKENS
         self.match: Match | None = None
         self.chain: Any = None                # the tollway.proxy.chain.Chain that applies (chain.py imports call.py)
+        self.context: dict[str, Any] | None = None  # `ctx`, once a plugin asked for it
         self.request_done = False
         self.head_sent = False
         self.response_done = False
@@ -123,7 +124,15 @@ class Call:
         self.discard_body = False
         self.tries = 0
 
-    # The plugin interface ---------------------------------------------------------------------
+    # The plugin interface (documented in tollway.plugins.base.Call) ---------------------------
+
+    @property
+    def ctx(self) -> dict[str, Any]:
+        """A dict shared by every phase and every plugin of this call, made on first use."""
+        context = self.context
+        if context is None:
+            context = self.context = {}
+        return context
 
     def header(self, name: str) -> str | None:
         """The first request header of that name (case-insensitive), or None."""
