@@ -1,4 +1,5 @@
-"""The plugin development kit on the proxy side (tollway.plugins.base.Call): the per-call context.
+"""The plugin development kit on the proxy side (tollway.plugins.base.Call): the per-call context
+and request changes.
 
 Test handlers stand in for the bundled plugins (their names are the ones settings enable); the
 proxy, its upstreams and its clients are real, on real sockets.
@@ -137,3 +138,107 @@ def test_a_call_whose_plugins_never_ask_for_ctx_has_none_made():
     assert call.context is None
     call.ctx["k"] = 1
     assert call.context == {"k": 1} and call.ctx is call.context
+
+
+# Request changes ---------------------------------------------------------------------------------
+
+class Changer(Handler):
+    """Changes every other request (the first, third...) in every way a plugin can."""
+
+    PRIORITY = 10
+    calls = 0
+
+    def access(self, call: Any) -> None:
+        Changer.calls += 1
+        if Changer.calls % 2 == 0:
+            return
+        call.set_path("/changed/%41")
+        call.set_query("x=1")
+        call.set_query_arg("y", "2 3")
+        call.set_method("POST")
+        call.set_header("X-Set", "s")
+        call.add_header("X-Add", "a1")
+        call.add_header("X-Add", "a2")
+        call.clear_header("X-Remove-Me")
+
+
+def test_request_changes_reach_the_upstream_and_no_other_request_of_the_connection(
+        proxy, recording_upstream, monkeypatch):
+    Changer.calls = 0
+    use(monkeypatch, billable=Changer)
+    one_route(proxy, recording_upstream.port, [plugin("billable")])
+    responses, repeats = on_one_connection(proxy, [GET] * 6)
+    assert repeats == 1  # the same head was replayed without llhttp from the third request on
+    assert [head.split(b"\r\n")[0] for head, _ in responses] == [b"HTTP/1.1 200 OK"] * 6
+    heads = upstream_heads(recording_upstream)
+    assert [line for line, _ in heads] == [b"POST /changed/%41?x=1&y=2+3 HTTP/1.1", b"GET /x?q=1 HTTP/1.1"] * 3
+    for number, (_, headers) in enumerate(heads):
+        names = [name for name, _ in headers]
+        values = {name: [v for n, v in headers if n == name] for name in names}
+        assert values[b"x-keep"] == [b"k"] and values[b"host"] == [b"127.0.0.1:%d" % recording_upstream.port]
+        if number % 2 == 0:
+            assert values[b"x-set"] == [b"s"] and values[b"x-add"] == [b"a1", b"a2"]
+            assert b"x-remove-me" not in values and values[b"content-length"] == [b"0"]
+            assert values[b"x-forwarded-path"] == [b"/a/x"]  # the client's, still
+        else:
+            assert values[b"x-remove-me"] == [b"1"]
+            assert not {b"x-set", b"x-add", b"content-length"} & set(names)
+
+
+def test_a_header_the_clients_connection_header_names_is_sent_when_a_plugin_sets_it(
+        proxy, recording_upstream, monkeypatch):
+    class Setter(Handler):
+        PRIORITY = 10
+
+        def access(self, call: Any) -> None:
+            call.set_header("X-Hop", "set by a plugin")
+
+    use(monkeypatch, billable=Setter)
+    one_route(proxy, recording_upstream.port, [plugin("billable")])
+    reads = [b"GET /a HTTP/1.1\r\nHost: h\r\nConnection: X-Hop\r\nX-Hop: client\r\n\r\n"]
+    on_one_connection(proxy, reads)
+    (_, headers), = upstream_heads(recording_upstream)
+    assert [value for name, value in headers if name == b"x-hop"] == [b"set by a plugin"]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda call: call.set_path("relative"), "must start with '/'"),
+    (lambda call: call.set_path("/a b"), "printable ASCII"),
+    (lambda call: call.set_path("/a?b"), "but '?' and '#'"),
+    (lambda call: call.set_query("a=1#frag"), "but '#'"),
+    (lambda call: call.set_query("a=\r\n"), "printable ASCII"),
+    (lambda call: call.set_method("get"), "upper-case token"),
+    (lambda call: call.set_method("CONNECT"), "other than CONNECT"),
+    (lambda call: call.set_method("HEAD"), "HEAD frames the response"),
+    (lambda call: call.set_header("Bad Name", "v"), "not a valid header name"),
+    (lambda call: call.set_header("X-Ok", "v\r\nInjected: 1"), "without control characters"),
+    (lambda call: call.add_header("X-Ok", "\u20ac"), "Latin-1"),
+    (lambda call: call.set_header("Host", "elsewhere"), "written by the proxy"),
+    (lambda call: call.add_header("X-Forwarded-For", "1.2.3.4"), "written by the proxy"),
+    (lambda call: call.set_header("Proxy-Authorization", "x"), "written by the proxy"),
+])
+def test_a_bad_change_raises_value_error_saying_what_was_expected(change, message):
+    call = Call(b"GET", "/", "", [(b"x-keep", b"1")], "127.0.0.1", 0.0, 0.0)
+    with pytest.raises(ValueError, match=message.replace("?", r"\?")):
+        change(call)
+    assert call.headers == [(b"x-keep", b"1")] and call.changes is None and call.query == ""
+
+
+def test_query_arguments_are_set_in_place_encoded_and_removed():
+    call = Call(b"GET", "/", "a=1&b=2&a=3&&c", [], "127.0.0.1", 0.0, 0.0)
+    call.set_query_arg("a", "x y&z")
+    assert call.query == "a=x+y%26z&b=2&c"
+    call.set_query_arg("new key", "1")
+    assert call.query == "a=x+y%26z&b=2&c&new+key=1"
+    assert call.query_arg("a") == "x y&z" and call.query_arg("new key") == "1"
+    call.remove_query_arg("a")
+    assert call.query == "b=2&c&new+key=1"
+    call.set_query("")
+    assert call.query == "" and not call.bare_query
+
+
+def test_set_method_to_the_clients_own_changes_nothing():
+    call = Call(b"POST", "/", "", [], "127.0.0.1", 0.0, 0.0)
+    call.set_method("PUT")
+    call.set_method("POST")
+    assert call.changes is not None and call.changes.method is None

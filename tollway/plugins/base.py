@@ -5,7 +5,9 @@ schema's defaults) whenever configuration is applied, never per request. For eac
 proxy picks the handlers that apply (Kong's precedence: the most specific of route, service,
 consumer and global wins for each plugin name), orders them by PRIORITY (highest first) and calls:
 
-  access(call)           before the upstream is contacted; may answer itself by returning a Reply
+  access(call)           before the upstream is contacted; may change the request the upstream
+                         receives (set_path, set_query, set_method, set_header...), and answer
+                         itself by returning a Reply.
   header_filter(call)    the upstream's status and headers are known (call.status, call.response_headers)
   body_filter(call, chunk, last) -> chunk    every response body chunk
   meter(call)            once, synchronously, just BEFORE the last byte of the response is written to
@@ -36,11 +38,16 @@ class Reply:
 
 
 class Call(Protocol):
-    """One proxied request as the plugins see it (implemented by the proxy)."""
+    """One proxied request as the plugins see it (implemented by the proxy).
 
-    method: str
+    Changes to the request apply to what the upstream receives; they are made in access. Names
+    and values are checked: a bad one raises ValueError, and a header the proxy writes itself
+    (Host, framing and hop-by-hop headers, X-Forwarded-*, X-Real-IP, Via) cannot be set.
+    """
+
+    method: str                  # the client's method (set_method changes what the upstream receives)
     path: str                    # the request path as the client sent it, without the query
-    query: str                   # the raw query string, without '?'
+    query: str                   # the raw query string, without '?', as the upstream will receive it
     client_ip: str               # the address that connected (a load balancer's, behind one), as Kong's get_ip
     forwarded_ip: str            # the client a trusted peer names in real_ip_header, else client_ip (get_forwarded_ip)
     started_at: float            # time.time() when the request head was received
@@ -63,13 +70,36 @@ class Call(Protocol):
         """The first request header of that name (case-insensitive), or None."""
 
     def set_header(self, name: str, value: str | None) -> None:
-        """Set (or with None, remove) a request header sent to the upstream."""
+        """Set (or with None, remove) a request header sent to the upstream, replacing those of that name."""
+
+    def add_header(self, name: str, value: str) -> None:
+        """Add a request header sent to the upstream, after those of the same name."""
+
+    def clear_header(self, name: str) -> None:
+        """Remove every request header of that name from what the upstream receives."""
+
+    def set_path(self, path: str) -> None:
+        """The path the upstream receives (Kong's kong.service.request.set_path): it replaces the one
+        the route made (after strip_path and the service's path) and is sent as given, so
+        percent-encode what needs it. It must start with '/' and hold only printable ASCII but
+        '?' and '#'. X-Forwarded-Path still says the client's path."""
+
+    def set_query(self, query: str) -> None:
+        """The raw query string the upstream receives, without '?' ("" for none); printable ASCII but '#'."""
 
     def query_arg(self, name: str) -> str | None:
         """The first query argument of that name, decoded, or None."""
 
+    def set_query_arg(self, name: str, value: str) -> None:
+        """Give the query argument `name` the one value `value` (both are encoded), where the first
+        of that name was, or at the end."""
+
     def remove_query_arg(self, name: str) -> None:
         """Drop every query argument of that name from what the upstream receives."""
+
+    def set_method(self, method: str) -> None:
+        """The method the upstream receives (an upper-case token). `method` stays the client's, for
+        which the response is framed, so a change to or from HEAD, and CONNECT, are refused."""
 
     def authenticate(self, consumer: dict[str, Any] | None, credential: dict[str, Any] | None,
                      anonymous: bool = False,

@@ -148,14 +148,22 @@ class Exchange(UpstreamListener):
         if conn.write_paused:
             upstream.pause_reading()
         host = call.host if compiled.preserve_host and call.host else service.host_header
+        method_bytes = call.method_bytes
         target = match.target
+        changes = call.changes
+        if changes is not None:  # set_method(), set_path()
+            if changes.method is not None:
+                method_bytes = changes.method.encode("ascii")
+            if changes.path is not None:
+                target = changes.path
         if call.query:
             target = b"%s?%s" % (target, call.query.encode("latin-1"))
         elif call.bare_query:
             target += b"?"  # as Kong: `/p?` reaches the upstream as sent
         if call.chunked:
             framing = b"transfer-encoding: chunked\r\n"
-        elif call.has_body or call.method in ("POST", "PUT", "PATCH"):
+        elif call.has_body or call.method in ("POST", "PUT", "PATCH") or (
+                changes is not None and changes.method in ("POST", "PUT", "PATCH")):  # sent with a length of 0
             framing = b"content-length: %d\r\n" % call.content_length
         else:
             framing = b""
@@ -170,7 +178,7 @@ class Exchange(UpstreamListener):
         if not forwarded_host:
             forwarded_host = conn.host.bare_of(call.host)
         head = upstream_request_head(
-            call.method_bytes, target, host, lines,
+            method_bytes, target, host, lines,
             client_ip=conn.client_ip_b,
             real_ip=call.forwarded_ip.encode("latin-1") if conn.trusted else conn.client_ip_b,
             forwarded_proto=proto or conn.proto_b, forwarded_host=forwarded_host,
@@ -292,7 +300,8 @@ class Exchange(UpstreamListener):
         retries = call.match.compiled.target.retries if call.match is not None else 0
         if not call.head_sent and call.upgrade is None and call.tries < retries:
             # Connection failures are retried; a request whose body went out only when idempotent.
-            replayable = call.replay_ok and (call.body_forwarded == 0 or call.method in IDEMPOTENT)
+            sent_as = call.changes.method if call.changes is not None else None
+            replayable = call.replay_ok and (call.body_forwarded == 0 or (sent_as or call.method) in IDEMPOTENT)
             if (nothing_sent and kind in ("refused", "timeout")) or (stale and replayable):
                 call.tries += 1
                 self.attempt(call)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-__all__ = ["VIA", "HOP_BY_HOP", "NAME_OTHER", "NAME_PROXY", "NOT_FORWARDED", "NO_TOKENS", "RESPONSE_REWRITTEN",
-           "HeaderNames", "JoinedLines", "RequestLines", "connection_tokens", "forwarded_blocks",
+__all__ = ["VIA", "HOP_BY_HOP", "NAME_OTHER", "NAME_PROXY", "NOT_FORWARDED", "NO_TOKENS", "REQUEST_REWRITTEN",
+           "RESPONSE_REWRITTEN", "HeaderNames", "JoinedLines", "RequestLines", "connection_tokens", "forwarded_blocks",
            "forwarded_prefix_line", "forwarded_values", "join_lines", "lower_name", "same_items",
            "request_header_lines", "upstream_request_head", "response_head"]
 
@@ -28,7 +28,7 @@ HOP_BY_HOP: Final = frozenset([
 ])
 
 # Request headers the proxy writes itself, so the client's copies are dropped.
-_REQUEST_REWRITTEN: Final = HOP_BY_HOP | frozenset([
+REQUEST_REWRITTEN: Final = HOP_BY_HOP | frozenset([
     b"host", b"content-length", b"expect", b"x-forwarded-for", b"x-forwarded-proto",
     b"x-forwarded-host", b"x-forwarded-port", b"x-forwarded-path", b"x-forwarded-prefix",
     b"x-real-ip", b"via",
@@ -120,7 +120,7 @@ def request_header_lines(headers: list[tuple[bytes, bytes]],
     kept = []
     xff = b""
     via = b""
-    dropped = _REQUEST_REWRITTEN | hop_tokens if hop_tokens else _REQUEST_REWRITTEN
+    dropped = REQUEST_REWRITTEN | hop_tokens if hop_tokens else REQUEST_REWRITTEN
     for item in headers:
         name = item[0]
         if name in dropped or name.startswith(b"proxy-"):
