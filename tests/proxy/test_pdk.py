@@ -1,5 +1,5 @@
-"""The plugin development kit on the proxy side (tollway.plugins.base.Call): the per-call context
-and request changes.
+"""The plugin development kit on the proxy side (tollway.plugins.base.Call): the per-call context,
+request changes and response headers.
 
 Test handlers stand in for the bundled plugins (their names are the ones settings enable); the
 proxy, its upstreams and its clients are real, on real sockets.
@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import free_port
 from tests.proxy.conftest import (
     ProxyHarness,
     RecordingUpstream,
@@ -22,7 +23,7 @@ from tests.proxy.conftest import (
     service,
     snapshot,
 )
-from tollway.plugins.base import Handler
+from tollway.plugins.base import Handler, Reply
 from tollway.proxy import chain as chain_module
 from tollway.proxy.call import Call
 
@@ -86,6 +87,11 @@ def upstream_heads(upstream: RecordingUpstream) -> list[tuple[bytes, list[tuple[
         headers = [item.partition(b":") for item in lines]
         heads.append((line, [(name.lower(), value.strip()) for name, _, value in headers]))
     return heads
+
+
+def header_values(head: bytes, name: bytes) -> list[bytes]:
+    return [line.partition(b":")[2].strip() for line in head.split(b"\r\n")[1:]
+            if line.partition(b":")[0].lower() == name.lower()]
 
 
 # The per-call context ----------------------------------------------------------------------------
@@ -216,6 +222,9 @@ def test_a_header_the_clients_connection_header_names_is_sent_when_a_plugin_sets
     (lambda call: call.set_header("Host", "elsewhere"), "written by the proxy"),
     (lambda call: call.add_header("X-Forwarded-For", "1.2.3.4"), "written by the proxy"),
     (lambda call: call.set_header("Proxy-Authorization", "x"), "written by the proxy"),
+    (lambda call: call.set_response_header("Content-Length", "1"), "written by the proxy"),
+    (lambda call: call.add_response_header("Connection", "close"), "written by the proxy"),
+    (lambda call: call.set_response_header("X-Ok", "a\nb"), "without control characters"),
 ])
 def test_a_bad_change_raises_value_error_saying_what_was_expected(change, message):
     call = Call(b"GET", "/", "", [(b"x-keep", b"1")], "127.0.0.1", 0.0, 0.0)
@@ -242,3 +251,63 @@ def test_set_method_to_the_clients_own_changes_nothing():
     call.set_method("PUT")
     call.set_method("POST")
     assert call.changes is not None and call.changes.method is None
+
+
+# Response headers --------------------------------------------------------------------------------
+
+UPSTREAM_RESPONSE = b"HTTP/1.1 200 OK\r\nX-Limit: upstream\r\nX-Up: 1\r\nContent-Length: 2\r\n\r\nok"
+
+
+class Limiter(Handler):
+    """Sets rate-limit headers on every response, answers 429 from the third call on; in
+    header_filter, changes the upstream's headers."""
+
+    PRIORITY = 10
+    calls = 0
+    late: list[str] = []
+
+    def access(self, call: Any) -> Reply | None:
+        Limiter.calls += 1
+        call.set_response_header("X-Limit", str(2 - Limiter.calls))
+        call.add_response_header("X-Note", "access")
+        if Limiter.calls > 2:
+            return Reply(429, {"message": "API rate limit exceeded"}, {"X-Note": "reply", "X-Limit": "reply"})
+        return None
+
+    def header_filter(self, call: Any) -> None:
+        call.add_response_header("X-Filtered", str(call.status))
+        call.clear_response_header("x-up")
+
+    def log(self, call: Any) -> None:
+        try:
+            call.set_response_header("X-Late", "1")
+        except RuntimeError as exc:
+            Limiter.late.append(str(exc))
+
+
+def test_response_headers_set_in_access_are_on_proxied_and_short_circuit_responses(
+        proxy, raw_upstreams, monkeypatch):
+    Limiter.calls, Limiter.late = 0, []
+    use(monkeypatch, billable=Limiter)
+    upstream = RecordingUpstream(raw_upstreams, response=UPSTREAM_RESPONSE)
+    one_route(proxy, upstream.port, [plugin("billable")])
+    responses, _ = on_one_connection(proxy, [GET] * 5)  # the upstream's head repeats: kept after two
+    settle(proxy)
+    heads = [head for head, _ in responses]
+    assert [head.split(b"\r\n")[0] for head in heads] == ([b"HTTP/1.1 200 OK"] * 2
+                                                           + [b"HTTP/1.1 429 Too Many Requests"] * 3)
+    assert [header_values(head, b"X-Limit") for head in heads] == [[b"1"], [b"0"], [b"-1"], [b"-2"], [b"-3"]]
+    assert [header_values(head, b"X-Note") for head in heads] == [[b"access"]] * 2 + [[b"reply", b"access"]] * 3
+    assert [header_values(head, b"X-Filtered") for head in heads] == [[b"200"]] * 2 + [[]] * 3
+    assert all(header_values(head, b"X-Up") == [] for head in heads)
+    assert [body for _, body in responses][2] == b'{"message":"API rate limit exceeded"}'
+    assert Limiter.late == ["response header 'X-Late' cannot change: the response head was already sent"] * 5
+
+
+def test_response_headers_set_in_access_are_on_the_gateways_own_error(proxy, monkeypatch):
+    Limiter.calls = 0
+    use(monkeypatch, billable=Limiter)
+    one_route(proxy, free_port(), [plugin("billable")], retries=0)  # nothing listens there
+    resp = request(proxy.port, "GET", "/a")
+    assert resp.status == 503
+    assert resp.headers["x-limit"] == "1" and resp.headers["x-note"] == "access"

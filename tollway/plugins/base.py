@@ -6,9 +6,11 @@ proxy picks the handlers that apply (Kong's precedence: the most specific of rou
 consumer and global wins for each plugin name), orders them by PRIORITY (highest first) and calls:
 
   access(call)           before the upstream is contacted; may change the request the upstream
-                         receives (set_path, set_query, set_method, set_header...), and answer
-                         itself by returning a Reply.
-  header_filter(call)    the upstream's status and headers are known (call.status, call.response_headers)
+                         receives (set_path, set_query, set_method, set_header...), set headers of
+                         the response to come (set_response_header), and answer itself by
+                         returning a Reply.
+  header_filter(call)    the upstream's status and headers are known (call.status, call.response_headers,
+                         which set_response_header and its kin now change)
   body_filter(call, chunk, last) -> chunk    every response body chunk
   meter(call)            once, synchronously, just BEFORE the last byte of the response is written to
                          the client: status and byte counts are final. Billing-grade records go here,
@@ -42,7 +44,8 @@ class Call(Protocol):
 
     Changes to the request apply to what the upstream receives; they are made in access. Names
     and values are checked: a bad one raises ValueError, and a header the proxy writes itself
-    (Host, framing and hop-by-hop headers, X-Forwarded-*, X-Real-IP, Via) cannot be set.
+    (Host, framing and hop-by-hop headers, X-Forwarded-*, X-Real-IP, Via; in a response,
+    Content-Length, Transfer-Encoding, Connection and Via) cannot be set.
     """
 
     method: str                  # the client's method (set_method changes what the upstream receives)
@@ -100,6 +103,18 @@ class Call(Protocol):
     def set_method(self, method: str) -> None:
         """The method the upstream receives (an upper-case token). `method` stays the client's, for
         which the response is framed, so a change to or from HEAD, and CONNECT, are refused."""
+
+    def set_response_header(self, name: str, value: str) -> None:
+        """Set a header of the response to the client, replacing those of that name. In access it
+        applies to whichever response is sent: the upstream's (before header_filter runs) or a
+        Reply (a plugin's, or the gateway's own, such as a 502); in header_filter, to the
+        upstream's headers. Later, the head is sent: RuntimeError."""
+
+    def add_response_header(self, name: str, value: str) -> None:
+        """Add a header to the response, after those of that name (as set_response_header)."""
+
+    def clear_response_header(self, name: str) -> None:
+        """Remove the response headers of that name (as set_response_header)."""
 
     def authenticate(self, consumer: dict[str, Any] | None, credential: dict[str, Any] | None,
                      anonymous: bool = False,

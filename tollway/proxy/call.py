@@ -2,10 +2,10 @@
 
 A Call is created when a request head has been parsed and lives until its response is complete.
 It implements `tollway.plugins.base.Call` (the plugin development kit: what a plugin reads and
-changes of a request); the remaining slots are the request cycle's own state,
+changes of a request and its response); the remaining slots are the request cycle's own state,
 kept here so the hot path allocates one object per request (Performance notes: compiled hot path).
-What a plugin changes is held here and applied where the request head is built: nothing that
-outlives the call (a route's cached match, a connection's kept heads) changes.
+What a plugin changes is held here and applied where the request head or the response head is
+built: nothing that outlives the call (a route's cached match, a connection's kept heads) changes.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ import re
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote_plus, unquote_plus
 
-from tollway.proxy.headers import NO_TOKENS, REQUEST_REWRITTEN
+from tollway.proxy.headers import NO_TOKENS, REQUEST_REWRITTEN, RESPONSE_REWRITTEN
 
 if TYPE_CHECKING:
     from tollway.proxy.router import Match
     from tollway.proxy.upstream_connection import UpstreamConnection
 
-__all__ = ["UNLIMITED", "Call", "Changes", "Identity", "identity_headers"]
+__all__ = ["UNLIMITED", "Call", "Changes", "HeaderChange", "Identity", "apply_header_changes", "identity_headers"]
 
 UNLIMITED = 1 << 62  # a limit that is never reached
 
@@ -39,6 +39,9 @@ _VALUE: Final = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*\Z")
 _PATH: Final = re.compile(r"/[!-~]*\Z")
 _QUERY: Final = re.compile(r"[!-~]*\Z")
 _METHOD: Final = re.compile(r"[A-Z][A-Z0-9_-]*\Z")
+
+# A change of a response header: (name as written, value or None to remove, replace those of the name).
+HeaderChange = tuple[bytes, bytes | None, bool]
 
 
 def identity_headers(consumer: dict[str, Any] | None, credential: dict[str, Any] | None,
@@ -63,13 +66,24 @@ def identity_headers(consumer: dict[str, Any] | None, credential: dict[str, Any]
 
 class Changes:
     """What plugins changed of a call besides its request headers and query, made on the first
-    change (a call no plugin changes allocates none): applied where the request head is built."""
+    change (a call no plugin changes allocates none): applied where the heads are built."""
 
-    __slots__ = ("method", "path")
+    __slots__ = ("method", "path", "response_headers")
 
     def __init__(self) -> None:
         self.path: bytes | None = None      # set_path()'s, instead of the route's
         self.method: str | None = None      # set_method()'s, instead of the client's
+        self.response_headers: list[HeaderChange] = []  # made before the response (in access)
+
+
+def apply_header_changes(headers: list[tuple[bytes, bytes]], changes: list[HeaderChange]) -> None:
+    """Apply response header changes to `headers`, in place, in order (names compared case-insensitively)."""
+    for name, value, replace in changes:
+        if replace:
+            lowered = name.lower()
+            headers[:] = [item for item in headers if item[0].lower() != lowered]
+        if value is not None:
+            headers.append((name, value))
 
 
 def _checked_name(name: str, what: str) -> bytes:
@@ -147,7 +161,7 @@ class Call:
         self.match: Match | None = None
         self.chain: Any = None                # the tollway.proxy.chain.Chain that applies (chain.py imports call.py)
         self.context: dict[str, Any] | None = None  # `ctx`, once a plugin asked for it
-        self.changes: Changes | None = None         # of the upstream's path and method
+        self.changes: Changes | None = None         # of the upstream's path and method, and response headers
         self.request_done = False
         self.head_sent = False
         self.response_done = False
@@ -279,6 +293,31 @@ class Call:
         if changes is None:
             changes = self.changes = Changes()
         return changes
+
+    def set_response_header(self, name: str, value: str) -> None:
+        """Set a header of the response, replacing those of that name. In access, for whichever
+        response is sent (the upstream's, or a Reply); in header_filter, of the upstream's."""
+        self._change_response_header(name, value, True)
+
+    def add_response_header(self, name: str, value: str) -> None:
+        """Add a header to the response, after those of that name (see set_response_header)."""
+        self._change_response_header(name, value, False)
+
+    def clear_response_header(self, name: str) -> None:
+        """Remove the response headers of that name (see set_response_header)."""
+        self._change_response_header(name, None, True)
+
+    def _change_response_header(self, name: str, value: str | None, replace: bool) -> None:
+        if self.head_sent:
+            raise RuntimeError(f"response header {name!r} cannot change: the response head was already sent")
+        key = _checked_name(name, "response header")
+        if key.lower() in RESPONSE_REWRITTEN:
+            raise ValueError(f"response header {name!r} is written by the proxy; a plugin cannot set it")
+        change = (key, None if value is None else _checked_value(name, value), replace)
+        if self.status == 0:  # no response yet (access): kept for the one that will be sent
+            self._changes().response_headers.append(change)
+        else:  # the upstream's head is known (header_filter)
+            apply_header_changes(self.response_headers, [change])
 
     def authenticate(self, consumer: dict[str, Any] | None, credential: dict[str, Any] | None,
                      anonymous: bool = False, identity: Identity | None = None) -> None:

@@ -17,7 +17,7 @@ from typing import Final
 
 from tollway.plugins.base import Reply
 from tollway.proxy import responses
-from tollway.proxy.call import Call
+from tollway.proxy.call import Call, apply_header_changes
 from tollway.proxy.chain import Chain, run_body_filter, run_header_filter, run_log, run_meter
 from tollway.proxy.connection import ClientConnection
 from tollway.proxy.headers import JoinedLines, response_head
@@ -67,6 +67,9 @@ class ResponseWriter:
         via = upstream.via
         call.status = status
         call.response_headers = headers
+        changes = call.changes
+        if changes is not None and changes.response_headers:  # made in access
+            apply_header_changes(headers, changes.response_headers)
         chain: Chain | None = call.chain
         if chain is not None and chain.header_filter:
             run_header_filter(call)
@@ -209,9 +212,13 @@ class ResponseWriter:
             else:
                 call.discard_body = True
         call.keep_alive = keep_alive
-        data, status = responses.render(reply, keep_alive, call.method == "HEAD")
+        headers = responses.reply_headers(reply)
+        changes = call.changes
+        if changes is not None and changes.response_headers:  # made in access
+            apply_header_changes(headers, changes.response_headers)
+        data, status = responses.render(reply, keep_alive, call.method == "HEAD", headers=headers)
         call.status = status
-        call.response_headers = [(k.encode("latin-1"), str(v).encode("latin-1")) for k, v in reply.headers.items()]
+        call.response_headers = headers
         call.head_sent = True
         call.response_bytes += len(data)
         run_meter(call)
