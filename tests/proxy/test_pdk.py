@@ -1,5 +1,5 @@
 """The plugin development kit on the proxy side (tollway.plugins.base.Call): the per-call context,
-request changes and response headers.
+request changes, response headers and an access phase that awaits.
 
 Test handlers stand in for the bundled plugins (their names are the ones settings enable); the
 proxy, its upstreams and its clients are real, on real sockets.
@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -16,8 +19,10 @@ import pytest
 from tests.conftest import free_port
 from tests.proxy.conftest import (
     ProxyHarness,
+    Recorder,
     RecordingUpstream,
     plugin,
+    read_until_close,
     request,
     route,
     service,
@@ -311,3 +316,209 @@ def test_response_headers_set_in_access_are_on_the_gateways_own_error(proxy, mon
     resp = request(proxy.port, "GET", "/a")
     assert resp.status == 503
     assert resp.headers["x-limit"] == "1" and resp.headers["x-note"] == "access"
+
+
+# An access phase that awaits ---------------------------------------------------------------------
+
+class Slow(Recorder):
+    """Awaits 50 ms on /a/slow; answers from an awaited Reply on /a/answer, fails on /a/fail, and on
+    /a/hold waits for the test to release it; meters and logs as the Recorder."""
+
+    PRIORITY = 5
+    pending = threading.Event()     # the access of /a/slow or /a/hold is waiting
+    finished = threading.Event()    # the access of /a/hold has its result
+    release: asyncio.Event | None = None
+    metered_event = threading.Event()
+
+    def access(self, call: Any) -> Any:
+        if call.path == "/a/slow":
+            return self._slow()
+        if call.path == "/a/future":
+            future = asyncio.get_running_loop().create_future()
+            asyncio.get_running_loop().call_later(0.01, future.set_result, None)
+            return future
+        if call.path == "/a/answer":
+            return self._answer(call)
+        if call.path == "/a/fail":
+            return self._fail()
+        if call.path == "/a/hold":
+            return self._hold()
+        return None
+
+    async def _slow(self) -> None:
+        Slow.pending.set()
+        await asyncio.sleep(0.05)
+
+    async def _answer(self, call: Any) -> Reply:
+        await asyncio.sleep(0)
+        call.set_response_header("Retry-After", "1")
+        return Reply(429, {"message": "slow down"})
+
+    async def _fail(self) -> None:
+        await asyncio.sleep(0)
+        raise ConnectionError("the rate-limit store is unreachable")
+
+    async def _hold(self) -> None:
+        Slow.release = asyncio.Event()
+        Slow.pending.set()
+        await Slow.release.wait()
+        Slow.finished.set()
+
+    def meter(self, call: Any) -> None:
+        super().meter(call)
+        Slow.metered_event.set()
+
+
+@pytest.fixture
+def slow(monkeypatch, recorder) -> type[Slow]:
+    Slow.pending, Slow.finished, Slow.metered_event = threading.Event(), threading.Event(), threading.Event()
+    use(monkeypatch, billable=Slow)
+    return Slow
+
+
+def test_an_access_that_awaits_holds_its_request_while_other_connections_are_served(
+        proxy, recording_upstream, slow, recorder):
+    one_route(proxy, recording_upstream.port, [plugin("billable")])
+    done: dict[str, Any] = {}
+
+    def slow_request() -> None:
+        started = time.monotonic()
+        done["status"] = request(proxy.port, "GET", "/a/slow").status
+        done["took"] = time.monotonic() - started
+
+    thread = threading.Thread(target=slow_request)
+    thread.start()
+    assert slow.pending.wait(5)
+    fast = [request(proxy.port, "GET", "/a/fast").status for _ in range(3)]
+    assert "status" not in done  # still waiting while the others were answered
+    thread.join(5)
+    assert fast == [200] * 3 and done["status"] == 200 and done["took"] >= 0.05
+    assert recording_upstream.requests == 4
+    assert sorted(m["path"] for m in recorder.metered) == ["/a/fast"] * 3 + ["/a/slow"]
+
+
+def test_an_access_that_awaits_a_future_goes_on_to_the_upstream(proxy, recording_upstream, slow, recorder):
+    one_route(proxy, recording_upstream.port, [plugin("billable")])
+    assert request(proxy.port, "GET", "/a/future").body == b"ok"
+    assert recording_upstream.requests == 1
+
+
+def test_an_access_that_awaits_can_answer_with_a_reply(proxy, recording_upstream, slow, recorder):
+    one_route(proxy, recording_upstream.port, [plugin("billable")])
+    resp = request(proxy.port, "GET", "/a/answer")
+    assert (resp.status, resp.json(), resp.headers["retry-after"]) == (429, {"message": "slow down"}, "1")
+    assert recording_upstream.requests == 0
+    assert [m["status"] for m in recorder.metered] == [429]
+
+
+def test_an_access_that_awaits_and_raises_answers_500(proxy, recording_upstream, slow, recorder):
+    one_route(proxy, recording_upstream.port, [plugin("billable")])
+    resp = request(proxy.port, "GET", "/a/fail")
+    assert (resp.status, resp.json()) == (500, {"message": "An unexpected error occurred"})
+    assert recording_upstream.requests == 0
+    assert [m["status"] for m in recorder.metered] == [500]
+
+
+def test_a_client_that_leaves_while_an_access_awaits_is_metered_once_as_499(proxy, recording_upstream, slow, recorder):
+    one_route(proxy, recording_upstream.port, [plugin("billable")])
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+        sock.sendall(b"GET /a/hold HTTP/1.1\r\nHost: h\r\n\r\n")
+        assert slow.pending.wait(5)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with a reset
+    assert slow.metered_event.wait(5)  # the connection is gone: the call is finished
+    assert slow.release is not None
+    proxy.loop.call_soon_threadsafe(slow.release.set)
+    assert slow.finished.wait(5)
+
+    settle(proxy)  # the access phase's end ran in the loop's turn that set `finished`
+    assert [(m["status"], m["path"]) for m in recorder.metered] == [(499, "/a/hold")]
+    assert recorder.logged == [{"status": 499, "path": "/a/hold"}]
+    assert recording_upstream.requests == 0
+
+
+def test_a_request_body_sent_while_an_access_awaits_reaches_the_upstream(proxy, recording_upstream, slow, recorder):
+    one_route(proxy, recording_upstream.port, [plugin("billable")])
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+        sock.sendall(b"POST /a/hold HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nConnection: close\r\n\r\nab")
+        assert slow.pending.wait(5)
+        sock.sendall(b"cde")
+        assert slow.release is not None
+        proxy.loop.call_soon_threadsafe(slow.release.set)
+        answer, closed = read_until_close(sock)
+    assert answer.startswith(b"HTTP/1.1 200 OK") and closed
+    assert recording_upstream.received.endswith(b"\r\n\r\nabcde")
+
+
+# The access loop, with awaiting handlers and a consumer's own chain ------------------------------
+
+class Step(Handler):
+    """Records its name; awaits first when its config says so; identifies alice when it is auth."""
+
+    def access(self, call: Any) -> Any:
+        if self.conf.get("awaits"):
+            return self._later(call)
+        return self._now(call)
+
+    def _now(self, call: Any) -> Reply | None:
+        call.ctx.setdefault("ran", []).append(self.conf["name"])
+        if self.conf.get("auth"):
+            call.consumer = {"id": "alice"}
+        return Reply(403, None) if self.conf.get("refuses") else None
+
+    async def _later(self, call: Any) -> Reply | None:
+        await asyncio.sleep(0)
+        return self._now(call)
+
+
+def run_access(steps: list[tuple[int, dict[str, Any]]],
+               alice: list[tuple[int, dict[str, Any]]]) -> tuple[Any, list[str]]:
+    """Run the access loop of a chain of Steps (priority, config), with `alice`'s own chain."""
+    def chain(entries: list[tuple[int, dict[str, Any]]]) -> chain_module.Chain:
+        handlers = []
+        for priority, conf in entries:
+            handler_class = type(f"Step{priority}", (Step,), {"PRIORITY": priority})
+            handlers.append((conf.get("plugin", conf["name"]), handler_class(conf, None)))  # type: ignore[arg-type]
+        return chain_module.Chain(handlers)
+
+    base = chain(steps)
+    plugins = chain_module.RoutePlugins(base, {"alice": chain(alice)} if alice else {})
+    call = Call(b"GET", "/", "", [], "127.0.0.1", 0.0, 0.0)
+    call.chain = base
+
+    async def run() -> Any:
+        outcome = chain_module.run_access(call, plugins)
+        return await outcome if outcome is not None and not isinstance(outcome, Reply) else outcome
+
+    result = asyncio.run(run())
+    return result, call.ctx.get("ran", [])
+
+
+@pytest.mark.parametrize("awaiting", [(), ("first",), ("auth",), ("first", "auth", "after"), ("after",)])
+def test_awaiting_handlers_run_the_chain_as_synchronous_ones_do(awaiting):
+    def conf(name: str, **extra: Any) -> dict[str, Any]:
+        return {"name": name, "awaits": name in awaiting, **extra}
+
+    steps = [(3000, conf("first")), (2000, conf("auth", auth=True)), (1000, conf("after", plugin="tagged")),
+             (500, conf("last"))]
+    alice = [(3000, conf("first")), (2000, conf("auth", auth=True)),
+             (1000, conf("after for alice", plugin="tagged")), (500, conf("last"))]
+    assert run_access(steps, alice) == (None, ["first", "auth", "after for alice", "last"])
+    assert run_access(steps, []) == (None, ["first", "auth", "after", "last"])
+    refusing = [(3000, conf("first")), (2000, conf("auth", auth=True)), (1000, conf("after", refuses=True)),
+                (500, conf("last"))]
+    result, ran = run_access(refusing, [])
+    assert isinstance(result, Reply) and result.status == 403 and ran == ["first", "auth", "after"]
+
+
+def test_an_awaitable_that_gives_something_else_than_a_reply_is_an_error():
+    class Odd(Handler):
+        def access(self, call: Any) -> Any:
+            async def odd() -> Any:
+                return "yes"
+            return odd()
+
+    call = Call(b"GET", "/", "", [], "127.0.0.1", 0.0, 0.0)
+    call.chain = chain_module.Chain([("odd", Odd({}, None))])  # type: ignore[arg-type]
+    outcome = chain_module.run_access(call, chain_module.RoutePlugins(call.chain, {}))
+    with pytest.raises(TypeError, match="Reply or None"):  # compiled, mypyc says it first
+        asyncio.run(outcome)  # type: ignore[arg-type]

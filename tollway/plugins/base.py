@@ -8,7 +8,13 @@ consumer and global wins for each plugin name), orders them by PRIORITY (highest
   access(call)           before the upstream is contacted; may change the request the upstream
                          receives (set_path, set_query, set_method, set_header...), set headers of
                          the response to come (set_response_header), and answer itself by
-                         returning a Reply.
+                         returning a Reply. It may instead return an awaitable (a coroutine or an
+                         asyncio Future) of a Reply or None, for a plugin that needs a network round
+                         trip: the request waits (nothing else does), then the remaining access
+                         handlers run, or the Reply is sent. If the client leaves meanwhile, the
+                         call is finished as any call whose client left (status 499, metered once)
+                         and what the awaitable gives is dropped; if it raises, the client gets
+                         500, as when a synchronous access raises.
   header_filter(call)    the upstream's status and headers are known (call.status, call.response_headers,
                          which set_response_header and its kin now change)
   body_filter(call, chunk, last) -> chunk    every response body chunk
@@ -17,13 +23,14 @@ consumer and global wins for each plugin name), orders them by PRIORITY (highest
                          so that a response a client received is never missing from the record.
   log(call)              after the response is complete; must not delay the response
 
-Every phase is a plain (synchronous) method: the hot path has no awaits in plugin code. `call.ctx`
-carries state from one phase, or one plugin, to another (Kong's kong.ctx.shared); it is made on
-first use.
+Every phase but access is a plain (synchronous) method, and a synchronous access costs nothing for
+the asynchronous ones being possible. `call.ctx` carries state from one phase, or one plugin, to
+another (Kong's kong.ctx.shared); it is made on first use.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -146,7 +153,7 @@ class Handler:
         self.conf = conf
         self.runtime = runtime
 
-    def access(self, call: Call) -> Reply | None:
+    def access(self, call: Call) -> Reply | None | Awaitable[Reply | None]:
         return None
 
     def header_filter(self, call: Call) -> None:

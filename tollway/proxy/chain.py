@@ -19,7 +19,7 @@ applies. A handler that raises is logged and skipped, but in access, where the r
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 from tollway.plugins import load_module
@@ -165,40 +165,91 @@ def compile_plugins(snapshot: dict[str, Any], enabled: Iterable[str], runtime: R
 
 # The phase loops ---------------------------------------------------------------------------------
 
-def run_access(call: Call, plugins: RoutePlugins) -> Reply | None:
+def run_access(call: Call, plugins: RoutePlugins) -> Reply | Awaitable[Reply | None] | None:
     """Run the access phases; switch to the consumer's chain once an auth plugin found one.
 
-    Raises what a handler raised (the caller answers 500).
+    Returns the Reply of the handler that answered, or None when all let the request through; or,
+    when a handler's access returned an awaitable, a coroutine that awaits it and runs the
+    handlers after it (to a Reply or None). Raises what a handler raised (the caller answers 500).
+    A synchronous handler pays nothing for this: its result is checked for None, then for a Reply.
     """
     chain: Chain = call.chain
-    by_consumer = plugins.by_consumer
-    if not by_consumer:  # no consumer has plugins of its own on this route
-        for _, handler in chain.access:
-            reply = handler.access(call)
-            if reply is not None:
-                return reply
-        return None
-    done: set[str] = set()
-    switched = False
     entries = chain.access
-    index = 0
+    if plugins.by_consumer:
+        return _run_until_consumer(call, plugins.by_consumer, set(), entries, 0)
+    for entry in entries:  # no consumer has plugins of its own on this route
+        result = entry[1].access(call)
+        if result is not None:
+            if isinstance(result, Reply):
+                return result
+            return _access_later(call, result, entries, entries.index(entry) + 1, None, set())
+    return None
+
+
+def _run_from(call: Call, entries: tuple[tuple[str, Handler], ...],
+              index: int) -> Reply | Awaitable[Reply | None] | None:
+    """The access phases of `entries` from `index` on, with no consumer chain to look for."""
+    while index < len(entries):
+        handler = entries[index][1]
+        index += 1
+        result = handler.access(call)
+        if result is not None:
+            if isinstance(result, Reply):
+                return result
+            return _access_later(call, result, entries, index, None, set())
+    return None
+
+
+def _run_until_consumer(call: Call, by_consumer: dict[str, Chain], done: set[str],
+                        entries: tuple[tuple[str, Handler], ...],
+                        index: int) -> Reply | Awaitable[Reply | None] | None:
+    """The access phases of `entries` from `index` on, until one identifies the consumer."""
     while index < len(entries):
         name, handler = entries[index]
         index += 1
         done.add(name)
-        reply = handler.access(call)
-        if reply is not None:
-            return reply
-        if not switched and call.consumer is not None:
-            switched = True
-            consumer_chain = by_consumer.get(call.consumer.get("id") or "")
-            if consumer_chain is not None:
-                call.chain = consumer_chain
-                priority = handler.PRIORITY
-                entries = tuple((n, h) for n, h in consumer_chain.access
-                                if n not in done and priority >= h.PRIORITY)
-                index = 0
+        result = handler.access(call)
+        if result is not None:
+            if isinstance(result, Reply):
+                return result
+            return _access_later(call, result, entries, index, by_consumer, done)
+        if call.consumer is not None:
+            return _consumer_found(call, by_consumer, handler, done, entries, index)
     return None
+
+
+def _consumer_found(call: Call, by_consumer: dict[str, Chain], handler: Handler, done: set[str],
+                    entries: tuple[tuple[str, Handler], ...], index: int) -> Reply | Awaitable[Reply | None] | None:
+    """`handler` identified the consumer: go on in the consumer's chain, if it has one, with the
+    handlers not run yet of no higher priority than `handler`; else in `entries` from `index`."""
+    consumer = call.consumer
+    consumer_chain = by_consumer.get(consumer.get("id") or "") if consumer is not None else None
+    if consumer_chain is not None:
+        call.chain = consumer_chain
+        priority = handler.PRIORITY
+        entries = tuple((n, h) for n, h in consumer_chain.access if n not in done and priority >= h.PRIORITY)
+        index = 0
+    return _run_from(call, entries, index)
+
+
+async def _access_later(call: Call, pending: Awaitable[Reply | None], entries: tuple[tuple[str, Handler], ...],
+                        index: int, by_consumer: dict[str, Chain] | None, done: set[str]) -> Reply | None:
+    """The access phase from the awaitable `entries[index - 1]`'s handler returned; the consumer
+    chain is still to be looked for when `by_consumer` is given."""
+    result = await pending
+    if result is not None:
+        if not isinstance(result, Reply):
+            raise TypeError(f"a plugin's access phase gave {type(result).__name__}, not a Reply or None")
+        return result
+    if by_consumer is None:
+        rest = _run_from(call, entries, index)
+    elif call.consumer is not None:
+        rest = _consumer_found(call, by_consumer, entries[index - 1][1], done, entries, index)
+    else:
+        rest = _run_until_consumer(call, by_consumer, done, entries, index)
+    if rest is None or isinstance(rest, Reply):
+        return rest
+    return await rest
 
 
 def run_header_filter(call: Call) -> None:

@@ -1,6 +1,8 @@
 """The request in flight on one client connection, from its route to the end of its response.
 
-    start(call)     route → https check → the plugins' access phase → 100 Continue → attempt
+    start(call)     route → https check → the plugins' access phase → 100 Continue → attempt;
+                    a plugin's access may await (a network round trip): the cycle goes on in a
+                    task when it is done, and other connections are served meanwhile
     attempt(call)   an idle pooled upstream connection, or a new one opened in a task
     _send           the request head (headers rewritten at the boundary) and the body so far
     upstream_*      what the upstream connection reports (its `exchange`): the response goes to
@@ -16,7 +18,9 @@ Kong's answer (502, 503 or 504), or, when part of the response is already out, a
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable
 from typing import Final
 
 from tollway.plugins.base import Reply
@@ -64,6 +68,7 @@ class Exchange(UpstreamListener):
         self.writer = writer
         self.tunnel = tunnel
         self.request_lines = RequestLines()  # the last request's header lines as sent on
+        self.access_task: asyncio.Task[None] | None = None  # an access phase a plugin awaits in (kept referenced)
 
     # Starting a request ------------------------------------------------------------------------
 
@@ -98,13 +103,34 @@ class Exchange(UpstreamListener):
                 return
         if chain.access:
             try:
-                reply = run_access(call, plugins)
+                outcome = run_access(call, plugins)
             except Exception:
                 log.exception("plugin access phase failed")
-                reply = Reply(500, {"message": responses.MSG_UNEXPECTED})
-            if reply is not None:
-                self.reply(call, reply)
+                outcome = Reply(500, {"message": responses.MSG_UNEXPECTED})
+            if outcome is not None:
+                if isinstance(outcome, Reply):
+                    self.reply(call, outcome)
+                else:  # a plugin awaits something: the rest of the cycle runs when it is done
+                    self.access_task = self.conn.loop.create_task(self._access_later(call, outcome))
                 return
+        if call.expect_continue and not call.request_done:
+            self.writer.write_continue(call)
+        self.attempt(call)
+
+    async def _access_later(self, call: Call, outcome: Awaitable[Reply | None]) -> None:
+        """The access phase's end, when a plugin awaited something in it."""
+        try:
+            reply = await outcome
+        except Exception:
+            log.exception("plugin access phase failed")
+            reply = Reply(500, {"message": responses.MSG_UNEXPECTED})
+        self.access_task = None
+        conn = self.conn
+        if conn.lost or call is not conn.current or call.response_done:
+            return  # the client went away meanwhile (the call was metered then), or the request broke
+        if reply is not None:
+            self.reply(call, reply)
+            return
         if call.expect_continue and not call.request_done:
             self.writer.write_continue(call)
         self.attempt(call)
