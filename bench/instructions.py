@@ -15,9 +15,9 @@ noisy machine. Two counts:
 
 With --varying-heads, a third count, `real_varying`: the same, but every request and every
 response has a head of its own (wrk sends a counter in X-Request-Id, nginx adds its $request_id
-to each response), so no head repeats and llhttp parses every one (see _Repeat in
-tollway/proxy/protocol.py and upstream.py). That is the cost for clients and upstreams whose
-heads differ each time.
+to each response), so no head repeats and llhttp parses every one (see
+tollway/proxy/request_repeat.py and response_repeat.py). That is the cost for clients and
+upstreams whose heads differ each time.
 
 Both run with PYTHONHASHSEED=0: with random string hashes, dict and set probes vary from run to
 run, and so does the count (by about 0.5%). Needs valgrind (callgrind_control,

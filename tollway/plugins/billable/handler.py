@@ -17,9 +17,8 @@ from tollway.proxy.call import Call as ProxyCall
 
 REFUSED_MESSAGE = "usage metering unavailable; request refused"
 
-# Calls refused by this plugin whose meter phase has not run yet (by id; the call is kept alive so
-# its id cannot be reused meanwhile). The meter phase runs right after the refusal is rendered.
-_refused: Final[dict[int, Any]] = {}
+# Set in call.ctx for a call this plugin refused in access: never served, so not metered.
+REFUSED: Final = "billable.refused"
 
 
 class Handler(base.Handler):
@@ -50,14 +49,15 @@ class Handler(base.Handler):
         spool = self.spool
         if self.refuse and spool is not None and spool.failing and not spool.recover():
             spool.refused += 1
-            _refused[id(call)] = call
+            call.ctx[REFUSED] = True
             return base.Reply(503, {"message": REFUSED_MESSAGE})
         return None
 
     def meter(self, call: base.Call) -> None:
-        if _refused and _refused.pop(id(call), None) is not None:
+        assert isinstance(call, ProxyCall)  # the proxy's own: its fields are read directly
+        context = call.context  # not call.ctx, which would make one for every call
+        if context is not None and REFUSED in context:
             return  # never served: not billable, and counted in spool.refused
         spool = self.spool
         if spool is not None:
-            assert isinstance(call, ProxyCall)  # the proxy's own: the spool reads its fields directly
             spool.append(call)
