@@ -8,7 +8,7 @@ import re
 import httpx
 from starlette.routing import Route
 
-from tollway.admin import create_app
+from tollway.admin.app import create_app
 from tollway.config import Settings
 from tollway.store.db import Database
 
