@@ -24,6 +24,7 @@ HOT_PATH = [
     "tollway/proxy/server.py",
     "tollway/proxy/upstream.py",
     "tollway/plugins/base.py",
+    "tollway/plugins/acl/handler.py",
     "tollway/plugins/billable/handler.py",
     "tollway/plugins/key_auth/handler.py",
     "tollway/plugins/key_auth/keys.py",
