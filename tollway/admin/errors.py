@@ -134,7 +134,10 @@ def primary_key_violation(entity_id: str) -> DbError:
 
 
 def invalid_options(option: str, problem: str) -> DbError:
-    return DbError(INVALID_OPTIONS, f"invalid option ({option}: {problem})", {option: problem})
+    """A bad query option (tags): Kong names it under `options`, not `fields`."""
+    error = DbError(INVALID_OPTIONS, f"invalid option ({option}: {problem})")
+    error.body["options"] = {option: problem}
+    return error
 
 
 def invalid_size(message: str) -> DbError:
