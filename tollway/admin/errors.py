@@ -26,7 +26,7 @@ from tollway.errors import (
 CODES: dict[int, tuple[str, int]] = {
     1: ("invalid primary key", 400),
     2: ("schema violation", 400),
-    3: ("primary key violation", 409),
+    3: ("primary key violation", 400),  # Kong's endpoints answer 400 (its legacy helper said 409)
     4: ("foreign key violation", 400),
     5: ("unique constraint violation", 409),
     6: ("not found", 404),

@@ -30,11 +30,11 @@ SCALARS = ("string", "integer", "number", "boolean")
 
 # What each status means for one operation, and the error shape it answers with.
 STATUS_TEXT = {
-    400: "invalid input: a schema, foreign key or offset error (Kong's database error shape)",
+    400: "invalid input: a schema, primary key, foreign key or offset error (Kong's database error shape)",
     401: "missing or wrong admin token",
     404: "not found",
     405: "the method is not allowed here",
-    409: "a unique field or the primary key is taken",
+    409: "a unique field is taken",
     415: "the body is neither JSON, url-encoded nor multipart",
     503: "the database is unreachable",
 }

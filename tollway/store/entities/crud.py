@@ -181,6 +181,8 @@ class Crud:
         if parent is None and self.schema.endpoint_key_scope and not is_uuid(ident):
             raise NotFound(self.schema.name)  # such a key names something only under a parent
         old = await self.find(ident, parent)
+        if parent and old is None and is_uuid(ident) and await self.find(ident) is not None:
+            raise NotFound(self.schema.name)  # that id is another parent's entity: not found here
         if parent:
             data[parent.field] = {"id": parent.id}
         if is_uuid(ident) and old is None:
