@@ -15,28 +15,31 @@ The header goes upstream unless `hide_groups_header`; a client's own X-Consumer-
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from tollway.plugins import base
 from tollway.plugins.base import Call, Reply
 from tollway.proxy.call import Call as ProxyCall
 
-HEADER = "X-Consumer-Groups"
-FORBIDDEN = "You cannot consume this service"
-UNAUTHORIZED = "Unauthorized"
+# Final: compiled, a constant is inlined rather than looked up in the module's dict at each use.
+HEADER: Final = b"x-consumer-groups"  # as the proxy keeps header names: lower-cased bytes
+FORBIDDEN: Final = "You cannot consume this service"
+UNAUTHORIZED: Final = "Unauthorized"
 
-# A verdict: (status, header value): 0 lets the call in with that value; 403 refuses it; 401
-# refuses it with 401 when no credential was presented (an anonymous consumer), else 403.
-Verdict = tuple[int, str]
-LET_IN, REFUSED, NO_GROUPS = 0, 403, 401
+# A verdict: (status, header): 0 lets the call in with that header (None: none, hidden); 403
+# refuses it; 401 refuses it with 401 when no credential was presented (an anonymous consumer),
+# else 403.
+Verdict = tuple[int, tuple[bytes, bytes] | None]
+LET_IN: Final = 0
+REFUSED: Final = 403
+NO_GROUPS: Final = 401
 
 
-def header_text(groups: list[str]) -> str:
-    """Groups joined by ", " as a header value: control characters percent-encoded, so a group
-    name cannot start a header line, and UTF-8 carried byte for byte (the proxy writes latin-1)."""
+def header_value(groups: list[str]) -> bytes:
+    """Groups joined by ", " as a header value: UTF-8, with control characters percent-encoded so
+    that a group name cannot start a header line of its own."""
     joined = ", ".join(groups)
-    safe = "".join(f"%{ord(ch):02X}" if ord(ch) < 32 or ord(ch) == 127 else ch for ch in joined)
-    return safe.encode("utf-8").decode("latin-1")
+    return "".join(f"%{ord(ch):02X}" if ord(ch) < 32 or ord(ch) == 127 else ch for ch in joined).encode()
 
 
 class GroupIndex:
@@ -52,8 +55,8 @@ class GroupIndex:
             group = acl.get("group")
             if consumer_id and isinstance(group, str):
                 names.setdefault(consumer_id, []).append(group)
-        self.groups: dict[str, tuple[frozenset[str], str]] = {
-            consumer_id: (frozenset(groups), header_text(groups)) for consumer_id, groups in names.items()}
+        self.groups: dict[str, tuple[frozenset[str], bytes]] = {
+            consumer_id: (frozenset(groups), header_value(groups)) for consumer_id, groups in names.items()}
 
     @classmethod
     def of(cls, runtime: Any) -> GroupIndex:
@@ -88,7 +91,7 @@ class Handler(base.Handler):
             if call.credential is not None:
                 return Reply(403, {"message": FORBIDDEN})
             return Reply(401, {"message": UNAUTHORIZED})
-        consumer_id = str(consumer.get("id"))
+        consumer_id: str = consumer["id"]
         verdict = self.verdicts.get(consumer_id)
         if verdict is None:
             verdict = self.verdicts[consumer_id] = self.judge(consumer_id)
@@ -99,16 +102,39 @@ class Handler(base.Handler):
             return Reply(403, {"message": FORBIDDEN})
         if status == NO_GROUPS:
             return Reply(401, {"message": UNAUTHORIZED})
-        call.set_header(HEADER, None if self.hide else header)
+        _put_header(call, header)
         return None
 
     def judge(self, consumer_id: str) -> Verdict:
         """This configuration's verdict on a consumer, from its groups."""
         found = self.index.groups.get(consumer_id)
+        value = b"" if found is None else found[1]
+        header = None if self.hide else (HEADER, value)
         if found is None:
-            return (LET_IN, "") if self.deny else (NO_GROUPS, "")
-        groups, header = found
-        member = not self.listed.isdisjoint(groups)
+            return (LET_IN, header) if self.deny else (NO_GROUPS, None)
+        member = not self.listed.isdisjoint(found[0])
         if member == self.deny:
-            return REFUSED, header
+            return REFUSED, None
         return LET_IN, header
+
+
+def _put_header(call: ProxyCall, header: tuple[bytes, bytes] | None) -> None:
+    """Send `header` upstream in place of any X-Consumer-Groups the client sent (None: none).
+    The list is replaced, never changed in place: the proxy may share it with a kept request head."""
+    headers = call.headers
+    sent = False
+    for name, _ in headers:
+        if name == HEADER:
+            sent = True
+            break
+    if sent:
+        headers = [item for item in headers if item[0] != HEADER]
+    elif header is None:
+        return
+    else:
+        headers = list(headers)
+    if header is not None:
+        headers.append(header)
+        if call.hop_tokens and HEADER in call.hop_tokens:  # a client's Connection header cannot drop it
+            call.hop_tokens = call.hop_tokens - {HEADER}
+    call.headers = headers
