@@ -206,3 +206,13 @@ consumers:
     again = dump(other_db_settings)["keyauth_credentials"][0]
     assert again["key"] == credential["key"] and abs(again["ttl"] - credential["ttl"]) <= 1
     assert load(db_settings, exported).written == 0
+
+
+def test_a_key_is_never_moved_to_another_consumer(db_settings: Settings) -> None:
+    load(db_settings, '_format_version: "3.0"\nconsumers:\n- username: ann\n  keyauth_credentials:\n  - key: k1\n')
+    before = dump(db_settings)
+    with pytest.raises(DeclarativeError) as raised:
+        load(db_settings, '_format_version: "3.0"\nconsumers:\n- username: bob\n  keyauth_credentials:\n'
+                          '  - key: k1\n')
+    assert str(raised.value).endswith("UNIQUE violation detected on '{key=\"[redacted]\"}'")
+    assert dump(db_settings) == before

@@ -20,9 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tollway.admin.errors import from_store_error
 from tollway.declarative.flatten import Item, flatten
 from tollway.declarative.problems import DeclarativeError
-from tollway.errors import EntityError
+from tollway.errors import EntityError, UniqueViolation
 from tollway.store.entities.catalog import Catalog
-from tollway.store.entities.schema import column_of
+from tollway.store.entities.schema import REDACTED, column_of
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,14 @@ def stored_id_finder(catalog: Catalog, conn: AsyncConnection) -> Any:
     username, custom_id, group under its consumer, key, a plugin's name and scopes), or None."""
 
     async def lookup(name: str, built: dict[str, Any]) -> str | None:
+        found = await _stored(name, built)
+        schema = catalog.entities[name]
+        if found is not None and schema.secrets and any(
+                found.get(field) != built.get(field) for field in schema.foreign_fields()):
+            return None  # a credential is never moved to another consumer: its key stays taken (409)
+        return None if found is None else str(found["id"])
+
+    async def _stored(name: str, built: dict[str, Any]) -> dict[str, Any] | None:
         schema = catalog.entities[name]
         dao = catalog.daos[name]
         key = schema.endpoint_key
@@ -49,17 +57,17 @@ def stored_id_finder(catalog: Catalog, conn: AsyncConnection) -> Any:
             found = await dao.get(conn, built[key], where)
             # by its key (a stored key-auth key is a hash of it), not by an id that a name happens to be
             if found is not None and (found.get(key) == built[key] or key in schema.aliases):
-                return str(found["id"])
+                return found
         for field in schema.unique:
             if built.get(field) is not None:
                 found = await dao.find_by(conn, field, built[field])
                 if found is not None:
-                    return str(found["id"])
+                    return found
         if schema.computed is not None:
             for column, value in schema.computed(built).items():
                 row = (await conn.execute(select(dao.table.c.id).where(dao.table.c[column] == value))).first()
                 if row is not None:
-                    return str(row[0])
+                    return await dao.get(conn, str(row[0]))
         return None
 
     return lookup
@@ -79,8 +87,16 @@ async def import_document(catalog: Catalog, document: dict[str, Any],
             try:
                 written += await catalog.cruds[item.entity].put(conn, item.built, item.times)
             except EntityError as exc:
-                raise DeclarativeError("Failed importing:", _failure(item, exc)) from exc
+                secrets = catalog.entities[item.entity].secrets
+                raise DeclarativeError("Failed importing:", _failure(item, _redacted(exc, secrets))) from exc
     return ImportReport(len(items), written)
+
+
+def _redacted(exc: EntityError, secrets: tuple[str, ...]) -> EntityError:
+    """A unique violation on a secret (a key) names it without its value."""
+    if isinstance(exc, UniqueViolation) and any(name in secrets for name in exc.fields):
+        return UniqueViolation({name: REDACTED if name in secrets else value for name, value in exc.fields.items()})
+    return exc
 
 
 def _failure(item: Item, exc: EntityError) -> str:
