@@ -34,6 +34,7 @@ HOT_PATH = [
     "tollway/proxy/upstream_connection.py",
     "tollway/proxy/upstream_target.py",
     "tollway/plugins/base.py",
+    "tollway/plugins/acl/handler.py",
     "tollway/plugins/billable/handler.py",
     "tollway/plugins/key_auth/handler.py",
     "tollway/plugins/key_auth/keys.py",

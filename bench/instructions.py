@@ -136,9 +136,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=20, help="wrk's measured run against the real process")
     parser.add_argument("--skip-real", action="store_true", help="only count bench/hot_path.py")
+    parser.add_argument("--plugins", default=",".join(PLUGINS),
+                        help="plugins of bench/hot_path.py's count (comma separated; e.g. key-auth,acl,billable)")
     parser.add_argument("--varying-heads", action="store_true",
                         help="also count a real process whose requests and responses never repeat a head")
     args = parser.parse_args()
+    PLUGINS[:] = [name for name in args.plugins.split(",") if name]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=ROOT).stdout.strip()
     with tempfile.TemporaryDirectory() as tmp:

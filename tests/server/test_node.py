@@ -94,6 +94,10 @@ def test_reload_applies_a_changed_plugins_list(settings: Settings) -> None:
         assert refused.status_code == 400
         assert "plugin 'billable' not enabled" in refused.text
         env = dict(node.env, TOLLWAY_PLUGINS="bundled,billable")
+        result = tollway(settings, "reload", env=env)  # bundled has plugins whose tables are missing
+        assert result.returncode == 1 and "run 'tollway migrations up'" in result.stderr
+        assert node.post("/plugins", name="billable").status_code == 400  # the node kept its settings
+        assert tollway(settings, "migrations", "up", env=env).returncode == 0
         result = tollway(settings, "reload", env=env)
         assert result.returncode == 0, result.stderr
         assert node.post("/plugins", name="billable").status_code == 201

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 from typing import TypeVar
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from tests.server.nodes import node_env
 from tollway.config import Settings
@@ -56,7 +57,8 @@ def test_up_runs_the_migrations_of_newly_enabled_plugins(settings: Settings) -> 
     states = run(settings, lambda db: migrations.list_state(db, settings))
     assert states[0] == migrations.SubsystemState("core", ("000_base",), ())
     assert states[1] == migrations.SubsystemState("metering", ("000_base", "001_week_grain", "002_latency"), ())
-    assert states[2] == migrations.SubsystemState("key-auth", (), ("000_base",))
+    assert states[2] == migrations.SubsystemState("key-auth", (), ("000_base", "001_ttl_expiry"))
+    assert states[3] == migrations.SubsystemState("acl", (), ("000_base",))
     with pytest.raises(StoreError, match="pending migrations"):
         run(settings, lambda db: migrations.ensure_bootstrapped(db, settings))
     ran = run(settings, lambda db: migrations.up(db, settings))
@@ -84,7 +86,31 @@ def test_snapshot_of_a_fresh_database(settings: Settings) -> None:
     run(settings, lambda db: migrations.bootstrap(db, settings))
     snapshot = run(settings, lambda db: load_snapshot(db, settings))
     assert snapshot == {"version": 1, "services": [], "routes": [], "consumers": [], "plugins": [],
-                        "keyauth_credentials": []}
+                        "keyauth_credentials": [], "acls": []}
+
+
+def test_key_auth_ttls_become_expiry_times(settings: Settings) -> None:
+    """Before 001, `ttl` held the seconds given and nothing expired: a credential now expires that
+    long after it was created, and a ttl of 0 never."""
+    core_only = settings.with_overrides(plugins="off")
+    run(core_only, lambda db: migrations.bootstrap(db, core_only))
+    base = importlib.import_module("tollway.plugins.key_auth.migrations.000_base")
+    expiry = importlib.import_module("tollway.plugins.key_auth.migrations.001_ttl_expiry")
+
+    async def migrate(db: Database) -> list[tuple[str, int | None]]:
+        async with db.begin() as conn:
+            await conn.run_sync(base.up)
+            await conn.execute(text("INSERT INTO consumers (id, created_at, updated_at, username) "
+                                    "VALUES ('c', 1, 1, 'c')"))
+            for ident, ttl in (("never", None), ("zero", 0), ("hundred", 100)):
+                await conn.execute(text("INSERT INTO keyauth_credentials (id, created_at, updated_at, consumer_id, "
+                                        "key, ttl) VALUES (:id, 1000, 1000, 'c', :id, :ttl)"),
+                                   {"id": ident, "ttl": ttl})
+            await conn.run_sync(expiry.up)
+            rows = await conn.execute(text("SELECT id, ttl FROM keyauth_credentials ORDER BY id"))
+            return [(ident, ttl) for ident, ttl in rows]
+
+    assert run(settings, migrate) == [("hundred", 1100), ("never", None), ("zero", None)]
 
 
 def test_cli_bootstrap_up_list_reset(settings: Settings) -> None:

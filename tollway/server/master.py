@@ -452,6 +452,9 @@ class Master:
         if fixed:
             log.warning("reload: %s changed; they take effect at the next start", ", ".join(fixed))
             new = new.with_overrides(**{key: getattr(self.settings, key) for key in fixed})
+        from tollway.store import migrations
+
+        await migrations.ensure_up_to_date(self.db, new)  # before anything changes: tables of new plugins
         log.info("reloading: plugins=%s workers=%d", new.plugins, new.workers)
         self.settings = new
         self.snapshot = await self._load_snapshot()
