@@ -132,7 +132,8 @@ def _up_to_date(obj: str, inputs: list[str]) -> bool:
 
 def _say(message: str) -> None:
     """A line on stderr: pip shows it with -v, and scripts/progress.py reads it there."""
-    print(f"tollway build: {message}", file=sys.stderr, flush=True)
+    sys.stderr.write(f"tollway build: {message}\n")  # one write: the compile threads' lines stay whole
+    sys.stderr.flush()
 
 
 setup(ext_modules=compiled_modules(), cmdclass={"build_ext": IncrementalBuildExt})

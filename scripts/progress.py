@@ -24,7 +24,7 @@ DETAILS = [  # (pattern, how its match becomes the detail shown with the step)
     (re.compile(r"^Collecting (\S+)"), lambda m: m.group(1)),
     (re.compile(r"^  Downloading (\S+)"), lambda m: "downloading " + m.group(1).rsplit("/", 1)[-1]),
     (re.compile(r"tollway build: (\d+ of \d+ C files.*)"), lambda m: m.group(1)),
-    (re.compile(r"tollway build: \[(\d+)/(\d+)\] compiled (\S+)"),
+    (re.compile(r"tollway build: \[(\d+)/(\d+)\] compiled (\S+?\.c)"),
      lambda m: f"{m.group(1)} of {m.group(2)} C files compiled ({m.group(3).rsplit('/', 1)[-1]})"),
 ]
 QUIET_INTERVAL = 15.0  # seconds between lines when stderr is not a terminal

@@ -40,7 +40,7 @@ ENTITIES = [
     ("POST", "/consumers/digit/key-auth", {"key": "digit-secret"}),
 ]
 TRAFFIC = (("poppy-secret", 7), ("digit-secret", 4), (None, 3))  # (apikey, calls)
-OUTCOMES = {200: "updated", 201: "created", 409: "already there, from an earlier quickstart"}
+EARLIER = "already there, from an earlier quickstart"
 
 
 def _send(conn: http.client.HTTPConnection, method: str, path: str, form: dict[str, str] | None = None,
@@ -86,10 +86,13 @@ def _tollway(settings: Settings, *args: str) -> None:
 def _create_entities(settings: Settings, mock_url: str) -> None:
     for method, path, form in ENTITIES:
         form = {key: mock_url if value == "MOCK_URL" else value for key, value in form.items()}
+        existed = method == "PUT" and _admin(settings, "GET", path)[0] == 200
         status, body = _admin(settings, method, path, form)
-        if status not in OUTCOMES:
+        outcome = {200: EARLIER + (", updated" if form else "") if existed else "created", 201: "created",
+                   409: EARLIER}.get(status)
+        if outcome is None:
             raise NodeError(f"{method} {path} answered {status}: {body.decode(errors='replace')}")
-        click.echo(f"  {method:4} {path:32} {status} {OUTCOMES[status]}")
+        click.echo(f"  {method:4} {path:32} {status} {outcome}")
 
 
 def _proxy_address(settings: Settings) -> tuple[str, int]:

@@ -69,8 +69,9 @@ async def _report(db: Database, settings: Settings, params: dict[str, str], as_c
 def report(settings: Settings, as_csv: bool, **options: str | None) -> None:
     """Show metered usage, as a table or as CSV.
 
-    Calls are counted per period, consumer, service, route and status. It reads the database directly, so it works while the gateway is stopped, and counts the same
-    as GET /billable on the Admin API.
+    Calls are counted per period, consumer, service, route and status, as GET /billable on the
+    Admin API counts them. It reads the database directly, so it works while the gateway is
+    stopped.
     """
     require_database(settings)
     params = {name: value for name, value in options.items() if value is not None}

@@ -175,9 +175,10 @@ def setting_changes(running: dict[str, Any], settings: Settings) -> list[str]:
 def reload(settings: Settings) -> None:
     """Apply changed settings to the running node, without a restart.
 
-    No connection is dropped. The settings are those this command sees: the -c FILE and this shell's TOLLWAY_* variables.
-    It lists each one that changes; a variable the node was started with but this shell lacks
-    goes back to its default. Listen addresses, prefix and database change at the next start.
+    No connection is dropped. The settings are those this command sees: the -c FILE and this
+    shell's TOLLWAY_* variables. It lists each one that changes; a variable the node was started
+    with but this shell lacks goes back to its default. Listen addresses, prefix and database
+    change at the next start.
     """
     pid = node.require_running(settings)
     answer = admin_get(settings, "/")
