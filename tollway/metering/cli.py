@@ -42,8 +42,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         .rstrip() for line in cells)
 
 
-async def _report(db: Database, settings: Settings, params: dict[str, str], as_csv: bool) -> None:
-    report = await UsageReport.prepare(db, settings, UsageQuery.parse(params, time.time()))
+async def _report(db: Database, settings: Settings, query: UsageQuery, as_csv: bool) -> None:
+    report = await UsageReport.prepare(db, settings, query)
     if as_csv:
         async for chunk in report.csv_chunks():
             sys.stdout.buffer.write(chunk)
@@ -73,6 +73,7 @@ def report(settings: Settings, as_csv: bool, **options: str | None) -> None:
     Admin API counts them. It reads the database directly, so it works while the gateway is
     stopped.
     """
-    require_database(settings)
     params = {name: value for name, value in options.items() if value is not None}
-    run_with_database(settings, lambda db: _report(db, settings, params, as_csv))
+    query = UsageQuery.parse(params, time.time())  # bad options first: they are this command's own mistake
+    require_database(settings)
+    run_with_database(settings, lambda db: _report(db, settings, query, as_csv))
