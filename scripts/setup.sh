@@ -11,6 +11,7 @@ if [ ! -x .venv/bin/python ]; then
     rm -rf .venv
     # Debian ships venv separately; install it when we may.
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      echo "installing python3-venv (Debian ships it apart from Python)" >&2
       apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
       "$PYTHON" -m venv .venv
     else
@@ -19,6 +20,7 @@ if [ ! -x .venv/bin/python ]; then
   fi
 fi
 stamp=.venv/.tollway-installed
+log=.venv/install.log
 # The proxy's hot path is compiled in place (setup.py), and a compiled module shadows its
 # source: build again whenever one of those sources changed since the last build.
 stale=
@@ -26,18 +28,35 @@ for so in $(find tollway -name '*.so' 2>/dev/null); do
   [ "${so%%.*}.py" -nt "$so" ] && stale=1
   grep -q "\"${so%%.*}.py\"" setup.py || stale=1  # no longer in setup.py's HOT_PATH
 done
-install() {  # quiet unless it fails; the log stays in .venv/install.log
-  .venv/bin/python -m pip install -q -e '.[test]' >.venv/install.log 2>&1 && return 0
-  [ -n "${quiet_failure:-}" ] || grep -v '^WARNING: Location' .venv/install.log >&2
+pip_install() {  # pip install "$@", its output in the log; progress on stderr
+  .venv/bin/python scripts/progress.py "$log" -- .venv/bin/python -m pip install -v "$@"
+}
+install() {
+  # The build tools go into .venv itself (no throwaway build environment per install): setup.py
+  # keeps the compiled objects in build/temp and compiles again only the C files that changed.
+  pip_install --no-build-isolation -e '.[test]' && return 0
+  [ -n "${quiet_failure:-}" ] || grep -v '^WARNING: Location' "$log" | tail -30 >&2
   return 1
 }
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ] || [ -n "$stale" ]; then
-  .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+  if [ ! -f "$stamp" ]; then
+    echo "Setting up Tollway in .venv: its dependencies, then the proxy's hot path compiled to C with" \
+         "mypyc (the first time about 1 to 2 minutes on 2 cores; after a change only the modules that" \
+         "changed are compiled again). Full log: $log" >&2
+  else
+    echo "Rebuilding Tollway in .venv (setup.py, pyproject.toml or a compiled module changed). Full log: $log" >&2
+  fi
+  : >"$log"
+  build_requires=$(.venv/bin/python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"])')
+  echo " pip and the build tools ($build_requires)" >&2
+  # shellcheck disable=SC2086  # one argument per requirement
+  pip_install --upgrade pip $build_requires
   # Only what this build compiles may shadow a source: drop the previous build's modules first.
   find tollway -name '*.so' -delete; rm -f tollway_hot_path__mypyc*.so
+  echo " Tollway, its dependencies and its compiled hot path" >&2
   if [ -n "${TOLLWAY_PURE_PYTHON:-}" ] || ! quiet_failure=1 install; then
     if [ -z "${TOLLWAY_PURE_PYTHON:-}" ]; then
-      echo "compiling the hot path failed (see .venv/install.log; no C compiler?):" \
+      echo "compiling the hot path failed (see $log; no C compiler?):" \
            "installing it as plain Python, which behaves the same, slower" >&2
     fi
     TOLLWAY_PURE_PYTHON=1 install

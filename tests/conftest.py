@@ -1,9 +1,13 @@
 """Fixtures every test folder shares: free ports, a real upstream, and settings on a real database.
 
+The tests need nothing outside the repository: their upstream is Tollway's own mockbin
+(tollway/mockbin.py). A prerequisite that is missing ends the session once, naming it, instead of
+failing every test that needs it.
+
 Tests that touch the database take the `settings` fixture, which runs them once on SQLite and
 once on PostgreSQL (a fresh schema each, dropped afterwards). PostgreSQL is at 127.0.0.1:5432
 with trust auth (TOLLWAY_TEST_PG_* override it); when it is unreachable the PostgreSQL half is
-skipped locally and fails under CI, which must always run both.
+skipped locally and ends the session under CI, which must always run both.
 """
 
 from __future__ import annotations
@@ -11,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,11 +22,10 @@ from pathlib import Path
 
 import pytest
 
+from tollway import mockbin
 from tollway.config import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
-ECHO_UPSTREAM = SHARED / "acceptance" / "echo_upstream.py"
 
 PG = {
     "host": os.environ.get("TOLLWAY_TEST_PG_HOST", "127.0.0.1"),
@@ -88,12 +89,20 @@ def make_settings(prefix: Path, database: str, **overrides: str) -> Settings:
     return load_settings(environ={}, **values)
 
 
+def _require_pg() -> None:
+    """Skip without PostgreSQL; under CI, which must run both halves, end the session once."""
+    if _pg_reachable():
+        return
+    if os.environ.get("CI"):
+        pytest.exit(f"PostgreSQL is not reachable at {PG['host']}:{PG['port']} (CI runs every test on it)",
+                    returncode=1)
+    pytest.skip("PostgreSQL is not reachable")
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def database(request: pytest.FixtureRequest) -> str:
-    if request.param == "postgres" and not _pg_reachable():
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is not reachable at {PG['host']}:{PG['port']}")
-        pytest.skip("PostgreSQL is not reachable")
+    if request.param == "postgres":
+        _require_pg()
     return str(request.param)
 
 
@@ -118,10 +127,7 @@ def settings(tmp_path: Path, database: str) -> Iterator[Settings]:
 @pytest.fixture
 def pg_settings(tmp_path: Path) -> Iterator[Settings]:
     """Settings on a fresh PostgreSQL schema, for what only PostgreSQL does (clusters)."""
-    if not _pg_reachable():
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is not reachable at {PG['host']}:{PG['port']}")
-        pytest.skip("PostgreSQL is not reachable")
+    _require_pg()
     yield from _fresh_settings(tmp_path, "postgres")
 
 
@@ -133,11 +139,12 @@ def sqlite_settings(tmp_path: Path) -> Iterator[Settings]:
 
 @pytest.fixture(scope="session")
 def echo_upstream() -> Iterator[int]:
-    """The shared mockbin-like upstream (JSON echo, /status/NNN, /bytes/N, /delay/MS); its port."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, str(ECHO_UPSTREAM), str(port)])
+    """Tollway's mockbin (JSON echo, /status/NNN, /bytes/N, /delay/MS) in a process of its own; its port."""
     try:
-        wait_for_port(port)
+        proc, port = mockbin.spawn()
+    except RuntimeError as exc:
+        pytest.exit(str(exc), returncode=1)
+    try:
         yield port
     finally:
         proc.terminate()

@@ -14,12 +14,18 @@ from tollway.errors import TollwayError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-c", "--conf", type=click.Path(dir_okay=False), default=None,
-              help="configuration file (key = value lines); TOLLWAY_* variables override it")
+@click.option("-c", "--conf", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Read settings from FILE (`key = value` lines); TOLLWAY_* variables override it.")
 @click.version_option(__version__, prog_name="tollway")
 @click.pass_context
 def cli(ctx: click.Context, conf: str | None) -> None:
-    """Tollway: an API gateway that meters every call for billing."""
+    """Tollway: an API gateway that meters every call for billing.
+
+    Every command works on the node of one prefix, the folder of its database, logs and pid file:
+    the `prefix` setting, ~/.tollway by default (/usr/local/tollway as root). Settings are the
+    defaults, then the -c FILE (or TOLLWAY_CONF), then TOLLWAY_<SETTING> variables, such as
+    TOLLWAY_PREFIX=/srv/tollway.
+    """
     ctx.ensure_object(dict)
     ctx.obj["conf"] = conf
 
@@ -27,7 +33,8 @@ def cli(ctx: click.Context, conf: str | None) -> None:
 def _add_commands() -> None:
     from tollway.declarative.cli import config
     from tollway.metering.cli import report
-    from tollway.server.commands import health, quickstart, reload, start, stop
+    from tollway.quickstart import quickstart
+    from tollway.server.commands import health, reload, start, stop
     from tollway.store.cli import migrations
 
     for command in (migrations, config, start, stop, reload, health, quickstart, report):

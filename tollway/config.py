@@ -1,8 +1,10 @@
 """Settings: defaults, then a `key = value` file (as kong.conf), then TOLLWAY_<KEY> variables.
 
 Every key is declared once in SETTINGS with its type, default and description; anything else is
-an error that names the key. `Settings` is a frozen dataclass so that a worker, the master and
-the CLI read the same values, and so that it can be sent to a worker as plain JSON.
+an error that names the key, in a file and in the environment alike: every TOLLWAY_* variable
+names a setting but those of NOT_SETTINGS (the configuration file, the build, the test suite).
+`Settings` is a frozen dataclass so that a worker, the master and the CLI read the same values,
+and so that it can be sent to a worker as plain JSON.
 """
 
 from __future__ import annotations
@@ -22,6 +24,15 @@ from tollway.plugins import registry
 
 DEFAULT_PREFIX = "/usr/local/tollway" if os.geteuid() == 0 else "~/.tollway"
 ENV_PREFIX = "TOLLWAY_"
+# TOLLWAY_* variables that are not settings: the file to read, the build's, and the test suite's own.
+NOT_SETTINGS = ("TOLLWAY_CONF", "TOLLWAY_PURE_PYTHON", "TOLLWAY_TEST_*")
+
+
+def is_setting_variable(name: str) -> bool:
+    """Whether an environment variable is meant as a setting (TOLLWAY_<KEY>, not one of NOT_SETTINGS)."""
+    if not name.startswith(ENV_PREFIX):
+        return False
+    return not any(name.startswith(other[:-1]) if other.endswith("*") else name == other for other in NOT_SETTINGS)
 
 
 def _parse_bool(text: str) -> bool:
@@ -413,12 +424,13 @@ def load_settings(conf_file: str | os.PathLike[str] | None = None,
             raw[key] = value
             sources[key] = str(conf_file)
     for name, value in env.items():
-        if not name.startswith(ENV_PREFIX) or name == "TOLLWAY_CONF":
+        if not is_setting_variable(name):
             continue
         key = name[len(ENV_PREFIX):].lower()
-        if key in SETTINGS:  # other TOLLWAY_* variables belong to tools and tests
-            raw[key] = value
-            sources[key] = name
+        if key not in SETTINGS:
+            raise ConfigError(f"unknown setting '{key}' from the environment variable {name}")
+        raw[key] = value
+        sources[key] = name
     for key, value in overrides.items():
         if key not in SETTINGS:
             raise ConfigError(f"unknown setting '{key}'")

@@ -1,17 +1,18 @@
-"""`tollway quickstart`: the seed's story end to end on the embedded default.
+"""`tollway quickstart`: the walkthrough of Kong's API monetization guide, end to end.
 
-It bootstraps the database, starts a mock upstream and the gateway, creates the `mock` service
-and route, key-auth, the consumers digit and poppy with their keys and the global billable
-plugin, sends some traffic, prints the month's usage report, and then keeps the gateway running
-until Ctrl-C, with the curl commands to try next.
+It bootstraps the database, starts a mock upstream (tollway/mockbin.py) and the gateway, creates
+the `mock` service and route, key-auth, the consumers digit and poppy with their keys and the
+global billable plugin, sends some traffic, prints the month's usage report, and then keeps the
+gateway running until Ctrl-C, with the commands to try next. Run again, it finds what an earlier
+run created and says so.
 """
 
 from __future__ import annotations
 
 import http.client
-import shutil
+import os
+import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,15 +22,25 @@ from pathlib import Path
 import click
 import orjson
 
-from tollway.config import Settings
+from tollway import mockbin
+from tollway.clitools import pass_settings, tollway_command
+from tollway.config import Settings, is_setting_variable
 from tollway.errors import NodeError
-from tollway.server.commands import admin_address, admin_connection, admin_headers, admin_status
+from tollway.server.commands import admin_address, admin_connection, admin_headers, wait_until_serving
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+# What the walkthrough creates, in order: (method, path, form). PUT creates or updates by name.
+ENTITIES = [
+    ("POST", "/plugins", {"name": "billable"}),
+    ("PUT", "/services/mock", {"url": "MOCK_URL"}),
+    ("POST", "/services/mock/routes", {"name": "mock", "paths[]": "/mock"}),
+    ("POST", "/routes/mock/plugins", {"name": "key-auth"}),
+    ("PUT", "/consumers/digit", {}),
+    ("PUT", "/consumers/poppy", {}),
+    ("POST", "/consumers/poppy/key-auth", {"key": "poppy-secret"}),
+    ("POST", "/consumers/digit/key-auth", {"key": "digit-secret"}),
+]
+TRAFFIC = (("poppy-secret", 7), ("digit-secret", 4), (None, 3))  # (apikey, calls)
+EARLIER = "already there, from an earlier quickstart"
 
 
 def _send(conn: http.client.HTTPConnection, method: str, path: str, form: dict[str, str] | None = None,
@@ -66,78 +77,83 @@ def _wait_metered(settings: Settings, total: int, timeout: float = 15.0) -> None
         time.sleep(0.2)
 
 
-def _tollway(*args: str) -> None:
-    result = subprocess.run([sys.executable, "-m", "tollway", *args], capture_output=True, text=True)
+def _tollway(settings: Settings, *args: str) -> None:
+    result = subprocess.run([*tollway_command(settings), *args], capture_output=True, text=True)
     if result.returncode != 0:
         raise NodeError(f"tollway {' '.join(args)} failed: {result.stderr.strip()}")
 
 
+def _create_entities(settings: Settings, mock_url: str) -> None:
+    for method, path, form in ENTITIES:
+        form = {key: mock_url if value == "MOCK_URL" else value for key, value in form.items()}
+        existed = method == "PUT" and _admin(settings, "GET", path)[0] == 200
+        status, body = _admin(settings, method, path, form)
+        outcome = {200: EARLIER + (", updated" if form else "") if existed else "created", 201: "created",
+                   409: EARLIER}.get(status)
+        if outcome is None:
+            raise NodeError(f"{method} {path} answered {status}: {body.decode(errors='replace')}")
+        click.echo(f"  {method:4} {path:32} {status} {outcome}")
+
+
+def _proxy_address(settings: Settings) -> tuple[str, int]:
+    host, _, port = settings.proxy_listen.rpartition(":")
+    host = host.strip("[]")
+    return ("127.0.0.1" if host in ("0.0.0.0", "::", "") else host), int(port)
+
+
+def _send_traffic(settings: Settings) -> None:
+    time.sleep(1.2)  # workers apply Admin API writes within a second
+    host, port = _proxy_address(settings)
+    before = _metered_this_month(settings)
+    for key, count in TRAFFIC:
+        codes = [_send(http.client.HTTPConnection(host, port, timeout=10), "GET", "/mock/requests",
+                       headers={"apikey": key} if key else None)[0] for _ in range(count)]
+        click.echo(f"  {count} calls with apikey {key or '(none)':13} -> {' '.join(map(str, codes))}")
+    _wait_metered(settings, total=before + sum(count for _, count in TRAFFIC))
+    click.echo("\nThis month's usage (tollway report --period month):")
+    report = subprocess.run([*tollway_command(settings), "report", "--period", "month"],
+                            capture_output=True, text=True)
+    click.echo(report.stdout if report.returncode == 0 else report.stderr)
+
+
+def _try_next(settings: Settings) -> None:
+    """The commands to try in another terminal, with the settings this one has from its environment."""
+    host, port = admin_address(settings)
+    admin = f"http://{host}:{port}"
+    proxy_host, proxy_port = _proxy_address(settings)
+    entry_point = Path(sys.executable).parent / "tollway"
+    tollway = shlex.quote(str(entry_point)) if entry_point.exists() else "tollway"
+    if settings.config_file:
+        tollway += " -c " + shlex.quote(str(Path(settings.config_file).absolute()))
+    exports = [f"export {name}={shlex.quote(value)}" for name, value in sorted(os.environ.items())
+               if is_setting_variable(name)]
+    click.echo("Try next, in another terminal (Ctrl-C here stops the gateway):")
+    for line in exports:
+        click.echo(f"  {line}")
+    click.echo(f"  curl http://{proxy_host}:{proxy_port}/mock/requests -H 'apikey: poppy-secret'")
+    click.echo(f"  curl {admin}/billable")
+    click.echo(f"  curl -s '{admin}/billable?period=month&csv=true' > usage.csv")
+    click.echo(f"  {tollway} report --period month")
+    click.echo(f"  {tollway} health")
+
+
 def run_quickstart(settings: Settings, send_traffic: bool = True) -> int:
-    say = click.echo
     # `kill` (SIGTERM) ends the quickstart as Ctrl-C does: the gateway and mock upstream stop with it.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    say(f"Tollway quickstart (prefix {settings.prefix}, database {settings.database})")
-    _tollway("migrations", "bootstrap")
-    _tollway("migrations", "up")
-    say("  database bootstrapped")
+    click.echo(f"Tollway quickstart (prefix {settings.prefix}, database {settings.database})")
+    _tollway(settings, "migrations", "bootstrap")
+    _tollway(settings, "migrations", "up")
+    click.echo("  database bootstrapped")
 
-    mock_port = _free_port()
-    mock = subprocess.Popen([sys.executable, "-m", "tollway.mockbin", str(mock_port)])
-    gateway = subprocess.Popen([sys.executable, "-m", "tollway", "start"])
+    mock, mock_port = mockbin.spawn()
+    gateway = subprocess.Popen([*tollway_command(settings), "start"])
     try:
-        deadline = time.monotonic() + 60
-        while admin_status(settings) != 200:
-            if gateway.poll() is not None:
-                raise NodeError("the gateway did not start; see the messages above")
-            if time.monotonic() > deadline:
-                raise NodeError("the gateway did not become healthy within 60s")
-            time.sleep(0.1)
-        say(f"  gateway started: proxy on {settings.proxy_listen}, Admin API on {settings.admin_listen}")
-
-        steps = [
-            ("POST", "/plugins", {"name": "billable"}),
-            ("PUT", "/services/mock", {"url": f"http://127.0.0.1:{mock_port}"}),
-            ("POST", "/services/mock/routes", {"name": "mock", "paths[]": "/mock"}),
-            ("POST", "/routes/mock/plugins", {"name": "key-auth"}),
-            ("PUT", "/consumers/digit", {}),
-            ("PUT", "/consumers/poppy", {}),
-            ("POST", "/consumers/poppy/key-auth", {"key": "poppy-secret"}),
-            ("POST", "/consumers/digit/key-auth", {"key": "digit-secret"}),
-        ]
-        for method, path, form in steps:
-            status, _ = _admin(settings, method, path, form)
-            if status not in (200, 201, 409):  # 409: already there from an earlier quickstart
-                raise NodeError(f"{method} {path} answered {status}")
-            say(f"  {method:4} {path:32} {status}")
-
-        proxy_host, _, proxy_port = settings.proxy_listen.rpartition(":")
-        if proxy_host in ("0.0.0.0", "::"):
-            proxy_host = "127.0.0.1"
+        wait_until_serving(settings, gateway, lambda: "see the messages above")
+        click.echo(f"  gateway started: proxy on {settings.proxy_listen}, Admin API on {settings.admin_listen}")
+        _create_entities(settings, f"http://127.0.0.1:{mock_port}")
         if send_traffic:
-            time.sleep(1.2)  # workers apply Admin API writes within a second
-            before = _metered_this_month(settings)
-            for key, count in (("poppy-secret", 7), ("digit-secret", 4), (None, 3)):
-                codes = [
-                    _send(http.client.HTTPConnection(proxy_host, int(proxy_port), timeout=10), "GET",
-                          "/mock/requests", headers={"apikey": key} if key else None)[0]
-                    for _ in range(count)
-                ]
-                say(f"  {count} calls with apikey {key or '(none)':13} -> {' '.join(map(str, codes))}")
-            _wait_metered(settings, total=before + 7 + 4 + 3)
-            say("\nThis month's usage (tollway report --period month):")
-            report = subprocess.run([sys.executable, "-m", "tollway", "report", "--period", "month"],
-                                    capture_output=True, text=True)
-            say(report.stdout if report.returncode == 0 else report.stderr)
-
-        host, port = admin_address(settings)
-        admin = f"http://{host}:{port}"
-        proxy = f"http://{proxy_host}:{proxy_port}"
-        say("Try next (Ctrl-C stops the gateway):")
-        say(f"  curl {proxy}/mock/requests -H 'apikey: poppy-secret'")
-        say(f"  curl {admin}/billable")
-        say(f"  curl -s '{admin}/billable?period=month&csv=true' > usage.csv")
-        tollway = "tollway" if shutil.which("tollway") else str(Path(sys.executable).parent / "tollway")
-        say(f"  {tollway} report --period month")
+            _send_traffic(settings)
+        _try_next(settings)
         return gateway.wait()  # `tollway stop` elsewhere ends it too
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM, at any step: stop what was started, quietly
         return 0
@@ -150,3 +166,16 @@ def run_quickstart(settings: Settings, send_traffic: bool = True) -> int:
                 gateway.kill()
         mock.terminate()
         mock.wait(timeout=10)
+
+
+@click.command()
+@click.option("--no-traffic", is_flag=True, help="Create the services, consumers and keys, but send no calls.")
+@pass_settings
+def quickstart(settings: Settings, no_traffic: bool) -> None:
+    """Try Tollway in one command, with a mock service and consumers.
+
+    It starts a mock upstream and the gateway, creates a `mock` service and route with key-auth,
+    the consumers digit and poppy with their API keys and the billable plugin, sends a few calls,
+    prints this month's usage report, and keeps the gateway running until Ctrl-C.
+    """
+    sys.exit(run_quickstart(settings, send_traffic=not no_traffic))

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from tollway.clitools import pass_settings
+from tollway.clitools import pass_settings, require_database
 from tollway.config import Settings
 from tollway.metering.periods import PERIODS
 from tollway.metering.query import GROUPS, UsageQuery
@@ -42,8 +42,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         .rstrip() for line in cells)
 
 
-async def _report(db: Database, settings: Settings, params: dict[str, str], as_csv: bool) -> None:
-    report = await UsageReport.prepare(db, settings, UsageQuery.parse(params, time.time()))
+async def _report(db: Database, settings: Settings, query: UsageQuery, as_csv: bool) -> None:
+    report = await UsageReport.prepare(db, settings, query)
     if as_csv:
         async for chunk in report.csv_chunks():
             sys.stdout.buffer.write(chunk)
@@ -54,22 +54,26 @@ async def _report(db: Database, settings: Settings, params: dict[str, str], as_c
 
 
 @click.command("report")
-@click.option("--period", default="day", show_default=True, help="one of " + ", ".join(PERIODS))
-@click.option("--start", default=None, help="ISO 8601 or epoch seconds (default: start of this month)")
-@click.option("--end", default=None, help="ISO 8601 or epoch seconds (default: now)")
-@click.option("--tz", default="UTC", show_default=True, help="IANA time zone of the periods")
-@click.option("--consumer", default=None, help="consumer id or username; - for calls without a consumer")
-@click.option("--service", default=None, help="service id or name; - for calls without a service")
-@click.option("--route", default=None, help="route id or name")
-@click.option("--status", default=None, help="status code (200) or class (4xx)")
+@click.option("--period", default="day", show_default=True, help="One of " + ", ".join(PERIODS) + ".")
+@click.option("--start", default=None, help="Start, ISO 8601 or epoch seconds (default: the start of this month).")
+@click.option("--end", default=None, help="End, ISO 8601 or epoch seconds (default: now).")
+@click.option("--tz", default="UTC", show_default=True, help="IANA time zone in which periods begin.")
+@click.option("--consumer", default=None, help="Only this consumer (id or username); - for calls without one.")
+@click.option("--service", default=None, help="Only this service (id or name); - for calls without one.")
+@click.option("--route", default=None, help="Only this route (id or name).")
+@click.option("--status", default=None, help="Only this status code (200) or class (4xx).")
 @click.option("--group-by", default=",".join(GROUPS), show_default=True,
-              help="comma-separated subset of " + ", ".join(GROUPS))
-@click.option("--csv", "as_csv", is_flag=True, help="every row as CSV on stdout")
+              help="Count per these, comma separated: any of " + ", ".join(GROUPS) + ".")
+@click.option("--csv", "as_csv", is_flag=True, help="Print every row as CSV instead of a table.")
 @pass_settings
 def report(settings: Settings, as_csv: bool, **options: str | None) -> None:
-    """Metered usage per period, consumer, service, route and status, from the database.
+    """Show metered usage, as a table or as CSV.
 
-    Bad options end it with one line and exit code 1 (a QueryError is a TollwayError).
+    Calls are counted per period, consumer, service, route and status, as GET /billable on the
+    Admin API counts them. It reads the database directly, so it works while the gateway is
+    stopped.
     """
     params = {name: value for name, value in options.items() if value is not None}
-    run_with_database(settings, lambda db: _report(db, settings, params, as_csv))
+    query = UsageQuery.parse(params, time.time())  # bad options first: they are this command's own mistake
+    require_database(settings)
+    run_with_database(settings, lambda db: _report(db, settings, query, as_csv))

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
-
 import click
 
-from tollway.clitools import pass_settings
+from tollway.clitools import pass_settings, require_database
 from tollway.config import Settings
 from tollway.store import migrations as runner
 from tollway.store.db import Database, run_with_database
-
-T = TypeVar("T")
-
-
 
 
 def _echo_ran(ran: list[runner.Migration]) -> None:
@@ -23,13 +17,20 @@ def _echo_ran(ran: list[runner.Migration]) -> None:
 
 @click.group()
 def migrations() -> None:
-    """Manage the database schema (Kong's `kong migrations`)."""
+    """Create and update the database schema.
+
+    As with `kong migrations`: `bootstrap` on a new database, `up` after an upgrade or when a
+    plugin is enabled.
+    """
 
 
 @migrations.command()
 @pass_settings
 def bootstrap(settings: Settings) -> None:
-    """Create the schema on a fresh database (harmless on a bootstrapped one)."""
+    """Create Tollway's tables in a new database.
+
+    Nothing happens if they are there already.
+    """
     async def work(db: Database) -> list[runner.Migration] | None:
         if await runner.is_bootstrapped(db):
             return None
@@ -47,7 +48,11 @@ def bootstrap(settings: Settings) -> None:
 @migrations.command()
 @pass_settings
 def up(settings: Settings) -> None:
-    """Run the pending migrations of core and of the enabled plugins."""
+    """Apply the migrations not yet run.
+
+    Those of the core and of the enabled plugins (the `plugins` setting).
+    """
+    require_database(settings)
     ran = run_with_database(settings, lambda db: runner.up(db, settings))
     if not ran:
         click.echo("Database is already up-to-date")
@@ -59,7 +64,8 @@ def up(settings: Settings) -> None:
 @migrations.command("list")
 @pass_settings
 def list_(settings: Settings) -> None:
-    """Show executed and pending migrations per subsystem."""
+    """Show the migrations already run and those waiting."""
+    require_database(settings)
     states = run_with_database(settings, lambda db: runner.list_state(db, settings))
     click.echo("Executed migrations:")
     for state in states:
@@ -76,10 +82,11 @@ def list_(settings: Settings) -> None:
 
 
 @migrations.command()
-@click.option("-y", "--yes", is_flag=True, help="do not ask for confirmation")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @pass_settings
 def reset(settings: Settings, yes: bool) -> None:
-    """Drop every table: all configuration and usage data is lost."""
+    """Delete every table: all configuration and usage data is lost."""
+    require_database(settings)
     if not yes:
         click.confirm("This will drop all Tollway data. Continue?", abort=True)
     run_with_database(settings, runner.reset)
