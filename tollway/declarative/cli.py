@@ -64,7 +64,7 @@ _transform: true
 
 @click.group("config")
 @click.option("-c", "--conf", type=click.Path(dir_okay=False), default=None,
-              help="configuration file (key = value lines); as `tollway -c`")
+              help="Read settings from FILE (`key = value` lines), as `tollway -c` does.")
 @click.pass_context
 def config(ctx: click.Context, conf: str | None) -> None:
     """Declarative configuration files (Kong's `kong config`)."""
@@ -106,7 +106,7 @@ def parse(settings: Settings, file: str | None) -> None:
 @click.argument("file", required=False)
 @pass_settings
 def db_import(settings: Settings, file: str | None) -> None:
-    """Write every entity of a file to the database, in one transaction."""
+    """Import a declarative file into the database, in one transaction."""
     document = read_file(_given(file))
 
     async def work(db: Database) -> None:

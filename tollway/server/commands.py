@@ -126,9 +126,6 @@ def start(settings: Settings, daemon: bool) -> None:
     if not daemon:
         from tollway.server.master import run_master
 
-        # The master starts its workers with `python -m`: keep the current directory off their
-        # sys.path, as tollway_command does (a `tollway/` folder there is not this package).
-        os.environ["PYTHONSAFEPATH"] = "1"
         sys.exit(run_master(settings))
     log_path = settings.logs_dir / "tollway.log"
     with open(log_path, "ab") as log_file:

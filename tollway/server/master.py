@@ -206,8 +206,10 @@ class Master:
         assert self.proxy_sock is not None
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         writer_id = f"{self.node_id[:8]}-{slot}-{uuid.uuid4().hex[:12]}"
+        # -P: the current directory stays off the worker's sys.path (a `tollway/` folder there, a
+        # clone's, is not this package).
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tollway.server.worker",
+            sys.executable, "-P", "-m", "tollway.server.worker",
             str(self.proxy_sock.fileno()), str(child.fileno()), writer_id,
             pass_fds=(self.proxy_sock.fileno(), child.fileno()),
         )
