@@ -69,6 +69,15 @@ def _plan_problems(entity: Mapping[str, Any]) -> Errors:
     return validate_plan({name: entity[name] for name in PLAN_FIELDS if entity.get(name) is not None})
 
 
+def _plan_value_problems(data: dict[str, Any]) -> Errors:
+    """Before validation, so that a bad currency or price is named with the type errors, all at once:
+    the values given as strings (the others are the types' problems)."""
+    given = {name: data[name] for name in ("currency", "base_fee", "minimum_commitment")
+             if isinstance(data.get(name), str)}
+    problems = validate_plan({"currency": "USD", **given})
+    return {name: problem for name, problem in problems.items() if name in given}
+
+
 PLANS = EntitySchema(
     name="plans",
     path="plans",
@@ -85,6 +94,7 @@ PLANS = EntitySchema(
         "trial_days": {"type": "integer", "between": (0, 36500), "default": 0, "required": True},
         "minimum_commitment": PRICE,
     },
+    prepare=_plan_value_problems,
     checks=(_plan_problems,),
     restrict=(("subscriptions", "plan_id"), ("subscriptions", "next_plan_id"), ("plan_versions", "plan_id")),
     in_snapshot=False,
@@ -167,7 +177,8 @@ def time_zones() -> frozenset[str]:
     return frozenset(available_timezones())
 
 
-def _subscription_problems(entity: Mapping[str, Any]) -> Errors:
+def _zone_problems(entity: Mapping[str, Any]) -> Errors:
+    """Before validation (so it is named with the other problems): a tz given must be an IANA name."""
     tz = entity.get("tz")
     if isinstance(tz, str) and tz not in time_zones():
         return {"tz": f"unknown time zone '{tz}': expected an IANA name such as Europe/Berlin"}
@@ -205,7 +216,7 @@ SUBSCRIPTIONS = EntitySchema(
         "phases": {"type": "array", "auto": True, "elements": {"type": "map"},
                    "description": SERVER_SET + ": the plan versions over time, with their entitlements"},
     },
-    checks=(_subscription_problems,),
+    prepare=_zone_problems,
     for_workers=subscription_for_workers,
 )
 
