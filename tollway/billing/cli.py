@@ -99,7 +99,8 @@ def format_quote(answer: dict[str, Any]) -> str:
         rows.append((name, line["amount"]))
         for tier in line["tiers"]:
             upper = "" if tier["to"] is None else tier["to"]
-            rows.append((f"    {tier['from']}..{upper}: {tier['units']} x {tier['unit_price']}"
+            count = f"{tier['packages']} packages" if "packages" in tier else tier["units"]
+            rows.append((f"    {tier['from']}..{upper}: {count} x {tier['unit_price']}"
                          + (f" + {tier['flat_fee']}" if tier["flat_fee"] != "0" else ""), tier["amount"]))
     rows.append((f"total ({currency})", answer["total"]))
     width = max(len(name) for name, _ in rows)
