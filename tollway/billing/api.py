@@ -29,7 +29,7 @@ from tollway.errors import NotFound
 
 
 def routes(ctx: AdminContext) -> list[BaseRoute]:
-    consumers = ctx.crud("consumers")
+    consumers = ctx.daos["consumers"]
 
     async def simulate(request: Request) -> Response:
         data, _form = await read_body(request)
@@ -38,9 +38,11 @@ def routes(ctx: AdminContext) -> list[BaseRoute]:
             return json_response(await simulation.simulate(conn, wanted))
 
     async def usage(request: Request) -> Response:
-        consumer = await consumers.read(request.path_params["parent"])
         now = int(time.time())
-        async with ctx.db.connect() as conn:
+        async with ctx.db.connect() as conn:  # one connection: SQLite opens one per use
+            consumer = await consumers.get(conn, request.path_params["parent"])
+            if consumer is None:
+                raise NotFound("consumers")
             found = await usage_reads.active_reading(conn, consumer["id"], now)
             if found is None:
                 raise ApiError(404, {"message": f"consumer '{consumer.get('username') or consumer['id']}' "

@@ -10,19 +10,21 @@ whole hour (Asia/Kolkata) for a span starting more than that many days ago.
 
 `read_figures` answers many (meter, span) figures of many consumers in one statement per chunk
 of consumers: one SUM(CASE ...) column per figure, grouped by consumer, through the ledger's
-(consumer_id, grain, bucket_start) index. Consumers whose figures share spans (calendar periods in
+(consumer_id, grain, bucket_start) index. The statement is plain SQL text, the same on SQLite and
+PostgreSQL: building it through SQLAlchemy's expression layer cost 5 to 8 ms a call, 25 times what
+the database takes to answer it. Consumers whose figures share spans (calendar periods in
 one zone) share statements: `read_many` groups them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, case, func, literal, or_, select
+from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql.elements import TextClause
 
 from tollway.billing.errors import BillingError
 from tollway.billing.meters import Meter
@@ -82,20 +84,48 @@ def check_retention(runs: Sequence[tuple[str, int, int]], settings: Settings, no
                     f"days ({_RETENTION[grain]}); raise it to cover the longest billing period")
 
 
-def _span(runs: Sequence[tuple[str, int, int]]) -> ColumnElement[bool]:
-    return or_(*(and_(usage.c.grain == grain, usage.c.bucket_start >= start, usage.c.bucket_start < end)
-                 for grain, start, end in runs))
+COLUMNS = ("requests", "request_bytes", "response_bytes")
 
 
-def _filter(meter: Meter) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = []
-    if meter.service_id is not None:
-        conditions.append(usage.c.service_id == meter.service_id)
-    if meter.route_id is not None:
-        conditions.append(usage.c.route_id == meter.route_id)
+def _span(runs: Sequence[tuple[str, int, int]]) -> str:
+    # Integers and grain names only, computed here: inlined, so one text serves a group of consumers.
+    return "(" + " OR ".join(f"(grain = '{grain}' AND bucket_start >= {int(start)} AND bucket_start < {int(end)})"
+                             for grain, start, end in runs) + ")"
+
+
+def _filter(meter: Meter, params: dict[str, Any]) -> str:
+    conditions = []
+    for name, value in (("service_id", meter.service_id), ("route_id", meter.route_id)):
+        if value is not None:
+            params[f"p{len(params)}"] = value
+            conditions.append(f"{name} = :p{len(params) - 1}")
     if meter.statuses is not None:
-        conditions.append(or_(*(and_(usage.c.status >= s.lo, usage.c.status < s.hi) for s in meter.statuses)))
-    return conditions
+        conditions.append("(" + " OR ".join(f"(status >= {int(s.lo)} AND status < {int(s.hi)})"
+                                            for s in meter.statuses) + ")")
+    return "".join(f" AND {condition}" for condition in conditions)
+
+
+def _statement(figures: Sequence[Figure], spans: Mapping[tuple[int, int], list[tuple[str, int, int]]]) \
+        -> tuple[TextClause | None, list[int]]:
+    """SELECT consumer_id, SUM(CASE WHEN <span and filter> THEN <column> ELSE 0 END) per figure ...
+    and the figures' indexes those columns answer (an empty span is no column: 0)."""
+    params: dict[str, Any] = {}
+    columns, indexes = [], []
+    for index, figure in enumerate(figures):
+        runs = spans.get((figure.lo, figure.hi))
+        if not runs:
+            continue
+        column = figure.meter.column
+        if column not in COLUMNS:
+            raise ValueError(f"a meter sums {column!r}, not a ledger column")
+        columns.append(f"SUM(CASE WHEN {_span(runs)}{_filter(figure.meter, params)} THEN {column} ELSE 0 END)")
+        indexes.append(index)
+    if not columns:
+        return None, []
+    every_span = " OR ".join(_span(runs) for runs in spans.values() if runs)
+    sql = (f"SELECT consumer_id, {', '.join(columns)} FROM {usage.name} "
+           f"WHERE consumer_id IN :consumers AND ({every_span}) GROUP BY consumer_id")
+    return text(sql).bindparams(bindparam("consumers", expanding=True), **params), indexes
 
 
 async def read_figures(conn: AsyncConnection, settings: Settings, consumer_ids: Sequence[str],
@@ -105,22 +135,14 @@ async def read_figures(conn: AsyncConnection, settings: Settings, consumer_ids: 
     spans = {(figure.lo, figure.hi): cover(figure.lo, figure.hi) for figure in figures if figure.hi > figure.lo}
     for runs in spans.values():
         check_retention(runs, settings, now)
-    columns: list[tuple[int, Any]] = []
-    for index, figure in enumerate(figures):
-        figure_runs = spans.get((figure.lo, figure.hi))
-        if figure_runs:
-            condition = and_(_span(figure_runs), *_filter(figure.meter))
-            columns.append((index, func.sum(case((condition, usage.c[figure.meter.column]), else_=literal(0)))))
-    if not columns or not consumer_ids:
+    statement, indexes = _statement(figures, spans)
+    if statement is None or not consumer_ids:
         return result
-    every_span = or_(*(_span(runs) for runs in spans.values() if runs))
     for start in range(0, len(consumer_ids), CHUNK):
         chunk = list(consumer_ids[start:start + CHUNK])
-        statement = select(usage.c.consumer_id, *(column for _, column in columns)) \
-            .where(usage.c.consumer_id.in_(chunk), every_span).group_by(usage.c.consumer_id)
-        for row in await conn.execute(statement):
+        for row in await conn.execute(statement, {"consumers": chunk}):
             figures_of = result[row[0]]
-            for position, (index, _column) in enumerate(columns, 1):
+            for position, index in enumerate(indexes, 1):
                 figures_of[index] = int(row[position] or 0)
     return result
 

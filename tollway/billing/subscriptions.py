@@ -24,8 +24,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
+
+import orjson
 
 from tollway.billing.errors import BillingError
 from tollway.billing.periods import BillingCycle, BillingPeriod
@@ -68,8 +71,13 @@ class Phase:
     def from_json(cls, data: Mapping[str, Any]) -> Phase:
         return cls(data["plan"]["id"], data["plan"]["name"], int(data["plan_version"]), int(data["starts_at"]),
                    None if data.get("ends_at") is None else int(data["ends_at"]), data["interval"],
-                   data["billing_anchor"], int(data["anchored_at"]),
-                   tuple(Entitlement.from_json(item) for item in data["entitlements"]))
+                   data["billing_anchor"], int(data["anchored_at"]), _entitlements(orjson.dumps(data["entitlements"])))
+
+
+@lru_cache(maxsize=1024)
+def _entitlements(encoded: bytes) -> tuple[Entitlement, ...]:
+    """Entitlements from their JSON, compiled once: every subscription of a version has the same."""
+    return tuple(Entitlement.from_json(item) for item in orjson.loads(encoded))
 
 
 def phase_of(plan_id: str, number: int, version: PlanVersion, starts_at: int, anchored_at: int) -> Phase:

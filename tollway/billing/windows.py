@@ -13,6 +13,7 @@ every edge.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from tollway.billing.periods import BillingCycle
@@ -28,5 +29,11 @@ def window_at(period: str, instant: int, tz: ZoneInfo, cycle: BillingCycle) -> t
         return billing.start_epoch, billing.end_epoch
     if period not in CLOCK_PERIODS:
         raise ValueError(f"unknown entitlement period {period!r}")
+    return _clock_window(period, instant, tz)
+
+
+@lru_cache(maxsize=1024)
+def _clock_window(period: str, instant: int, tz: ZoneInfo) -> tuple[int, int]:
+    # many subscriptions read at one instant share their zone's windows
     start = period_start(instant, period, tz)
     return start, next_period_start(start, period, tz)
