@@ -162,3 +162,15 @@ def test_what_prices_refer_to_cannot_be_deleted_from_under_them(api: httpx.Clien
     assert api.delete("/plans/pro").status_code == 204
     assert api.get("/charges").json()["data"] == []
     assert api.delete("/meters/calls").status_code == 204
+
+
+def test_a_graduated_charge_from_a_form_as_a_shell_script_sends_it(api: httpx.Client) -> None:
+    seed(api)
+    form = [("meter.name", "calls"), ("model", "graduated"), ("tiers[1].up_to", "1000"),
+            ("tiers[1].unit_price", "0"), ("tiers[2].up_to", ""), ("tiers[2].unit_price", "0.0015"),
+            ("tiers[2].flat_fee", "1")]
+    created = api.post("/plans/pro/charges", content="&".join(f"{k}={v}" for k, v in form),
+                       headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert created.status_code == 201, created.text
+    assert created.json()["tiers"] == [{"up_to": 1000, "unit_price": "0", "flat_fee": "0"},
+                                       {"up_to": None, "unit_price": "0.0015", "flat_fee": "1"}]
