@@ -9,7 +9,8 @@ month so far for each on 10 routes: month, week and day rows on every route, and
 month (1 million on the 6th, 4.7 million on the 30th).
 It times, over HTTP through uvicorn as the Admin API serves them (curl: the client does not share
 the server's GIL): GET /consumers/{c}/usage and POST /pricing/simulate, then in-process the usage
-of all 10,000 consumers at once (what an invoice run reads).
+of all 10,000 consumers at once (what an invoice run reads), and what the subscriptions add to the
+configuration snapshot workers receive (and the phase-2 gate's compile and lookup).
 PostgreSQL: 127.0.0.1:5432, user postgres, database test (TOLLWAY_TEST_PG_* override), fresh schema.
 """
 
@@ -40,6 +41,7 @@ from tests.conftest import PG, _pg_exec, free_port, make_settings  # noqa: E402
 from tollway.admin import create_app  # noqa: E402
 from tollway.billing import plan_store, usage_reads  # noqa: E402
 from tollway.billing.daos import SUBSCRIPTIONS  # noqa: E402
+from tollway.billing.gate import EntitlementIndex  # noqa: E402
 from tollway.billing.subscription_writes import with_timeline  # noqa: E402
 from tollway.billing.subscriptions import Timeline  # noqa: E402
 from tollway.config import Settings  # noqa: E402
@@ -47,6 +49,7 @@ from tollway.metering.periods import bucket_floor, period_start  # noqa: E402
 from tollway.store import migrations  # noqa: E402
 from tollway.store.db import Database  # noqa: E402
 from tollway.store.entities.dao import Dao  # noqa: E402
+from tollway.store.snapshot import load_snapshot  # noqa: E402
 
 CONSUMERS = 10_000
 ROUTES = 10
@@ -197,6 +200,29 @@ def measure_http(base: str, label: str) -> None:
     print(f"{label}: " + summary("POST /pricing/simulate", timings))
 
 
+async def measure_snapshot(settings: Settings, label: str) -> None:
+    """What subscriptions add to the configuration snapshot every worker gets, and the gate's compile."""
+    db = Database.from_settings(settings)
+    try:
+        begin = time.perf_counter()
+        snapshot = await load_snapshot(db, settings)
+        loaded = time.perf_counter() - begin
+    finally:
+        await db.dispose()
+    size = len(orjson.dumps(snapshot["subscriptions"]))
+    begin = time.perf_counter()
+    index = EntitlementIndex.compile(snapshot["subscriptions"])
+    compiled = time.perf_counter() - begin
+    now = int(time.time())
+    begin = time.perf_counter()
+    for i in range(100_000):
+        index.checks(consumer_id(i % CONSUMERS), SERVICE, route_id(0), now)
+    per_call = (time.perf_counter() - begin) / 100_000
+    print(f"{label}: snapshot with {len(snapshot['subscriptions']):,} subscriptions: loaded in {loaded:.2f} s, "
+          f"their part {size / 1e6:.1f} MB of JSON; EntitlementIndex.compile {compiled:.2f} s, "
+          f"checks() {per_call * 1e6:.1f} us per call")
+
+
 async def measure_bulk(settings: Settings, label: str) -> None:
     db = Database.from_settings(settings)
     try:
@@ -248,6 +274,7 @@ def main(databases: list[str]) -> None:
                     print(f"{database}: loaded in {time.perf_counter() - begin:.1f} s")
                     measure_http(base, database)
                     asyncio.run(measure_bulk(settings, database))
+                    asyncio.run(measure_snapshot(settings, database))
                 finally:
                     server.should_exit = True
                     thread.join(30)
