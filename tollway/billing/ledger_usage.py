@@ -8,12 +8,12 @@ billable_minute_retention / billable_hour_retention days: a span that needs olde
 (RetentionExceeded) rather than answered wrong; that happens only to a zone whose offset is not a
 whole hour (Asia/Kolkata) for a span starting more than that many days ago.
 
-`read_figures` answers many (meter, span) figures of many consumers in one statement per chunk
-of consumers: one SUM(CASE ...) column per figure, grouped by consumer, through the ledger's
-(consumer_id, grain, bucket_start) index. The statement is plain SQL text, the same on SQLite and
-PostgreSQL: building it through SQLAlchemy's expression layer cost 5 to 8 ms a call, 25 times what
-the database takes to answer it. Consumers whose figures share spans (calendar periods in
-one zone) share statements: `read_many` groups them.
+`read_figures` answers many (meter, span) figures of many consumers in one statement: one
+SUM(CASE ...) column per figure, grouped by consumer, through the ledger's (consumer_id, grain,
+bucket_start) index for a few consumers, over the spans' rows of everyone for many. The statement
+is plain SQL text, the same on SQLite and PostgreSQL: building it through SQLAlchemy's expression
+layer cost 5 to 8 ms a call, 25 times what the database takes to answer it. Consumers whose
+figures share spans (calendar periods in one zone) share statements: `read_many` groups them.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from tollway.metering.periods import bucket_ceil, bucket_floor
 from tollway.metering.tables import usage
 
 GRAINS = ("month", "week", "day", "hour", "minute")  # coarsest first
-CHUNK = 500  # consumers per statement
+NAMED = 500  # up to this many consumers, a statement names them; beyond, it reads everyone's rows
 _RETENTION = {"minute": "billable_minute_retention", "hour": "billable_hour_retention"}
 
 
@@ -105,8 +105,8 @@ def _filter(meter: Meter, params: dict[str, Any]) -> str:
     return "".join(f" AND {condition}" for condition in conditions)
 
 
-def _statement(figures: Sequence[Figure], spans: Mapping[tuple[int, int], list[tuple[str, int, int]]]) \
-        -> tuple[TextClause | None, list[int]]:
+def _statement(figures: Sequence[Figure], spans: Mapping[tuple[int, int], list[tuple[str, int, int]]],
+               every_consumer: bool) -> tuple[TextClause | None, list[int]]:
     """SELECT consumer_id, SUM(CASE WHEN <span and filter> THEN <column> ELSE 0 END) per figure ...
     and the figures' indexes those columns answer (an empty span is no column: 0)."""
     params: dict[str, Any] = {}
@@ -123,6 +123,9 @@ def _statement(figures: Sequence[Figure], spans: Mapping[tuple[int, int], list[t
     if not columns:
         return None, []
     every_span = " OR ".join(_span(runs) for runs in spans.values() if runs)
+    if every_consumer:
+        sql = f"SELECT consumer_id, {', '.join(columns)} FROM {usage.name} WHERE {every_span} GROUP BY consumer_id"
+        return text(sql).bindparams(**params), indexes
     sql = (f"SELECT consumer_id, {', '.join(columns)} FROM {usage.name} "
            f"WHERE consumer_id IN :consumers AND ({every_span}) GROUP BY consumer_id")
     return text(sql).bindparams(bindparam("consumers", expanding=True), **params), indexes
@@ -135,13 +138,17 @@ async def read_figures(conn: AsyncConnection, settings: Settings, consumer_ids: 
     spans = {(figure.lo, figure.hi): cover(figure.lo, figure.hi) for figure in figures if figure.hi > figure.lo}
     for runs in spans.values():
         check_retention(runs, settings, now)
-    statement, indexes = _statement(figures, spans)
-    if statement is None or not consumer_ids:
+    if not consumer_ids:
         return result
-    for start in range(0, len(consumer_ids), CHUNK):
-        chunk = list(consumer_ids[start:start + CHUNK])
-        for row in await conn.execute(statement, {"consumers": chunk}):
-            figures_of = result[row[0]]
+    many = len(consumer_ids) > NAMED
+    # Many consumers: one pass over everyone's rows in the spans beats naming them, for which
+    # SQLite's planner makes that same pass anyway, with a large IN list to check on each row.
+    statement, indexes = _statement(figures, spans, every_consumer=many)
+    if statement is None:
+        return result
+    for row in await conn.execute(statement, {} if many else {"consumers": list(consumer_ids)}):
+        figures_of = result.get(row[0])
+        if figures_of is not None:
             for position, index in enumerate(indexes, 1):
                 figures_of[index] = int(row[position] or 0)
     return result
