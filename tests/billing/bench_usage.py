@@ -42,6 +42,7 @@ from tollway.admin import create_app  # noqa: E402
 from tollway.billing import plan_store, usage_reads  # noqa: E402
 from tollway.billing.daos import SUBSCRIPTIONS  # noqa: E402
 from tollway.billing.gate import EntitlementIndex  # noqa: E402
+from tollway.billing.ledger_usage import read_many  # noqa: E402
 from tollway.billing.subscription_writes import with_timeline  # noqa: E402
 from tollway.billing.subscriptions import Timeline  # noqa: E402
 from tollway.config import Settings  # noqa: E402
@@ -191,6 +192,8 @@ def measure_http(base: str, label: str) -> None:
         timings.append(seconds)
         assert json.loads(body)["meters"][0]["units"] > 0
     print(f"{label}: " + summary("GET /consumers/{c}/usage", timings))
+    baseline = [curl(f"{base}/consumers/user{i}")[0] for i in range(0, CONSUMERS, CONSUMERS // 50)]
+    print(f"{label}: " + summary("GET /consumers/{c} (the Admin API's floor, for comparison)", baseline))
     timings = []
     for i in range(50):
         body = orjson.dumps({"plan": "pro", "usage": {"ok-calls": 1000 * i * i, "egress": 7_000_000 * i}})
@@ -232,13 +235,16 @@ async def measure_bulk(settings: Settings, label: str) -> None:
             async with db.connect() as conn:
                 readings = await usage_reads.all_readings(conn, now)
                 prepared = time.perf_counter()
-                answers = await usage_reads.answers(conn, settings, readings, now)
+                wanted = [(item.subscription["consumer"]["id"], item.figures) for item in readings]
+                figures = await read_many(conn, settings, wanted, now)
+            read = time.perf_counter()
+            answers = [item.answer(figures[item.subscription["consumer"]["id"]]) for item in readings]
             done = time.perf_counter()
             assert len(answers) == CONSUMERS and all(a["meters"][0]["units"] > 0 for a in answers)
             total = sum(a["total_minor"] for a in answers)
-            print(f"{label}: usage of all {len(answers):,} subscriptions ({attempt} run): {done - begin:.2f} s "
-                  f"(subscriptions and versions read {prepared - begin:.2f} s, ledger read and priced "
-                  f"{done - prepared:.2f} s); sum of totals {total / 100:,.2f} USD")
+            print(f"{label}: usage of all {len(answers):,} subscriptions ({attempt} run): {done - begin:.2f} s: "
+                  f"subscriptions and versions read {prepared - begin:.2f} s, ledger {read - prepared:.2f} s, "
+                  f"priced and shaped {done - read:.2f} s; sum of totals {total / 100:,.2f} USD")
     finally:
         await db.dispose()
 
