@@ -90,12 +90,18 @@ def _snapshot(plugins: list[str]) -> dict[str, Any]:
     consumer = {"id": "c1", "username": "bench", "custom_id": None}
     rows = []
     for number, name in enumerate(plugins):
-        config = {"key_names": ["apikey"], "hide_credentials": False, "anonymous": None, "key_in_header": True,
-                  "key_in_query": True, "key_in_body": False, "run_on_preflight": True} if name == "key-auth" else {}
-        rows.append({"id": f"p{number}", "name": name, "enabled": True, "config": config,
-                     "service": None, "route": {"id": "r1"} if name == "key-auth" else None, "consumer": None})
+        config: dict[str, Any] = {}
+        if name == "key-auth":
+            config = {"key_names": ["apikey"], "hide_credentials": False, "anonymous": None, "key_in_header": True,
+                      "key_in_query": True, "key_in_body": False, "run_on_preflight": True}
+        elif name == "acl":  # the consumer is in the group let in: the call passes with X-Consumer-Groups
+            config = {"allow": ["premium"], "deny": None, "hide_groups_header": False,
+                      "always_use_authenticated_groups": False, "include_consumer_groups": False}
+        rows.append({"id": f"p{number}", "name": name, "enabled": True, "config": config, "service": None,
+                     "route": {"id": "r1"} if name in ("key-auth", "acl") else None, "consumer": None})
     return {"version": 1, "services": [service], "routes": [route], "consumers": [consumer], "plugins": rows,
-            "keyauth_credentials": [{"id": "k1", "consumer": {"id": "c1"}, "key": API_KEY}]}
+            "keyauth_credentials": [{"id": "k1", "consumer": {"id": "c1"}, "key": API_KEY}],
+            "acls": [{"id": "a1", "consumer": {"id": "c1"}, "group": "premium", "created_at": 1}]}
 
 
 async def _run(requests: int, plugins: list[str], profile: bool, prefix: Path) -> float:

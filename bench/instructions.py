@@ -15,9 +15,9 @@ noisy machine. Two counts:
 
 With --varying-heads, a third count, `real_varying`: the same, but every request and every
 response has a head of its own (wrk sends a counter in X-Request-Id, nginx adds its $request_id
-to each response), so no head repeats and llhttp parses every one (see _Repeat in
-tollway/proxy/protocol.py and upstream.py). That is the cost for clients and upstreams whose
-heads differ each time.
+to each response), so no head repeats and llhttp parses every one (see
+tollway/proxy/request_repeat.py and response_repeat.py). That is the cost for clients and
+upstreams whose heads differ each time.
 
 Both run with PYTHONHASHSEED=0: with random string hashes, dict and set probes vary from run to
 run, and so does the count (by about 0.5%). Needs valgrind (callgrind_control,
@@ -136,9 +136,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=20, help="wrk's measured run against the real process")
     parser.add_argument("--skip-real", action="store_true", help="only count bench/hot_path.py")
+    parser.add_argument("--plugins", default=",".join(PLUGINS),
+                        help="plugins of bench/hot_path.py's count (comma separated; e.g. key-auth,acl,billable)")
     parser.add_argument("--varying-heads", action="store_true",
                         help="also count a real process whose requests and responses never repeat a head")
     args = parser.parse_args()
+    PLUGINS[:] = [name for name in args.plugins.split(",") if name]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=ROOT).stdout.strip()
     with tempfile.TemporaryDirectory() as tmp:

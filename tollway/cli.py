@@ -26,11 +26,12 @@ def cli(ctx: click.Context, conf: str | None) -> None:
 
 def _add_commands() -> None:
     from tollway.billing.cli import plans, pricing
+    from tollway.declarative.cli import config
     from tollway.metering.cli import report
     from tollway.server.commands import health, quickstart, reload, start, stop
     from tollway.store.cli import migrations
 
-    for command in (migrations, start, stop, reload, health, quickstart, report, plans, pricing):
+    for command in (migrations, config, start, stop, reload, health, quickstart, report, plans, pricing):
         cli.add_command(command)
 
 

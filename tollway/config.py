@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from tollway.errors import ConfigError
 from tollway.plugins import registry
@@ -103,6 +104,15 @@ def _parse_listen(text: str) -> str:
 def _items(text: str) -> list[str]:
     """The non-empty items of a comma separated list, stripped."""
     return [item for item in (raw.strip() for raw in text.split(",")) if item]
+
+
+def _parse_urls(text: str) -> str:
+    urls = _items(text)
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"expected http(s)://host[:port][/path] URLs, comma separated; got '{url}'")
+    return ",".join(urls)
 
 
 def _parse_nameservers(text: str) -> str:
@@ -247,7 +257,16 @@ SETTINGS: dict[str, Setting] = {
     "proxy_ssl_cert_key": Setting(_parse_str, "", "PEM private key for proxy_ssl_cert"),
     "admin_ssl_cert": Setting(_parse_str, "", "PEM certificate for the Admin API; with admin_ssl_cert_key, TLS is on"),
     "admin_ssl_cert_key": Setting(_parse_str, "", "PEM private key for admin_ssl_cert"),
+    "admin_header_timeout": Setting(_parse_float, "10", "seconds an Admin API client has to send a request head"),
+    "admin_body_timeout": Setting(_parse_float, "60",
+                                  "longest pause, seconds, between two reads of an Admin API request body"),
+    "admin_keepalive_timeout": Setting(_parse_float, "60", "seconds an idle Admin API keep-alive connection is kept"),
+    "admin_max_connections": Setting(_parse_int, "1024", "most Admin API connections at once; more are closed at once"),
+    "admin_max_body_size": Setting(_parse_size, "10m", "largest Admin API request body (bytes, k, m or g suffix): 413"),
     "admin_token": Setting(_parse_str, "", "a token every Admin API call must send (Tollway-Admin-Token)"),
+    "admin_gui_url": Setting(_parse_urls, "",
+                             "URLs (comma separated) of the web GUIs allowed to call the Admin API from a browser: "
+                             "its CORS answers name their origins (Kong's admin_gui_url); empty = any origin"),
     "keyauth_hash_keys": Setting(
         _parse_bool, "on", "store key-auth keys hashed (shown in full only when created); off keeps them readable"),
     "shared_counters_slots": Setting(
@@ -301,7 +320,13 @@ class Settings:
     proxy_ssl_cert_key: str
     admin_ssl_cert: str
     admin_ssl_cert_key: str
+    admin_header_timeout: float
+    admin_body_timeout: float
+    admin_keepalive_timeout: float
+    admin_max_connections: int
+    admin_max_body_size: int
     admin_token: str
+    admin_gui_url: str
     keyauth_hash_keys: bool
     shared_counters_slots: int
     billable_spool_failure: str

@@ -12,7 +12,7 @@ import pytest
 import uvicorn
 
 from tests.conftest import free_port, wait_for_port
-from tollway.admin import create_app
+from tollway.admin.app import create_app
 from tollway.config import Settings
 from tollway.store import migrations
 from tollway.store.db import Database

@@ -14,7 +14,7 @@ import uvicorn
 from tests.admin.conftest import _bootstrap
 from tests.conftest import free_port, wait_for_port
 from tests.proxy.conftest import proxy, recorder, request  # noqa: F401  (fixtures)
-from tollway.admin import create_app
+from tollway.admin.app import create_app
 from tollway.admin.redact import RedactSecrets, secret_segments
 from tollway.config import Settings, load_settings
 from tollway.store.db import Database

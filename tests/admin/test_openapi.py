@@ -8,7 +8,7 @@ import re
 import httpx
 from starlette.routing import Route
 
-from tollway.admin import create_app
+from tollway.admin.app import create_app
 from tollway.config import Settings
 from tollway.store.db import Database
 
@@ -46,7 +46,7 @@ def test_schemas_follow_the_entity_fields(api: httpx.Client) -> None:
     assert "service.id" in schemas["RoutesForm"]["properties"]
     assert schemas["Error"]["required"] == ["message"]
     assert "sha256" in schemas["KeyauthCredentials"]["properties"]["key"]["description"]
-    assert schemas["PluginsInput"]["properties"]["name"]["enum"] == ["key-auth", "billable"]
+    assert schemas["PluginsInput"]["properties"]["name"]["enum"] == ["key-auth", "acl", "billable"]
 
 
 def _seed(api: httpx.Client, n: int = 0) -> dict[str, str]:
@@ -55,12 +55,14 @@ def _seed(api: httpx.Client, n: int = 0) -> dict[str, str]:
     route = api.post("/routes", json={"name": f"r{n}", "paths": ["/r"], "service": {"id": service["id"]}}).json()
     consumer = api.post("/consumers", json={"username": f"c{n}"}).json()
     assert api.post(f"/consumers/c{n}/key-auth", json={"key": f"k{n}"}).status_code == 201
+    acl = api.post(f"/consumers/c{n}/acls", json={"group": f"g{n}"}).json()
     scoped = api.post("/plugins", json={"name": "key-auth", "service": {"id": service["id"]},
                                         "route": {"id": route["id"]}}).json()
     billed = api.post("/plugins", json={"name": "billable", "consumer": {"id": consumer["id"]}}).json()
     billing = _seed_billing(api, n, service["id"], route["id"])
     return {"services": f"s{n}", "routes": f"r{n}", "consumers": f"c{n}", "key-auth": f"k{n}", "key-auths": f"k{n}",
-            "plugins": scoped["id"], "schemas/plugins": "key-auth", "billed": billed["id"], **billing}
+            "plugins": scoped["id"], "schemas/plugins": "key-auth", "billed": billed["id"],
+            "acls": acl["id"], "tags": "t", **billing}
 
 
 def _seed_billing(api: httpx.Client, n: int, service_id: str, route_id: str) -> dict[str, str]:
@@ -111,7 +113,9 @@ def test_every_documented_operation_is_served(api: httpx.Client) -> None:
     deletes: list[str] = []
     for path, ops in document["paths"].items():
         url = _concrete(path, seeded)
-        for method in ops:
+        for method, op in ops.items():
+            if "204" not in op["responses"] and "200" not in op["responses"]:
+                continue  # documented as refused (DELETE /routes/{ident}/service: Kong's 405)
             if method == "delete":
                 deletes.append(path)
                 continue

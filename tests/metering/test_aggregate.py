@@ -30,7 +30,8 @@ def one_by_one(lines: list[bytes]) -> UsageBatch:
 def summary(batch: UsageBatch) -> tuple[object, ...]:
     rows = sorted((tuple(sorted(row.items())) for row in batch.usage_rows()), key=repr)
     names = sorted((tuple(sorted(row.items())) for row in batch.name_rows()), key=repr)
-    return batch.records, batch.bad_lines, rows, names
+    latencies = sorted((tuple(sorted(row.items())) for row in batch.latency_rows()), key=repr)
+    return batch.records, batch.bad_lines, rows, names, latencies
 
 
 def test_grouped_sums_equal_one_by_one_sums_on_random_traffic() -> None:

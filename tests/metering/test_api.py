@@ -133,3 +133,11 @@ def test_tollway_report_bad_options_end_with_one_line(settings: Settings) -> Non
     assert isinstance(result.exception, QueryError)  # tollway.cli.main prints it as one line, exit 1
     assert str(result.exception) == ("schema violation (period: expected one of: minute, hour, day, week, "
                                      "month, year)")
+
+
+@pytest.mark.parametrize("query", ["start=1e18", "end=1e308", "consumer=%00", "service=a%00b", "route=%00"])
+def test_hostile_report_parameters_answer_400_in_kongs_shape_on_both_databases(admin: str, query: str) -> None:
+    answer = httpx.get(f"{admin}/billable?{query}", timeout=10)
+    assert answer.status_code == 400, answer.text
+    body = answer.json()
+    assert body["code"] == 2 and body["name"] == "schema violation" and body["fields"]

@@ -231,3 +231,20 @@ def test_consumer_dash_selects_the_calls_without_a_consumer(long_retention: Sett
         assert [(r["consumer"]["username"], r["requests"]) for r in rows] == [("alice", 3)]
 
     flushed(long_retention, calls)(body)
+
+
+@pytest.mark.parametrize(("params", "field", "message"), [
+    ({"start": "1e18"}, "start", "epoch seconds from 0"),
+    ({"end": "1e308"}, "end", "epoch seconds from 0"),
+    ({"start": "-5"}, "start", "epoch seconds from 0"),
+    ({"start": "9999-12-31T23:00:00-05:00"}, "start", "from 1970 to the year 9999"),
+    ({"start": "0001-01-01"}, "start", "from 1970 to the year 9999"),
+    ({"consumer": "\x00"}, "consumer", "NUL"),
+    ({"route": "a\x00b"}, "route", "NUL"),
+    ({"service": "x" * 600}, "service", "at most 512"),
+])
+def test_out_of_range_instants_and_nul_filters_are_clear_errors(params: dict[str, str], field: str,
+                                                                 message: str) -> None:
+    with pytest.raises(QueryError) as info:
+        UsageQuery.parse(params, now=1_800_000_000)
+    assert message in info.value.fields[field]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from tests.metering.conftest import ALICE, finished_call
 from tollway.metering.aggregate import UsageBatch
-from tollway.metering.spool_line import UsageRecord, decode_line, encode_call
 from tollway.metering.spool import RELEASE_EVERY, SpoolChunk, SpoolReader, SpoolWriter
+from tollway.metering.spool_line import UsageRecord, decode_line, encode_call
 
 
 def read_all(reader: SpoolReader) -> list[UsageRecord]:

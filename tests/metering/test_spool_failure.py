@@ -135,20 +135,21 @@ def test_serve_policy_serves_through_a_failing_spool_and_counts_the_unmetered_ca
 
 
 @pytest.mark.parametrize("billable_proxy", ["refuse"], indirect=True)
-def test_refuse_policy_answers_503_while_the_spool_fails_and_serves_again_once_it_works(billable_proxy) -> None:  # type: ignore[no-untyped-def]
+def test_refuse_policy_never_serves_a_call_it_cannot_record_and_serves_again_once_it_can(billable_proxy) -> None:  # type: ignore[no-untyped-def]
     proc, port, spool_dir = billable_proxy
     assert request(port, "GET", "/mock").status == 200
     _signal(proc, signal.SIGUSR1)
-    assert request(port, "GET", "/mock").status == 200  # already being served when the write failed
-    refused = [request(port, "GET", "/mock") for _ in range(5)]
-    assert [r.status for r in refused] == [503] * 5
+    # The next call would need a new file (a file per call): none can be made, so it is refused
+    # before it is served, not served and then lost.
+    refused = [request(port, "GET", "/mock") for _ in range(6)]
+    assert [r.status for r in refused] == [503] * 6
     assert refused[0].json() == {"message": REFUSED_MESSAGE}
     time.sleep(1.0)
     assert request(port, "GET", "/mock").status == 503  # the probe fails: still no room
     _signal(proc, signal.SIGUSR2)
     time.sleep(1.0)
     assert [request(port, "GET", "/mock").status for _ in range(3)] == [200] * 3
-    assert _finish(proc) == {"dropped": 1, "refused": 6, "failing": False}
+    assert _finish(proc) == {"dropped": 0, "refused": 7, "failing": False}
     batch = spool_batch(spool_dir)
     assert (batch.records, batch.bad_lines) == (4, 0)
     assert {key[4] for key in batch.minutes} == {200}  # refusals are not billed

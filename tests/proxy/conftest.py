@@ -317,15 +317,17 @@ def raw_upstreams() -> Iterator[Any]:
 
 
 class RecordingUpstream:
-    """An upstream that records every byte it receives and answers each request head with 200 "ok".
+    """An upstream that records every byte it receives and answers each request head with 200 "ok"
+    (or with `response`).
 
     Tests of refused requests assert that `received` stays empty: nothing reached the upstream;
     `answered` counts the requests that arrived whole.
     """
 
-    def __init__(self, make: Any) -> None:
+    def __init__(self, make: Any, response: bytes = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok") -> None:
         self.received = b""
         self.answered = 0
+        self.response = response
         self.upstream = make(self._serve)
         self.port = self.upstream.port
 
@@ -353,7 +355,7 @@ class RecordingUpstream:
                     pending += more
                 pending = pending.partition(b"0\r\n\r\n")[2] if chunked else pending[length:]
                 self.answered += 1
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                writer.write(self.response)
 
     @property
     def requests(self) -> int:

@@ -302,9 +302,9 @@ def test_upstream_silent_after_the_request_answers_504(proxy, raw_upstreams, rec
 def test_the_write_timeout_runs_from_when_the_upstream_stops_reading():
     """A body that starts slowly, then an upstream that reads nothing: the write timeout (0.5 s) runs
     from the pause, not from a read timeout (3 s) armed earlier on the connection."""
-    from tollway.proxy.upstream import PoolKey, UpstreamPool
+    from tollway.proxy.upstream import PoolKey, UpstreamListener, UpstreamPool
 
-    class Exchange:
+    class Exchange(UpstreamListener):
         def __init__(self) -> None:
             self.started = time.monotonic()
             self.paused_at: float | None = None

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from tests.proxy.conftest import exchange, plugin, request, route, send_in_reads, service, snapshot
-from tollway.proxy.protocol import MAX_PIPELINE
+from tollway.proxy.request_head import MAX_PIPELINE
 
 OK_GET = b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\n"
 

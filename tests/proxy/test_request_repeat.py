@@ -1,5 +1,5 @@
 """Request heads that repeat byte for byte but for their target are not parsed again
-(ClientProtocol's `_Repeat`).
+(tollway.proxy.request_repeat).
 
 Each scenario sends the same reads, one connection each time, to a proxy as it runs, and to one
 whose connections forget their kept head before every read, so llhttp parses everything. The
@@ -29,16 +29,18 @@ def send(proxy, reads: list[bytes], forget: bool) -> tuple[bytes, int]:
     """Send each read on one connection, waiting for the proxy between reads; what came back
     (latency values masked) and how many reads were taken as repeats."""
     async def kept() -> list:
-        return [conn.repeat for conn in proxy.server.connections]
+        return [conn.reader.repeats.kept for conn in proxy.server.connections]
 
     async def forget_all() -> None:
         for conn in proxy.server.connections:
-            conn.repeat = None
+            conn.reader.repeats.kept = None
 
     async def replayed(before: list) -> int:
-        # A repeat leaves its kept head in place and the request's special headers are its own.
-        return sum(1 for conn in proxy.server.connections
-                   if conn.repeat is not None and conn.repeat in before and conn.special is conn.repeat.special)
+        # A repeat leaves its kept head in place and the request's protocol headers are its own.
+        readers = [conn.reader for conn in proxy.server.connections]
+        return sum(1 for reader in readers
+                   if reader.repeats.kept is not None and reader.repeats.kept in before
+                   and reader.protocol_headers is reader.repeats.kept.protocol_headers)
 
     taken = 0
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=1) as sock:

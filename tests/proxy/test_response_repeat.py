@@ -1,4 +1,4 @@
-"""Response heads that repeat byte for byte are not parsed again (UpstreamConnection's `_Repeat`).
+"""Response heads that repeat byte for byte are not parsed again (tollway.proxy.response_repeat).
 
 Each scenario feeds the same reads to two connections: one as the proxy runs it, one that forgets
 its kept head before every read, so llhttp parses everything. What they report to the client side
@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.proxy.test_upstream_pool import Transport as PoolTransport
-from tollway.proxy.upstream import PoolKey, UpstreamConnection, UpstreamPool
+from tollway.proxy.upstream import PoolKey, UpstreamConnection, UpstreamListener, UpstreamPool
 
 KEY = PoolKey("http", "a.test", 80, True)
 HEAD = b"HTTP/1.1 200 OK\r\nServer: up\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n"
@@ -25,7 +25,7 @@ class Transport(PoolTransport):
         self.closed = True
 
 
-class Recorder:
+class Recorder(UpstreamListener):
     """The client side of each exchange, as a log of what the upstream connection reported."""
 
     def __init__(self) -> None:
@@ -72,11 +72,11 @@ def run(reads: list[tuple[bool, bytes]], forget: bool) -> tuple[list[tuple[Any, 
                 conn.begin(recorder, head_only, 60, 60)
                 conn.request_sent()
             if forget:
-                conn.repeat = None
-            kept = conn.repeat
-            begun = conn.begun
+                conn.repeats.kept = None
+            kept = conn.repeats.kept
+            begun = conn.messages_begun
             conn.data_received(data)
-            replayed += kept is not None and conn.begun == begun
+            replayed += kept is not None and conn.messages_begun == begun
         pool.close()
         return recorder.events, replayed
 
@@ -161,13 +161,13 @@ def test_only_plain_keep_alive_responses_with_a_length_are_replayed() -> None:
 
 
 def test_kept_heads_share_their_header_lines_in_a_bounded_table() -> None:
-    from tollway.proxy import upstream
+    from tollway.proxy import response_repeat
 
     heads = [(False, HEAD.replace(b"up", b"up-%d" % number) + b"ab") for number in range(5000) for _ in range(2)]
     events, replayed = run(heads + heads[-1:], forget=False)
     assert replayed == 1 and len(events) == 3 * len(heads) + 3
-    assert 0 < len(upstream._SHARED_LINES) <= upstream._SHARED_MAX
-    assert (b"Server", b"up-4999") in upstream._SHARED_LINES
+    assert 0 < len(response_repeat._SHARED_LINES) <= response_repeat._SHARED_MAX
+    assert (b"Server", b"up-4999") in response_repeat._SHARED_LINES
 
 
 def test_connections_keeping_equal_heads_share_one_object_per_header_line() -> None:
@@ -188,6 +188,7 @@ def test_connections_keeping_equal_heads_share_one_object_per_header_line() -> N
         return conns
 
     first, second = asyncio.run(scenario())
-    assert first.repeat is not None and second.repeat is not None and first.repeat is not second.repeat
-    assert len(first.repeat.headers) == 2
-    assert all(a is b for a, b in zip(first.repeat.headers, second.repeat.headers, strict=True))
+    first_kept, second_kept = first.repeats.kept, second.repeats.kept
+    assert first_kept is not None and second_kept is not None and first_kept is not second_kept
+    assert len(first_kept.headers) == 2
+    assert all(a is b for a, b in zip(first_kept.headers, second_kept.headers, strict=True))

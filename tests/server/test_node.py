@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import threading
 import time
@@ -93,6 +94,10 @@ def test_reload_applies_a_changed_plugins_list(settings: Settings) -> None:
         assert refused.status_code == 400
         assert "plugin 'billable' not enabled" in refused.text
         env = dict(node.env, TOLLWAY_PLUGINS="bundled,billable")
+        result = tollway(settings, "reload", env=env)  # bundled has plugins whose tables are missing
+        assert result.returncode == 1 and "run 'tollway migrations up'" in result.stderr
+        assert node.post("/plugins", name="billable").status_code == 400  # the node kept its settings
+        assert tollway(settings, "migrations", "up", env=env).returncode == 0
         result = tollway(settings, "reload", env=env)
         assert result.returncode == 0, result.stderr
         assert node.post("/plugins", name="billable").status_code == 201
@@ -145,6 +150,26 @@ def test_reload_under_load_drops_no_request(node: Node) -> None:
         t.join(10)
     assert result.returncode == 0, result.stderr
     assert codes and set(codes) == {200}
+
+
+def test_status_counters_count_from_the_start_through_reloads_and_a_killed_worker(node: Node) -> None:
+    _seed(node)
+    node.wait_until(lambda: _all_workers_applied(node), timeout=2)
+    sent = 0
+    with httpx.Client(timeout=10) as client:
+        for round_ in range(3):
+            for _ in range(50):
+                assert client.get(node.proxy + "/mock/x", headers={"apikey": "poppy-secret"}).status_code == 200
+                sent += 1
+            if round_ == 0:
+                assert tollway(node.settings, "reload", env=node.env).returncode == 0
+            elif round_ == 1:
+                time.sleep(1.5)  # a worker reports its counters every second
+                os.kill(node.worker_pids()[0], signal.SIGKILL)
+                node.wait_until(lambda: len(node.worker_pids()) == 2 and _all_workers_applied(node), timeout=10)
+    node.wait_until(lambda: node.json("/status")["server"]["total_requests"] >= sent, timeout=5,
+                    what=f"GET /status counting all {sent} requests")
+    assert node.json("/status")["server"]["total_requests"] == sent
 
 
 def _nices(pid: int) -> dict[int, int]:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 from typing import TypeVar
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from tests.server.nodes import node_env
 from tollway.config import Settings
@@ -35,8 +36,9 @@ def cli(settings: Settings, *args: str) -> tuple[int, str]:
 
 def test_bootstrap_twice_is_harmless(settings: Settings) -> None:
     ran = run(settings, lambda db: migrations.bootstrap(db, settings))
-    assert [(m.subsystem, m.name) for m in ran][:5] == [
-        ("core", "000_base"), ("metering", "000_base"), ("metering", "001_week_grain"), ("billing", "000_base"),
+    assert [(m.subsystem, m.name) for m in ran][:6] == [
+        ("core", "000_base"), ("metering", "000_base"), ("metering", "001_week_grain"), ("metering", "002_latency"),
+        ("billing", "000_base"),
         ("key-auth", "000_base")]
     assert run(settings, lambda db: migrations.bootstrap(db, settings)) == []
     assert run(settings, lambda db: migrations.pending(db, settings)) == []
@@ -55,9 +57,10 @@ def test_up_runs_the_migrations_of_newly_enabled_plugins(settings: Settings) -> 
     run(core_only, lambda db: migrations.bootstrap(db, core_only))
     states = run(settings, lambda db: migrations.list_state(db, settings))
     assert states[0] == migrations.SubsystemState("core", ("000_base",), ())
-    assert states[1] == migrations.SubsystemState("metering", ("000_base", "001_week_grain"), ())
+    assert states[1] == migrations.SubsystemState("metering", ("000_base", "001_week_grain", "002_latency"), ())
     assert states[2] == migrations.SubsystemState("billing", ("000_base",), ())
-    assert states[3] == migrations.SubsystemState("key-auth", (), ("000_base",))
+    assert states[3] == migrations.SubsystemState("key-auth", (), ("000_base", "001_ttl_expiry"))
+    assert states[4] == migrations.SubsystemState("acl", (), ("000_base",))
     with pytest.raises(StoreError, match="pending migrations"):
         run(settings, lambda db: migrations.ensure_bootstrapped(db, settings))
     ran = run(settings, lambda db: migrations.up(db, settings))
@@ -77,14 +80,39 @@ def test_the_ledger_migrations_recorded_as_billable_count_as_run(settings: Setti
     run(settings, record_as_billable)
     assert run(settings, lambda db: migrations.pending(db, settings)) == []
     states = {s.subsystem: s for s in run(settings, lambda db: migrations.list_state(db, settings))}
-    assert states["metering"].executed == ("000_base", "001_week_grain") and not states["metering"].pending
+    assert states["metering"].executed == ("000_base", "001_week_grain", "002_latency")
+    assert not states["metering"].pending
 
 
 def test_snapshot_of_a_fresh_database(settings: Settings) -> None:
     run(settings, lambda db: migrations.bootstrap(db, settings))
     snapshot = run(settings, lambda db: load_snapshot(db, settings))
     assert snapshot == {"version": 1, "services": [], "routes": [], "consumers": [], "plugins": [],
-                        "keyauth_credentials": [], "subscriptions": []}
+                        "keyauth_credentials": [], "acls": [], "subscriptions": []}
+
+
+def test_key_auth_ttls_become_expiry_times(settings: Settings) -> None:
+    """Before 001, `ttl` held the seconds given and nothing expired: a credential now expires that
+    long after it was created, and a ttl of 0 never."""
+    core_only = settings.with_overrides(plugins="off")
+    run(core_only, lambda db: migrations.bootstrap(db, core_only))
+    base = importlib.import_module("tollway.plugins.key_auth.migrations.000_base")
+    expiry = importlib.import_module("tollway.plugins.key_auth.migrations.001_ttl_expiry")
+
+    async def migrate(db: Database) -> list[tuple[str, int | None]]:
+        async with db.begin() as conn:
+            await conn.run_sync(base.up)
+            await conn.execute(text("INSERT INTO consumers (id, created_at, updated_at, username) "
+                                    "VALUES ('c', 1, 1, 'c')"))
+            for ident, ttl in (("never", None), ("zero", 0), ("hundred", 100)):
+                await conn.execute(text("INSERT INTO keyauth_credentials (id, created_at, updated_at, consumer_id, "
+                                        "key, ttl) VALUES (:id, 1000, 1000, 'c', :id, :ttl)"),
+                                   {"id": ident, "ttl": ttl})
+            await conn.run_sync(expiry.up)
+            rows = await conn.execute(text("SELECT id, ttl FROM keyauth_credentials ORDER BY id"))
+            return [(ident, ttl) for ident, ttl in rows]
+
+    assert run(settings, migrate) == [("hundred", 1100), ("never", None), ("zero", None)]
 
 
 def test_cli_bootstrap_up_list_reset(settings: Settings) -> None:

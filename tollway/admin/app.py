@@ -2,6 +2,7 @@
 
 Paths answer with or without a trailing slash; every error is JSON in Kong's shape, store errors
 are translated here (409, 400, 503), and nothing a client sends ends in a 500 with a traceback.
+Every answer carries Kong's CORS headers and OPTIONS answers on every path (cors.py).
 With `admin_token` set, every call must carry it (guard.py); the OpenAPI document of the whole
 app is GET /openapi.json (openapi.py); key-auth keys in paths are redacted from uvicorn's logs.
 """
@@ -20,8 +21,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tollway.admin import errors, openapi, redact
+from tollway.admin import errors, openapi, redact, tags
 from tollway.admin.context import AdminContext
+from tollway.admin.cors import Cors, Options
 from tollway.admin.endpoints import entity_routes
 from tollway.admin.guard import AdminTokenGuard
 from tollway.admin.info import StatusExtra, info_routes
@@ -100,6 +102,7 @@ def create_app(settings: Settings, db: Database, on_change: Callable[[], None] |
 
     routes += info_routes(ctx, node_id=node_id or _node_id(settings), status_extra=status_extra,
                           endpoints=endpoints, openapi=openapi_document)
+    routes += tags.routes(ctx)
     routes += plugin_routes(ctx)  # before the generated ones: /billable is not /{entity}
     routes += entity_routes(ctx)
     handlers: dict[Any, Callable[[Request, Exception], Any]] = {
@@ -110,9 +113,12 @@ def create_app(settings: Settings, db: Database, on_change: Callable[[], None] |
     }
     app = Starlette(routes=routes, exception_handlers=handlers)
     app.state.ctx = ctx
+    # Outermost last: CORS headers, the token guard, OPTIONS answers, then routing.
     app.add_middleware(StripTrailingSlash)
+    app.add_middleware(Options, routes=lambda: routes)
     if settings.admin_token:
-        app.add_middleware(AdminTokenGuard, token=settings.admin_token)  # outermost: before any routing
+        app.add_middleware(AdminTokenGuard, token=settings.admin_token)
+    app.add_middleware(Cors, gui_urls=settings.admin_gui_url)
     redact.install(ctx.entities.values())
     return app
 

@@ -48,13 +48,29 @@ class ApiRoute(Route):
         self.doc = doc
 
 
+# Collections Kong filters by a unique field given in the query (`/consumers?custom_id=x`): at most
+# one entity, in a page of its own; paging and tags are then ignored.
+UNIQUE_FILTERS = {"consumers": "custom_id"}
+
+
+async def _filtered(crud: Crud, field: str, value: str) -> Response:
+    if not value:
+        raise errors.ApiError(400, {"message": f"{field} must be an unempty string"})
+    found = await crud.find_by(field, value)
+    return json_response({"data": [crud.schema.public(found)] if found else [], "next": None})
+
+
 def _collection(crud: Crud, parent_of: Callable[[Request], Awaitable[Parent | None]]) -> Endpoint:
+    unique_filter = UNIQUE_FILTERS.get(crud.schema.name)
+
     async def endpoint(request: Request) -> Response:
         parent = await parent_of(request)
         if request.method == "POST":
             data, form = await read_body(request)
             return json_response(crud.schema.public(await crud.create(data, form=form, parent=parent)), 201)
-        query = PageQuery.parse(request.query_params)
+        if unique_filter is not None and parent is None and unique_filter in request.query_params:
+            return await _filtered(crud, unique_filter, request.query_params[unique_filter])
+        query = PageQuery.parse(request.query_params, nested=parent is not None)
         rows, last_id = await crud.page(size=query.size, after=query.after, tags=query.tags,
                                         any_tag=query.any_tag, parent=parent)
         next_path, offset = query.next_path(request.url.path, last_id)
@@ -73,7 +89,9 @@ def _entity(crud: Crud, parent_of: Callable[[Request], Awaitable[Parent | None]]
         if request.method == "GET":
             return json_response(crud.schema.public(await crud.read(ident, parent)))
         if request.method == "DELETE":
-            await crud.delete(ident, parent)
+            # Kong: 204 at the top level whether or not it was there; under a parent, 404
+            if not await crud.delete(ident, parent) and parent is not None:
+                raise errors.not_found()
             return no_content()
         data, form = await read_body(request)
         if request.method == "PATCH":
@@ -91,8 +109,7 @@ def _referenced(crud: Crud, target: Crud, field: str) -> Endpoint:
         if ref is None:
             raise errors.not_found()
         if request.method == "DELETE":
-            await target.delete(ref["id"])
-            return no_content()
+            raise errors.ApiError(405, {"message": "Method not allowed"})  # Kong's: unlink it with a PATCH
         if request.method == "GET":
             return json_response(target.schema.public(await target.read(ref["id"])))
         data, form = await read_body(request)

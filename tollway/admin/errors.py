@@ -26,7 +26,7 @@ from tollway.errors import (
 CODES: dict[int, tuple[str, int]] = {
     1: ("invalid primary key", 400),
     2: ("schema violation", 400),
-    3: ("primary key violation", 409),
+    3: ("primary key violation", 400),  # Kong's endpoints answer 400 (its legacy helper said 409)
     4: ("foreign key violation", 400),
     5: ("unique constraint violation", 409),
     6: ("not found", 404),
@@ -134,7 +134,10 @@ def primary_key_violation(entity_id: str) -> DbError:
 
 
 def invalid_options(option: str, problem: str) -> DbError:
-    return DbError(INVALID_OPTIONS, f"invalid option ({option}: {problem})", {option: problem})
+    """A bad query option (tags): Kong names it under `options`, not `fields`."""
+    error = DbError(INVALID_OPTIONS, f"invalid option ({option}: {problem})")
+    error.body["options"] = {option: problem}
+    return error
 
 
 def invalid_size(message: str) -> DbError:

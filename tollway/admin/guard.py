@@ -4,11 +4,14 @@ Sent in `Tollway-Admin-Token` (or `Kong-Admin-Token`, Kong Enterprise's header, 
 tooling works unchanged); compared in constant time. Every path is protected, /status too, as
 Kong protects its whole Admin API: the node's own health check sends the header. A missing or
 wrong token is answered 401 in Kong's words, before any routing (an unknown path is 401 too).
+A browser's CORS preflight (OPTIONS with Origin and Access-Control-Request-Method) passes without
+it: a browser cannot add the token to a preflight, and the answer reads nothing (cors.py).
 """
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Iterable
 
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -23,6 +26,11 @@ def token_headers(token: str) -> dict[str, str]:
     return {HEADER: token} if token else {}
 
 
+def is_preflight(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    names = {name.lower() for name, _ in headers}
+    return b"origin" in names and b"access-control-request-method" in names
+
+
 class AdminTokenGuard:
     """ASGI middleware: 401 unless the request carries the token."""
 
@@ -32,10 +40,11 @@ class AdminTokenGuard:
         self.refusal = orjson.dumps(INVALID)
 
     def allows(self, scope: Scope) -> bool:
-        for name, value in scope.get("headers") or ():
+        headers = scope.get("headers") or ()
+        for name, value in headers:
             if name.lower() in HEADERS and hmac.compare_digest(value, self.token):
                 return True
-        return False
+        return scope.get("method") == "OPTIONS" and is_preflight(headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self.allows(scope):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -18,7 +19,11 @@ from tollway.errors import StoreError
 from tollway.store.entities.plugins import BASE_FIELDS, config_field
 from tollway.store.tables import plugins as plugin_rows
 
-SECRET_SETTINGS = ("pg_password",)
+SECRET_SETTINGS = ("pg_password", "admin_token")
+HIDDEN = "******"  # a secret setting's value as GET / shows it, as Kong's
+# The Kong Gateway release whose Admin API this one answers as: decK and go-kong read `version`
+# (a semantic version; 3.x means files in `_format_version: "3.0"`). Tollway's own is under "tollway".
+KONG_VERSION = "3.9.3"
 StatusExtra = Callable[[], Mapping[str, Any]]
 
 
@@ -42,19 +47,26 @@ def info_routes(ctx: AdminContext, *, node_id: str, status_extra: StatusExtra | 
     async def root(_request: Request) -> Response:
         async with ctx.db.connect() as conn:
             names = sorted(await conn.scalars(select(plugin_rows.c.name).distinct()))
-        settings = {k: v for k, v in ctx.settings.to_dict().items() if k not in SECRET_SETTINGS}
+        settings = {k: HIDDEN if k in SECRET_SETTINGS and v else v for k, v in ctx.settings.to_dict().items()}
+        workers = [w for w in (status_extra() if status_extra else {}).get("workers") or ()
+                   if isinstance(w, dict) and "pid" in w]
         return json_response({
-            "version": __version__,
-            "tagline": "Welcome to tollway",
+            "version": KONG_VERSION,
+            "edition": "community",
+            "tagline": "Welcome to kong",
+            "tollway": {"version": __version__, "tagline": "Welcome to tollway"},
             "hostname": socket.gethostname(),
             "node_id": node_id,
+            "pids": {"master": os.getpid(), "workers": [w["pid"] for w in workers]},
             "plugins": {
                 "available_on_server": {
                     name: {"version": __version__, "priority": plugins.schema(name)["priority"]}
                     for name in ctx.settings.enabled_plugins},
                 "enabled_in_cluster": names,
             },
-            "configuration": {**settings, "loaded_plugins": list(ctx.settings.enabled_plugins)},
+            # what Kong clients read besides `database`: go-kong's portal (bool) and rbac ("on"/"off")
+            "configuration": {**settings, "loaded_plugins": list(ctx.settings.enabled_plugins),
+                              "role": "traditional", "portal": False, "rbac": "off"},
         })
 
     async def status(_request: Request) -> Response:

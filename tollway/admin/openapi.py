@@ -15,7 +15,7 @@ from typing import Any
 from starlette.routing import BaseRoute, Route
 
 from tollway import __version__
-from tollway.admin.endpoints import ApiRoute, RouteDoc
+from tollway.admin.endpoints import UNIQUE_FILTERS, ApiRoute, RouteDoc
 from tollway.admin.guard import HEADER
 from tollway.admin.pagination import MAX_SIZE
 from tollway.config import Settings
@@ -30,10 +30,11 @@ SCALARS = ("string", "integer", "number", "boolean")
 
 # What each status means for one operation, and the error shape it answers with.
 STATUS_TEXT = {
-    400: "invalid input: a schema, foreign key or offset error (Kong's database error shape)",
+    400: "invalid input: a schema, primary key, foreign key or offset error (Kong's database error shape)",
     401: "missing or wrong admin token",
     404: "not found",
-    409: "a unique field or the primary key is taken",
+    405: "the method is not allowed here",
+    409: "a unique field is taken",
     415: "the body is neither JSON, url-encoded nor multipart",
     503: "the database is unreachable",
 }
@@ -61,6 +62,8 @@ def field_schema(spec: Mapping[str, Any]) -> dict[str, Any]:
                 out["pattern"] = "^(" + "|".join(prefix.replace("/", "\\/") for prefix in spec["starts_with"]) + ")"
             if spec.get("name"):
                 out["pattern"] = r"^[\w.\-~]+$"
+            if spec.get("header_name"):
+                out["pattern"] = r"^[A-Za-z0-9_-]+$"
         if kind == "integer" and spec.get("timestamp"):
             out["description"] = "epoch seconds"
     elif kind in ("array", "set"):
@@ -178,6 +181,13 @@ LIST_PARAMS: list[dict[str, Any]] = [
 ]
 
 
+def _unique_filter(entity: str) -> dict[str, Any]:
+    field = UNIQUE_FILTERS[entity]
+    return {"name": field, "in": "query", "required": False,
+            "description": f"only the entity with this {field} (a page of at most one; paging and tags ignored)",
+            "schema": {"type": "string"}}
+
+
 def _operations(doc: RouteDoc, methods: Iterable[str]) -> dict[str, Any]:
     schema, parent = doc.schema, doc.parent
     params: list[dict[str, Any]] = []
@@ -195,7 +205,8 @@ def _operations(doc: RouteDoc, methods: Iterable[str]) -> dict[str, Any]:
     op: dict[str, Any]
     for method in methods:
         if doc.kind == "collection" and method == "GET":
-            op = {"summary": f"List {schema.name}", "parameters": LIST_PARAMS,
+            filters = [_unique_filter(schema.name)] if schema.name in UNIQUE_FILTERS and parent is None else []
+            op = {"summary": f"List {schema.name}", "parameters": LIST_PARAMS + filters,
                   "responses": {"200": {"description": "a page", "content": {JSON: {"schema": _ref(name + "Page")}}},
                                 **_error_responses(400, *nested)}}
         elif doc.kind == "collection":
@@ -203,10 +214,15 @@ def _operations(doc: RouteDoc, methods: Iterable[str]) -> dict[str, Any]:
                   "responses": {**_ok(schema, 201), **_error_responses(400, 409, 415, *nested)}}
         elif method == "GET":
             op = {"summary": f"Read one of {schema.name}", "responses": {**_ok(schema), **_error_responses(404)}}
+        elif method == "DELETE" and doc.kind == "referenced":
+            op = {"summary": f"Refused (405), as Kong's: unlink the {schema.name} entity with a PATCH instead",
+                  "responses": _error_responses(404, 405)}
+        elif method == "DELETE" and parent is not None:
+            op = {"summary": f"Delete one of {schema.name} under its parent (404 when it is not there)",
+                  "responses": {"204": {"description": "deleted"}, **_error_responses(400, 404)}}
         elif method == "DELETE":
             op = {"summary": f"Delete one of {schema.name} (an absent one is no error)",
-                  "responses": {"204": {"description": "deleted, or was not there"},
-                                **_error_responses(400, *nested)}}
+                  "responses": {"204": {"description": "deleted, or was not there"}, **_error_responses(400)}}
         elif method == "PATCH":
             op = {"summary": f"Update one of {schema.name}", "requestBody": _body(schema),
                   "responses": {**_ok(schema), **_error_responses(400, 404, 409, 415)}}
@@ -245,6 +261,16 @@ INFO: dict[str, dict[str, Any]] = {
         "summary": "A plugin's schema, Kong's format",
         "parameters": [_path_param("name", "the plugin name")],
         "responses": {**_object("the schema", {"fields": {"type": "array"}}), **_error_responses(404)}},
+    "/tags": {"summary": "Every tag of every entity, as {tag, entity_name, entity_id}, in pages",
+              "parameters": LIST_PARAMS[:2],
+              "responses": {**_object("a page", {"data": {"type": "array"}, "next": {"type": "string",
+                                                                                      "nullable": True}}),
+                            **_error_responses(400)}},
+    "/tags/{tag}": {"summary": "The entities with one tag, in pages",
+                    "parameters": [_path_param("tag", "the tag"), *LIST_PARAMS[:2]],
+                    "responses": {**_object("a page", {"data": {"type": "array"},
+                                                       "next": {"type": "string", "nullable": True}}),
+                                  **_error_responses(400)}},
     "/endpoints": {"summary": "Every path of the Admin API",
                    "responses": _object("paths", {"data": {"type": "array", "items": {"type": "string"}}})},
     "/openapi.json": {"summary": "This document", "responses": _object("an OpenAPI 3 document")},

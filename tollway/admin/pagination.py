@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlencode
@@ -15,19 +16,30 @@ DEFAULT_SIZE = 100
 MAX_SIZE = 1000
 
 
+MAX_TAGS = 5
+# A tag in a filter: printable ASCII but ',' and '/', or any non-ASCII character (an invalid UTF-8
+# byte arrives as U+FFFD, which is refused with it).
+_TAG = re.compile(r"^[\x20-\x2b\x2d\x2e\x30-\x7e\u0080-\ufffc\ufffe-\U0010ffff]+$")
+
+
 @dataclass(frozen=True)
 class PageQuery:
     size: int
     after: str | None            # the id the previous page ended with
     tags: list[str] | None
     any_tag: bool                # tags=a/b: either; tags=a,b: both
-    given: dict[str, str]        # size and tags as given, carried into `next`
+    given: dict[str, str]        # tags and size as given, carried into `next`
 
     @classmethod
-    def parse(cls, query: Mapping[str, str]) -> PageQuery:
-        """Read size, offset and tags, or raise Kong's invalid size / offset / options errors."""
+    def parse(cls, query: Mapping[str, str], *, nested: bool = False) -> PageQuery:
+        """Read size, offset and tags, or raise Kong's invalid size / offset / options errors.
+        Under a parent (/consumers/{c}/plugins) tags are ignored, as Kong's."""
         size = DEFAULT_SIZE
         given: dict[str, str] = {}
+        tags, any_tag = None, False
+        if "tags" in query and not nested:
+            given["tags"] = query["tags"]
+            tags, any_tag = parse_tags(query["tags"])
         if "size" in query:
             given["size"] = query["size"]
             try:
@@ -37,13 +49,6 @@ class PageQuery:
             if not 1 <= size <= MAX_SIZE:
                 raise errors.invalid_size(f"size must be an integer between 1 and {MAX_SIZE}")
         after = decode_offset(query["offset"]) if query.get("offset") else None
-        tags, any_tag = None, False
-        if query.get("tags"):
-            given["tags"] = text = query["tags"]
-            if "," in text and "/" in text:
-                raise errors.invalid_options("tags", "invalid filter: cannot mix 'and' and 'or'")
-            any_tag = "/" in text
-            tags = [tag for tag in text.replace("/", ",").split(",") if tag]
         return cls(size, after, tags, any_tag, given)
 
     def next_path(self, path: str, last_id: str | None) -> tuple[str | None, str | None]:
@@ -52,6 +57,21 @@ class PageQuery:
             return None, None
         offset = encode_offset(last_id)
         return f"{path}?{urlencode({'offset': offset, **self.given})}", offset
+
+
+def parse_tags(text: str) -> tuple[list[str], bool]:
+    """`a,b` (entities with both) or `a/b` (with either): the tags, and whether any one will do."""
+    if not text:
+        raise errors.invalid_options("tags", "cannot be null")
+    if "," in text and "/" in text:
+        raise errors.invalid_options("tags", "invalid filter syntax")
+    any_tag = "/" in text
+    tags = text.split("/" if any_tag else ",")
+    if not all(_TAG.match(tag) for tag in tags):
+        raise errors.invalid_options("tags", "invalid filter syntax")
+    if len(tags) > MAX_TAGS:
+        raise errors.invalid_options("tags", f"cannot query more than {MAX_TAGS} tags")
+    return tags, any_tag
 
 
 def encode_offset(last_id: str) -> str:

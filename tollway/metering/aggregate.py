@@ -1,4 +1,8 @@
-"""Sums usage records into ledger rows: per UTC minute, then rolled up into hour, day, week and month."""
+"""Sums usage records into ledger rows: per UTC minute, then rolled up into hour, day, week and month.
+
+Beside the sums, every group counts its calls per latency bucket (tollway.metering.latency), kept
+per service, route and minute in the ledger's latency histograms.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from tollway.metering.latency import BUCKETS, count_into, merge, nonzero
 from tollway.metering.periods import bucket_floor
 from tollway.metering.spool_line import (
     MIDDLE_START,
@@ -48,7 +53,7 @@ class _Run:
     """
 
     def __init__(self, stem: bytes, minute_ms: int, time_text: bytes, counts: bytes, received: int, sent: int,
-                 totals: list[int]) -> None:
+                 totals: list[int], histogram: list[int]) -> None:
         self.stem = stem
         self.stem_end = MIDDLE_START + len(stem)  # where a line's byte counts begin
         self.minute_ms = minute_ms      # the run's lines' times are in [minute_ms, minute_ms + 60_000)
@@ -58,6 +63,7 @@ class _Run:
         self.received = received        # its byte counts
         self.sent = sent
         self.totals = totals
+        self.histogram = histogram      # the group's latency histogram: counted into at once
         self.count = 0                  # the lines taken and not yet added to totals, and their sums
         self.received_sum = 0
         self.sent_sum = 0
@@ -103,6 +109,7 @@ class _Run:
         self.received_sum += received
         self.sent_sum += sent
         self.latency += latency
+        count_into(self.histogram, latency)
         return True
 
     def close(self) -> None:
@@ -135,6 +142,9 @@ class UsageBatch:
         # Lines summed but not decoded yet: (minute, raw middle, status) -> [lines, request
         # bytes, response bytes, latency sum, latest ms]
         self._groups: dict[tuple[int, bytes, int], list[int]] = {}
+        self._histograms: dict[tuple[int, bytes, int], list[int]] = {}  # group -> calls per latency bucket
+        # (minute, service_id, route_id) -> latency bucket -> calls, once decoded
+        self._latencies: dict[tuple[int, str, str], dict[int, int]] = {}
         self._decoded: dict[bytes, UsageRecord | None] = {}  # raw middle -> decoded (None: malformed)
         self._runs: dict[bytes, _Run] = {}  # the run of each middle and status (a line's stem)
 
@@ -150,12 +160,20 @@ class UsageBatch:
         self._fold()
         return self._names
 
-    def add(self, record: UsageRecord, count: int = 1, minute: int | None = None,
-            sizes: tuple[int, int, int] | None = None) -> None:
-        """Count one call; or `count` calls of one minute with summed `sizes` (request bytes,
-        response bytes, latency), `record` being the latest of them."""
-        self.records += count
-        self._add(record, count, minute, sizes)
+    @property
+    def latencies(self) -> dict[tuple[int, str, str], dict[int, int]]:
+        """Calls per latency bucket per (minute, service, route)."""
+        self._fold()
+        return self._latencies
+
+    def add(self, record: UsageRecord) -> None:
+        """Count one decoded call."""
+        self.records += 1
+        self._add(record, 1, None, None)
+        key = (record.ts_ms // 60_000 * 60, record.service_id, record.route_id)
+        histogram = [0] * BUCKETS
+        count_into(histogram, record.latency_us)
+        merge(self._latencies.setdefault(key, {}), nonzero(histogram).items())
 
     def _add(self, record: UsageRecord, count: int, minute: int | None, sizes: tuple[int, int, int] | None) -> None:
         if minute is None:
@@ -235,8 +253,11 @@ class UsageBatch:
                     self.bad_lines += 1
                     continue
                 totals = groups[key] = [1, received, sent, latency, ts_ms]
+                histogram = self._histograms[key] = [0] * BUCKETS
             else:
                 _count(totals, received, sent, latency, ts_ms)
+                histogram = self._histograms[key]
+            count_into(histogram, latency)
             self.records += 1
             if len(ts) == TIME_DIGITS:
                 stem = line[MIDDLE_START:stem_end]
@@ -246,7 +267,7 @@ class UsageBatch:
                 elif len(runs) >= MAX_RUNS:
                     self._close_runs()
                 counts = line[stem_end:len(line) - len(latency_us)]
-                run = runs[stem] = _Run(stem, key[0] * 1000, ts, counts, received, sent, totals)
+                run = runs[stem] = _Run(stem, key[0] * 1000, ts, counts, received, sent, totals, histogram)
         self.records += taken
 
     def _close_runs(self) -> None:
@@ -276,7 +297,10 @@ class UsageBatch:
             assert record is not None  # a group is only made of lines whose middle decodes
             self._add(record._replace(ts_ms=ts_ms, status=status), count, minute,
                       (request_bytes, response_bytes, latency_us))
+            merge(self._latencies.setdefault((minute, record.service_id, record.route_id), {}),
+                  nonzero(self._histograms[(minute, entities, status)]).items())
         self._groups.clear()
+        self._histograms.clear()
 
     def _bad(self, source: str, line: bytes, exc: Exception) -> None:
         self.bad_lines += 1
@@ -306,6 +330,20 @@ class UsageBatch:
              "route_id": route, "status": status, "requests": sums[0], "request_bytes": sums[1],
              "response_bytes": sums[2], "latency_us_sum": sums[3]}
             for (grain, start, consumer, service, route, status), sums in grains.items()
+        ]
+
+    def latency_rows(self) -> list[dict[str, Any]]:
+        """Latency histogram rows of every grain for this batch."""
+        grains: dict[tuple[str, int, str, str], dict[int, int]] = {}
+        for (minute, service, route), histogram in self.latencies.items():
+            day = minute - minute % 86_400
+            for grain, start in (("minute", minute), ("hour", minute - minute % 3600), ("day", day),
+                                 ("week", bucket_floor(day, "week")), ("month", bucket_floor(day, "month"))):
+                merge(grains.setdefault((grain, start, service, route), {}), histogram.items())
+        return [
+            {"grain": grain, "bucket_start": start, "service_id": service, "route_id": route, "bucket": bucket,
+             "calls": calls}
+            for (grain, start, service, route), histogram in grains.items() for bucket, calls in histogram.items()
         ]
 
     def name_rows(self) -> list[dict[str, Any]]:

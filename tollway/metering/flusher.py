@@ -16,6 +16,11 @@ in a later flush's transaction (a file name is never reused, so a stale row is h
 
 In a node, `FlusherThread` runs the flusher on a thread of its own at a lower CPU priority than
 the proxy workers (billable_flush_nice): counting usage never takes a core from a request.
+
+A flush that fails for any reason (the database away, a file error, the master out of
+descriptors) is logged, counted and tried again, sooner at first and then every MAX_BACKOFF
+seconds; meanwhile the flusher measures what waits in the spool (tollway.metering.backlog), so
+that GET /status shows the backlog and the age of its oldest call, and `tollway health` fails.
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ from tollway.config import Settings
 from tollway.errors import StoreUnavailable
 from tollway.metering import ledger
 from tollway.metering.aggregate import UsageBatch
-from tollway.metering.spool import SpoolFile, SpoolReader
+from tollway.metering.backlog import NONE_WAITING, Backlog
+from tollway.metering.spool import DISK_ALARM_BYTES, SpoolFile, SpoolReader, disk_free
 from tollway.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -44,6 +50,7 @@ SPOOL_ALARM_RATIO = 0.8      # warn when the spool holds this share of billable_
 ALARM_EVERY = 60.0           # seconds between two spool-size (or busy spool) warnings
 ABANDONED_AFTER = 60.0       # seconds before an unlocked hidden spool file counts as abandoned
 CONFLICT_RETRIES = 3         # flushes read again after an offset conflict before giving up this turn
+MAX_BACKOFF = 5.0            # seconds between two attempts once flushes keep failing
 
 _UNAVAILABLE = (*ledger.UNAVAILABLE, StoreUnavailable)
 
@@ -65,6 +72,15 @@ class Flusher:
         self._last_alarm = float("-inf")
         self._last_busy = float("-inf")
         self._positions: dict[str, int] = {}  # spool file -> bytes counted, as of the last flush
+        # Health, for GET /status (read from the master's thread: plain attribute reads)
+        self.last_success_at: float | None = None
+        self.failures = 0            # flushes failed in a row
+        self.errors_total = 0        # flushes failed since start, and other errors of the loop
+        self.last_error: str | None = None
+        self.backlog = NONE_WAITING  # what waits in the spool, measured while flushes fail
+        self.disk_free_bytes: int | None = None
+        self._backlog = Backlog()
+        self.skipped = False         # the last flush found another flusher at work (it skipped its turn)
 
     async def flush_once(self) -> int:
         """Count every complete line not yet counted; the number of records counted.
@@ -76,6 +92,7 @@ class Flusher:
         Raises StoreUnavailable when the database cannot be reached (nothing is lost).
         """
         lock = self._lock()
+        self.skipped = lock is None
         if lock is None:
             return 0
         try:
@@ -114,7 +131,7 @@ class Flusher:
     async def _flush_locked(self) -> int:
         files = self.reader.files()
         try:
-            async with self.db.engine.connect() as conn:
+            async with self.db.connect() as conn:
                 committed = await ledger.load_offsets(conn, self.node_id)
             batch, offsets, cut_off = await asyncio.to_thread(self._collect, files, committed)
             on_disk = {file.name for file in files}
@@ -132,8 +149,9 @@ class Flusher:
     async def _commit(self, batch: UsageBatch, committed: dict[str, int], offsets: dict[str, int],
                       gone: dict[str, int]) -> None:
         """One transaction: usage, names, and offsets moved from `committed` (or OffsetConflict)."""
-        async with self.db.engine.begin() as conn:
+        async with self.db.begin() as conn:
             await ledger.add_usage(conn, batch.usage_rows())
+            await ledger.add_latencies(conn, batch.latency_rows())
             await ledger.remember_names(conn, batch.name_rows())
             await ledger.move_offsets(conn, self.node_id, {name: (committed.get(name), position)
                                                            for name, position in offsets.items()})
@@ -172,7 +190,7 @@ class Flusher:
     async def purge_expired(self) -> int:
         """Apply billable_minute_retention and billable_hour_retention; rows deleted."""
         try:
-            async with self.db.engine.begin() as conn:
+            async with self.db.begin() as conn:
                 deleted = await ledger.purge_expired(conn, self.clock(), self.settings.billable_minute_retention,
                                                      self.settings.billable_hour_retention)
         except _UNAVAILABLE as exc:
@@ -187,38 +205,87 @@ class Flusher:
         return sum(file.size if file.finished else self._positions.get(file.name, 0) for file in self.reader.files())
 
     def check_spool_size(self) -> int:
-        """spool_bytes(); warns loudly (once a minute) when it nears the alarm size."""
+        """spool_bytes(); warns loudly (once a minute) when it nears the alarm size, or when the
+        disk under the spool nears full (a worker then records into smaller files, then none)."""
         size = self.spool_bytes()
         limit = self.settings.billable_spool_max_bytes
+        self.disk_free_bytes = free = disk_free(self.settings.spool_dir)
         now = time.monotonic()
-        if size >= limit * SPOOL_ALARM_RATIO and now - self._last_alarm >= ALARM_EVERY:
+        if now - self._last_alarm < ALARM_EVERY:
+            return size
+        if size >= limit * SPOOL_ALARM_RATIO:
             self._last_alarm = now
             log.error("USAGE SPOOL IS FILLING UP: %s holds %d bytes (billable_spool_max_bytes = %d); "
                       "usage is not reaching the database. The proxy keeps serving and metering.",
                       self.settings.spool_dir, size, limit)
+        elif free is not None and free < DISK_ALARM_BYTES:
+            self._last_alarm = now
+            log.error("DISK NEARLY FULL UNDER THE USAGE SPOOL: %d bytes free in %s; when it is full, calls "
+                      "are served unmetered (billable_spool_failure = serve) or refused (refuse)",
+                      free, self.settings.spool_dir)
         return size
 
-    async def _tick(self) -> None:
+    @property
+    def disk_alarm(self) -> bool:
+        return self.disk_free_bytes is not None and self.disk_free_bytes < DISK_ALARM_BYTES
+
+    async def tick(self) -> None:
+        """One turn of the loop: flush, purge now and then, check the spool's size and disk.
+
+        Nothing escapes: every error is logged, counted and shown, and the next turn tries again.
+        """
         try:
             await self.flush_once()
-            if self.clock() - self._last_purge >= PURGE_EVERY:
+        except StoreUnavailable as exc:
+            self._failed(str(exc))
+            log.warning("metering: %s; usage stays in the spool and will be retried", exc)
+        except Exception as exc:
+            self._failed(f"{type(exc).__name__}: {exc}")
+            log.exception("metering: flushing usage failed; usage stays in the spool and will be retried")
+        else:
+            if self.skipped:
+                self._failed(f"another flusher is flushing {self.reader.spool_dir}")
+            else:
+                self.failures = 0
+                self.last_success_at = self.clock()
+                self.backlog = NONE_WAITING
+        try:
+            if self.failures:
+                self.backlog = await asyncio.to_thread(self._backlog.measure, self.reader.files(), self._positions)
+            elif self.clock() - self._last_purge >= PURGE_EVERY:
                 await self.purge_expired()
                 self._last_purge = self.clock()
+            self.check_spool_size()
         except StoreUnavailable as exc:
-            log.warning("billable: %s; usage stays in the spool and will be retried", exc)
-        except Exception:
-            log.exception("billable: flushing usage failed; usage stays in the spool and will be retried")
-        self.check_spool_size()
+            self.errors_total += 1
+            self.last_error = str(exc)
+            log.warning("metering: %s; retried later", exc)
+        except Exception as exc:
+            self.errors_total += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.exception("metering: checking the spool failed")
+
+    def _failed(self, reason: str) -> None:
+        self.failures += 1
+        self.errors_total += 1
+        self.last_error = reason
+
+    def delay(self) -> float:
+        """Seconds until the next turn: the flush interval, longer while flushes keep failing."""
+        interval = self.settings.billable_flush_interval
+        if not self.failures:
+            return interval
+        return min(max(interval, MAX_BACKOFF), interval * 2 ** (self.failures - 1))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Flush every billable_flush_interval seconds until `stop` is set, then once more."""
         while not stop.is_set():
-            await self._tick()
+            await self.tick()
             try:
-                await asyncio.wait_for(stop.wait(), self.settings.billable_flush_interval)
+                await asyncio.wait_for(stop.wait(), self.delay())
             except TimeoutError:
                 pass
-        await self._tick()
+        await self.tick()
 
 
 class FlusherThread:
@@ -252,6 +319,11 @@ class FlusherThread:
 
     def start(self) -> None:
         self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        """Whether the thread runs (False once it ended, by stop() or by a failure)."""
+        return self._thread.is_alive()
 
     async def stop(self, timeout: float) -> None:
         """Flush once more and end the thread; TimeoutError when that takes longer than `timeout`."""

@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tollway.metering.tables import names, spool_offsets, usage
+from tollway.metering.tables import latency, names, spool_offsets, usage
 
 BATCH = 2000  # rows per executemany
 
@@ -50,6 +50,19 @@ async def add_usage(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> No
         set_={name: usage.c[name] + insert.excluded[name] for name in _USAGE_SUMS},
     )
     await _execute_many(conn, statement, sorted(rows, key=lambda row: [row[k] for k in _USAGE_KEY]))
+
+
+_LATENCY_KEY = ["grain", "bucket_start", "service_id", "route_id", "bucket"]
+
+
+async def add_latencies(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    """Add each row's calls to the latency histogram row of the same key (inserting it when new)."""
+    if not rows:
+        return
+    insert = _insert(conn)(latency)
+    statement = insert.on_conflict_do_update(index_elements=_LATENCY_KEY,
+                                             set_={"calls": latency.c.calls + insert.excluded.calls})
+    await _execute_many(conn, statement, sorted(rows, key=lambda row: [row[k] for k in _LATENCY_KEY]))
 
 
 async def remember_names(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
@@ -103,8 +116,9 @@ async def forget_offsets(conn: AsyncConnection, node_id: str, files: dict[str, i
 async def purge_expired(conn: AsyncConnection, now: float, minute_days: int, hour_days: int) -> int:
     """Delete minute rows older than `minute_days` and hour rows older than `hour_days`; rows deleted."""
     deleted = 0
-    for grain, days in (("minute", minute_days), ("hour", hour_days)):
-        result = await conn.execute(delete(usage).where(
-            usage.c.grain == grain, usage.c.bucket_start < int(now) - days * 86_400))
-        deleted += result.rowcount or 0
+    for table in (usage, latency):
+        for grain, days in (("minute", minute_days), ("hour", hour_days)):
+            result = await conn.execute(delete(table).where(
+                table.c.grain == grain, table.c.bucket_start < int(now) - days * 86_400))
+            deleted += result.rowcount or 0
     return deleted

@@ -67,24 +67,34 @@ def decode_offset(token: str) -> int:
     return int(text[1:])
 
 
+LATEST = 253_402_214_400  # 9999-12-31T00:00:00Z: later instants have no calendar day in every zone
+
+
 def parse_instant(text: str, tz: ZoneInfo) -> int:
-    """ISO 8601 (a date, or a time without offset, is read in `tz`) or epoch seconds; epoch seconds."""
+    """ISO 8601 (a date, or a time without offset, is read in `tz`) or epoch seconds, from 1970 to
+    the year 9999; epoch seconds. ValueError saying what is expected otherwise."""
     text = text.strip()
     try:
         number = float(text)
     except ValueError:
         pass
     else:
-        if math.isfinite(number):
+        if math.isfinite(number) and 0 <= number <= LATEST:
             return int(number)
-        raise ValueError("expected ISO 8601 or epoch seconds")
+        raise ValueError("expected ISO 8601 or epoch seconds from 0 (1970) to 253402214400 (9999-12-31)")
     try:
         moment = datetime.fromisoformat(text)
-    except ValueError:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=tz)
+        instant = moment.timestamp()
+    except (ValueError, OverflowError):
         raise ValueError("expected ISO 8601 (2028-02-29T00:00:00+01:00) or epoch seconds") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=tz)
-    return int(moment.timestamp())
+    if not 0 <= instant <= LATEST:
+        raise ValueError("expected an instant from 1970 to the year 9999")
+    return int(instant)
+
+
+MAX_NAME = 512  # longer than any id, name or custom_id the ledger keeps
 
 
 @dataclass(frozen=True)
@@ -178,6 +188,13 @@ class UsageQuery:
                 offset = decode_offset(params["offset"])
             except ValueError as exc:
                 problems["offset"] = str(exc)
+
+        for name in ("consumer", "service", "route"):
+            wanted = params.get(name) or ""
+            if "\x00" in wanted:
+                problems[name] = "must not contain a NUL character"
+            elif len(wanted) > MAX_NAME:
+                problems[name] = f"length must be at most {MAX_NAME}"
 
         csv = False
         if "csv" in params:

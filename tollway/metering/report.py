@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tollway.config import Settings
 from tollway.errors import NotBootstrapped, StoreUnavailable
+from tollway.metering import latency_report
 from tollway.metering.ledger import UNAVAILABLE, describe
 from tollway.metering.periods import iso
 from tollway.metering.plan import Plan, plan
@@ -93,6 +94,7 @@ class UsageReport:
     query: UsageQuery
     plan: Plan
     statement: Select[Any]
+    filters: dict[str, list[str]]
 
     @classmethod
     async def prepare(cls, db: Database, settings: Settings, query: UsageQuery) -> UsageReport:
@@ -119,7 +121,7 @@ class UsageReport:
                     filters[kind] = ids
         if problems:
             raise QueryError(problems)
-        return cls(db, query, the_plan, _statement(query, the_plan, filters, live))
+        return cls(db, query, the_plan, _statement(query, the_plan, filters, live), filters)
 
     def _shape(self, rows: Sequence[Any]) -> list[dict[str, Any]]:
         tz, ends = self.query.tz, self.plan.ends
@@ -145,8 +147,11 @@ class UsageReport:
         size, offset = self.query.size, self.query.offset
         async with _connection(self.db) as conn:
             rows = (await conn.execute(self.statement.limit(size + 1).offset(offset))).all()
+            shaped = self._shape(rows[:size])
+            await latency_report.attach(conn, self.query, self.plan, self.filters, shaped,
+                                        [row[0] for row in rows[:size]])
         more = len(rows) > size
-        return self._shape(rows[:size]), offset + size if more else None
+        return shaped, offset + size if more else None
 
     async def batches(self) -> AsyncIterator[Sequence[Any]]:
         """Every row of the report, in order, in batches of STREAM_ROWS rows.

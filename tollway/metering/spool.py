@@ -40,12 +40,34 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SUFFIX: Final = ".spool"
-FILE_BYTES: Final = 16 << 20  # each spool file is allocated at this size (more when one record is longer)
+FILE_BYTES: Final = 16 << 20  # each spool file is allocated at this size (more when one record is longer),
+MIN_FILE_BYTES: Final = 64 << 10  # ... or smaller, down to this, when the disk has less room (DISK_SHARE)
+DISK_SHARE: Final = 8          # a new file takes at most this fraction of the free disk
+DISK_ALARM_BYTES: Final = 64 << 20  # free disk under the spool below which the flusher raises the alarm
+MAX_RECORD: Final = 4096       # bytes a record can take: ids, names of at most 255 characters (escaped), numbers
 RELEASE_EVERY: Final = 1 << 20  # recorded pages are unmapped from the writer every this many bytes
 _NOT_NUL = re.compile(rb"[^\x00]")  # the end of a hole: bytes never recorded are NUL
 READ_CHUNK = 64 << 10   # bytes read at a time: below glibc's mmap threshold, so buffers are reused, not faulted in anew
 PROBE_EVERY = 1.0      # seconds between two attempts to open a file again while the spool is failing
 ALARM_EVERY = 10.0     # seconds between two 'spool cannot be written' errors in the log
+
+
+def disk_free(path: Path) -> int | None:
+    """Bytes an unprivileged writer may still allocate on the filesystem of `path`, or None."""
+    try:
+        stat = os.statvfs(path)
+    except OSError:
+        return None
+    return stat.f_bavail * stat.f_frsize
+
+
+def file_size(spool_dir: Path, wanted: int) -> int:
+    """The size of a new spool file: `wanted`, or less when the disk has less room (a spool that
+    fits keeps metering on a small disk), but at least MIN_FILE_BYTES."""
+    free = disk_free(spool_dir)
+    if free is None:
+        return wanted
+    return min(wanted, max(MIN_FILE_BYTES, free // DISK_SHARE // mmap.PAGESIZE * mmap.PAGESIZE))
 
 
 def _check_writer_id(writer_id: str) -> str:
@@ -72,6 +94,12 @@ class SpoolWriter:
     seconds), and no other file is tried until `recover()` probes again, at most once per
     PROBE_EVERY seconds. billable_spool_failure (the billable handler) decides whether calls are
     served meanwhile.
+
+    With billable_spool_failure = refuse, no call may be served that is not recorded, so a call is
+    only let through (`admit()`) when the room left in the current file and in a standby file
+    (allocated ahead, hidden and locked until it becomes current) holds a record for it and for
+    every call admitted before it and not recorded yet: a full disk then refuses calls before
+    they are served, never records them short after.
     """
 
     def __init__(self, spool_dir: Path | str, writer_id: str, file_bytes: int = FILE_BYTES,
@@ -100,6 +128,10 @@ class SpoolWriter:
         self._pos = 0                # bytes recorded in the current file
         self._room = 0               # its size: a record must end at or before it
         self._released = 0           # bytes of it unmapped from this process
+        # The standby file (refuse mode): allocated, hidden and locked, the next file once this one is full
+        self._standby: tuple[int, mmap.mmap, int, Path] | None = None  # (fd, mapping, size, hidden path)
+        self.admitted = 0            # calls admit() let through whose records are not appended yet
+        self._standby_retry_at = 0.0
         if open_now:
             self.start()
 
@@ -125,27 +157,34 @@ class SpoolWriter:
     def _name(self, seq: int) -> str:
         return f"{self.writer_id}.{self._session}.{seq:06d}{SUFFIX}"
 
-    def _open_next(self, record_bytes: int) -> None:
-        seq = self._seq + 1
-        name = self._name(seq)
-        size = max(self.file_bytes, record_bytes)
-        # Lock and allocate under a hidden name, then rename: the flusher never sees this file
-        # unlocked, or short of its blocks.
-        hidden = self.spool_dir / f".{name}.new"
+    def _allocate(self, seq: int, size: int) -> tuple[int, mmap.mmap, int, Path]:
+        """A file of `size` bytes for `seq`, locked, allocated and mapped under a hidden name: the
+        flusher never sees a spool file unlocked, or short of its blocks."""
+        hidden = self.spool_dir / f".{self._name(seq)}.new"
         fd = os.open(hidden, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             os.posix_fallocate(fd, 0, size)
-            mapping = mmap.mmap(fd, size)
-            try:
-                os.rename(hidden, self.spool_dir / name)
-            except BaseException:
-                mapping.close()
-                raise
+            return fd, mmap.mmap(fd, size), size, hidden
         except BaseException:
             os.close(fd)
             with contextlib.suppress(OSError):
                 os.unlink(hidden)
+            raise
+
+    def _open_next(self, record_bytes: int) -> None:
+        seq = self._seq + 1
+        standby, self._standby = self._standby, None
+        if standby is not None and standby[2] < record_bytes:
+            self._discard(standby)
+            standby = None
+        if standby is None:
+            standby = self._allocate(seq, max(file_size(self.spool_dir, self.file_bytes), record_bytes))
+        fd, mapping, size, hidden = standby
+        try:
+            os.rename(hidden, self.spool_dir / self._name(seq))
+        except BaseException:
+            self._discard(standby)
             raise
         old_map, old_fd = self._map, self._fd
         self._map, self._fd, self._seq = mapping, fd, seq
@@ -170,6 +209,57 @@ class SpoolWriter:
         self._pos = end
         if end - self._released >= RELEASE_EVERY:
             self._release()
+
+    @staticmethod
+    def _discard(file: tuple[int, mmap.mmap, int, Path]) -> None:
+        fd, mapping, _size, hidden = file
+        mapping.close()
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(hidden)
+
+    def admit(self) -> bool:
+        """Whether one more call is sure to be recorded (see the class docstring); it then counts
+        in `admitted` until `recorded()`. False when no room can be made for it now."""
+        need = (self.admitted + 1) * MAX_RECORD
+        standby = self._standby[2] if self._standby is not None else 0
+        if self._room - self._pos + standby < need and not self._prepare_standby(need):
+            return False
+        self.admitted += 1
+        return True
+
+    def recorded(self) -> None:
+        """An admitted call's record was appended (or its call will never be recorded)."""
+        if self.admitted > 0:
+            self.admitted -= 1
+
+    def _prepare_standby(self, need: int) -> bool:
+        """Make room for `need` bytes beyond the current file's: open the first file, or allocate
+        a standby file; after a failure, try again at most once per PROBE_EVERY. A standby that
+        cannot be allocated does not stop the current file from recording what it has room for."""
+        if self.failing:
+            return self.recover() and self._room - self._pos >= need
+        now = self.clock()
+        if now < self._standby_retry_at:
+            return False
+        if self._map is None:  # nothing opened yet: the first file is the current one
+            self.start()
+            if self.failing or self._room >= need:
+                return not self.failing
+        if self._standby is not None:
+            self._discard(self._standby)
+            self._standby = None
+        try:
+            self._standby = self._allocate(self._seq + 1, max(file_size(self.spool_dir, self.file_bytes), need))
+        except OSError as exc:
+            self._standby_retry_at = now + PROBE_EVERY
+            self.last_error = f"{errno.errorcode.get(exc.errno or 0, 'error')}: {exc.strerror}"
+            if now - self._alarm_at >= ALARM_EVERY:
+                self._alarm_at = now
+                log.error("USAGE SPOOL NEARLY FULL: no room for a standby file in %s (%s); calls are refused "
+                          "(billable_spool_failure = refuse) until there is", self.spool_dir, self.last_error)
+            return False
+        return True
 
     def _next_file(self, record_bytes: int) -> bool:
         if self.failing:
@@ -227,6 +317,9 @@ class SpoolWriter:
 
     def close(self) -> None:
         """Close the current file; it is finished from now on."""
+        if self._standby is not None:
+            self._discard(self._standby)
+            self._standby = None
         if self._map is not None:
             self._map.close()
             self._map = None

@@ -9,6 +9,8 @@ The tables keep the names they had when the ledger was the billable plugin's.
   billable_names          the last known name of every consumer, service and route seen metered,
                           so a report still names an entity after it was deleted.
   billable_spool_offsets  how far the flusher of each node has counted each spool file.
+  billable_latency        calls per latency bucket (tollway/metering/latency.py) per (grain,
+                          bucket_start, service, route): the tail that an average hides.
 
 "No consumer" (or service) is stored as '' rather than NULL so that the unique key holds on both
 databases. Times are integer epoch seconds (bucket starts) or milliseconds (last seen).
@@ -55,4 +57,15 @@ spool_offsets = Table(
     Column("position", BigInteger, nullable=False),
 )
 
-LEDGER_TABLES = [usage, names, spool_offsets]
+latency = Table(
+    "billable_latency", metadata,
+    Column("grain", String(6), primary_key=True),
+    Column("bucket_start", BigInteger, primary_key=True),
+    Column("service_id", String(36), primary_key=True),
+    Column("route_id", String(36), primary_key=True),
+    Column("bucket", Integer, primary_key=True),
+    Column("calls", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+LEDGER_TABLES = [usage, names, spool_offsets, latency]

@@ -1,22 +1,26 @@
 """`Call`: one request through the proxy, as plugins see it and as the protocol drives it.
 
 A Call is created when a request head has been parsed and lives until its response is complete.
-It implements `tollway.plugins.base.Call`; the remaining slots are the request cycle's own state,
-kept here so the hot path allocates one object per request.
+It implements `tollway.plugins.base.Call` (the plugin development kit: what a plugin reads and
+changes of a request and its response); the remaining slots are the request cycle's own state,
+kept here so the hot path allocates one object per request (Performance notes: compiled hot path).
+What a plugin changes is held here and applied where the request head or the response head is
+built: nothing that outlives the call (a route's cached match, a connection's kept heads) changes.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote_plus
+import re
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import quote_plus, unquote_plus
 
-from tollway.proxy.headers import NO_TOKENS
+from tollway.proxy.headers import NO_TOKENS, REQUEST_REWRITTEN, RESPONSE_REWRITTEN
 
 if TYPE_CHECKING:
-    from tollway.proxy.chain import Chain
     from tollway.proxy.router import Match
+    from tollway.proxy.upstream_connection import UpstreamConnection
 
-__all__ = ["UNLIMITED", "Call", "Identity", "identity_headers"]
+__all__ = ["UNLIMITED", "Call", "Changes", "HeaderChange", "Identity", "apply_header_changes", "identity_headers"]
 
 UNLIMITED = 1 << 62  # a limit that is never reached
 
@@ -27,6 +31,17 @@ _CONSUMER_HEADERS = ((b"x-consumer-id", "id"), (b"x-consumer-username", "usernam
                      (b"x-consumer-custom-id", "custom_id"))
 _IDENTITY_HEADERS = frozenset([name for name, _ in _CONSUMER_HEADERS]
                               + [b"x-credential-identifier", b"x-anonymous-consumer"])
+
+# What a plugin may set (RFC 9110 tokens; values without control characters but tab; targets of
+# printable ASCII, where llhttp or the upstream would read a space, a '#' or a control byte otherwise).
+_TOKEN: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
+_VALUE: Final = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*\Z")
+_PATH: Final = re.compile(r"/[!-~]*\Z")
+_QUERY: Final = re.compile(r"[!-~]*\Z")
+_METHOD: Final = re.compile(r"[A-Z][A-Z0-9_-]*\Z")
+
+# A change of a response header: (name as written, value or None to remove, replace those of the name).
+HeaderChange = tuple[bytes, bytes | None, bool]
 
 
 def identity_headers(consumer: dict[str, Any] | None, credential: dict[str, Any] | None,
@@ -49,6 +64,43 @@ def identity_headers(consumer: dict[str, Any] | None, credential: dict[str, Any]
     return tuple(headers)
 
 
+class Changes:
+    """What plugins changed of a call besides its request headers and query, made on the first
+    change (a call no plugin changes allocates none): applied where the heads are built."""
+
+    __slots__ = ("method", "path", "response_headers")
+
+    def __init__(self) -> None:
+        self.path: bytes | None = None      # set_path()'s, instead of the route's
+        self.method: str | None = None      # set_method()'s, instead of the client's
+        self.response_headers: list[HeaderChange] = []  # made before the response (in access)
+
+
+def apply_header_changes(headers: list[tuple[bytes, bytes]], changes: list[HeaderChange]) -> None:
+    """Apply response header changes to `headers`, in place, in order (names compared case-insensitively)."""
+    for name, value, replace in changes:
+        if replace:
+            lowered = name.lower()
+            headers[:] = [item for item in headers if item[0].lower() != lowered]
+        if value is not None:
+            headers.append((name, value))
+
+
+def _checked_name(name: str, what: str) -> bytes:
+    if not _TOKEN.match(name):
+        raise ValueError(f"{what} name {name!r} is not a valid header name")
+    return name.encode("ascii")
+
+
+def _checked_value(name: str, value: str) -> bytes:
+    if not isinstance(value, str) or not _VALUE.match(value):
+        raise ValueError(f"the value of header {name!r} must be a string without control characters")
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValueError(f"the value of header {name!r} must be Latin-1 text") from None
+
+
 def _header_value(value: Any) -> bytes:
     """A consumer's field as a header value: UTF-8, with control characters (a CR or LF would
     start a header line of its own) percent-encoded."""
@@ -69,7 +121,7 @@ class Call:
         "method_bytes", "headers", "host", "http_11", "keep_alive", "upgrade", "expect_continue", "bare_query",
         "has_body", "chunked", "content_length", "body_limit", "hop_tokens",
         # Routing and plugins
-        "match", "chain",
+        "match", "chain", "context", "changes",
         # Cycle state
         "request_done", "head_sent", "response_done", "metered", "body_queue", "queued_bytes",
         "replay", "replay_ok", "body_forwarded", "upstream", "received_at", "sent_at",
@@ -107,7 +159,9 @@ class Call:
         self.body_limit = UNLIMITED          # request_bytes allowed (head + chunked body)
         self.hop_tokens: frozenset[bytes] = NO_TOKENS
         self.match: Match | None = None
-        self.chain: Chain | None = None
+        self.chain: Any = None                # the tollway.proxy.chain.Chain that applies (chain.py imports call.py)
+        self.context: dict[str, Any] | None = None  # `ctx`, once a plugin asked for it
+        self.changes: Changes | None = None         # of the upstream's path and method, and response headers
         self.request_done = False
         self.head_sent = False
         self.response_done = False
@@ -117,13 +171,21 @@ class Call:
         self.replay: list[bytes] = []         # body chunks sent, kept while small for a retry
         self.replay_ok = True
         self.body_forwarded = 0
-        self.upstream: Any = None
+        self.upstream: UpstreamConnection | None = None
         self.sent_at = 0.0
         self.first_byte_at = 0.0
         self.discard_body = False
         self.tries = 0
 
-    # The plugin interface ---------------------------------------------------------------------
+    # The plugin interface (documented in tollway.plugins.base.Call) ---------------------------
+
+    @property
+    def ctx(self) -> dict[str, Any]:
+        """A dict shared by every phase and every plugin of this call, made on first use."""
+        context = self.context
+        if context is None:
+            context = self.context = {}
+        return context
 
     def header(self, name: str) -> str | None:
         """The first request header of that name (case-insensitive), or None."""
@@ -135,11 +197,51 @@ class Call:
 
     def set_header(self, name: str, value: str | None) -> None:
         """Set (or with None, remove) a request header sent to the upstream."""
-        key = name.lower().encode("latin-1")
+        if value is None:
+            self.clear_header(name)
+            return
+        key = self._settable(name)
+        line = (key, _checked_value(name, value))
         headers = [item for item in self.headers if item[0] != key]
-        if value is not None:
-            headers.append((key, value.encode("latin-1")))
+        headers.append(line)
         self.headers = headers
+
+    def add_header(self, name: str, value: str) -> None:
+        """Add a request header sent to the upstream, after those of the same name."""
+        key = self._settable(name)
+        line = (key, _checked_value(name, value))
+        self.headers.append(line)
+
+    def clear_header(self, name: str) -> None:
+        """Remove every request header of that name from what the upstream receives."""
+        key = name.lower().encode("latin-1")
+        self.headers = [item for item in self.headers if item[0] != key]
+
+    def _settable(self, name: str) -> bytes:
+        """The lower-cased name of a request header a plugin sets; raises ValueError for a name
+        the proxy writes itself (Host, framing, hop-by-hop, X-Forwarded-*, X-Real-IP, Via)."""
+        key = _checked_name(name, "request header").lower()
+        if key in REQUEST_REWRITTEN or key.startswith(b"proxy-"):
+            raise ValueError(f"request header {name!r} is written by the proxy; a plugin cannot set it")
+        if self.hop_tokens and key in self.hop_tokens:
+            self.hop_tokens = self.hop_tokens - {key}  # the client's Connection header no longer drops it
+        return key
+
+    def set_path(self, path: str) -> None:
+        """The path the upstream receives, instead of the one the route made (after strip_path and
+        the service's path): sent as given, so percent-encode what needs it. Raises ValueError
+        unless it starts with '/' and holds only printable ASCII but '?' and '#'."""
+        if not isinstance(path, str) or not _PATH.match(path) or "?" in path or "#" in path:
+            raise ValueError(f"path {path!r} must start with '/' and hold only printable ASCII but '?' and '#'")
+        self._changes().path = path.encode("ascii")
+
+    def set_query(self, query: str) -> None:
+        """The raw query string the upstream receives, without '?' ("" for none). Raises
+        ValueError unless it holds only printable ASCII but '#'."""
+        if not isinstance(query, str) or not _QUERY.match(query) or "#" in query:
+            raise ValueError(f"query {query!r} must hold only printable ASCII but '#'")
+        self.query = query
+        self.bare_query = False
 
     def query_arg(self, name: str) -> str | None:
         """The first query argument of that name, decoded, or None."""
@@ -151,11 +253,71 @@ class Call:
                 return unquote_plus(value)
         return None
 
+    def set_query_arg(self, name: str, value: str) -> None:
+        """Give the query argument `name` the one value `value` (both encoded here), where the
+        first of that name was, or at the end."""
+        argument = quote_plus(name, safe="") + "=" + quote_plus(value, safe="")
+        pieces = []
+        for piece in self.query.split("&") if self.query else ():
+            if not piece:
+                continue
+            if unquote_plus(piece.partition("=")[0]) == name:
+                if argument:
+                    pieces.append(argument)
+                    argument = ""
+                continue
+            pieces.append(piece)
+        if argument:
+            pieces.append(argument)
+        self.query = "&".join(pieces)
+        self.bare_query = False
+
     def remove_query_arg(self, name: str) -> None:
         """Drop every query argument of that name from what the upstream receives."""
         if self.query:
             self.query = "&".join(piece for piece in self.query.split("&")
                                   if piece and unquote_plus(piece.partition("=")[0]) != name)
+
+    def set_method(self, method: str) -> None:
+        """The method the upstream receives; `method` stays the client's, which the response is
+        framed for. Raises ValueError for a method that is not an upper-case token, for CONNECT,
+        and for a change to or from HEAD (whose response has no body)."""
+        if not isinstance(method, str) or not _METHOD.match(method) or method == "CONNECT":
+            raise ValueError(f"method {method!r} must be an upper-case token other than CONNECT")
+        if (method == "HEAD") != (self.method == "HEAD"):
+            raise ValueError(f"a {self.method} request cannot be sent as {method}: HEAD frames the response otherwise")
+        self._changes().method = None if method == self.method else method
+
+    def _changes(self) -> Changes:
+        changes = self.changes
+        if changes is None:
+            changes = self.changes = Changes()
+        return changes
+
+    def set_response_header(self, name: str, value: str) -> None:
+        """Set a header of the response, replacing those of that name. In access, for whichever
+        response is sent (the upstream's, or a Reply); in header_filter, of the upstream's."""
+        self._change_response_header(name, value, True)
+
+    def add_response_header(self, name: str, value: str) -> None:
+        """Add a header to the response, after those of that name (see set_response_header)."""
+        self._change_response_header(name, value, False)
+
+    def clear_response_header(self, name: str) -> None:
+        """Remove the response headers of that name (see set_response_header)."""
+        self._change_response_header(name, None, True)
+
+    def _change_response_header(self, name: str, value: str | None, replace: bool) -> None:
+        if self.head_sent:
+            raise RuntimeError(f"response header {name!r} cannot change: the response head was already sent")
+        key = _checked_name(name, "response header")
+        if key.lower() in RESPONSE_REWRITTEN:
+            raise ValueError(f"response header {name!r} is written by the proxy; a plugin cannot set it")
+        change = (key, None if value is None else _checked_value(name, value), replace)
+        if self.status == 0:  # no response yet (access): kept for the one that will be sent
+            self._changes().response_headers.append(change)
+        else:  # the upstream's head is known (header_filter)
+            apply_header_changes(self.response_headers, [change])
 
     def authenticate(self, consumer: dict[str, Any] | None, credential: dict[str, Any] | None,
                      anonymous: bool = False, identity: Identity | None = None) -> None:

@@ -9,18 +9,25 @@ Consumer-scoped configurations can only be chosen once an auth plugin has identi
 so every route gets a `RoutePlugins` holding the chain without a consumer and, for each consumer
 that has plugins of its own, the chain once that consumer is known. Both are built here, never
 per request.
+
+The phase loops are here too (`run_access`, `run_header_filter`, `run_body_filter`, `run_meter`,
+`run_log`): the request cycle calls them with the proxy's Call, whose `chain` is the one that
+applies. A handler that raises is logged and skipped, but in access, where the request is answered
+500 (by the caller).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 from tollway.plugins import load_module
-from tollway.plugins.base import Handler
+from tollway.plugins.base import Handler, Reply
+from tollway.proxy.call import Call
 
-__all__ = ["Chain", "RoutePlugins", "Runtime", "compile_plugins", "handler_class"]
+__all__ = ["Chain", "RoutePlugins", "Runtime", "compile_plugins", "handler_class", "run_access", "run_body_filter",
+           "run_header_filter", "run_log", "run_meter"]
 
 log = logging.getLogger("tollway.proxy")
 
@@ -154,3 +161,141 @@ def compile_plugins(snapshot: dict[str, Any], enabled: Iterable[str], runtime: R
         chain = Chain((n, h) for n, (_, h) in base.items()) if base else EMPTY_CHAIN
         result[route_id] = RoutePlugins(chain, by_consumer)
     return result
+
+
+# The phase loops ---------------------------------------------------------------------------------
+
+def run_access(call: Call, plugins: RoutePlugins) -> Reply | Awaitable[Reply | None] | None:
+    """Run the access phases; switch to the consumer's chain once an auth plugin found one.
+
+    Returns the Reply of the handler that answered, or None when all let the request through; or,
+    when a handler's access returned an awaitable, a coroutine that awaits it and runs the
+    handlers after it (to a Reply or None). Raises what a handler raised (the caller answers 500).
+    A synchronous handler pays nothing for this: its result is checked for None, then for a Reply.
+    """
+    chain: Chain = call.chain
+    entries = chain.access
+    if plugins.by_consumer:
+        return _run_until_consumer(call, plugins.by_consumer, set(), entries, 0)
+    for entry in entries:  # no consumer has plugins of its own on this route
+        result = entry[1].access(call)
+        if result is not None:
+            if isinstance(result, Reply):
+                return result
+            return _access_later(call, result, entries, entries.index(entry) + 1, None, set())
+    return None
+
+
+def _run_from(call: Call, entries: tuple[tuple[str, Handler], ...],
+              index: int) -> Reply | Awaitable[Reply | None] | None:
+    """The access phases of `entries` from `index` on, with no consumer chain to look for."""
+    while index < len(entries):
+        handler = entries[index][1]
+        index += 1
+        result = handler.access(call)
+        if result is not None:
+            if isinstance(result, Reply):
+                return result
+            return _access_later(call, result, entries, index, None, set())
+    return None
+
+
+def _run_until_consumer(call: Call, by_consumer: dict[str, Chain], done: set[str],
+                        entries: tuple[tuple[str, Handler], ...],
+                        index: int) -> Reply | Awaitable[Reply | None] | None:
+    """The access phases of `entries` from `index` on, until one identifies the consumer."""
+    while index < len(entries):
+        name, handler = entries[index]
+        index += 1
+        done.add(name)
+        result = handler.access(call)
+        if result is not None:
+            if isinstance(result, Reply):
+                return result
+            return _access_later(call, result, entries, index, by_consumer, done)
+        if call.consumer is not None:
+            return _consumer_found(call, by_consumer, handler, done, entries, index)
+    return None
+
+
+def _consumer_found(call: Call, by_consumer: dict[str, Chain], handler: Handler, done: set[str],
+                    entries: tuple[tuple[str, Handler], ...], index: int) -> Reply | Awaitable[Reply | None] | None:
+    """`handler` identified the consumer: go on in the consumer's chain, if it has one, with the
+    handlers not run yet of no higher priority than `handler`; else in `entries` from `index`."""
+    consumer = call.consumer
+    consumer_chain = by_consumer.get(consumer.get("id") or "") if consumer is not None else None
+    if consumer_chain is not None:
+        call.chain = consumer_chain
+        priority = handler.PRIORITY
+        entries = tuple((n, h) for n, h in consumer_chain.access if n not in done and priority >= h.PRIORITY)
+        index = 0
+    return _run_from(call, entries, index)
+
+
+async def _access_later(call: Call, pending: Awaitable[Reply | None], entries: tuple[tuple[str, Handler], ...],
+                        index: int, by_consumer: dict[str, Chain] | None, done: set[str]) -> Reply | None:
+    """The access phase from the awaitable `entries[index - 1]`'s handler returned; the consumer
+    chain is still to be looked for when `by_consumer` is given."""
+    result = await pending
+    if result is not None:
+        if not isinstance(result, Reply):
+            raise TypeError(f"a plugin's access phase gave {type(result).__name__}, not a Reply or None")
+        return result
+    if by_consumer is None:
+        rest = _run_from(call, entries, index)
+    elif call.consumer is not None:
+        rest = _consumer_found(call, by_consumer, entries[index - 1][1], done, entries, index)
+    else:
+        rest = _run_until_consumer(call, by_consumer, done, entries, index)
+    if rest is None or isinstance(rest, Reply):
+        return rest
+    return await rest
+
+
+def run_header_filter(call: Call) -> None:
+    """The upstream's status and headers are on the call (call.status, call.response_headers)."""
+    chain: Chain | None = call.chain
+    if chain is not None and chain.header_filter:
+        for handler in chain.header_filter:
+            try:
+                handler.header_filter(call)
+            except Exception:
+                log.exception("plugin header_filter failed")
+
+
+def run_body_filter(call: Call, chunk: bytes, last: bool) -> bytes:
+    """A response body chunk as the handlers leave it (`last`: b"" after the final chunk)."""
+    chain: Chain | None = call.chain
+    if chain is not None:
+        for handler in chain.body_filter:
+            try:
+                chunk = handler.body_filter(call, chunk, last)
+            except Exception:
+                log.exception("plugin body_filter failed")
+    return chunk
+
+
+def run_meter(call: Call) -> None:
+    """The meter phases, once per call, whatever calls it again."""
+    if call.metered:
+        return
+    call.metered = True
+    chain: Chain | None = call.chain
+    if chain is None:
+        return
+    for handler in chain.meter:
+        try:
+            handler.meter(call)
+        except Exception:
+            log.exception("plugin meter phase failed")
+
+
+def run_log(call: Call) -> None:
+    chain: Chain | None = call.chain
+    if chain is None:
+        return
+    for handler in chain.log:
+        try:
+            handler.log(call)
+        except Exception:
+            log.exception("plugin log phase failed")

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-__all__ = ["VIA", "HOP_BY_HOP", "NAME_OTHER", "NAME_PROXY", "NO_TOKENS", "RESPONSE_REWRITTEN", "HeaderNames",
-           "JoinedLines", "connection_tokens", "forwarded_blocks", "forwarded_prefix_line", "join_lines",
-           "lower_name", "same_items", "request_header_lines", "upstream_request_head", "response_head"]
+__all__ = ["VIA", "HOP_BY_HOP", "NAME_OTHER", "NAME_PROXY", "NOT_FORWARDED", "NO_TOKENS", "REQUEST_REWRITTEN",
+           "RESPONSE_REWRITTEN", "HeaderNames", "JoinedLines", "RequestLines", "connection_tokens", "forwarded_blocks",
+           "forwarded_prefix_line", "forwarded_values", "join_lines", "lower_name", "same_items",
+           "request_header_lines", "upstream_request_head", "response_head"]
 
 VIA: Final = b"1.1 tollway"
 _VIA_LINE: Final = b"Via: " + VIA + b"\r\n"
@@ -27,7 +28,7 @@ HOP_BY_HOP: Final = frozenset([
 ])
 
 # Request headers the proxy writes itself, so the client's copies are dropped.
-_REQUEST_REWRITTEN: Final = HOP_BY_HOP | frozenset([
+REQUEST_REWRITTEN: Final = HOP_BY_HOP | frozenset([
     b"host", b"content-length", b"expect", b"x-forwarded-for", b"x-forwarded-proto",
     b"x-forwarded-host", b"x-forwarded-port", b"x-forwarded-path", b"x-forwarded-prefix",
     b"x-real-ip", b"via",
@@ -37,10 +38,8 @@ _REQUEST_REWRITTEN: Final = HOP_BY_HOP | frozenset([
 RESPONSE_REWRITTEN: Final = HOP_BY_HOP | frozenset([b"content-length", b"via"])
 
 
-# Header names as sent -> lower-cased, for the names clients and upstreams actually send. Both sides
-# of the proxy lower every name they parse; a hit costs one dict probe instead of a method call and
-# a new object, and hands back the same lower-cased object each time, whose hash is then already
-# computed for the set lookups that follow. Bounded, so a stream of made-up names cannot grow it.
+# Header names as sent -> lower-cased, one object per name, bounded (Performance notes: header
+# names by position).
 _LOWERED: Final[dict[bytes, bytes]] = {}
 _LOWERED_MAX: Final = 4096
 _POSITIONS: Final = 32  # header positions HeaderNames remembers per connection
@@ -58,7 +57,7 @@ def lower_name(name: bytes) -> bytes:
 
 
 # What a header name is to the side that parses it, as HeaderNames.lookup() gives it: a small int
-# from that side's table, so a repeated name costs no set lookup. Tables use values from 2 up.
+# from that side's table. Tables use values from 2 up.
 NAME_OTHER: Final = 0  # not in the table
 NAME_PROXY: Final = 1  # not in the table, and a Proxy-* name
 
@@ -121,7 +120,7 @@ def request_header_lines(headers: list[tuple[bytes, bytes]],
     kept = []
     xff = b""
     via = b""
-    dropped = _REQUEST_REWRITTEN | hop_tokens if hop_tokens else _REQUEST_REWRITTEN
+    dropped = REQUEST_REWRITTEN | hop_tokens if hop_tokens else REQUEST_REWRITTEN
     for item in headers:
         name = item[0]
         if name in dropped or name.startswith(b"proxy-"):
@@ -134,11 +133,52 @@ def request_header_lines(headers: list[tuple[bytes, bytes]],
     return join_lines(kept), xff, via
 
 
+class RequestLines:
+    """request_header_lines() of the last request's headers, worked out again only when a request's
+    headers (or Connection tokens) differ: a client sends the same headers on every request, more
+    often than not. One per client connection."""
+
+    __slots__ = ("headers", "lines", "tokens")
+
+    def __init__(self) -> None:
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.tokens: frozenset[bytes] = NO_TOKENS
+        self.lines = (b"", b"", b"")
+
+    def of(self, headers: list[tuple[bytes, bytes]], tokens: frozenset[bytes]) -> tuple[bytes, bytes, bytes]:
+        """request_header_lines(headers, tokens)."""
+        if headers == self.headers and (tokens is self.tokens or tokens == self.tokens):
+            if headers and not same_items(headers, self.headers):
+                self.headers = headers.copy()  # see same_items()
+            return self.lines
+        lines = request_header_lines(headers, tokens)
+        self.headers = headers.copy()  # a copy: a plugin may still change the call's list in place
+        self.tokens = tokens
+        self.lines = lines
+        return lines
+
+
+# What a trusted client (settings.trusted_ips) may say of the request it passes on.
+_FORWARDED: Final = (b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port", b"x-forwarded-path",
+                     b"x-forwarded-prefix")
+NOT_FORWARDED: Final = (b"", b"", b"", b"", b"")
+
+
+def forwarded_values(headers: list[tuple[bytes, bytes]]) -> tuple[bytes, bytes, bytes, bytes, bytes]:
+    """X-Forwarded-Proto, -Host, -Port, -Path and -Prefix as a trusted client sent them (b"" when absent)."""
+    found = dict.fromkeys(_FORWARDED, b"")
+    for name, value in headers:
+        if name in found and not found[name]:
+            found[name] = value.strip()
+    return found[b"x-forwarded-proto"], found[b"x-forwarded-host"], found[b"x-forwarded-port"], \
+        found[b"x-forwarded-path"], found[b"x-forwarded-prefix"]
+
+
 def join_lines(headers: list[tuple[bytes, bytes]]) -> bytes:
     """`name: value` CRLF for each header, as one bytes object."""
     parts = []
     for name, value in headers:
-        parts.append(name)  # four appends: cheaper than extending by a new tuple, per header
+        parts.append(name)  # four appends (Performance notes: one formatting)
         parts.append(b": ")
         parts.append(value)
         parts.append(b"\r\n")
@@ -177,7 +217,7 @@ def upstream_request_head(
         blocks = _forwarded_lines(xff + b", " + client_ip if xff else real_ip, forwarded_proto, forwarded_port,
                                   real_ip, via + b", " + VIA if via else VIA)
     ending = b"connection: upgrade\r\nupgrade: " + upgrade + b"\r\n\r\n" if upgrade is not None else b"\r\n"
-    # One formatting, which mypyc compiles to a single copy of each part (a join costs more per part).
+    # Performance notes: one formatting.
     return b"%s %s HTTP/1.1\r\nhost: %s\r\n%s%s%s%s%s%s%s%s%s" % (
         method, target, host, section, blocks[0], forwarded_host, blocks[1], forwarded_path, blocks[2],
         prefix_line, framing, ending)
@@ -229,11 +269,8 @@ class JoinedLines:
 def same_items(headers: list[Any], other: list[Any]) -> bool:
     """Whether two equal, non-empty header lists hold the same tuples (their first one is taken for all).
 
-    Comparing equal lists costs an identity check per header when they share their tuples, and a
-    comparison of both names and values when they do not. A connection that keeps the last list
-    it saw adopts an equal one with other tuples (a kept head's, see _Repeat in protocol.py and
-    upstream.py), so that the next comparisons are identity checks. Typed Any: compiled code would
-    unpack a tuple[bytes, bytes] and box it anew to compare it by identity.
+    A connection that keeps the last list it saw adopts an equal one with other tuples (a kept
+    head's), so that the next comparisons are identity checks (Performance notes: tuples typed Any).
     """
     return headers[0] is other[0]
 

@@ -15,10 +15,10 @@ from tollway import __version__
 from tollway.plugins.base import Reply
 
 __all__ = [
-    "STATUS_LINE", "SERVER", "CONTINUE", "MSG_NO_ROUTE", "MSG_BAD_GATEWAY", "MSG_UNAVAILABLE",
+    "Rejected", "STATUS_LINE", "SERVER", "CONTINUE", "MSG_NO_ROUTE", "MSG_BAD_GATEWAY", "MSG_UNAVAILABLE",
     "MSG_TIMEOUT", "MSG_BAD_REQUEST", "MSG_UNEXPECTED", "MSG_METHOD_NOT_ALLOWED", "MSG_REQUEST_TIMEOUT",
     "MSG_BODY_TOO_LARGE", "MSG_URI_TOO_LONG", "MSG_HEADERS_TOO_LARGE", "MSG_VERSION", "error_body",
-    "https_required", "render",
+    "https_required", "render", "reply_headers",
 ]
 
 
@@ -54,6 +54,16 @@ MSG_HEADERS_TOO_LARGE = "Request header or cookie too large"
 MSG_VERSION = "HTTP version not supported"
 
 
+class Rejected(Exception):
+    """A request refused before it reaches an upstream: answered `status` with `message` in Kong's
+    shape, then the connection closes. Raised where the request breaks (a parser callback)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
 def error_body(message: str) -> bytes:
     """`{"message": ...}`, the shape of every error Kong answers itself."""
     return orjson.dumps({"message": message})
@@ -70,15 +80,22 @@ def https_required(redirect: int | None, host: str, target: str) -> Reply:
     return Reply(redirect, None, {"Location": "".join(["https://", host, target])})
 
 
-def render(reply: Reply, keep_alive: bool, head_only: bool = False,
-           extra: list[bytes] | None = None) -> tuple[bytes, int]:
+def reply_headers(reply: Reply) -> list[tuple[bytes, bytes]]:
+    """A Reply's headers as header lines are written."""
+    return [(name.encode("latin-1"), str(value).encode("latin-1")) for name, value in reply.headers.items()]
+
+
+def render(reply: Reply, keep_alive: bool, head_only: bool = False, extra: list[bytes] | None = None,
+           headers: list[tuple[bytes, bytes]] | None = None) -> tuple[bytes, int]:
     """One gateway response as bytes ready to write, and its status.
 
-    A dict body is sent as JSON; `extra` holds ready header lines (`b"Via: ...\\r\\n"`). With
-    `head_only` (a HEAD request) the Content-Length is kept but the body is not sent.
+    A dict body is sent as JSON; `headers` replace the Reply's own (as reply_headers() gives
+    them, changed); `extra` holds ready header lines (`b"Via: ...\\r\\n"`). With `head_only` (a
+    HEAD request) the Content-Length is kept but the body is not sent.
     """
     body: Any = reply.body
-    headers = reply.headers
+    if headers is None:
+        headers = reply_headers(reply)
     if isinstance(body, dict):
         payload = orjson.dumps(body)
         content_type = JSON_TYPE
@@ -90,10 +107,10 @@ def render(reply: Reply, keep_alive: bool, head_only: bool = False,
         content_type = b""
     parts = [STATUS_LINE.get(reply.status) or _status_line(reply.status)]
     has_type = False
-    for name, value in headers.items():
-        if name.lower() == "content-type":
+    for name, value in headers:
+        if name.lower() == b"content-type":
             has_type = True
-        parts.append(b"".join([name.encode("latin-1"), b": ", str(value).encode("latin-1"), b"\r\n"]))
+        parts.append(b"".join([name, b": ", value, b"\r\n"]))
     if content_type and not has_type:
         parts.append(content_type)
     parts.append(SERVER_HEADER)

@@ -31,6 +31,7 @@ from tollway.counters import SharedCounters
 from tollway.errors import ConfigError, NodeError, StoreError
 from tollway.plugins import registry
 from tollway.server import node
+from tollway.server.admin_listener import Limits, bounded_protocol
 from tollway.server.control import Channel
 
 if TYPE_CHECKING:
@@ -40,6 +41,11 @@ log = logging.getLogger("tollway.master")
 
 WORKER_READY_TIMEOUT = 30.0
 RESTART_BACKOFF = (0.1, 0.5, 1.0, 2.0, 5.0)
+FINAL_STATS_WAIT = 2.0  # seconds a drained worker's last stats may take to arrive
+# Worker counters that only grow: kept by the master when a worker goes (a reload, a crash), so
+# that GET /status counts from the node's start.
+CUMULATIVE = ("connections_accepted", "connections_refused", "requests_total", "requests_rejected", "timeouts",
+              "spool_dropped", "spool_refused")
 
 
 class AdminServer(uvicorn.Server):
@@ -61,6 +67,7 @@ class WorkerHandle:
     applied_version: int | None = None
     restarts: int = 0
     stats: dict[str, Any] = field(default_factory=dict)
+    totals_kept: bool = False  # its counters were added to the master's gone_totals
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
 
@@ -115,6 +122,7 @@ class Master:
         # Workers and the configuration they hold
         self.workers: dict[int, WorkerHandle] = {}
         self.retired: list[WorkerHandle] = []
+        self.gone_totals: dict[str, int] = dict.fromkeys(CUMULATIVE, 0)  # of workers no longer running
         # Every worker process this master started, by spool writer id; kept after they exit.
         self.writers: dict[str, asyncio.subprocess.Process] = {}
         self.snapshot: dict[str, Any] = {}
@@ -231,6 +239,7 @@ class Master:
             return
         how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
         log.error("worker %d (slot %d) died with %s; restarting it", handle.process.pid, handle.slot, how)
+        self._keep_totals(handle)
         handle.channel.close()
         await asyncio.sleep(RESTART_BACKOFF[min(handle.restarts, len(RESTART_BACKOFF) - 1)])
         if self.stopping.is_set() or self.workers.get(handle.slot) is not handle:
@@ -251,9 +260,22 @@ class Master:
                 log.warning("worker %d did not drain in time; killing it", handle.process.pid)
                 handle.process.kill()
                 await handle.process.wait()
+        listener = handle.tasks[0] if handle.tasks else None
+        if listener is not None:  # it ends at the channel's end, after the worker's last stats
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(listener), FINAL_STATS_WAIT)
+        self._keep_totals(handle)
         handle.channel.close()
         for task in handle.tasks:
             task.cancel()
+
+    def _keep_totals(self, handle: WorkerHandle) -> None:
+        """Add a worker's last counters to those of the workers gone (once per worker)."""
+        if handle.totals_kept:
+            return
+        for key in CUMULATIVE:
+            self.gone_totals[key] += int(handle.stats.get(key) or 0)
+        handle.totals_kept = True
 
     def writer_alive(self, writer_id: str) -> bool:
         """Whether a spool writer is a worker still running (its files may still grow).
@@ -333,8 +355,10 @@ class Master:
         tls: dict[str, Any] = {}
         if self.settings.admin_ssl_cert and self.settings.admin_ssl_cert_key:
             tls = {"ssl_certfile": self.settings.admin_ssl_cert, "ssl_keyfile": self.settings.admin_ssl_cert_key}
+        limits = Limits.for_process(self.settings)
         config = uvicorn.Config(dispatch, lifespan="off", access_log=False, log_level="warning",
-                                timeout_graceful_shutdown=5, **tls)
+                                timeout_graceful_shutdown=5, http=bounded_protocol(limits),
+                                timeout_keep_alive=int(self.settings.admin_keepalive_timeout) or 1, **tls)
         self.admin_server = AdminServer(config)
         self.admin_task = asyncio.create_task(self.admin_server.serve(sockets=[self.admin_sock]))
 
@@ -365,11 +389,12 @@ class Master:
     def status(self) -> dict[str, Any]:
         """Node figures for GET /status: Kong's `server` counters summed over the workers, and ours."""
         workers = list(self.workers.values())
+        running = [h for h in workers + self.retired if not h.totals_kept]
 
         def total(key: str) -> int:
-            return sum(int(h.stats.get(key) or 0) for h in workers)
+            return self.gone_totals.get(key, 0) + sum(int(h.stats.get(key) or 0) for h in running)
 
-        active = total("connections_active")
+        active = sum(int(h.stats.get("connections_active") or 0) for h in running)
         return {
             "server": {
                 "connections_accepted": total("connections_accepted"),
@@ -427,6 +452,9 @@ class Master:
         if fixed:
             log.warning("reload: %s changed; they take effect at the next start", ", ".join(fixed))
             new = new.with_overrides(**{key: getattr(self.settings, key) for key in fixed})
+        from tollway.store import migrations
+
+        await migrations.ensure_up_to_date(self.db, new)  # before anything changes: tables of new plugins
         log.info("reloading: plugins=%s workers=%d", new.plugins, new.workers)
         self.settings = new
         self.snapshot = await self._load_snapshot()

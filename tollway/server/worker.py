@@ -9,6 +9,7 @@ master says so, when it gets SIGTERM, or when the master goes away.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -57,6 +58,8 @@ class Worker:
             await self.proxy.drain(self.drain_timeout)
         if self.spool is not None:
             self.spool.close()
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await channel.send({"type": "stats", "stats": self._stats()})  # the last word: nothing is lost at a reload
         channel.close()
         return self.exit_code
 
@@ -95,15 +98,18 @@ class Worker:
         while True:
             await asyncio.sleep(STATS_INTERVAL)
             if self.proxy is not None:
-                stats = dict(self.proxy.stats)
-                if self.spool is not None:
-                    stats["spool_dropped"] = self.spool.dropped
-                    stats["spool_refused"] = self.spool.refused
-                    stats["spool_failing"] = bool(self.spool.failing)
                 try:
-                    await channel.send({"type": "stats", "stats": stats})
+                    await channel.send({"type": "stats", "stats": self._stats()})
                 except (ConnectionError, RuntimeError):
                     return
+
+    def _stats(self) -> dict[str, int | bool]:
+        stats: dict[str, int | bool] = dict(self.proxy.stats) if self.proxy is not None else {}
+        if self.spool is not None:
+            stats["spool_dropped"] = self.spool.dropped
+            stats["spool_refused"] = self.spool.refused
+            stats["spool_failing"] = bool(self.spool.failing)
+        return stats
 
     async def _apply(self, message: dict) -> None:  # type: ignore[type-arg]
         settings = Settings.from_dict(message["settings"])

@@ -114,14 +114,36 @@ class Database:
             raise
 
 
+# SQLSTATE classes and codes that mean "the database cannot serve us now", not "this statement is
+# wrong": 08 connection exceptions, 57P operator intervention (admin or crash shutdown, cannot
+# connect now: starting up, shutting down, in recovery), 53300 too many connections, 3D000 no such
+# database, 28 authorization (a password changed under a running node).
+_UNAVAILABLE_STATES = ("08", "57P", "53300", "3D000", "28")
+
+
+def _causes(err: BaseException) -> list[BaseException]:
+    """`err`, the driver's error it wraps and what caused that: SQLAlchemy's asyncpg adapter wraps
+    asyncpg's exception in one of its own and chains the original as the cause."""
+    found: list[BaseException] = []
+    current: BaseException | None = err
+    while current is not None and current not in found and len(found) < 5:
+        found.append(current)
+        current = getattr(current, "orig", None) or current.__cause__
+    return found
+
+
 def _is_connect_error(err: exc.DBAPIError) -> bool:
-    orig = err.orig
-    name = type(orig).__name__ if orig is not None else ""
-    # asyncpg: InvalidCatalogNameError (no such database), InvalidAuthorizationSpecificationError,
-    # CannotConnectNowError; aiosqlite: "unable to open database file".
-    return (name in ("InvalidCatalogNameError", "InvalidAuthorizationSpecificationError",
-                     "InvalidPasswordError", "CannotConnectNowError", "TooManyConnectionsError")
-            or "unable to open database" in str(orig))
+    for cause in _causes(err):
+        state = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+        if isinstance(state, str) and state.startswith(_UNAVAILABLE_STATES):
+            return True
+        if isinstance(cause, ConnectionError | TimeoutError):
+            return True
+        if type(cause).__module__.startswith("asyncpg") and type(cause).__name__ in (
+                "ConnectionDoesNotExistError", "InternalClientError"):
+            return True  # the connection went away under an operation, or closed while one was in flight
+    # aiosqlite: the file cannot be opened (a directory gone, permissions)
+    return "unable to open database" in str(err.orig)
 
 
 def _reason(err: BaseException) -> str:

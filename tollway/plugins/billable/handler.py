@@ -2,7 +2,8 @@
 
 When the spool cannot be written, settings.billable_spool_failure decides: `serve` (the default)
 serves calls anyway (the spool counts them in `dropped` and raises an alarm); `refuse` answers
-503 in the access phase until the spool can be written again, for operators who must never serve
+503 in the access phase unless the spool is sure to record the call (SpoolWriter.admit: room is
+set aside for every call let through and not recorded yet), for operators who must never serve
 traffic they cannot bill. The spool probes at most once a second, never per request.
 """
 
@@ -17,9 +18,10 @@ from tollway.proxy.call import Call as ProxyCall
 
 REFUSED_MESSAGE = "usage metering unavailable; request refused"
 
-# Calls refused by this plugin whose meter phase has not run yet (by id; the call is kept alive so
-# its id cannot be reused meanwhile). The meter phase runs right after the refusal is rendered.
-_refused: Final[dict[int, Any]] = {}
+# Set in call.ctx for a call this plugin refused in access: never served, so not metered.
+REFUSED: Final = "billable.refused"
+# Set in call.ctx for a call admitted in access (refuse mode): room for its record is set aside.
+ADMITTED: Final = "billable.admitted"
 
 
 class Handler(base.Handler):
@@ -48,16 +50,21 @@ class Handler(base.Handler):
 
     def access(self, call: base.Call) -> base.Reply | None:
         spool = self.spool
-        if self.refuse and spool is not None and spool.failing and not spool.recover():
-            spool.refused += 1
-            _refused[id(call)] = call
-            return base.Reply(503, {"message": REFUSED_MESSAGE})
+        if self.refuse and spool is not None:
+            if not spool.admit():
+                spool.refused += 1
+                call.ctx[REFUSED] = True
+                return base.Reply(503, {"message": REFUSED_MESSAGE})
+            call.ctx[ADMITTED] = True
         return None
 
     def meter(self, call: base.Call) -> None:
-        if _refused and _refused.pop(id(call), None) is not None:
+        assert isinstance(call, ProxyCall)  # the proxy's own: its fields are read directly
+        context = call.context  # not call.ctx, which would make one for every call
+        if context is not None and REFUSED in context:
             return  # never served: not billable, and counted in spool.refused
         spool = self.spool
         if spool is not None:
-            assert isinstance(call, ProxyCall)  # the proxy's own: the spool reads its fields directly
             spool.append(call)
+            if context is not None and ADMITTED in context:
+                spool.recorded()

@@ -4,11 +4,13 @@ The key lookup is a dict built once per configuration (key hash -> (credential, 
 shared by every key-auth handler through `runtime.indexes`; the first request with a key costs one
 SHA-256 of it (about a microsecond), later ones a dict probe. The snapshot carries hashes; a readable
 key (an older snapshot, or a test's) is hashed when the index is built, so both work the same.
-Keys never reach a log line.
+Keys never reach a log line. A credential with a ttl carries `expires_at` in the snapshot: its key
+is refused once the clock passes it, with no database on the request path (Kong's ttl).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from tollway.plugins import base
@@ -33,15 +35,16 @@ class KeyIndex:
             consumers = {c["id"]: c for c in snapshot.get("consumers") or ()}
         self.consumers = consumers
         self.by_username = {c["username"]: c for c in consumers.values() if c.get("username")}
-        self.by_key: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        self.by_key: dict[str, tuple[dict[str, Any], dict[str, Any], float]] = {}
         # Keys presented and found since this configuration was applied, with the identity headers
-        # they give, so a client's next call costs no hash and no header building. Only valid keys
-        # enter, so it holds at most one entry per credential.
-        self.known: dict[str, tuple[dict[str, Any], dict[str, Any], Identity]] = {}
+        # they give and when they expire (0.0: never), so a client's next call costs no hash and no
+        # header building. Only valid keys enter, so it holds at most one entry per credential.
+        self.known: dict[str, tuple[dict[str, Any], dict[str, Any], Identity, float]] = {}
         for credential in snapshot.get("keyauth_credentials") or ():
             consumer = consumers.get((credential.get("consumer") or {}).get("id") or "")
             if consumer is not None and credential.get("key"):
-                self.by_key[stored_form(credential["key"])] = (credential, consumer)
+                expires = float(credential.get("expires_at") or 0.0)
+                self.by_key[stored_form(credential["key"])] = (credential, consumer, expires)
 
     @classmethod
     def of(cls, runtime: Any) -> KeyIndex:
@@ -88,11 +91,14 @@ class Handler(base.Handler):
             if known is None:
                 found = index.by_key.get(hash_key(key))
                 if found is not None:
-                    known = index.known[key] = (*found, identity_headers(found[1], found[0]))
+                    credential, consumer, expires = found
+                    known = index.known[key] = (credential, consumer, identity_headers(consumer, credential), expires)
             if known is not None:
-                credential, consumer, identity = known
-                call.authenticate(consumer, credential, identity=identity)
-                return None
+                credential, consumer, identity, expires = known
+                # a ttl's last second still counts, as Kong's `ttl >= now`
+                if not expires or time.time() < expires + 1.0:
+                    call.authenticate(consumer, credential, identity=identity)
+                    return None
         if self.anonymous is not None:
             anonymous = self.index.consumers.get(self.anonymous) or self.index.by_username.get(self.anonymous)
             if anonymous is None:

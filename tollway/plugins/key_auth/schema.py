@@ -7,7 +7,7 @@ SCHEMA = {
     "scopes": ("global", "service", "route"),
     "config": {
         "key_names": {
-            "type": "array", "elements": {"type": "string"}, "required": True,
+            "type": "array", "elements": {"type": "string", "header_name": True}, "required": True,
             "default": ["apikey"],
             "description": "header or query argument names in which the key is looked up",
         },

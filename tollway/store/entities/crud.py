@@ -87,6 +87,8 @@ class Crud:
         for name, generate in self.schema.generated.items():
             if entity.get(name) is None:
                 entity[name] = generate()
+        if self.schema.ttl and entity.get("ttl") == 0:
+            entity["ttl"] = None  # a ttl of 0 never expires
         return {name: entity.get(name) for name in fields}
 
     def _column_limits(self, entity: Mapping[str, Any], invalid: Mapping[str, Any]) -> dict[str, Any]:
@@ -109,11 +111,15 @@ class Crud:
     # Reads
 
     async def find(self, ident: str, parent: Parent | None = None) -> dict[str, Any] | None:
+        """The entity by id or endpoint key (under `parent` when given), or None."""
+        where = {parent.field + "_id": parent.id} if parent else None
         async with self.catalog.db.connect() as conn:
-            entity = await self.dao.get(conn, ident)
-        if entity is None or (parent and (entity.get(parent.field) or {}).get("id") != parent.id):
-            return None
-        return entity
+            return await self.dao.get(conn, ident, where)
+
+    async def find_by(self, field: str, value: Any) -> dict[str, Any] | None:
+        """The entity whose unique `field` holds `value`, or None."""
+        async with self.catalog.db.connect() as conn:
+            return await self.dao.find_by(conn, field, value)
 
     async def read(self, ident: str, parent: Parent | None = None) -> dict[str, Any]:
         entity = await self.find(ident, parent)
@@ -163,15 +169,20 @@ class Crud:
                      parent: Parent | None = None) -> dict[str, Any]:
         old = await self.read(ident, parent)
         await self.resolve_references(data)
+        kept_ttl = self.schema.ttl and "ttl" not in data  # a PATCH without a ttl keeps the expiry
         entity = self.build(data, form=form, old=old, merge=True)
         async with self.catalog.write() as conn:
-            await self._checked_write(conn, entity, new=False)
+            await self._checked_write(conn, entity, new=False, keep=("ttl",) if kept_ttl else ())
         return entity
 
     async def upsert(self, ident: str, data: dict[str, Any], *, form: bool,
                      parent: Parent | None = None) -> dict[str, Any]:
         """PUT: replace the entity named by ident (id or endpoint key), or create it."""
+        if parent is None and self.schema.endpoint_key_scope and not is_uuid(ident):
+            raise NotFound(self.schema.name)  # such a key names something only under a parent
         old = await self.find(ident, parent)
+        if parent and old is None and is_uuid(ident) and await self.find(ident) is not None:
+            raise NotFound(self.schema.name)  # that id is another parent's entity: not found here
         if parent:
             data[parent.field] = {"id": parent.id}
         if is_uuid(ident) and old is None:
@@ -184,21 +195,52 @@ class Crud:
             await self._checked_write(conn, entity, new=old is None)
         return entity
 
-    async def delete(self, ident: str, parent: Parent | None = None) -> None:
-        """Delete; an absent entity is not an error (Kong answers 204 all the same)."""
+    async def delete(self, ident: str, parent: Parent | None = None) -> bool:
+        """Delete; whether there was one. An absent entity is no error here: Kong answers 204 at
+        the top level and 404 under a parent, which the caller decides."""
         old = await self.find(ident, parent)
         if old is None:
-            return
+            return False
         async with self.catalog.write() as conn:
             child = await self.dao.referencing(conn, old["id"])
             if child is not None:
                 raise ReferencedBy(self.schema.name, child)
             await self.dao.delete(conn, old["id"])
+        return True
 
-    async def _checked_write(self, conn: AsyncConnection, entity: dict[str, Any], *, new: bool) -> None:
+    async def put(self, conn: AsyncConnection, entity: dict[str, Any], times: Mapping[str, int]) -> bool:
+        """Write a built entity (see `build`) by its id on the caller's transaction: insert it, or
+        replace the row with that id; for declarative imports. `times` holds the created_at and
+        updated_at the caller was given: a new row keeps them, an existing one keeps its own
+        created_at unless given and is updated now. False when the row already held this entity,
+        which is then left untouched."""
+        old = await self.dao.get(conn, entity["id"])
+        entity["created_at"] = times.get("created_at") or (old or {}).get("created_at") or entity["created_at"]
+        if old is None:
+            entity["updated_at"] = times.get("updated_at") or entity["updated_at"]
+        elif self._same_row(old, entity):
+            return False
+        await self._checked_write(conn, entity, new=old is None)
+        return True
+
+    def _same_row(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+        """Whether writing `new` over `old` would store the same values: keys compared as stored,
+        update times aside, ttls equal to the second (they count down between reads)."""
+        old_row, new_row = self.dao.to_row(old), self.dao.to_row(new)
+        if any(old_row[k] != new_row[k] for k in old_row if k not in ("updated_at", "ttl")):
+            return False
+        old_ttl, new_ttl = old.get("ttl"), new.get("ttl")
+        if old_ttl is None or new_ttl is None:
+            return old_ttl is new_ttl
+        return bool(abs(old_ttl - new_ttl) <= 1)
+
+    async def _checked_write(self, conn: AsyncConnection, entity: dict[str, Any], *, new: bool,
+                             keep: tuple[str, ...] = ()) -> None:
+        if self.schema.ttl:
+            await self.dao.purge_expired(conn)  # an expired entity must not hold its id or key
         await self.dao.check_foreign(conn, entity)
         await self.dao.check_unique(conn, entity)
         if new:
             await self.dao.insert(conn, entity)
         else:
-            await self.dao.update(conn, entity)
+            await self.dao.update(conn, entity, keep)

@@ -5,6 +5,7 @@ Every method takes the connection it runs on, so that checks and writes share a 
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -35,12 +36,15 @@ class Dao:
     # Conversion
 
     def to_entity(self, row: Mapping[Any, Any]) -> dict[str, Any]:
-        """A row as the Admin API shows it: JSON columns decoded, foreign keys as {"id": ...}."""
+        """A row as the Admin API shows it: JSON columns decoded, foreign keys as {"id": ...},
+        and for an entity with a ttl the whole seconds it has left."""
         entity: dict[str, Any] = {}
         for name, spec, column in self._columns:
             value = row[column]
             if value is not None:
-                if spec["type"] == "foreign":
+                if name == "ttl" and self.schema.ttl:
+                    value = max(0, value - int(time.time()))
+                elif spec["type"] == "foreign":
                     value = {"id": value}
                 elif spec["type"] in JSON_TYPES:
                     value = orjson.loads(value)
@@ -52,7 +56,9 @@ class Dao:
         for name, spec, column in self._columns:
             value = entity.get(name)
             if value is not None:
-                if spec["type"] == "foreign":
+                if name == "ttl" and self.schema.ttl:
+                    value = int(time.time()) + value if value > 0 else None  # when it expires; 0: never
+                elif spec["type"] == "foreign":
                     value = value["id"]
                 elif spec["type"] in JSON_TYPES:
                     value = orjson.dumps(value).decode()
@@ -65,15 +71,35 @@ class Dao:
 
     # Reads
 
-    async def get(self, conn: AsyncConnection, ident: str) -> dict[str, Any] | None:
-        """By id, or else by the endpoint key (name, username, key)."""
+    def _live(self) -> list[ColumnElement[bool]]:
+        """The condition every read adds: an entity with a ttl is gone once it expired."""
+        if not self.schema.ttl:
+            return []
+        return [or_(self.table.c.ttl.is_(None), self.table.c.ttl >= int(time.time()))]
+
+    def _where(self, where: Mapping[str, Any] | None) -> list[ColumnElement[bool]]:
+        return [self.table.c[col] == value for col, value in (where or {}).items()] + self._live()
+
+    async def get(self, conn: AsyncConnection, ident: str,
+                  where: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+        """By id, or else by the endpoint key (name, username, key); `where` (column: value)
+        narrows the search to one parent's entities, which a scoped endpoint key needs."""
+        conditions = self._where(where)
         if is_uuid(ident):
-            found = await self._one(conn, self.table.c.id == ident)
+            found = await self._one(conn, and_(self.table.c.id == ident, *conditions))
             if found is not None:
                 return found
-        if self.schema.endpoint_key and "\x00" not in ident:  # PostgreSQL text cannot hold NUL
-            return await self._one(conn, self._matches(self.schema.endpoint_key, ident))
-        return None
+        key = self.schema.endpoint_key
+        scope = self.schema.endpoint_key_scope
+        if key is None or "\x00" in ident:  # PostgreSQL text cannot hold NUL
+            return None
+        if scope is not None and column_of(scope, self.schema.fields[scope]) not in (where or {}):
+            return None  # a key unique only under a parent names nothing on its own
+        return await self._one(conn, and_(self._matches(key, ident), *conditions))
+
+    async def find_by(self, conn: AsyncConnection, field: str, value: Any) -> dict[str, Any] | None:
+        """The first entity whose `field` holds `value` (or one of its aliases)."""
+        return await self._one(conn, and_(self._matches(field, value), *self._live()))
 
     def _matches(self, name: str, value: Any) -> ColumnElement[bool]:
         """The column of a field holds this value (or, for a field with aliases, one of them)."""
@@ -90,7 +116,7 @@ class Dao:
                    where: Mapping[str, Any] | None = None, tags: list[str] | None = None,
                    any_tag: bool = False) -> tuple[list[dict[str, Any]], str | None]:
         """Up to `size` entities ordered by id after `after`, and the last id when more follow."""
-        conditions: list[ColumnElement[bool]] = [self.table.c[col] == value for col, value in (where or {}).items()]
+        conditions = self._where(where)
         if after is not None:
             conditions.append(self.table.c.id > after)
         if tags:
@@ -105,7 +131,7 @@ class Dao:
         return rows, None
 
     async def all(self, conn: AsyncConnection) -> list[dict[str, Any]]:
-        query = select(self.table).order_by(self.table.c.id)
+        query = select(self.table).where(*self._live()).order_by(self.table.c.id)
         return [self.to_entity(row) for row in (await conn.execute(query)).mappings()]
 
     # Checks, inside the writing transaction
@@ -155,10 +181,19 @@ class Dao:
         async with self._constraints(entity):
             await conn.execute(insert(self.table).values(self.to_row(entity)))
 
-    async def update(self, conn: AsyncConnection, entity: Mapping[str, Any]) -> None:
+    async def update(self, conn: AsyncConnection, entity: Mapping[str, Any], keep: tuple[str, ...] = ()) -> None:
+        """Write the entity over its row; the columns in `keep` stay as stored (a PATCH without a
+        ttl keeps the time the entity expires)."""
+        row = {column: value for column, value in self.to_row(entity).items() if column not in keep}
         async with self._constraints(entity):
-            await conn.execute(update(self.table).where(self.table.c.id == entity["id"])
-                               .values(self.to_row(entity)))
+            await conn.execute(update(self.table).where(self.table.c.id == entity["id"]).values(row))
+
+    async def purge_expired(self, conn: AsyncConnection) -> int:
+        """Delete the rows whose ttl ran out; how many."""
+        if not self.schema.ttl:
+            return 0
+        result = await conn.execute(delete(self.table).where(self.table.c.ttl < int(time.time())))
+        return int(result.rowcount or 0)
 
     async def delete(self, conn: AsyncConnection, entity_id: str) -> None:
         async with self._constraints({"id": entity_id}, deleting=True):

@@ -36,6 +36,31 @@ def _scope_errors(entity: Mapping[str, Any]) -> Errors:
     return {scope: "value must be null" for scope in SCOPES if entity.get(scope) and scope not in scopes}
 
 
+def _non_empty(value: Any) -> bool:
+    return value is not None and value != [] and value != "" and value != {}
+
+
+def _config_checks(entity: Mapping[str, Any]) -> Errors:
+    """The checks a plugin's SCHEMA lists in `checks`, on fields of its config (Kong's
+    entity_checks): `{"at_least_one_of": [...]}` and `{"only_one_of": [...]}` (run when every
+    field it names is set, as Kong's)."""
+    config = entity.get("config") or {}
+    found: list[str] = []
+    for check in plugins.schema(entity["name"]).get("checks", ()):
+        for kind, names in check.items():
+            listed = ", ".join(f"'config.{name}'" for name in names)
+            filled = sum(_non_empty(config.get(name)) for name in names)
+            if kind == "at_least_one_of" and filled == 0:
+                found.append(f"at least one of these fields must be non-empty: {listed}")
+            elif kind == "only_one_of" and filled != 1 and all(config.get(name) is not None for name in names):
+                found.append(f"exactly one of these fields must be non-empty: {listed}")
+    return {"@entity": found} if found else {}
+
+
+def _plugin_checks(entity: Mapping[str, Any]) -> Errors:
+    return {**_scope_errors(entity), **_config_checks(entity)}
+
+
 def cache_key(entity: Mapping[str, Any]) -> dict[str, Any]:
     """The column that makes (name, service, route, consumer) unique, NULLs included."""
     ids = [(entity.get(scope) or {}).get("id") or "" for scope in ("route", "service", "consumer")]
@@ -65,7 +90,7 @@ def plugins_entity(enabled: tuple[str, ...]) -> EntitySchema:
         fields=BASE_FIELDS,
         nested=tuple(Nesting(scope, "plugins") for scope in SCOPES),
         fields_for=fields_for,
-        checks=(_scope_errors,),
+        checks=(_plugin_checks,),
         computed=cache_key,
         computed_unique=unique_key,
     )

@@ -3,7 +3,8 @@
 Fields use the same format as a plugin's `config` fields (tollway/plugins/<name>/schema.py):
 `{"type": ..., "default": ..., "required": bool, ...}`, with these types:
 
-  string, boolean, integer, number           scalars (`one_of`, `between`, `starts_with`, `len_min`)
+  string, boolean, integer, number           scalars (`one_of`, `between`, `starts_with`, `len_min`,
+                                             `header_name`: letters, digits, '_' and '-' only)
   array, set                                 lists, each checked against `elements`
   map                                        string keys, values checked against `values`
   record                                     nested `fields`
@@ -44,6 +45,9 @@ class EntitySchema:
     table: Table
     fields: Fields
     endpoint_key: str | None = None          # besides the id, {x} in a path may be this field
+    # The foreign field under which the endpoint key is unique, when it is not unique on its own
+    # (an ACL's group, per consumer): the key then finds entities only under a parent.
+    endpoint_key_scope: str | None = None
     unique: tuple[str, ...] = ()             # fields unique on their own
     nested: tuple[Nesting, ...] = ()
     # Run once the fields are valid; each returns errors (Kong's "@entity" list for whole-entity ones).
@@ -71,6 +75,10 @@ class EntitySchema:
     secrets: tuple[str, ...] = ()
     # Whether proxy workers get this entity in their configuration snapshot.
     in_snapshot: bool = True
+    # Kong's `ttl = true`: a `ttl` (seconds) given on write makes the entity expire that long
+    # after; its `ttl` column holds when (epoch seconds), reads show the seconds left, and an
+    # expired entity is never read (the Dao filters it, writes purge it).
+    ttl: bool = False
 
     def resolve_fields(self, data: Mapping[str, Any]) -> tuple[Fields, Errors]:
         """The fields that apply to `data`, and errors found while choosing them."""

@@ -18,7 +18,8 @@ from tollway.store.entities.schema import Errors, Fields
 REQUIRED = "required field missing"
 UNKNOWN = "unknown field"
 _NAME = re.compile(r"^[\w.\-~]+$")
-_TAG = re.compile(r"^[\x21-\x2b\x2d\x2e\x30-\x7e\u0080-\U0010ffff]+$")  # printable, no ',' or '/'
+_TAG = re.compile(r"^[\x20-\x2b\x2d\x2e\x30-\x7e\u0080-\U0010ffff]+$")  # printable, no ',' or '/'
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 
@@ -106,7 +107,7 @@ def _check_scalar(spec: Mapping[str, Any], value: Any) -> tuple[Any, Any]:
     if kind == "number" and not math.isfinite(value):
         return None, "expected a finite number"
     if "one_of" in spec and value not in spec["one_of"]:
-        return None, "expected one of: " + ", ".join(str(v) for v in spec["one_of"])
+        return None, "expected one of: " + ", ".join(_spelled(v) for v in spec["one_of"])
     if "between" in spec:
         low, high = spec["between"]
         if not low <= value <= high:
@@ -130,9 +131,18 @@ def _check_string(spec: Mapping[str, Any], value: str) -> tuple[Any, Any]:
     starts = spec.get("starts_with")
     if starts and not value.startswith(tuple(starts)):
         return None, spec.get("starts_with_message", "should start with: " + " or ".join(starts))
+    if spec.get("header_name") and not _HEADER_NAME.match(value):
+        return None, f"bad header name '{value}', allowed characters are A-Z, a-z, 0-9, '_', and '-'"
     if spec.get("tag") and not _TAG.match(value):
         return None, f"invalid tag '{value}': expected printable ascii (except `,` and `/`) or valid utf-8 sequences"
     return value, None
+
+
+def _spelled(value: Any) -> str:
+    """A value in a message as Kong spells it: booleans in lower case."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _check_list(spec: Mapping[str, Any], value: Any) -> tuple[Any, Any]:

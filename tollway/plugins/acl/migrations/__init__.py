@@ -1,0 +1,1 @@
+"""acl migrations (subsystem `acl`)."""
