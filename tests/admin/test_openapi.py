@@ -59,9 +59,31 @@ def _seed(api: httpx.Client, n: int = 0) -> dict[str, str]:
     scoped = api.post("/plugins", json={"name": "key-auth", "service": {"id": service["id"]},
                                         "route": {"id": route["id"]}}).json()
     billed = api.post("/plugins", json={"name": "billable", "consumer": {"id": consumer["id"]}}).json()
+    billing = _seed_billing(api, n, service["id"], route["id"])
     return {"services": f"s{n}", "routes": f"r{n}", "consumers": f"c{n}", "key-auth": f"k{n}", "key-auths": f"k{n}",
             "plugins": scoped["id"], "schemas/plugins": "key-auth", "billed": billed["id"],
-            "acls": acl["id"], "tags": "t"}
+            "acls": acl["id"], "tags": "t", **billing}
+
+
+def _seed_billing(api: httpx.Client, n: int, service_id: str, route_id: str) -> dict[str, str]:
+    """A meter, a plan with a charge and an entitlement, a subscription of consumer c{n} to it; and, for the
+    paths that follow a meter's service and route or a subscription's next plan (which PUT {} or a cancel on
+    the first ones would clear), a second meter and consumer that have them."""
+    assert api.post("/meters", json={"name": f"m{n}"}).status_code == 201
+    assert api.post("/meters", json={"name": f"m{n}-filtered", "service": {"id": service_id},
+                                     "route": {"id": route_id}}).status_code == 201
+    assert api.post("/plans", json={"name": f"p{n}", "currency": "USD"}).status_code == 201
+    charge = api.post(f"/plans/p{n}/charges", json={"meter": {"name": f"m{n}"}, "model": "standard",
+                                                    "unit_price": "0.01"}).json()
+    entitlement = api.post(f"/plans/p{n}/entitlements", json={"meter": {"name": f"m{n}"}, "limit": 10,
+                                                              "period": "day"}).json()
+    subscription = api.post(f"/consumers/c{n}/subscriptions", json={"plan": {"name": f"p{n}"}}).json()
+    assert api.post("/consumers", json={"username": f"c{n}-scheduled"}).status_code == 201
+    scheduled = api.post(f"/consumers/c{n}-scheduled/subscriptions", json={"plan": {"name": f"p{n}"}}).json()
+    assert api.patch(f"/subscriptions/{scheduled['id']}", json={"next_plan": {"name": f"p{n}"}}).status_code == 200
+    return {"meters": f"m{n}", "plans": f"p{n}", "charges": charge["id"], "entitlements": entitlement["id"],
+            "subscriptions": subscription["id"], "versions": "1", "filtered meter": f"m{n}-filtered",
+            "scheduled": scheduled["id"]}
 
 
 def _concrete(path: str, seeded: dict[str, str]) -> str:
@@ -77,6 +99,10 @@ def _concrete(path: str, seeded: dict[str, str]) -> str:
             # the consumer's plugin is the billable one; the other is on the service and route
             if collection == "plugins" and (path.endswith("/consumer") or parts[i - 3] == "consumers"):
                 value = seeded["billed"]
+            if collection == "meters" and path.endswith(("/service", "/route")):
+                value = seeded["filtered meter"]
+            if collection == "subscriptions" and path.endswith("/next_plan"):
+                value = seeded["scheduled"]
             out[i] = value
     return "/".join(out)
 

@@ -36,8 +36,9 @@ def cli(settings: Settings, *args: str) -> tuple[int, str]:
 
 def test_bootstrap_twice_is_harmless(settings: Settings) -> None:
     ran = run(settings, lambda db: migrations.bootstrap(db, settings))
-    assert [(m.subsystem, m.name) for m in ran][:5] == [
+    assert [(m.subsystem, m.name) for m in ran][:6] == [
         ("core", "000_base"), ("metering", "000_base"), ("metering", "001_week_grain"), ("metering", "002_latency"),
+        ("billing", "000_base"),
         ("key-auth", "000_base")]
     assert run(settings, lambda db: migrations.bootstrap(db, settings)) == []
     assert run(settings, lambda db: migrations.pending(db, settings)) == []
@@ -57,8 +58,9 @@ def test_up_runs_the_migrations_of_newly_enabled_plugins(settings: Settings) -> 
     states = run(settings, lambda db: migrations.list_state(db, settings))
     assert states[0] == migrations.SubsystemState("core", ("000_base",), ())
     assert states[1] == migrations.SubsystemState("metering", ("000_base", "001_week_grain", "002_latency"), ())
-    assert states[2] == migrations.SubsystemState("key-auth", (), ("000_base", "001_ttl_expiry"))
-    assert states[3] == migrations.SubsystemState("acl", (), ("000_base",))
+    assert states[2] == migrations.SubsystemState("billing", ("000_base",), ())
+    assert states[3] == migrations.SubsystemState("key-auth", (), ("000_base", "001_ttl_expiry"))
+    assert states[4] == migrations.SubsystemState("acl", (), ("000_base",))
     with pytest.raises(StoreError, match="pending migrations"):
         run(settings, lambda db: migrations.ensure_bootstrapped(db, settings))
     ran = run(settings, lambda db: migrations.up(db, settings))
@@ -86,7 +88,7 @@ def test_snapshot_of_a_fresh_database(settings: Settings) -> None:
     run(settings, lambda db: migrations.bootstrap(db, settings))
     snapshot = run(settings, lambda db: load_snapshot(db, settings))
     assert snapshot == {"version": 1, "services": [], "routes": [], "consumers": [], "plugins": [],
-                        "keyauth_credentials": [], "acls": []}
+                        "keyauth_credentials": [], "acls": [], "subscriptions": []}
 
 
 def test_key_auth_ttls_become_expiry_times(settings: Settings) -> None:

@@ -1,4 +1,6 @@
-"""Tollway's pricing engine: pure money logic, Decimal in and Decimal out, no database and no I/O.
+"""Tollway's billing: a pure pricing engine, and the meters, plans and subscriptions that feed it.
+
+The engine (Decimal in, Decimal out, no database and no I/O), re-exported below:
 
     currency.py       ISO 4217 table, `currency("USD") -> Currency(code, exponent)`
     money.py          exact Decimal context, price parsing, rounding once half up, minor units
@@ -9,8 +11,28 @@
     plans.py          plan definitions and their validation
     quote.py          `quote(plan, usage)` and `price_period(plan, usage, share) -> Quote` with its lines
 
-Arrows point down the list; the modules import nothing above tollway.billing but tollway.errors and
-tollway.metering.periods.
+Pure too, over the engine: what is counted and what a subscription is entitled to, when:
+
+    meters.py         `Meter`: count or sum of the ledger, filtered by service, route and status
+    versions.py       `PlanVersion`: a plan with its meters and entitlements, as immutable JSON
+    windows.py        entitlement windows (minute ... billing_period) in the subscription's zone
+    subscriptions.py  `Timeline`: a subscription's phases (plan versions over time), changes, cancels
+    usage.py          a subscription's current period: figures to read, then units, money, limits
+    gate.py           phase 2: the hard entitlements a call counts against, from a worker's snapshot
+
+The database and the Admin API (core component "billing", tollway.plugins.registry):
+
+    tables.py, migrations/   the tables; daos.py their entities (generic CRUD)
+    plan_store.py            a plan's head as a version, recorded versions
+    subscription_writes.py   subscription writes that keep the timeline
+    ledger_usage.py          meter figures read exactly from the usage ledger
+    usage_reads.py           usage answers of a consumer, or of every subscription
+    simulation.py            POST /pricing/simulate and `tollway pricing simulate`
+    api.py, api_subscriptions.py, api_docs.py   billing's own routes and their OpenAPI entries
+    plans_file.py, plans_apply.py, cli.py       `tollway plans apply FILE`, `tollway pricing simulate`
+
+The engine imports nothing above tollway.billing but tollway.errors and tollway.metering.periods;
+the pure modules add tollway.counters (gate.py); the others read the store and the ledger.
 """
 
 from tollway.billing.charge_models import Priced, TierRow, price

@@ -8,7 +8,10 @@
         ├── InvalidQuantity      a usage quantity that is not a non-negative integer or finite Decimal
         ├── UnknownMeter         usage given for a meter the plan does not price
         ├── UnknownTimeZone      not an IANA time zone name
-        └── AmountOutOfRange     a figure too large to be computed exactly
+        ├── AmountOutOfRange     a figure too large to be computed exactly
+        ├── SubscriptionConflict a consumer would have two subscriptions at once (Admin API: 409)
+        ├── TimelineError        a change a subscription's timeline cannot take (400; subscriptions.py)
+        └── RetentionExceeded    usage that needs ledger rows past their retention (ledger_usage.py)
 """
 
 from __future__ import annotations
@@ -59,3 +62,12 @@ class UnknownTimeZone(BillingError):
 
 class AmountOutOfRange(BillingError):
     """An amount would need more digits than the exact context holds (a bad input, not a real bill)."""
+
+
+class SubscriptionConflict(BillingError):
+    """The consumer already has a subscription over that time: `other` is its id."""
+
+    def __init__(self, other: str) -> None:
+        self.other = other
+        super().__init__(f"the consumer already has a subscription over that time ({other}): "
+                         "cancel it, or change its plan with a PATCH")
