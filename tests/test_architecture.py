@@ -20,11 +20,12 @@ LAYERS = ("foundation", "settings", "pure logic", "plugin contract", "proxy", "p
 PART_LAYERS = {"schema": "plugin runtime", "handler": "plugin runtime", "keys": "plugin runtime",
                "migrations": "store", "daos": "store", "tables": "store", "services": "ledger and billing",
                "api": "admin", "cli": "cli"}
-# The billing package's pure money logic (no database): everything else there touches the store.
-PURE_BILLING = {"tollway.billing", "tollway.billing.charge_models", "tollway.billing.charges",
-                "tollway.billing.currency", "tollway.billing.errors", "tollway.billing.money",
-                "tollway.billing.periods", "tollway.billing.plans", "tollway.billing.proration",
-                "tollway.billing.quote"}
+# The billing package is pure money logic (Decimal in, Decimal out) but for these modules, which read
+# and write the database, serve the Admin API or the CLI.
+BILLING_LAYERS = {"ledger_usage": "ledger and billing", "plan_store": "ledger and billing",
+                  "plans_apply": "ledger and billing", "simulation": "ledger and billing",
+                  "subscription_writes": "ledger and billing", "usage_reads": "ledger and billing",
+                  "api_subscriptions": "admin", "api_docs": "admin"}
 
 
 def layer_of(module: str) -> str:
@@ -36,8 +37,10 @@ def layer_of(module: str) -> str:
     if parts[-1] == "cli" or module in ("tollway.quickstart", "tollway.__main__"):
         return "cli"
     if module in ("tollway.counters", "tollway.metering.periods", "tollway.metering.latency",
-                  "tollway.metering.spool_line", "tollway.mockbin") or module in PURE_BILLING:
+                  "tollway.metering.spool_line", "tollway.mockbin"):
         return "pure logic"
+    if parts[1] == "billing" and len(parts) > 2 and parts[2] in BILLING_LAYERS:
+        return BILLING_LAYERS[parts[2]]
     if module in ("tollway.plugins.base", "tollway.plugins.node"):
         return "plugin contract"
     if parts[1] == "proxy" or module in ("tollway.metering.spool", "tollway.metering.aggregate",
@@ -51,7 +54,9 @@ def layer_of(module: str) -> str:
         return "plugin runtime"
     if parts[1] == "store":
         return "store"
-    if parts[1] in ("metering", "billing"):
+    if parts[1] == "billing":
+        return "pure logic"
+    if parts[1] == "metering":
         return "ledger and billing"
     if parts[1] in ("admin", "declarative"):
         return "admin"

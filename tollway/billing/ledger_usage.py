@@ -20,7 +20,6 @@ figures share spans (calendar periods in one zone) share statements: `read_many`
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, text
@@ -28,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import TextClause
 
 from tollway.billing.errors import BillingError
-from tollway.billing.meters import Meter
+from tollway.billing.meters import Figure, Meter
 from tollway.config import Settings
 from tollway.metering.periods import bucket_ceil, bucket_floor
 from tollway.metering.tables import usage
@@ -40,20 +39,6 @@ _RETENTION = {"minute": "billable_minute_retention", "hour": "billable_hour_rete
 
 class RetentionExceeded(BillingError):
     """A span needs ledger rows older than their retention."""
-
-
-@dataclass(frozen=True)
-class Figure:
-    """One number to read: `meter` over [lo, hi) (epoch seconds, whole minutes)."""
-
-    meter: Meter
-    lo: int
-    hi: int
-
-
-def minute_end(instant: int) -> int:
-    """The end of the minute holding `instant`: usage "so far" includes the minute in progress."""
-    return instant - instant % 60 + 60
 
 
 def cover(lo: int, hi: int) -> list[tuple[str, int, int]]:

@@ -127,3 +127,17 @@ def meter_problems(entity: Mapping[str, Any]) -> Errors:
         if problems:
             errors["status"] = problems
     return errors
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One number to read from the ledger: `meter` over [lo, hi) (epoch seconds, whole minutes)."""
+
+    meter: Meter
+    lo: int
+    hi: int
+
+
+def minute_end(instant: int) -> int:
+    """The end of the minute holding `instant`: usage "so far" includes the minute in progress."""
+    return instant - instant % 60 + 60

@@ -18,7 +18,7 @@ from functools import cached_property, lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from tollway.billing.ledger_usage import Figure, minute_end
+from tollway.billing.meters import Figure, minute_end
 from tollway.billing.money import minor_units
 from tollway.billing.periods import BillingPeriod
 from tollway.billing.proration import billable_share, prorate, trial_end

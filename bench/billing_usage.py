@@ -1,6 +1,6 @@
 """Time billing's reads on a ledger of 10,000 subscribed consumers (a benchmark, not a test).
 
-    .venv/bin/python tests/billing/bench_usage.py [sqlite|postgres ...]
+    .venv/bin/python bench/billing_usage.py [sqlite|postgres ...]
 
 The database holds 10,000 consumers, each subscribed to one plan (two meters, a graduated and a
 package charge, two entitlements), half in UTC and half in Europe/Berlin, and the ledger of this
@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo
 import orjson
 import uvicorn
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.conftest import PG, _pg_exec, free_port, make_settings  # noqa: E402
