@@ -3,6 +3,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
+if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing Debian's chromium for the web page tests (a minute or two); log: .venv/apt.log" >&2
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >.venv/apt.log 2>&1 \
+      || echo "could not install chromium (see .venv/apt.log): the web page tests will say so" >&2
+  else
+    echo "no chromium here: the web page tests are skipped (Debian: sudo apt-get install chromium)" >&2
+  fi
+fi
 echo "ruff: lint" >&2
 .venv/bin/ruff check tollway tests bench setup.py scripts
 echo "mypy: type check" >&2

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -149,3 +151,35 @@ def echo_upstream() -> Iterator[int]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+
+
+def chromium_path() -> str | None:
+    """Debian's chromium (scripts/test.sh installs it where it may), or None."""
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """A headless Chromium driven by Playwright (playwright.sync_api.Browser), for web pages.
+
+    Playwright drives Debian's chromium (no browser of its own is downloaded). Without one the
+    browser tests are skipped locally, once, naming what is missing; under CI the session ends.
+    """
+    executable = chromium_path()
+    if executable is None:
+        message = "the browser tests need chromium (Debian: apt-get install chromium)"
+        if os.environ.get("CI"):
+            pytest.exit(message, returncode=1)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
