@@ -40,7 +40,8 @@ def test_usage_prices_the_calls_the_proxy_metered(node: Node) -> None:
         {"up_to": 5, "unit_price": "0"}, {"up_to": None, "unit_price": "0.125"}]})
     admin(node, "POST", "/plans/pro/charges", {"meter": {"name": "all-calls"}, "model": "standard",
                                                "unit_price": "0.005"})
-    admin(node, "POST", "/plans/pro/entitlements", {"meter": {"name": "ok-calls"}, "limit": 5, "period": "day"})
+    admin(node, "POST", "/plans/pro/entitlements", {"meter": {"name": "ok-calls"}, "limit": 5, "period": "day",
+                                                    "enforcement": "soft"})
     admin(node, "POST", "/consumers/poppy/subscriptions", {"plan": {"name": "pro"}, "tz": "America/New_York"})
     with httpx.Client(base_url=node.proxy, timeout=10) as proxy:
         statuses = [proxy.get("/mock/requests", headers={"apikey": "poppy-secret"}).status_code for _ in range(7)]
@@ -60,7 +61,7 @@ def test_usage_prices_the_calls_the_proxy_metered(node: Node) -> None:
         ("all-calls", 9, "0.05", 5), ("ok-calls", 7, "0.25", 25)]
     assert (answer["total"], answer["total_minor"], answer["currency"]) == ("0.30", 30, "USD")
     assert [(e["meter"], e["limit"], e["used"], e["remaining"], e["overage"]) for e in answer["entitlements"]] == [
-        ("ok-calls", 5, 7, 0, 2)]  # soft or hard, phase 1 does not enforce at the gate yet
+        ("ok-calls", 5, 7, 0, 2)]  # soft: served, and the overage priced
     assert answer["period"]["start"].endswith(("-05:00", "-04:00"))  # New York's local month
     billable = node.json("/billable?period=month&consumer=poppy")["data"]
     assert sum(row["requests"] for row in billable) == 9  # the same calls /billable counts

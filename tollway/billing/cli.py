@@ -29,10 +29,12 @@ def plans() -> None:
 
 @plans.command("apply")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
-@click.option("--dry-run", is_flag=True, help="show the changes without making them")
+@click.option("--dry-run", is_flag=True, help="Show the changes without making them.")
 @pass_settings
 def apply_command(settings: Settings, path: str, dry_run: bool) -> None:
-    """Create or update the meters and plans (with their charges and entitlements) PATH declares.
+    """Create or update the meters and plans a YAML file declares.
+
+    Their charges and entitlements too.
 
     Idempotent: a second run changes nothing. A plan's charges and entitlements become exactly
     those listed; meters and plans the file leaves out are left alone.
@@ -60,14 +62,14 @@ def pricing() -> None:
 
 
 @pricing.command("simulate")
-@click.option("--plan", "plan", required=True, help="the plan's name or id")
-@click.option("--version", "version", type=int, default=None, help="a recorded version (default: the plan as it is)")
-@click.option("--usage", "usage", multiple=True, metavar="METER=UNITS", help="units of a meter; repeatable")
-@click.option("--json", "as_json", is_flag=True, help="the answer of POST /pricing/simulate")
+@click.option("--plan", "plan", required=True, help="The plan's name or id.")
+@click.option("--version", "version", type=int, default=None, help="A recorded version (default: the plan as it is).")
+@click.option("--usage", "usage", multiple=True, metavar="METER=UNITS", help="Units of a meter; repeatable.")
+@click.option("--json", "as_json", is_flag=True, help="Print the answer of POST /pricing/simulate.")
 @pass_settings
 def simulate_command(settings: Settings, plan: str, version: int | None, usage: tuple[str, ...],
                      as_json: bool) -> None:
-    """Price some usage with a plan: one line per charge with its tiers, the base fee, the total."""
+    """Price some usage with a plan, line by line with tiers."""
     pairs = {}
     for item in usage:
         meter, sep, units = item.partition("=")
