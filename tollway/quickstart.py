@@ -38,7 +38,18 @@ ENTITIES = [
     ("PUT", "/consumers/poppy", {}),
     ("POST", "/consumers/poppy/key-auth", {"key": "poppy-secret"}),
     ("POST", "/consumers/digit/key-auth", {"key": "digit-secret"}),
+    # A price list: calls to mock that succeed, the first 5 of a month free, then 0.01 USD each
+    ("PUT", "/meters/requests", {"route.name": "mock", "status[]": "2xx"}),
+    ("PUT", "/plans/starter", {"currency": "USD", "base_fee": "0"}),
+    ("POST", "/plans/starter/charges", {"meter.name": "requests", "model": "graduated",
+                                        "tiers[1].up_to": "5", "tiers[1].unit_price": "0",
+                                        "tiers[2].up_to": "", "tiers[2].unit_price": "0.01"}),
+    ("POST", "/plans/starter/entitlements", {"meter.name": "requests", "limit": "1000", "period": "day",
+                                             "enforcement": "hard"}),
+    ("POST", "/consumers/poppy/subscriptions", {"plan.name": "starter"}),
+    ("POST", "/consumers/digit/subscriptions", {"plan.name": "starter"}),
 ]
+SUBSCRIBERS = ("poppy", "digit")
 TRAFFIC = (("poppy-secret", 7), ("digit-secret", 4), (None, 3))  # (apikey, calls)
 EARLIER = "already there, from an earlier quickstart"
 
@@ -114,7 +125,21 @@ def _send_traffic(settings: Settings) -> None:
     report = subprocess.run([*tollway_command(settings), "report", "--period", "month"],
                             capture_output=True, text=True)
     click.echo(report.stdout if report.returncode == 0 else report.stderr)
+    _show_money(settings)
 
+
+def _show_money(settings: Settings) -> None:
+    """Each subscriber's bill so far this period (GET /consumers/{consumer}/usage)."""
+    click.echo("This period's bill so far (GET /consumers/{consumer}/usage), plan starter:")
+    for username in SUBSCRIBERS:
+        status, body = _admin(settings, "GET", f"/consumers/{username}/usage")
+        if status != 200:
+            click.echo(f"  {username}: {status} {body.decode(errors='replace')}")
+            continue
+        usage = orjson.loads(body)
+        lines = ", ".join(f"{m['units']} {m['meter']} = {m['amount']}" for m in usage.get("meters") or ())
+        click.echo(f"  {username:6} {lines or 'nothing yet'}; total {usage['total']} {usage['currency']}")
+    click.echo("")
 
 def _try_next(settings: Settings) -> None:
     """The commands to try in another terminal, with the settings this one has from its environment."""
@@ -133,6 +158,7 @@ def _try_next(settings: Settings) -> None:
     click.echo(f"  curl http://{proxy_host}:{proxy_port}/mock/requests -H 'apikey: poppy-secret'")
     click.echo(f"  curl {admin}/billable")
     click.echo(f"  curl -s '{admin}/billable?period=month&csv=true' > usage.csv")
+    click.echo(f"  curl {admin}/consumers/poppy/usage")
     click.echo(f"  {tollway} report --period month")
     click.echo(f"  {tollway} health")
 
@@ -175,7 +201,8 @@ def quickstart(settings: Settings, no_traffic: bool) -> None:
     """Try Tollway in one command, with a mock service and consumers.
 
     It starts a mock upstream and the gateway, creates a `mock` service and route with key-auth,
-    the consumers digit and poppy with their API keys and the billable plugin, sends a few calls,
-    prints this month's usage report, and keeps the gateway running until Ctrl-C.
+    the consumers digit and poppy with their API keys and the billable plugin, a plan they are
+    subscribed to, sends a few calls, prints this month's usage report and what it costs so far,
+    and keeps the gateway running until Ctrl-C.
     """
     sys.exit(run_quickstart(settings, send_traffic=not no_traffic))

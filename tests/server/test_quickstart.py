@@ -34,6 +34,9 @@ def test_quickstart_sets_up_the_seed_reports_usage_and_stops_on_ctrl_c(tmp_path:
         report = [line.split() for line in lines if "  mock  " in line]
         tally = {(row[1], row[4]): int(row[5]) for row in report}
         assert tally == {("poppy", "200"): 7, ("digit", "200"): 4, ("-", "401"): 3}, output
+        # plan starter: the first 5 calls of the period free, then 0.01 USD each
+        assert "  poppy  7 requests = 0.02; total 0.02 USD" in lines, output
+        assert "  digit  4 requests = 0.00; total 0.00 USD" in lines, output
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in the terminal reaches the whole group
         code = proc.wait(timeout=60)
