@@ -10,6 +10,8 @@ import pytest
 from tests.declarative.conftest import dump, load
 from tollway.config import Settings
 from tollway.declarative.problems import DeclarativeError
+from tollway.store.db import run_with_database
+from tollway.store.entities.catalog import Catalog
 
 EVERYTHING = """
 _format_version: "3.0"
@@ -216,3 +218,20 @@ def test_a_key_is_never_moved_to_another_consumer(db_settings: Settings) -> None
                           '  - key: k1\n')
     assert str(raised.value).endswith("UNIQUE violation detected on '{key=\"[redacted]\"}'")
     assert dump(db_settings) == before
+
+
+def test_billing_is_not_part_of_a_declarative_file(db_settings: Settings) -> None:
+    """Plans and subscriptions have a history of versions: `tollway plans apply` declares them."""
+    load(db_settings, "_format_version: '3.0'\nconsumers: [{username: poppy}]\n")
+
+    async def price_list(db: Any) -> None:
+        catalog = Catalog(db_settings, db)
+        await catalog.crud("plans").create({"name": "pro", "currency": "USD"}, form=False)
+        await catalog.crud("meters").create({"name": "calls"}, form=False)
+
+    run_with_database(db_settings, price_list)
+    exported = dump(db_settings)
+    assert not {"meters", "plans", "charges", "entitlements", "subscriptions"} & set(exported)
+    with pytest.raises(DeclarativeError) as raised:
+        load(db_settings, "_format_version: '3.0'\nplans: [{name: basic, currency: USD}]\n")
+    assert "in 'plans': unknown field" in str(raised.value)

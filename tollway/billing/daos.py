@@ -42,6 +42,7 @@ def _statuses_as_text(data: dict[str, Any]) -> Errors:
 
 
 METERS = EntitySchema(
+    declarative=False,
     name="meters",
     path="meters",
     table=tables.meters,
@@ -79,6 +80,7 @@ def _plan_value_problems(data: dict[str, Any]) -> Errors:
 
 
 PLANS = EntitySchema(
+    declarative=False,
     name="plans",
     path="plans",
     table=tables.plans,
@@ -127,6 +129,7 @@ PLAN_REF = {"type": "foreign", "reference": "plans", "required": True}
 METER_REF = {"type": "foreign", "reference": "meters", "required": True}
 
 CHARGES = EntitySchema(
+    declarative=False,
     name="charges",
     path="charges",
     table=tables.charges,
@@ -153,6 +156,7 @@ CHARGES = EntitySchema(
 )
 
 ENTITLEMENTS = EntitySchema(
+    declarative=False,
     name="entitlements",
     path="entitlements",
     table=tables.entitlements,
@@ -195,6 +199,7 @@ def subscription_for_workers(entity: dict[str, Any]) -> dict[str, Any]:
 
 
 SUBSCRIPTIONS = EntitySchema(
+    declarative=False,
     name="subscriptions",
     path="subscriptions",
     table=tables.subscriptions,

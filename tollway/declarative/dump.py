@@ -23,7 +23,8 @@ async def export_document(catalog: Catalog) -> dict[str, Any]:
         if catalog.db.dialect == "postgresql":  # one consistent view of every table
             conn = await conn.execution_options(isolation_level="REPEATABLE READ")
         async with conn.begin():
-            tables = {name: await catalog.daos[name].all(conn) for name in sorted(catalog.entities)}
+            tables = {name: await catalog.daos[name].all(conn) for name in sorted(catalog.entities)
+                      if catalog.entities[name].declarative}
     for name, entities in tables.items():
         if not entities:
             continue

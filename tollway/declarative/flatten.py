@@ -80,7 +80,7 @@ class Flattener:
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
-        self.schemas = catalog.entities
+        self.schemas = {name: schema for name, schema in catalog.entities.items() if schema.declarative}
         self.order = dependency_order(self.schemas)
         # parent entity -> {child entity: the child's foreign field naming the parent}
         self.children: dict[str, dict[str, str]] = {}

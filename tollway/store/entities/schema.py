@@ -75,6 +75,9 @@ class EntitySchema:
     secrets: tuple[str, ...] = ()
     # Whether proxy workers get this entity in their configuration snapshot.
     in_snapshot: bool = True
+    # Whether Kong's declarative files (tollway config) carry it: billing's entities, whose
+    # subscriptions have a timeline of plan versions, are declared by `tollway plans apply` instead.
+    declarative: bool = True
     # Kong's `ttl = true`: a `ttl` (seconds) given on write makes the entity expire that long
     # after; its `ttl` column holds when (epoch seconds), reads show the seconds left, and an
     # expired entity is never read (the Dao filters it, writes purge it).
