@@ -13,7 +13,7 @@ if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null;
   fi
 fi
 echo "ruff: lint" >&2
-.venv/bin/ruff check tollway tests bench setup.py scripts
+.venv/bin/ruff check tollway tests bench setup.py scripts examples
 echo "mypy: type check" >&2
 .venv/bin/mypy tollway
 echo "pytest: the whole suite, about 4 to 6 minutes on 2 cores (a dot per test passed)" >&2

@@ -1,0 +1,1 @@
+"""hello-header: an example Tollway plugin (see docs/plugins.md in Tollway's repository)."""
