@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
 import httpx
+import pytest
 
 from tests.plugins.conftest import Gateway
 from tests.proxy.conftest import ProxyHarness, consumer, credential, plugin, request, route, service, snapshot
@@ -137,3 +139,19 @@ def test_the_worker_compares_expires_at_with_its_clock(tmp_path, echo_upstream) 
             assert request(harness.port, "GET", "/r", headers={"apikey": "stale"}).status == 401
     finally:
         harness.close()
+
+
+@pytest.mark.parametrize(("body", "as_form", "problem"), [
+    ({"key": ""}, True, "length must be at least 1"),
+    ({"key": ""}, False, "length must be at least 1"),
+    ({"key": None}, False, "required field missing"),
+])
+def test_an_update_never_empties_a_key(api: httpx.Client, body: dict[str, Any], as_form: bool, problem: str) -> None:
+    api.post("/consumers", json={"username": "kate"})
+    created = api.post("/consumers/kate/key-auth", json={"key": "kate-secret"}).json()
+    stored = api.get(f"/key-auths/{created['id']}").json()["key"]  # its hash, shown from now on
+    for path in (f"/key-auths/{created['id']}", f"/consumers/kate/key-auth/{created['id']}"):
+        answer = api.patch(path, data=body) if as_form else api.patch(path, json=body)
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["fields"] == {"key": problem}
+    assert api.get(f"/key-auths/{created['id']}").json()["key"] == stored

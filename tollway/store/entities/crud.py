@@ -68,6 +68,12 @@ class Crud:
         hint = {**(old or {}), **data} if merge else data
         fields, field_problems = self.schema.resolve_fields(hint)
         problems.update(field_problems)
+        if old is not None:
+            # A generated value (a key) is made when an entity is created; an update that empties
+            # it is an error, never a silent new value.
+            for name in self.schema.generated:
+                if name in data and data[name] in (None, ""):
+                    problems[name] = "length must be at least 1" if data[name] == "" else "required field missing"
         if form:
             data = infer_types(data, fields)
         if merge and old is not None:

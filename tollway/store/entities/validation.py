@@ -13,6 +13,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from tollway.store.entities.schema import Errors, Fields
 
 REQUIRED = "required field missing"
@@ -151,10 +153,17 @@ def _check_list(spec: Mapping[str, Any], value: Any) -> tuple[Any, Any]:
     elements = spec.get("elements", {"type": "string"})
     cleaned: list[Any] = []
     errors: list[Any] = []
+    seen: set[Any] = set()  # a set's items seen so far (by value: a linear pass, not a quadratic one)
+    item_spec = {**elements, "required": True}
     for item in value:
-        one, error = check_value({**elements, "required": True}, item)
+        one, error = check_value(item_spec, item)
         errors.append(error)
-        if error is None and not (spec["type"] == "set" and one in cleaned):
+        if error is None:
+            if spec["type"] == "set":
+                marker = orjson.dumps(one, option=orjson.OPT_SORT_KEYS) if isinstance(one, dict | list) else one
+                if marker in seen:
+                    continue
+                seen.add(marker)
             cleaned.append(one)
     if any(e is not None for e in errors):
         return None, errors
