@@ -24,7 +24,8 @@ def test_form_keys_nested_500_deep_are_refused(api: httpx.Client) -> None:
 
 def test_more_than_a_thousand_form_arguments_are_refused_as_kong_does(api: httpx.Client) -> None:
     body = "&".join(f"tags[]=t{i}" for i in range(1001)) + "&username=many"
-    answer = api.post("/consumers", content=body.encode(), headers={"Content-Type": "application/x-www-form-urlencoded"})
+    answer = api.post("/consumers", content=body.encode(),
+                      headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert answer.status_code == 400 and answer.json() == {"message": "Too many arguments"}
     body, media = _multipart([(b"tags[]", b"t%d" % i) for i in range(1001)])
     answer = api.post("/consumers", content=body, headers={"Content-Type": media})
