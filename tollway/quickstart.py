@@ -94,13 +94,22 @@ def _tollway(settings: Settings, *args: str) -> None:
         raise NodeError(f"tollway {' '.join(args)} failed: {result.stderr.strip()}")
 
 
+def _changed(before: bytes, after: bytes) -> bool:
+    """Whether a PUT changed the entity: its fields other than updated_at differ."""
+    try:
+        old, new = orjson.loads(before), orjson.loads(after)
+    except ValueError:
+        return True
+    return {k: v for k, v in old.items() if k != "updated_at"} != {k: v for k, v in new.items() if k != "updated_at"}
+
+
 def _create_entities(settings: Settings, mock_url: str) -> None:
     for method, path, form in ENTITIES:
         form = {key: mock_url if value == "MOCK_URL" else value for key, value in form.items()}
-        existed = method == "PUT" and _admin(settings, "GET", path)[0] == 200
+        before_status, before = _admin(settings, "GET", path) if method == "PUT" else (404, b"")
         status, body = _admin(settings, method, path, form)
-        outcome = {200: EARLIER + (", updated" if form else "") if existed else "created", 201: "created",
-                   409: EARLIER}.get(status)
+        outcome = {200: EARLIER + (", updated" if _changed(before, body) else "") if before_status == 200
+                   else "created", 201: "created", 409: EARLIER}.get(status)
         if outcome is None:
             raise NodeError(f"{method} {path} answered {status}: {body.decode(errors='replace')}")
         click.echo(f"  {method:4} {path:32} {status} {outcome}")

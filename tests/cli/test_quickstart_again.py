@@ -41,13 +41,13 @@ def test_a_second_quickstart_keeps_what_the_first_made_and_says_so(tmp_path: Pat
     settings = make_settings(tmp_path / "prefix", "sqlite", workers="1")
     first, lines = quickstart_until_try_next(settings)
     stop(first)
-    assert [line.split(None, 3)[3] for line in lines if line.startswith(("  POST ", "  PUT "))] == ["created"] * 8
+    assert [line.split(None, 3)[3] for line in lines if line.startswith(("  POST ", "  PUT "))] == ["created"] * 14
     assert tally(lines) == {("poppy", "200"): 7, ("digit", "200"): 4, ("-", "401"): 3}, "\n".join(lines)
     second, lines = quickstart_until_try_next(settings)
     stop(second)
     output = "\n".join(lines)
     answers = [line.split(None, 3)[2:] for line in lines if line.startswith(("  POST ", "  PUT "))]
-    assert len(answers) == 8, output
+    assert len(answers) == 14, output
     assert all(words.startswith("already there, from an earlier quickstart") for _, words in answers), output
     assert [words for _, words in answers if not words.endswith("quickstart")] == [
         "already there, from an earlier quickstart, updated"], output  # the mock service's new address
@@ -62,7 +62,7 @@ def test_the_commands_to_try_next_work_in_another_shell(tmp_path: Path) -> None:
         exports = [line.strip() for line in tried if line.startswith("  export ")]
         assert f"export TOLLWAY_PREFIX={settings.prefix}" in exports
         commands = [line.strip() for line in tried if not line.startswith("  export ")]
-        assert len(commands) == 5
+        assert len(commands) == 6
         fresh_shell = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}  # nothing of this one's environment
         for command in commands:
             result = subprocess.run(["bash", "-c", "\n".join([*exports, command])], env=fresh_shell, cwd=tmp_path,
