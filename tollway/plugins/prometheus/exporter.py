@@ -15,11 +15,13 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
 
 from tollway import __version__
 from tollway.plugins.prometheus.recorder import BUCKETS, BandwidthKey, LatencyKey, RequestKey
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+BANDWIDTH = "kong_bandwidth_bytes"
 CONNECTION_STATES = ("accepted", "active", "handled", "reading", "writing", "waiting")
 _HISTOGRAM_NAMES = {
     "kong": ("kong_kong_latency_ms", "Latency added by Kong and enabled plugins for each service/route"),
@@ -78,15 +80,17 @@ class NodeMetrics:
                 cumulative = 0.0
                 for bound, in_bucket in zip((*bounds, "+Inf"), histogram[:-1], strict=True):
                     cumulative += in_bucket
-                    buckets.append((str(bound), cumulative))
+                    buckets.append((bound if bound == "+Inf" else floatToGoString(bound), cumulative))
                 histograms.add_metric((service, route), buckets, histogram[-1])
             yield histograms
         if self.bandwidth:
-            family = CounterMetricFamily("kong_bandwidth_bytes", "Total bandwidth (ingress/egress) throughput in bytes",
-                                         labels=("service", "route", "direction", "consumer"))
-            for labels, count in sorted(self.bandwidth.items()):
-                family.add_metric(labels, count)
-            yield family
+            # Kong's counter has no _total suffix, which prometheus_client's counters always add:
+            # made untyped here, typed counter again by render().
+            bandwidth = Metric(BANDWIDTH, "Total bandwidth (ingress/egress) throughput in bytes", "unknown")
+            for (service, route, direction, consumer), count in sorted(self.bandwidth.items()):
+                bandwidth.add_sample(BANDWIDTH, {"service": service, "route": route, "direction": direction,
+                                                 "consumer": consumer}, count)
+            yield bandwidth
 
 
 NODE = NodeMetrics()
@@ -171,4 +175,5 @@ def render(node: NodeMetrics, status: Mapping[str, Any], database_reachable: boo
     """GET /metrics's body: Prometheus' text format (version 0.0.4)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Families([*node.families(), *node_families(status, database_reachable)]))  # type: ignore[arg-type]
-    return generate_latest(registry)
+    return generate_latest(registry).replace(b"# TYPE %s untyped\n" % BANDWIDTH.encode(),
+                                             b"# TYPE %s counter\n" % BANDWIDTH.encode(), 1)
