@@ -46,6 +46,8 @@ HOT_PATH = [
     "tollway/plugins/billable/handler.py",
     "tollway/plugins/key_auth/handler.py",
     "tollway/plugins/key_auth/keys.py",
+    "tollway/plugins/prometheus/handler.py",
+    "tollway/plugins/prometheus/recorder.py",
     "tollway/metering/aggregate.py",
     "tollway/metering/latency.py",
     "tollway/metering/spool_line.py",

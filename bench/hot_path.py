@@ -97,6 +97,9 @@ def _snapshot(plugins: list[str]) -> dict[str, Any]:
         elif name == "acl":  # the consumer is in the group let in: the call passes with X-Consumer-Groups
             config = {"allow": ["premium"], "deny": None, "hide_groups_header": False,
                       "always_use_authenticated_groups": False, "include_consumer_groups": False}
+        elif name == "prometheus":  # every per-request metric, per consumer
+            config = {"per_consumer": True, "status_code_metrics": True, "latency_metrics": True,
+                      "bandwidth_metrics": True, "upstream_health_metrics": False}
         rows.append({"id": f"p{number}", "name": name, "enabled": True, "config": config, "service": None,
                      "route": {"id": "r1"} if name in ("key-auth", "acl") else None, "consumer": None})
     return {"version": 1, "services": [service], "routes": [route], "consumers": [consumer], "plugins": rows,

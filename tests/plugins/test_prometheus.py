@@ -4,6 +4,7 @@ defaults), the log phase's counts, and the histograms checked against prometheus
 from __future__ import annotations
 
 import random
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -13,7 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tollway.plugins.prometheus.exporter import NodeMetrics, render
 from tollway.plugins.prometheus.handler import Handler
-from tollway.plugins.prometheus.recorder import KONG_LATENCY_BUCKETS, Recorder, new_histogram, observe
+from tollway.plugins.prometheus.recorder import KONG_LATENCY_BUCKETS, Recorder, Tally, observe
+from tollway.proxy.call import Call as ProxyCall
 
 KONG_DEFAULTS = {"per_consumer": False, "status_code_metrics": False, "latency_metrics": False,
                  "bandwidth_metrics": False, "upstream_health_metrics": False}
@@ -42,21 +44,20 @@ def test_metrics_is_served_on_the_admin_api_as_prometheus_text(api: httpx.Client
     assert {"kong_nginx_connections_total", "kong_datastore_reachable", "kong_node_info"} <= names
 
 
-class FakeCall(SimpleNamespace):
-    """What the log phase reads of the proxy's Call."""
-
-
 def _call(status: int = 200, consumer: dict[str, Any] | None = None, service: dict[str, Any] | None = None,
-          upstream_answered: bool = True, routed_to_service: bool = True) -> FakeCall:
+          upstream_answered: bool = True, routed_to_service: bool = True) -> ProxyCall:
+    """A finished call as the log phase sees it: the proxy's own Call, its cycle's times set."""
+    call = ProxyCall(b"GET", "/p", "", [], "127.0.0.1", started_at=0.0, received_at=1.0)
     if service is None and routed_to_service:
-        service = {"name": "svc", "host": "h"}
-    return FakeCall(service=service,
-                    route={"id": "r-id", "name": None}, consumer=consumer, status=status, request_bytes=100,
-                    response_bytes=250, started_at=0.0, first_byte_at=2.5 if upstream_answered else 0.0, sent_at=2.0)
+        service = {"id": "s-id", "name": "svc", "host": "h"}
+    call.service, call.route, call.consumer, call.status = service, {"id": "r-id", "name": None}, consumer, status
+    call.request_bytes, call.response_bytes = 100, 250
+    call.sent_at, call.first_byte_at = 1.5, (2.0 if upstream_answered else 0.0)
+    return call
 
 
 def _handler(**conf: bool) -> Handler:
-    handler = Handler({**KONG_DEFAULTS, **conf}, runtime=SimpleNamespace())  # type: ignore[arg-type]
+    handler = Handler({**KONG_DEFAULTS, **conf}, runtime=SimpleNamespace())
     Handler.recorder = Recorder()
     return handler
 
@@ -70,21 +71,25 @@ def test_a_configuration_that_counts_nothing_leaves_the_log_phase_off_the_hot_pa
 def test_labels_are_kongs_and_the_consumer_only_with_per_consumer() -> None:
     handler = _handler(status_code_metrics=True, bandwidth_metrics=True)
     poppy = {"id": "c1", "username": "poppy"}
-    handler.log(_call(consumer=poppy))  # type: ignore[arg-type]
-    handler.log(_call(status=401, upstream_answered=False))  # type: ignore[arg-type]
-    handler.log(_call(service={"host": "example.com"}))  # type: ignore[arg-type]
-    handler.log(_call(routed_to_service=False))  # type: ignore[arg-type]  # no service: not counted, as Kong
-    assert Handler.recorder.requests == {("svc", "r-id", 200, "service", ""): 1, ("svc", "r-id", 401, "kong", ""): 1,
-                                         ("example.com", "r-id", 200, "service", ""): 1}
-    assert Handler.recorder.bandwidth[("svc", "r-id", "egress", "")] == 500
+    handler.log(_call(consumer=poppy))
+    handler.log(_call(status=401, upstream_answered=False))
+    handler.log(_call(service={"host": "example.com"}))
+    handler.log(_call(routed_to_service=False))  # no service: not counted, as Kong
+    report = Handler.recorder.take()
+    assert report is not None
+    assert sorted(report["requests"]) == [["example.com", "r-id", 200, "service", "", 1],
+                                          ["svc", "r-id", 200, "service", "", 1], ["svc", "r-id", 401, "kong", "", 1]]
+    assert ["svc", "r-id", "egress", "", 500] in report["bandwidth"]
+    assert report["latency"] == {"kong": [], "upstream": [], "request": []}
     per_consumer = _handler(status_code_metrics=True, per_consumer=True)
-    per_consumer.log(_call(consumer=poppy))  # type: ignore[arg-type]
-    assert Handler.recorder.requests == {("svc", "r-id", 200, "service", "poppy"): 1}
+    per_consumer.log(_call(consumer=poppy))
+    report = Handler.recorder.take()
+    assert report is not None and report["requests"] == [["svc", "r-id", 200, "service", "poppy", 1]]
 
 
 def test_take_hands_over_the_counts_once() -> None:
     handler = _handler(status_code_metrics=True)
-    handler.log(_call())  # type: ignore[arg-type]
+    handler.log(_call())
     report = Handler.recorder.take()
     assert report is not None and report["requests"] == [["svc", "r-id", 200, "service", "", 1]]
     assert Handler.recorder.take() is None
@@ -99,9 +104,9 @@ def test_histograms_summed_over_workers_equal_prometheus_clients_own() -> None:
     node = NodeMetrics()
     for worker_values in (values[:1200], values[1200:]):
         recorder = Recorder()
-        recorder.kong[("svc", "route")] = histogram = new_histogram(KONG_LATENCY_BUCKETS)
+        recorder.tallies[("s-id", "r-id", "")] = tally = Tally("svc", "route", "")
         for value in worker_values:
-            observe(histogram, KONG_LATENCY_BUCKETS, value)
+            observe(tally.kong, KONG_LATENCY_BUCKETS, value)
         report = recorder.take()
         assert report is not None
         node.add(report)
@@ -122,3 +127,18 @@ def test_histograms_summed_over_workers_equal_prometheus_clients_own() -> None:
     assert ours.keys() == theirs.keys()
     for key, value in theirs.items():
         assert abs(ours[key] - value) <= 1e-6 * max(1.0, value), key
+
+
+def test_latencies_split_a_call_between_the_upstream_and_kong() -> None:
+    handler = _handler(latency_metrics=True)
+    call = _call()
+    call.started_at, call.sent_at, call.first_byte_at = time.time() - 0.040, 1.500, 1.520  # 40 ms, 20 upstream
+    handler.log(call)
+    report = Handler.recorder.take()
+    assert report is not None
+    (_, _, upstream), = report["latency"]["upstream"]
+    (_, _, request), = report["latency"]["request"]
+    (_, _, kong), = report["latency"]["kong"]
+    assert upstream[:1] == [1.0] and abs(upstream[-1] - 20.0) < 1e-6      # 20 ms: in le=25
+    assert request[1] == 1.0 and 40.0 <= request[-1] < 50.0               # in le=50
+    assert kong[7] + kong[8] == 1.0 and 20.0 <= kong[-1] < 40.0           # 20 ms and what the test took: le=30 or 50

@@ -9,6 +9,8 @@ is not counted, as in Kong. Latencies, in milliseconds:
   upstream  from the request sent to the upstream to the upstream's response head (Kong's
             X-Kong-Upstream-Latency); none when the upstream did not answer
   kong      request minus upstream: what the gateway and its plugins added
+
+Compiled with the hot path (setup.py); its cost per call is in docs/prometheus.md.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from tollway.plugins.prometheus.recorder import (
     KONG_LATENCY_BUCKETS,
     UPSTREAM_LATENCY_BUCKETS,
     Recorder,
-    new_histogram,
+    Tally,
     observe,
 )
 from tollway.plugins.prometheus.schema import SCHEMA
+from tollway.proxy.call import Call as ProxyCall
 
 REPORT_NAME = "prometheus"  # the name of the worker's reports to the master (tollway.plugins.node)
 
@@ -44,7 +47,7 @@ class Handler(base.Handler):
 
     @classmethod
     def init_worker(cls, worker: Any) -> None:
-        worker.reports[REPORT_NAME] = cls.recorder.take
+        worker.reports[REPORT_NAME] = Handler.recorder.take
 
     def phases(self) -> frozenset[str]:
         # A configuration that counts nothing per request stays off the hot path.
@@ -52,43 +55,33 @@ class Handler(base.Handler):
         return super().phases() if counts else super().phases() - {"log"}
 
     def log(self, call: base.Call) -> None:
+        assert isinstance(call, ProxyCall)  # the proxy's own: its cycle's times are read directly
         service = call.service
         if service is None:
             return
         route = call.route
-        labels: tuple[str, str] = (service.get("name") or service.get("host") or "",
-                                   route.get("name") or route.get("id") or "")
         consumer = ""
         if self.per_consumer and call.consumer is not None:
             consumer = call.consumer.get("username") or ""
-        recorder = self.recorder
-        # The proxy's Call (tollway.proxy.call) has the cycle's times: 0.0 until they happen.
-        first_byte_at: float = call.first_byte_at  # type: ignore[attr-defined]
+        tallies = Handler.recorder.tallies
+        key = (service.get("id") or "", route.get("id") or "", consumer)
+        tally = tallies.get(key)
+        if tally is None:
+            tally = tallies[key] = Tally(service.get("name") or service.get("host") or "",
+                                         route.get("name") or route.get("id") or "", consumer)
+        answered = call.first_byte_at > 0.0  # 0.0 until the upstream's response head arrives
         if self.status_codes:
-            request_key = (*labels, call.status, "service" if first_byte_at else "kong", consumer)
-            requests = recorder.requests
-            requests[request_key] = requests.get(request_key, 0) + 1
+            code = call.status * 2 + 1 if answered else call.status * 2
+            codes = tally.codes
+            codes[code] = codes.get(code, 0) + 1
         if self.bandwidth:
-            bandwidth = recorder.bandwidth
-            if call.request_bytes > 0:
-                ingress_key = (*labels, "ingress", consumer)
-                bandwidth[ingress_key] = bandwidth.get(ingress_key, 0) + call.request_bytes
-            if call.response_bytes > 0:
-                egress_key = (*labels, "egress", consumer)
-                bandwidth[egress_key] = bandwidth.get(egress_key, 0) + call.response_bytes
+            tally.ingress += call.request_bytes
+            tally.egress += call.response_bytes
         if self.latencies:
-            request_ms = (time.time() - call.started_at) * 1000
+            request_ms = (time.time() - call.started_at) * 1000.0
             upstream_ms = 0.0
-            if first_byte_at:
-                upstream_ms = (first_byte_at - call.sent_at) * 1000  # type: ignore[attr-defined]
-                self._observe(recorder.upstream, labels, UPSTREAM_LATENCY_BUCKETS, upstream_ms)
-            self._observe(recorder.request, labels, UPSTREAM_LATENCY_BUCKETS, request_ms)
-            self._observe(recorder.kong, labels, KONG_LATENCY_BUCKETS, max(0.0, request_ms - upstream_ms))
-
-    @staticmethod
-    def _observe(histograms: dict[tuple[str, str], list[float]], labels: tuple[str, str],
-                 bounds: tuple[int, ...], value: float) -> None:
-        histogram = histograms.get(labels)
-        if histogram is None:
-            histogram = histograms[labels] = new_histogram(bounds)
-        observe(histogram, bounds, value)
+            if answered:
+                upstream_ms = (call.first_byte_at - call.sent_at) * 1000.0
+                observe(tally.upstream, UPSTREAM_LATENCY_BUCKETS, upstream_ms)
+            observe(tally.request, UPSTREAM_LATENCY_BUCKETS, request_ms)
+            observe(tally.kong, KONG_LATENCY_BUCKETS, max(0.0, request_ms - upstream_ms))
