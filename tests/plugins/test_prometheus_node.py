@@ -204,3 +204,17 @@ def test_status_listener_is_off_by_default_and_per_consumer_off_or_disabled_coun
         assert "kong_bandwidth_bytes_total" not in samples and "kong_request_latency_ms_count" not in samples
     finally:
         node.close()
+
+
+def test_every_metric_of_the_grafana_dashboard_is_exported(node: Node) -> None:
+    import json
+    import re
+    from pathlib import Path
+
+    dashboard = json.loads((Path(__file__).parents[2] / "docs" / "grafana-tollway.json").read_text())
+    queried = {name for panel in dashboard["panels"] for target in panel["targets"]
+               for name in re.findall(r"\b(?:kong|tollway)_[a-z_]+", target["expr"])}
+    exported = set(wait_for("latency histograms", lambda: (s := scrape(node.admin)) and
+                            "kong_kong_latency_ms_bucket" in s and s))
+    exported.add("kong_bandwidth_bytes")  # the text's name; the parser reads it as kong_bandwidth_bytes_total
+    assert len(queried) >= 15 and queried <= exported, queried - exported

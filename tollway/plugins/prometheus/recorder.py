@@ -17,10 +17,10 @@ from typing import Any
 
 # Kong's buckets, in milliseconds (kong/plugins/prometheus/exporter.lua). Not Final: mypyc would
 # not have them set when BUCKETS is built.
-KONG_LATENCY_BUCKETS: tuple[float, ...] = (1.0, 2.0, 5.0, 7.0, 10.0, 15.0, 20.0, 30.0, 50.0, 75.0, 100.0, 200.0, 500.0, 750.0,
-                               1000.0)
-UPSTREAM_LATENCY_BUCKETS: tuple[float, ...] = (25.0, 50.0, 80.0, 100.0, 250.0, 400.0, 700.0, 1000.0, 2000.0, 5000.0, 10000.0,
-                                   30000.0, 60000.0)
+KONG_LATENCY_BUCKETS: tuple[float, ...] = (1.0, 2.0, 5.0, 7.0, 10.0, 15.0, 20.0, 30.0, 50.0, 75.0, 100.0,
+                                           200.0, 500.0, 750.0, 1000.0)
+UPSTREAM_LATENCY_BUCKETS: tuple[float, ...] = (25.0, 50.0, 80.0, 100.0, 250.0, 400.0, 700.0, 1000.0, 2000.0,
+                                               5000.0, 10000.0, 30000.0, 60000.0)
 # Histogram name -> its buckets: request latency uses the upstream's, as Kong's does.
 BUCKETS: dict[str, tuple[float, ...]] = {"kong": KONG_LATENCY_BUCKETS, "upstream": UPSTREAM_LATENCY_BUCKETS,
                   "request": UPSTREAM_LATENCY_BUCKETS}
