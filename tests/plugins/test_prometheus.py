@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tollway.plugins.prometheus.exporter import NodeMetrics, render
 from tollway.plugins.prometheus.handler import Handler
-from tollway.plugins.prometheus.recorder import KONG_LATENCY_BUCKETS, Recorder, Tally, observe
+from tollway.plugins.prometheus.recorder import KONG_LATENCY_BUCKETS, Recorder, Tally
 from tollway.proxy.call import Call as ProxyCall
 
 KONG_DEFAULTS = {"per_consumer": False, "status_code_metrics": False, "latency_metrics": False,
@@ -45,12 +45,12 @@ def test_metrics_is_served_on_the_admin_api_as_prometheus_text(api: httpx.Client
 
 
 def _call(status: int = 200, consumer: dict[str, Any] | None = None, service: dict[str, Any] | None = None,
-          upstream_answered: bool = True, routed_to_service: bool = True) -> ProxyCall:
+          upstream_answered: bool = True, routed_to_service: bool = True, route_id: str = "r-id") -> ProxyCall:
     """A finished call as the log phase sees it: the proxy's own Call, its cycle's times set."""
     call = ProxyCall(b"GET", "/p", "", [], "127.0.0.1", started_at=0.0, received_at=1.0)
     if service is None and routed_to_service:
         service = {"id": "s-id", "name": "svc", "host": "h"}
-    call.service, call.route, call.consumer, call.status = service, {"id": "r-id", "name": None}, consumer, status
+    call.service, call.route, call.consumer, call.status = service, {"id": route_id, "name": None}, consumer, status
     call.request_bytes, call.response_bytes = 100, 250
     call.sent_at, call.first_byte_at = 1.5, (2.0 if upstream_answered else 0.0)
     return call
@@ -73,11 +73,11 @@ def test_labels_are_kongs_and_the_consumer_only_with_per_consumer() -> None:
     poppy = {"id": "c1", "username": "poppy"}
     handler.log(_call(consumer=poppy))
     handler.log(_call(status=401, upstream_answered=False))
-    handler.log(_call(service={"host": "example.com"}))
+    handler.log(_call(service={"host": "example.com"}, route_id="r2-id"))
     handler.log(_call(routed_to_service=False))  # no service: not counted, as Kong
     report = Handler.recorder.take()
     assert report is not None
-    assert sorted(report["requests"]) == [["example.com", "r-id", 200, "service", "", 1],
+    assert sorted(report["requests"]) == [["example.com", "r2-id", 200, "service", "", 1],
                                           ["svc", "r-id", 200, "service", "", 1], ["svc", "r-id", 401, "kong", "", 1]]
     assert ["svc", "r-id", "egress", "", 500] in report["bandwidth"]
     assert report["latency"] == {"kong": [], "upstream": [], "request": []}
@@ -104,9 +104,9 @@ def test_histograms_summed_over_workers_equal_prometheus_clients_own() -> None:
     node = NodeMetrics()
     for worker_values in (values[:1200], values[1200:]):
         recorder = Recorder()
-        recorder.tallies[("s-id", "r-id", "")] = tally = Tally("svc", "route", "")
+        recorder.tallies["r-id"] = {"": (tally := Tally("svc", "route", ""))}
         for value in worker_values:
-            observe(tally.kong, KONG_LATENCY_BUCKETS, value)
+            tally.kong.observe(value)
         report = recorder.take()
         assert report is not None
         node.add(report)

@@ -19,13 +19,7 @@ import time
 from typing import Any, ClassVar
 
 from tollway.plugins import base
-from tollway.plugins.prometheus.recorder import (
-    KONG_LATENCY_BUCKETS,
-    UPSTREAM_LATENCY_BUCKETS,
-    Recorder,
-    Tally,
-    observe,
-)
+from tollway.plugins.prometheus.recorder import Recorder, Tally
 from tollway.plugins.prometheus.schema import SCHEMA
 from tollway.proxy.call import Call as ProxyCall
 
@@ -64,11 +58,14 @@ class Handler(base.Handler):
         if self.per_consumer and call.consumer is not None:
             consumer = call.consumer.get("username") or ""
         tallies = Handler.recorder.tallies
-        key = (service.get("id") or "", route.get("id") or "", consumer)
-        tally = tallies.get(key)
+        route_id: str = route.get("id") or ""
+        by_consumer = tallies.get(route_id)
+        if by_consumer is None:
+            by_consumer = tallies[route_id] = {}
+        tally = by_consumer.get(consumer)
         if tally is None:
-            tally = tallies[key] = Tally(service.get("name") or service.get("host") or "",
-                                         route.get("name") or route.get("id") or "", consumer)
+            tally = by_consumer[consumer] = Tally(service.get("name") or service.get("host") or "",
+                                                  route.get("name") or route_id, consumer)
         answered = call.first_byte_at > 0.0  # 0.0 until the upstream's response head arrives
         if self.status_codes:
             code = call.status * 2 + 1 if answered else call.status * 2
@@ -82,6 +79,6 @@ class Handler(base.Handler):
             upstream_ms = 0.0
             if answered:
                 upstream_ms = (call.first_byte_at - call.sent_at) * 1000.0
-                observe(tally.upstream, UPSTREAM_LATENCY_BUCKETS, upstream_ms)
-            observe(tally.request, UPSTREAM_LATENCY_BUCKETS, request_ms)
-            observe(tally.kong, KONG_LATENCY_BUCKETS, max(0.0, request_ms - upstream_ms))
+                tally.upstream.observe(upstream_ms)
+            tally.request.observe(request_ms)
+            tally.kong.observe(max(0.0, request_ms - upstream_ms))

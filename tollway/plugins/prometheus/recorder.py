@@ -7,8 +7,8 @@ and sync to the shared dict every second. The master adds the reports up
 (tollway/plugins/prometheus/exporter.py). A worker that dies loses at most the last second of
 counts; its spool still has every call for billing.
 
-A histogram is a list: one count per bucket of its bounds (the last one is +Inf; not
-cumulative), then the sum of the observed values.
+In a report a histogram is a list: one count per bucket of its bounds (the last one is +Inf;
+not cumulative), then the sum of the observed values.
 """
 
 from __future__ import annotations
@@ -28,22 +28,31 @@ BUCKETS: dict[str, tuple[float, ...]] = {"kong": KONG_LATENCY_BUCKETS, "upstream
 RequestKey = tuple[str, str, int, str, str]     # service, route, code, source, consumer
 BandwidthKey = tuple[str, str, str, str]        # service, route, direction, consumer
 LatencyKey = tuple[str, str]                    # service, route
-TallyKey = tuple[str, str, str]                 # service id, route id, consumer label
 
 
-def new_histogram(bounds: tuple[float, ...]) -> list[float]:
-    return [0.0] * (len(bounds) + 2)
+class Histogram:
+    """Counts per bucket of `bounds` (the last one +Inf) and the sum (unboxed when compiled)."""
 
+    __slots__ = ("bounds", "counts", "total")
 
-def observe(histogram: list[float], bounds: tuple[float, ...], value: float) -> None:
-    """Count `value` into its bucket (the first bound >= value, else +Inf) and the sum."""
-    index = 0
-    for bound in bounds:  # at most 15 comparisons; most calls stop in the first few
-        if value <= bound:
-            break
-        index += 1
-    histogram[index] += 1.0
-    histogram[-1] += value
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        """Count `value` into its bucket: the first bound >= value, else +Inf."""
+        index = 0
+        for bound in self.bounds:  # at most 15 comparisons; most calls stop in the first few
+            if value <= bound:
+                break
+            index += 1
+        self.counts[index] += 1
+        self.total += value
+
+    def as_list(self) -> list[float]:
+        """As a report has it: the counts, then the sum."""
+        return [*self.counts, self.total]
 
 
 class Tally:
@@ -59,18 +68,19 @@ class Tally:
         self.codes: dict[int, int] = {}    # status * 2 + 1 if the upstream answered (source) -> calls
         self.ingress = 0
         self.egress = 0
-        self.kong = new_histogram(KONG_LATENCY_BUCKETS)
-        self.upstream = new_histogram(UPSTREAM_LATENCY_BUCKETS)
-        self.request = new_histogram(UPSTREAM_LATENCY_BUCKETS)
+        self.kong = Histogram(KONG_LATENCY_BUCKETS)
+        self.upstream = Histogram(UPSTREAM_LATENCY_BUCKETS)
+        self.request = Histogram(UPSTREAM_LATENCY_BUCKETS)
 
 
 class Recorder:
-    """A worker's tallies since its last report."""
+    """A worker's tallies since its last report, by route id, then consumer label (two lookups of
+    strings whose hash is kept: no key is built per call)."""
 
     __slots__ = ("tallies",)
 
     def __init__(self) -> None:
-        self.tallies: dict[TallyKey, Tally] = {}
+        self.tallies: dict[str, dict[str, Tally]] = {}
 
     def take(self) -> dict[str, Any] | None:
         """The counts so far as a report (plain lists, for the control channel), and start afresh;
@@ -82,7 +92,7 @@ class Recorder:
         requests: list[list[Any]] = []
         bandwidth: list[list[Any]] = []
         latency: dict[str, list[list[Any]]] = {name: [] for name in BUCKETS}
-        for tally in tallies.values():
+        for tally in (tally for by_consumer in tallies.values() for tally in by_consumer.values()):
             labels = [tally.service, tally.route]
             for code, calls in tally.codes.items():
                 requests.append([*labels, code >> 1, "service" if code & 1 else "kong", tally.consumer, calls])
@@ -91,6 +101,6 @@ class Recorder:
             if tally.egress:
                 bandwidth.append([*labels, "egress", tally.consumer, tally.egress])
             for name, histogram in (("kong", tally.kong), ("upstream", tally.upstream), ("request", tally.request)):
-                if any(histogram[:-1]):
-                    latency[name].append([*labels, histogram])
+                if any(histogram.counts):
+                    latency[name].append([*labels, histogram.as_list()])
         return {"requests": requests, "bandwidth": bandwidth, "latency": latency}
