@@ -1,11 +1,11 @@
-"""The prometheus plugin's log phase, per call, against prometheus_client's multiprocess mode.
+"""The prometheus plugin's counting, per call, against prometheus_client's multiprocess mode.
 
     .venv/bin/python -P bench/prometheus_record.py [--calls 200000]
 
 Both record the same call with every metric on (per_consumer, status codes, latencies,
 bandwidth): one request counter, two bandwidth counters and three histograms.
 
-- `tally`: tollway.plugins.prometheus.handler.Handler.log (compiled), which adds to the worker's
+- `tally`: tollway.plugins.prometheus.handler.Handler.meter (compiled), which adds to the worker's
   Tally; the master gets the sums once a second.
 - `multiprocess`: prometheus_client with PROMETHEUS_MULTIPROC_DIR set: every inc() and observe()
   writes to the worker's mmap'd file under a lock, and the master reads every worker's files at
@@ -52,11 +52,11 @@ def tally(calls: int) -> float:
     call.consumer = {"id": "c1", "username": "bench"}
     call.status, call.request_bytes, call.response_bytes = 200, 120, 340
     call.sent_at, call.first_byte_at = 1.0005, 1.0015
-    log = handler.log
+    meter = handler.meter
 
     def run(n: int) -> None:
         for _ in range(n):
-            log(call)
+            meter(call)
         Handler.recorder.take()
 
     return best(run, calls)

@@ -1,5 +1,5 @@
 """The prometheus plugin's parts without a node: its schema on the Admin API (Kong's fields and
-defaults), the log phase's counts, and the histograms checked against prometheus_client's own."""
+defaults), the counts of a call, and the histograms checked against prometheus_client's own."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def test_metrics_is_served_on_the_admin_api_as_prometheus_text(api: httpx.Client
 
 def _call(status: int = 200, consumer: dict[str, Any] | None = None, service: dict[str, Any] | None = None,
           upstream_answered: bool = True, routed_to_service: bool = True, route_id: str = "r-id") -> ProxyCall:
-    """A finished call as the log phase sees it: the proxy's own Call, its cycle's times set."""
+    """A finished call as the meter phase sees it: the proxy's own Call, its cycle's times set."""
     call = ProxyCall(b"GET", "/p", "", [], "127.0.0.1", started_at=0.0, received_at=1.0)
     if service is None and routed_to_service:
         service = {"id": "s-id", "name": "svc", "host": "h"}
@@ -62,19 +62,19 @@ def _handler(**conf: bool) -> Handler:
     return handler
 
 
-def test_a_configuration_that_counts_nothing_leaves_the_log_phase_off_the_hot_path() -> None:
-    assert "log" not in _handler().phases()
-    assert "log" not in _handler(per_consumer=True, upstream_health_metrics=True).phases()
-    assert "log" in _handler(bandwidth_metrics=True).phases()
+def test_a_configuration_that_counts_nothing_leaves_the_plugin_off_the_hot_path() -> None:
+    assert _handler().phases() == frozenset()
+    assert _handler(per_consumer=True, upstream_health_metrics=True).phases() == frozenset()
+    assert _handler(bandwidth_metrics=True).phases() == {"meter"}
 
 
 def test_labels_are_kongs_and_the_consumer_only_with_per_consumer() -> None:
     handler = _handler(status_code_metrics=True, bandwidth_metrics=True)
     poppy = {"id": "c1", "username": "poppy"}
-    handler.log(_call(consumer=poppy))
-    handler.log(_call(status=401, upstream_answered=False))
-    handler.log(_call(service={"host": "example.com"}, route_id="r2-id"))
-    handler.log(_call(routed_to_service=False))  # no service: not counted, as Kong
+    handler.meter(_call(consumer=poppy))
+    handler.meter(_call(status=401, upstream_answered=False))
+    handler.meter(_call(service={"host": "example.com"}, route_id="r2-id"))
+    handler.meter(_call(routed_to_service=False))  # no service: not counted, as Kong
     report = Handler.recorder.take()
     assert report is not None
     assert sorted(report["requests"]) == [["example.com", "r2-id", 200, "service", "", 1],
@@ -82,14 +82,14 @@ def test_labels_are_kongs_and_the_consumer_only_with_per_consumer() -> None:
     assert ["svc", "r-id", "egress", "", 500] in report["bandwidth"]
     assert report["latency"] == {"kong": [], "upstream": [], "request": []}
     per_consumer = _handler(status_code_metrics=True, per_consumer=True)
-    per_consumer.log(_call(consumer=poppy))
+    per_consumer.meter(_call(consumer=poppy))
     report = Handler.recorder.take()
     assert report is not None and report["requests"] == [["svc", "r-id", 200, "service", "poppy", 1]]
 
 
 def test_take_hands_over_the_counts_once() -> None:
     handler = _handler(status_code_metrics=True)
-    handler.log(_call())
+    handler.meter(_call())
     report = Handler.recorder.take()
     assert report is not None and report["requests"] == [["svc", "r-id", 200, "service", "", 1]]
     assert Handler.recorder.take() is None
@@ -133,7 +133,7 @@ def test_latencies_split_a_call_between_the_upstream_and_kong() -> None:
     handler = _handler(latency_metrics=True)
     call = _call()
     call.started_at, call.sent_at, call.first_byte_at = time.time() - 0.040, 1.500, 1.520  # 40 ms, 20 upstream
-    handler.log(call)
+    handler.meter(call)
     report = Handler.recorder.take()
     assert report is not None
     (_, _, upstream), = report["latency"]["upstream"]
