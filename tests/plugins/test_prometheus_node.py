@@ -218,3 +218,18 @@ def test_every_metric_of_the_grafana_dashboard_is_exported(node: Node) -> None:
                             "kong_kong_latency_ms_bucket" in s and s))
     exported.add("kong_bandwidth_bytes")  # the text's name; the parser reads it as kong_bandwidth_bytes_total
     assert len(queried) >= 15 and queried <= exported, queried - exported
+
+
+def test_a_reload_loses_no_count_the_old_workers_made(node: Node) -> None:
+    """Draining workers send their last counts before they exit: /metrics still equals /billable."""
+    from tests.server.nodes import tollway
+
+    send_traffic(node)
+    result = tollway(node.settings, "reload", env=node.env)
+    assert result.returncode == 0, result.stderr
+    send_traffic(node)
+    want = collections.Counter({("poppy", "mock", "keyed", "200"): 21, ("digit", "mock", "keyed", "404"): 9,
+                                ("", "mock", "keyed", "401"): 12, ("", "mock", "open", "200"): 33})
+    wait_for("/billable counts the three rounds",
+             lambda: collections.Counter({k: v for k, v in billable(node).items() if k[2] != "ready"}) == want)
+    wait_for("/metrics equals /billable", lambda: requests_by_labels(scrape(node.admin)) == billable(node))
