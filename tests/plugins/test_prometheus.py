@@ -42,6 +42,12 @@ def test_metrics_is_served_on_the_admin_api_as_prometheus_text(api: httpx.Client
     assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain; version=0.0.4")
     names = {family.name for family in text_string_to_metric_families(answer.text)}
     assert {"kong_nginx_connections_total", "kong_datastore_reachable", "kong_node_info"} <= names
+    # Kong's 07-optional_fields_spec: no per-request family before anything was counted.
+    assert not names & {"kong_http_requests", "kong_kong_latency_ms", "kong_upstream_latency_ms",
+                        "kong_request_latency_ms", "kong_bandwidth_bytes", "kong_upstream_target_health"}
+    states = {sample.labels["state"] for family in text_string_to_metric_families(answer.text)
+              if family.name == "kong_nginx_connections_total" for sample in family.samples}
+    assert states == {"accepted", "active", "handled", "reading", "total", "waiting", "writing"}
 
 
 def _call(status: int = 200, consumer: dict[str, Any] | None = None, service: dict[str, Any] | None = None,
