@@ -92,3 +92,11 @@ def test_settings_round_trip_as_plain_data() -> None:
 def test_billable_flush_nice_defaults_to_the_lowest_priority() -> None:
     assert load_settings(environ={}).billable_flush_nice == 19
     assert load_settings(environ={"TOLLWAY_BILLABLE_FLUSH_NICE": " 0 "}).billable_flush_nice == 0
+
+
+def test_every_setting_is_in_the_readme_table() -> None:
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = [line for line in readme.splitlines() if line.startswith("| `")]
+    missing = [key for key in SETTINGS if not any(f"`{key}`" in line.split(" | ")[0] for line in table)]
+    assert missing == [], f"README's settings table lacks {missing}"
