@@ -95,7 +95,6 @@ def test_billable_flush_nice_defaults_to_the_lowest_priority() -> None:
 
 
 def test_every_setting_is_in_the_readme_table() -> None:
-
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     table = [line for line in readme.splitlines() if line.startswith("| `")]
     missing = [key for key in SETTINGS if not any(f"`{key}`" in line.split(" | ")[0] for line in table)]
