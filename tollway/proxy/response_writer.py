@@ -199,6 +199,8 @@ class ResponseWriter:
         call.response_done = True
         run_meter(call)
         run_log(call)
+        if self.conn.access_log is not None:
+            self.conn.log_access(call)
         self.conn.transport.close()
 
     # The gateway's own --------------------------------------------------------------------------

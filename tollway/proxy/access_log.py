@@ -1,0 +1,310 @@
+"""The proxy's access log: one line per call, kept in memory by each worker and appended in batches.
+
+    AccessLog.from_settings(settings)  None when `access_log` is off; otherwise the file is opened
+                                       (a ConfigError says why it cannot be)
+    log.start(loop)                    the loop its flush timer runs on (the server's, at serve)
+    log.record(call, now)              the call is over: its line is encoded and kept
+    log.flush()                        write the kept lines: FLUSH_INTERVAL after the first one
+                                       kept, or at once past FLUSH_BYTES
+    log.close()                        flush, and write later lines at once (a worker's drain)
+
+A call is recorded where the proxy ends it (a response complete, one cut off, a client that went
+away), so a request answered by the gateway itself (401, 404, 502) is logged as one proxied.
+Nothing is written per call: the request path appends a bytes object to a list.
+
+Every worker of a node appends to the same file, opened with O_APPEND, and every write() holds
+whole lines: the kernel appends each write() to a regular file in one piece, so lines of two
+workers never interleave. A pipe (stdout) keeps a write() whole only up to PIPE_BUF bytes, so
+there the lines are written in batches below it.
+
+Rotation: a reload (SIGHUP, `tollway reload`) starts new workers, which open the file anew, and
+every flush checks that the path still names the file open (device and inode) and opens it again
+when it was moved or removed, so logrotate works with or without a reload.
+
+The fields are Kong's log serializer's, flattened (docs/access-log.md):
+    text  CLIENT - CONSUMER [TIME] "METHOD URI HTTP/1.1" STATUS RESPONSE_BYTES "REFERER" "USER_AGENT"
+          request_bytes=N kong_ms=N upstream_ms=N request_ms=N service=NAME route=NAME
+    json  {"time", "client_ip", "consumer", "method", "uri", "protocol", "status", "request_bytes",
+           "response_bytes", "latencies": {"kong", "proxy", "request"}, "service", "route",
+           "referer", "user_agent"}
+TIME is the request's start, ISO 8601 in UTC with milliseconds. `kong` is the time from the
+request head to the upstream (the whole call when it never reached one); Kong's `proxy` (text:
+upstream_ms) is the upstream's, from the request sent to its first response byte, -1 when none
+was asked; `request` the whole call, to its last byte written. Text escapes `"`, `\\`, spaces in
+unquoted fields and bytes that are not printable ASCII as \\xHH, as nginx does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import select
+import time
+from typing import Final
+
+from tollway.config import Settings
+from tollway.errors import ConfigError
+from tollway.proxy.call import Call
+
+__all__ = ["FLUSH_BYTES", "FLUSH_INTERVAL", "AccessLog", "open_file"]
+
+log = logging.getLogger("tollway.proxy")
+
+FLUSH_INTERVAL: Final = 1.0      # seconds a line waits at most before it is written
+FLUSH_BYTES: Final = 64 * 1024   # kept bytes that are written at once
+_STDOUT: Final = 1
+_FILE_FLAGS: Final = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+
+
+def open_file(path: str) -> tuple[int, tuple[int, int]]:
+    """Open (and create, with its folder) an access log file for appending: its descriptor and
+    (device, inode). Raises ConfigError, which names the file and the reason."""
+    try:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        fd = os.open(path, _FILE_FLAGS, 0o644)
+    except OSError as exc:
+        raise ConfigError(f"cannot open access_log {path}: {exc.strerror}") from exc
+    stat = os.fstat(fd)
+    return fd, (stat.st_dev, stat.st_ino)
+
+
+def _plain(value: str) -> bool:
+    """Whether `value` is printable ASCII with nothing to escape in either format."""
+    return value.isascii() and value.isprintable() and value.find('"') < 0 and value.find("\\") < 0
+
+
+def _escaped(value: str, space: bool) -> str:
+    """`value` with `"`, `\\`, bytes that are not printable ASCII (and spaces, with `space`) as \\xHH.
+
+    A character below 256 is the byte it was read from (targets are decoded as Latin-1); others
+    are written as their UTF-8 bytes.
+    """
+    out = []
+    for char in value:
+        code = ord(char)
+        if 32 < code < 127 and char != '"' and char != "\\" or (code == 32 and not space):
+            out.append(char)
+        elif code < 256:
+            out.append(f"\\x{code:02X}")
+        else:
+            out.extend(f"\\x{byte:02X}" for byte in char.encode("utf-8"))
+    return "".join(out)
+
+
+def _text_field(value: str, quoted: bool) -> str:
+    if not value:
+        return "-"
+    if _plain(value) and (quoted or value.find(" ") < 0):
+        return value
+    return _escaped(value, not quoted)
+
+
+def _json_string(value: str | None) -> str:
+    if value is None:
+        return "null"
+    if _plain(value):
+        return '"' + value + '"'
+    return json.dumps(value)
+
+
+def _name(entity: dict[str, object] | None, *fields: str) -> str | None:
+    """The first of `fields` an entity has (a name, else its id), as text."""
+    if entity is None:
+        return None
+    for field in fields:
+        value = entity.get(field)
+        if value is not None:
+            return str(value)
+    return None
+
+
+class AccessLog:
+    """One worker's access log: lines kept in memory, appended to a file or stdout in batches."""
+
+    def __init__(self, path: str | None, json_format: bool) -> None:
+        self.path = path                 # None: stdout
+        self.json_format = json_format
+        self.fd = _STDOUT
+        self.file_id = (0, 0)            # (device, inode) of the file open, to notice it moved
+        # A write() to a pipe is whole up to PIPE_BUF; to a regular file, whole whatever its size.
+        self.write_limit = 2 * FLUSH_BYTES if path is not None else select.PIPE_BUF
+        self.loop: asyncio.AbstractEventLoop | None = None
+        # Lines not written yet, and their size
+        self.lines: list[bytes] = []
+        self.buffered = 0
+        self.flush_at = FLUSH_BYTES      # 0 once closed: a call that ends later is written at once
+        self.timer: asyncio.TimerHandle | None = None
+        self.written = 0                 # lines
+        self.dropped = 0                 # lines lost to a failed write
+        self.failing = False
+        # The UTC second of the last time formatted, and its text (formatting costs; comparing does not)
+        self.second = -1
+        self.second_text = ""
+        if path is not None:
+            self._open()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AccessLog | None:
+        if settings.access_log == "off":
+            return None
+        path = settings.access_log_file
+        return cls(None if path is None else str(path), settings.access_log_format == "json")
+
+    def _open(self) -> None:
+        assert self.path is not None
+        self.fd, self.file_id = open_file(self.path)
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+
+    # The request path ---------------------------------------------------------------------------
+
+    def record(self, call: Call, now: float) -> None:
+        """Keep the line of a call that is over; `now` is the loop's clock (call.received_at's)."""
+        line = self.json_line(call, now) if self.json_format else self.text_line(call, now)
+        data = line.encode("utf-8", "backslashreplace")
+        self.lines.append(data)
+        self.buffered += len(data)
+        if self.buffered >= self.flush_at:
+            self.flush()
+        elif self.timer is None and self.loop is not None:
+            self.timer = self.loop.call_later(FLUSH_INTERVAL, self._flush_due)
+
+    def _time(self, at: float) -> str:
+        second = int(at)
+        if second != self.second:
+            self.second = second
+            self.second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self.second_text}.{int((at - second) * 1000):03d}Z"
+
+    @staticmethod
+    def latencies(call: Call, now: float) -> tuple[int, int, int]:
+        """(kong, upstream, request) milliseconds; upstream is -1 when no upstream was asked."""
+        request = int((now - call.received_at) * 1000)
+        sent = call.sent_at
+        if sent == 0.0:
+            return request, -1, request
+        first = call.first_byte_at
+        if first < sent:  # no answer: the wait until the call ended
+            first = now
+        return int((sent - call.received_at) * 1000), int((first - sent) * 1000), request
+
+    @staticmethod
+    def _headers(call: Call) -> tuple[str, str]:
+        """The request's Referer and User-Agent ("" when absent)."""
+        referer = agent = ""
+        for item in call.headers:
+            name = item[0]
+            if name == b"user-agent":
+                agent = item[1].decode("latin-1")
+            elif name == b"referer":
+                referer = item[1].decode("latin-1")
+        return referer, agent
+
+    def text_line(self, call: Call, now: float) -> str:
+        kong, upstream, request = self.latencies(call, now)
+        referer, agent = self._headers(call)
+        uri = call.path + "?" + call.query if call.query else call.path
+        consumer = _text_field(_name(call.consumer, "username", "id") or "", False)
+        service = _text_field(_name(call.service, "name", "id") or "", False)
+        route = _text_field(_name(call.route, "name", "id") or "", False)
+        protocol = "HTTP/1.1" if call.http_11 else "HTTP/1.0"
+        return (f'{call.forwarded_ip} - {consumer} [{self._time(call.started_at)}] '
+                f'"{call.method} {_text_field(uri, True)} {protocol}" {call.status} {call.response_bytes} '
+                f'"{_text_field(referer, True)}" "{_text_field(agent, True)}" request_bytes={call.request_bytes} '
+                f"kong_ms={kong} upstream_ms={upstream} request_ms={request} service={service} route={route}\n")
+
+    def json_line(self, call: Call, now: float) -> str:
+        kong, upstream, request = self.latencies(call, now)
+        referer, agent = self._headers(call)
+        uri = call.path + "?" + call.query if call.query else call.path
+        consumer = _json_string(_name(call.consumer, "username", "id"))
+        service = _json_string(_name(call.service, "name", "id"))
+        route = _json_string(_name(call.route, "name", "id"))
+        protocol = "HTTP/1.1" if call.http_11 else "HTTP/1.0"
+        return (f'{{"time":"{self._time(call.started_at)}","client_ip":{_json_string(call.forwarded_ip)},'
+                f'"consumer":{consumer},"method":{_json_string(call.method)},"uri":{_json_string(uri)},'
+                f'"protocol":"{protocol}","status":{call.status},"request_bytes":{call.request_bytes},'
+                f'"response_bytes":{call.response_bytes},'
+                f'"latencies":{{"kong":{kong},"proxy":{upstream},"request":{request}}},'
+                f'"service":{service},"route":{route},"referer":{_json_string(referer or None)},'
+                f'"user_agent":{_json_string(agent or None)}}}\n')
+
+    # Off the request path -----------------------------------------------------------------------
+
+    def _flush_due(self) -> None:
+        self.timer = None
+        self.flush()
+
+    def flush(self) -> None:
+        """Write the kept lines, in write()s of whole lines no larger than `write_limit`."""
+        lines = self.lines
+        if not lines:
+            return
+        self.lines = []
+        self.buffered = 0
+        if self.path is not None and not self._follow_moves():
+            self.dropped += len(lines)
+            return
+        limit = self.write_limit
+        batch: list[bytes] = []
+        size = 0
+        for line in lines:
+            if size and size + len(line) > limit:
+                self._write(batch)
+                batch = []
+                size = 0
+            batch.append(line)
+            size += len(line)
+        self._write(batch)
+
+    def _write(self, batch: list[bytes]) -> None:
+        data = b"".join(batch)
+        try:
+            done = os.write(self.fd, data)
+            while done < len(data):  # only after an error part-way (a full disk): the rest, or the error
+                done += os.write(self.fd, data[done:])
+        except OSError as exc:
+            self.dropped += len(batch)
+            if not self.failing:
+                self.failing = True
+                log.error("access log %s cannot be written (%s); its lines are dropped until it can",
+                          self.path or "stdout", exc.strerror or exc)
+            return
+        self.written += len(batch)
+        if self.failing:
+            self.failing = False
+            log.warning("access log %s is written again; %d lines were dropped", self.path or "stdout", self.dropped)
+
+    def _follow_moves(self) -> bool:
+        """Open the path again when it no longer names the file open (logrotate moved it); False
+        when it cannot be opened."""
+        path = self.path
+        assert path is not None
+        try:
+            stat = os.stat(path)
+            if (stat.st_dev, stat.st_ino) == self.file_id:
+                return True
+        except OSError:
+            pass
+        old = self.fd
+        try:
+            self._open()
+        except ConfigError as exc:
+            if not self.failing:
+                self.failing = True
+                log.error("%s; its lines are dropped until it can be", exc)
+            return False
+        os.close(old)
+        return True
+
+    def close(self) -> None:
+        """Write what is kept, and from now on each line at once (the worker stops: connections a
+        drain aborted may still end). The file is closed with the process."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.flush_at = 0
+        self.flush()
