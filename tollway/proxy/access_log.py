@@ -31,7 +31,8 @@ TIME is the request's start, ISO 8601 in UTC with milliseconds. `kong` is the ti
 request head to the upstream (the whole call when it never reached one); Kong's `proxy` (text:
 upstream_ms) is the upstream's, from the request sent to its first response byte, -1 when none
 was asked; `request` the whole call, to its last byte written. Text escapes `"`, `\\`, spaces in
-unquoted fields and bytes that are not printable ASCII as \\xHH, as nginx does.
+unquoted fields and bytes that are not printable ASCII as \\xHH, as nginx does; JSON is written by
+hand where a value needs no escape, by json.dumps where it does.
 """
 
 from __future__ import annotations
@@ -75,30 +76,26 @@ def _plain(value: str) -> bool:
     return value.isascii() and value.isprintable() and value.find('"') < 0 and value.find("\\") < 0
 
 
-def _escaped(value: str, space: bool) -> str:
-    """`value` with `"`, `\\`, bytes that are not printable ASCII (and spaces, with `space`) as \\xHH.
-
-    A character below 256 is the byte it was read from (targets are decoded as Latin-1); others
-    are written as their UTF-8 bytes.
-    """
+def _escaped(data: bytes, space: bool) -> str:
+    """`data` with `"`, `\\`, bytes that are not printable ASCII (and spaces, with `space`) as \\xHH."""
     out = []
-    for char in value:
-        code = ord(char)
-        if 32 < code < 127 and char != '"' and char != "\\" or (code == 32 and not space):
-            out.append(char)
-        elif code < 256:
-            out.append(f"\\x{code:02X}")
+    for byte in data:
+        if 32 < byte < 127 and byte != 34 and byte != 92 or (byte == 32 and not space):
+            out.append(chr(byte))
         else:
-            out.extend(f"\\x{byte:02X}" for byte in char.encode("utf-8"))
+            out.append(f"\\x{byte:02X}")
     return "".join(out)
 
 
-def _text_field(value: str, quoted: bool) -> str:
+def _text_field(value: str, quoted: bool, from_request: bool) -> str:
+    """A value as the text format writes it: "-" for none, escaped when needed. What the request
+    carried was decoded as Latin-1 and is escaped as the bytes it was; a name an admin gave, as
+    its UTF-8 bytes."""
     if not value:
         return "-"
     if _plain(value) and (quoted or value.find(" ") < 0):
         return value
-    return _escaped(value, not quoted)
+    return _escaped(value.encode("latin-1" if from_request else "utf-8", "backslashreplace"), not quoted)
 
 
 def _json_string(value: str | None) -> str:
@@ -207,13 +204,15 @@ class AccessLog:
         kong, upstream, request = self.latencies(call, now)
         referer, agent = self._headers(call)
         uri = call.path + "?" + call.query if call.query else call.path
-        consumer = _text_field(_name(call.consumer, "username", "id") or "", False)
-        service = _text_field(_name(call.service, "name", "id") or "", False)
-        route = _text_field(_name(call.route, "name", "id") or "", False)
+        consumer = _text_field(_name(call.consumer, "username", "id") or "", False, False)
+        service = _text_field(_name(call.service, "name", "id") or "", False, False)
+        route = _text_field(_name(call.route, "name", "id") or "", False, False)
         protocol = "HTTP/1.1" if call.http_11 else "HTTP/1.0"
+        referer = _text_field(referer, True, True)
+        agent = _text_field(agent, True, True)
         return (f'{call.forwarded_ip} - {consumer} [{self._time(call.started_at)}] '
-                f'"{call.method} {_text_field(uri, True)} {protocol}" {call.status} {call.response_bytes} '
-                f'"{_text_field(referer, True)}" "{_text_field(agent, True)}" request_bytes={call.request_bytes} '
+                f'"{call.method} {_text_field(uri, True, True)} {protocol}" {call.status} {call.response_bytes} '
+                f'"{referer}" "{agent}" request_bytes={call.request_bytes} '
                 f"kong_ms={kong} upstream_ms={upstream} request_ms={request} service={service} route={route}\n")
 
     def json_line(self, call: Call, now: float) -> str:
