@@ -43,7 +43,8 @@ import logging
 import os
 import select
 import time
-from typing import Final
+from collections.abc import Callable
+from typing import Any, Final
 
 from tollway.config import Settings
 from tollway.errors import ConfigError
@@ -106,15 +107,38 @@ def _json_string(value: str | None) -> str:
     return json.dumps(value)
 
 
-def _name(entity: dict[str, object] | None, *fields: str) -> str | None:
-    """The first of `fields` an entity has (a name, else its id), as text."""
-    if entity is None:
-        return None
-    for field in fields:
-        value = entity.get(field)
-        if value is not None:
-            return str(value)
-    return None
+def _bare_text(value: str | None) -> str:
+    return _text_field(value or "", False, False)
+
+
+# ".000Z" to ".999Z": formatting an int costs more than an index (Performance notes: kept lines)
+_MILLIS: Final = tuple(f".{ms:03d}Z" for ms in range(1000))
+
+
+class KeptName:
+    """A consumer's, service's or route's name (else its id) as a line writes it, for the last
+    entity seen: an entity is one dict for a whole configuration, so most calls cost an identity
+    check (Performance notes: kept lines)."""
+
+    def __init__(self, fields: tuple[str, str], encode: Callable[[str | None], str]) -> None:
+        self.fields = fields
+        self.encode = encode
+        self.entity: dict[str, Any] | None = None
+        self.text = encode(None)
+
+    def of(self, entity: dict[str, Any] | None) -> str:
+        if entity is self.entity:
+            return self.text
+        value = None
+        if entity is not None:
+            for field in self.fields:
+                found = entity.get(field)
+                if found is not None:
+                    value = str(found)
+                    break
+        self.entity = entity
+        self.text = self.encode(value)
+        return self.text
 
 
 class AccessLog:
@@ -136,9 +160,16 @@ class AccessLog:
         self.written = 0                 # lines
         self.dropped = 0                 # lines lost to a failed write
         self.failing = False
-        # The UTC second of the last time formatted, and its text (formatting costs; comparing does not)
+        # What the last lines held, encoded, and kept while it repeats (Performance notes: kept lines):
+        # the UTC second of the last time and its text, the client's address, the entities' names.
         self.second = -1
         self.second_text = ""
+        self.client_ip = ""
+        self.client_text = '""' if json_format else "-"
+        encode = _json_string if json_format else _bare_text
+        self.consumer = KeptName(("username", "id"), encode)
+        self.service = KeptName(("name", "id"), encode)
+        self.route = KeptName(("name", "id"), encode)
         if path is not None:
             self._open()
 
@@ -174,7 +205,13 @@ class AccessLog:
         if second != self.second:
             self.second = second
             self.second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self.second_text}.{int((at - second) * 1000):03d}Z"
+        return self.second_text + _MILLIS[int((at - second) * 1000)]
+
+    def _client(self, client_ip: str) -> str:
+        if client_ip is not self.client_ip:
+            self.client_ip = client_ip
+            self.client_text = _json_string(client_ip) if self.json_format else _bare_text(client_ip)
+        return self.client_text
 
     @staticmethod
     def latencies(call: Call, now: float) -> tuple[int, int, int]:
@@ -204,13 +241,13 @@ class AccessLog:
         kong, upstream, request = self.latencies(call, now)
         referer, agent = self._headers(call)
         uri = call.path + "?" + call.query if call.query else call.path
-        consumer = _text_field(_name(call.consumer, "username", "id") or "", False, False)
-        service = _text_field(_name(call.service, "name", "id") or "", False, False)
-        route = _text_field(_name(call.route, "name", "id") or "", False, False)
+        consumer = self.consumer.of(call.consumer)
+        service = self.service.of(call.service)
+        route = self.route.of(call.route)
         protocol = "HTTP/1.1" if call.http_11 else "HTTP/1.0"
         referer = _text_field(referer, True, True)
         agent = _text_field(agent, True, True)
-        return (f'{call.forwarded_ip} - {consumer} [{self._time(call.started_at)}] '
+        return (f'{self._client(call.forwarded_ip)} - {consumer} [{self._time(call.started_at)}] '
                 f'"{call.method} {_text_field(uri, True, True)} {protocol}" {call.status} {call.response_bytes} '
                 f'"{referer}" "{agent}" request_bytes={call.request_bytes} '
                 f"kong_ms={kong} upstream_ms={upstream} request_ms={request} service={service} route={route}\n")
@@ -219,12 +256,13 @@ class AccessLog:
         kong, upstream, request = self.latencies(call, now)
         referer, agent = self._headers(call)
         uri = call.path + "?" + call.query if call.query else call.path
-        consumer = _json_string(_name(call.consumer, "username", "id"))
-        service = _json_string(_name(call.service, "name", "id"))
-        route = _json_string(_name(call.route, "name", "id"))
+        consumer = self.consumer.of(call.consumer)
+        service = self.service.of(call.service)
+        route = self.route.of(call.route)
         protocol = "HTTP/1.1" if call.http_11 else "HTTP/1.0"
-        return (f'{{"time":"{self._time(call.started_at)}","client_ip":{_json_string(call.forwarded_ip)},'
-                f'"consumer":{consumer},"method":{_json_string(call.method)},"uri":{_json_string(uri)},'
+        # A method is an HTTP token (llhttp checks): nothing in it to escape.
+        return (f'{{"time":"{self._time(call.started_at)}","client_ip":{self._client(call.forwarded_ip)},'
+                f'"consumer":{consumer},"method":"{call.method}","uri":{_json_string(uri)},'
                 f'"protocol":"{protocol}","status":{call.status},"request_bytes":{call.request_bytes},'
                 f'"response_bytes":{call.response_bytes},'
                 f'"latencies":{{"kong":{kong},"proxy":{upstream},"request":{request}}},'
