@@ -192,7 +192,7 @@ class AccessLog:
     def record(self, call: Call, now: float) -> None:
         """Keep the line of a call that is over; `now` is the loop's clock (call.received_at's)."""
         line = self.json_line(call, now) if self.json_format else self.text_line(call, now)
-        data = line.encode("utf-8", "backslashreplace")
+        data = line.encode()  # ASCII: what is not is escaped
         self.lines.append(data)
         self.buffered += len(data)
         if self.buffered >= self.flush_at:
