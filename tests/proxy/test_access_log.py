@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tollway.config import load_settings
-from tollway.proxy.access_log import FLUSH_BYTES, FLUSH_INTERVAL, AccessLog
+from tollway.proxy.access_log import FLUSH_BYTES, FLUSH_INTERVAL, AccessLog, json_value, text_value
 from tollway.proxy.call import Call
 
 
@@ -51,7 +51,7 @@ def test_json_escapes_what_a_client_or_an_admin_can_put_in_a_value(tmp_path: Pat
 def test_text_escapes_quotes_backslashes_control_bytes_and_spaces_in_bare_fields(tmp_path: Path) -> None:
     call = _call('/a"b\xe9', "", consumer={"id": "c", "username": "Zoë x"},
                  headers=[(b"user-agent", b'say "hi"\\ \x1b')])
-    line = _log(tmp_path, "text").text_line(call, 100.25)
+    line = _log(tmp_path, "text").text_line(call, 100.25).decode("ascii")
     assert line == ('10.0.0.7 - Zo\\xC3\\xAB\\x20x [2023-11-14T22:13:20.250Z] "GET /a\\x22b\\xE9 HTTP/1.1" 200 0 '
                     '"-" "say \\x22hi\\x22\\x5C \\x1B" request_bytes=0 kong_ms=250 upstream_ms=-1 request_ms=250 '
                     "service=- route=r\n")
@@ -96,7 +96,7 @@ def test_lines_are_written_whole_in_one_write_per_batch_below_pipe_buf_to_a_pipe
 def test_a_file_gets_one_write_per_flush_and_is_flushed_by_size_without_waiting(tmp_path: Path) -> None:
     access_log = _log(tmp_path)
     call = _call(headers=[(b"user-agent", b"u" * 1000)])
-    size = len(access_log.json_line(call, 101.0).encode())
+    size = len(access_log.json_line(call, 101.0))
     count = 0
     while not Path(access_log.path or "").stat().st_size:
         access_log.record(call, 101.0)
@@ -160,3 +160,13 @@ def test_a_file_that_cannot_be_reopened_drops_lines_and_counts_them(tmp_path: Pa
     access_log.flush()
     assert (access_log.written, access_log.failing) == (2, False)
     assert json.loads(path.read_text())["uri"] == "/again"
+
+
+def test_every_byte_is_written_as_itself_or_escaped_as_a_plain_check_would() -> None:
+    for byte in range(256):
+        data = b"a" + bytes([byte]) + b"z"
+        printable = 32 <= byte < 127 and byte not in (34, 92)
+        assert json.loads(json_value(data, True)) == data.decode("latin-1")
+        assert text_value(data, True) == (data if printable else b"a\\x%02Xz" % byte)
+        bare = printable and byte != 32
+        assert text_value(data, False) == (data if bare else b"a\\x%02Xz" % byte)

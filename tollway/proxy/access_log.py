@@ -72,12 +72,19 @@ def open_file(path: str) -> tuple[int, tuple[int, int]]:
     return fd, (stat.st_dev, stat.st_ino)
 
 
-def _plain(value: str) -> bool:
-    """Whether `value` is printable ASCII with nothing to escape in either format."""
-    return value.isascii() and value.isprintable() and value.find('"') < 0 and value.find("\\") < 0
+# Maps every byte that needs escaping in either format (not printable ASCII, `"`, `\\`) to another
+# byte: a value is plain when translating it changes nothing (one pass in C, Performance notes:
+# translate tables).
+_UNSAFE: Final = bytes(byte if 32 <= byte < 127 and byte not in (34, 92) else (34 if byte != 34 else 92)
+                       for byte in range(256))
 
 
-def _escaped(data: bytes, space: bool) -> str:
+def _plain(data: bytes) -> bool:
+    """Whether `data` is printable ASCII with nothing to escape in either format."""
+    return data.translate(_UNSAFE) == data
+
+
+def _escaped(data: bytes, space: bool) -> bytes:
     """`data` with `"`, `\\`, bytes that are not printable ASCII (and spaces, with `space`) as \\xHH."""
     out = []
     for byte in data:
@@ -85,34 +92,36 @@ def _escaped(data: bytes, space: bool) -> str:
             out.append(chr(byte))
         else:
             out.append(f"\\x{byte:02X}")
-    return "".join(out)
+    return "".join(out).encode("ascii")
 
 
-def _text_field(value: str, quoted: bool, from_request: bool) -> str:
-    """A value as the text format writes it: "-" for none, escaped when needed. What the request
-    carried was decoded as Latin-1 and is escaped as the bytes it was; a name an admin gave, as
-    its UTF-8 bytes."""
-    if not value:
-        return "-"
-    if _plain(value) and (quoted or value.find(" ") < 0):
-        return value
-    return _escaped(value.encode("latin-1" if from_request else "utf-8", "backslashreplace"), not quoted)
+def text_value(data: bytes, quoted: bool) -> bytes:
+    """A value as the text format writes it: "-" for none, escaped when needed (between quotes,
+    a space needs no escape)."""
+    if not data:
+        return b"-"
+    if _plain(data) and (quoted or data.find(b" ") < 0):
+        return data
+    return _escaped(data, not quoted)
 
 
-def _json_string(value: str | None) -> str:
-    if value is None:
-        return "null"
-    if _plain(value):
-        return '"' + value + '"'
-    return json.dumps(value)
+def json_value(data: bytes, from_request: bool) -> bytes:
+    """A JSON string of `data`: read from the request as Latin-1 (each byte a character), else UTF-8."""
+    if _plain(data):
+        return b'"' + data + b'"'
+    return json.dumps(data.decode("latin-1" if from_request else "utf-8", "replace")).encode("ascii")
 
 
-def _bare_text(value: str | None) -> str:
-    return _text_field(value or "", False, False)
+def _json_name(value: str | None) -> bytes:
+    return b"null" if value is None else json_value(value.encode("utf-8", "replace"), False)
+
+
+def _text_name(value: str | None) -> bytes:
+    return b"-" if value is None else text_value(value.encode("utf-8", "replace"), False)
 
 
 # ".000Z" to ".999Z": formatting an int costs more than an index (Performance notes: kept lines)
-_MILLIS: Final = tuple(f".{ms:03d}Z" for ms in range(1000))
+_MILLIS: Final = tuple(b".%03dZ" % ms for ms in range(1000))
 
 
 class KeptName:
@@ -120,13 +129,13 @@ class KeptName:
     entity seen: an entity is one dict for a whole configuration, so most calls cost an identity
     check (Performance notes: kept lines)."""
 
-    def __init__(self, fields: tuple[str, str], encode: Callable[[str | None], str]) -> None:
+    def __init__(self, fields: tuple[str, str], encode: Callable[[str | None], bytes]) -> None:
         self.fields = fields
         self.encode = encode
         self.entity: dict[str, Any] | None = None
         self.text = encode(None)
 
-    def of(self, entity: dict[str, Any] | None) -> str:
+    def of(self, entity: dict[str, Any] | None) -> bytes:
         if entity is self.entity:
             return self.text
         value = None
@@ -138,6 +147,25 @@ class KeptName:
                     break
         self.entity = entity
         self.text = self.encode(value)
+        return self.text
+
+
+class KeptValue:
+    """A request header's value as a line writes it, for the last value seen: a client sends the
+    same User-Agent, and Referer or none, call after call (Performance notes: kept lines)."""
+
+    def __init__(self, json_format: bool) -> None:
+        self.json_format = json_format
+        self.raw = b""
+        self.text = b"null" if json_format else b"-"
+        self.none = self.text
+
+    def of(self, raw: bytes) -> bytes:
+        if not raw:
+            return self.none
+        if raw != self.raw:
+            self.raw = raw
+            self.text = json_value(raw, True) if self.json_format else text_value(raw, True)
         return self.text
 
 
@@ -163,13 +191,15 @@ class AccessLog:
         # What the last lines held, encoded, and kept while it repeats (Performance notes: kept lines):
         # the UTC second of the last time and its text, the client's address, the entities' names.
         self.second = -1
-        self.second_text = ""
+        self.second_text = b""
         self.client_ip = ""
-        self.client_text = '""' if json_format else "-"
-        encode = _json_string if json_format else _bare_text
+        self.client_text = b""
+        encode = _json_name if json_format else _text_name
         self.consumer = KeptName(("username", "id"), encode)
         self.service = KeptName(("name", "id"), encode)
         self.route = KeptName(("name", "id"), encode)
+        self.referer = KeptValue(json_format)
+        self.user_agent = KeptValue(json_format)
         if path is not None:
             self._open()
 
@@ -191,8 +221,7 @@ class AccessLog:
 
     def record(self, call: Call, now: float) -> None:
         """Keep the line of a call that is over; `now` is the loop's clock (call.received_at's)."""
-        line = self.json_line(call, now) if self.json_format else self.text_line(call, now)
-        data = line.encode()  # ASCII: what is not is escaped
+        data = self.json_line(call, now) if self.json_format else self.text_line(call, now)
         self.lines.append(data)
         self.buffered += len(data)
         if self.buffered >= self.flush_at:
@@ -200,17 +229,18 @@ class AccessLog:
         elif self.timer is None and self.loop is not None:
             self.timer = self.loop.call_later(FLUSH_INTERVAL, self._flush_due)
 
-    def _time(self, at: float) -> str:
+    def _time(self, at: float) -> bytes:
         second = int(at)
         if second != self.second:
             self.second = second
-            self.second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self.second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)).encode("ascii")
         return self.second_text + _MILLIS[int((at - second) * 1000)]
 
-    def _client(self, client_ip: str) -> str:
+    def _client(self, client_ip: str) -> bytes:
         if client_ip is not self.client_ip:
             self.client_ip = client_ip
-            self.client_text = _json_string(client_ip) if self.json_format else _bare_text(client_ip)
+            raw = client_ip.encode("latin-1", "replace")
+            self.client_text = json_value(raw, True) if self.json_format else text_value(raw, False)
         return self.client_text
 
     @staticmethod
@@ -226,48 +256,47 @@ class AccessLog:
         return int((sent - call.received_at) * 1000), int((first - sent) * 1000), request
 
     @staticmethod
-    def _headers(call: Call) -> tuple[str, str]:
-        """The request's Referer and User-Agent ("" when absent)."""
-        referer = agent = ""
+    def _headers(call: Call) -> tuple[bytes, bytes]:
+        """The request's Referer and User-Agent, as sent (b"" when absent)."""
+        referer = agent = b""
         for item in call.headers:
             name = item[0]
             if name == b"user-agent":
-                agent = item[1].decode("latin-1")
+                agent = item[1]
             elif name == b"referer":
-                referer = item[1].decode("latin-1")
+                referer = item[1]
         return referer, agent
 
-    def text_line(self, call: Call, now: float) -> str:
-        kong, upstream, request = self.latencies(call, now)
-        referer, agent = self._headers(call)
-        uri = call.path + "?" + call.query if call.query else call.path
-        consumer = self.consumer.of(call.consumer)
-        service = self.service.of(call.service)
-        route = self.route.of(call.route)
-        protocol = "HTTP/1.1" if call.http_11 else "HTTP/1.0"
-        referer = _text_field(referer, True, True)
-        agent = _text_field(agent, True, True)
-        return (f'{self._client(call.forwarded_ip)} - {consumer} [{self._time(call.started_at)}] '
-                f'"{call.method} {_text_field(uri, True, True)} {protocol}" {call.status} {call.response_bytes} '
-                f'"{referer}" "{agent}" request_bytes={call.request_bytes} '
-                f"kong_ms={kong} upstream_ms={upstream} request_ms={request} service={service} route={route}\n")
+    @staticmethod
+    def _uri(call: Call) -> bytes:
+        """The request's target (path and query; the query as plugins left it), as its bytes."""
+        if call.query:
+            return (call.path + "?" + call.query).encode("latin-1", "replace")
+        return call.path.encode("latin-1", "replace")
 
-    def json_line(self, call: Call, now: float) -> str:
+    def text_line(self, call: Call, now: float) -> bytes:
         kong, upstream, request = self.latencies(call, now)
         referer, agent = self._headers(call)
-        uri = call.path + "?" + call.query if call.query else call.path
-        consumer = self.consumer.of(call.consumer)
-        service = self.service.of(call.service)
-        route = self.route.of(call.route)
-        protocol = "HTTP/1.1" if call.http_11 else "HTTP/1.0"
-        # A method is an HTTP token (llhttp checks): nothing in it to escape.
-        return (f'{{"time":"{self._time(call.started_at)}","client_ip":{self._client(call.forwarded_ip)},'
-                f'"consumer":{consumer},"method":"{call.method}","uri":{_json_string(uri)},'
-                f'"protocol":"{protocol}","status":{call.status},"request_bytes":{call.request_bytes},'
-                f'"response_bytes":{call.response_bytes},'
-                f'"latencies":{{"kong":{kong},"proxy":{upstream},"request":{request}}},'
-                f'"service":{service},"route":{route},"referer":{_json_string(referer or None)},'
-                f'"user_agent":{_json_string(agent or None)}}}\n')
+        # One formatting (Performance notes: one formatting); a method is an HTTP token (llhttp
+        # checks it), with nothing to escape.
+        return b'%s - %s [%s] "%s %s %s" %d %d "%s" "%s" request_bytes=%d kong_ms=%d upstream_ms=%d ' \
+            b"request_ms=%d service=%s route=%s\n" % (
+                self._client(call.forwarded_ip), self.consumer.of(call.consumer), self._time(call.started_at),
+                call.method_bytes, text_value(self._uri(call), True), b"HTTP/1.1" if call.http_11 else b"HTTP/1.0",
+                call.status, call.response_bytes, self.referer.of(referer), self.user_agent.of(agent),
+                call.request_bytes, kong, upstream, request, self.service.of(call.service), self.route.of(call.route))
+
+    def json_line(self, call: Call, now: float) -> bytes:
+        kong, upstream, request = self.latencies(call, now)
+        referer, agent = self._headers(call)
+        return b'{"time":"%s","client_ip":%s,"consumer":%s,"method":"%s","uri":%s,"protocol":"%s","status":%d,' \
+            b'"request_bytes":%d,"response_bytes":%d,"latencies":{"kong":%d,"proxy":%d,"request":%d},' \
+            b'"service":%s,"route":%s,"referer":%s,"user_agent":%s}\n' % (
+                self._time(call.started_at), self._client(call.forwarded_ip), self.consumer.of(call.consumer),
+                call.method_bytes, json_value(self._uri(call), True), b"HTTP/1.1" if call.http_11 else b"HTTP/1.0",
+                call.status, call.request_bytes, call.response_bytes, kong, upstream, request,
+                self.service.of(call.service), self.route.of(call.route), self.referer.of(referer),
+                self.user_agent.of(agent))
 
     # Off the request path -----------------------------------------------------------------------
 
