@@ -48,14 +48,14 @@ ACCESS_LOG = {"access_log": "off", "access_log_format": "text"}  # --access-log,
 ENV = {**os.environ, "PYTHONHASHSEED": "0"}
 
 # The proxy process: tests/proxy/serve_proxy.py's server with key-auth + billable (a spool in a
-# temporary prefix), run from the project's root.
+# temporary prefix) and the access log settings (argv[3]), run from the project's root.
 SERVE = r'''
 import asyncio, json, sys
 import uvloop
 from tests.proxy.serve_proxy import main
 uvloop.install()
-asyncio.run(main(int(sys.argv[1]), json.loads(sys.argv[2]), {"plugins": "bundled,key-auth,billable", **json.loads(sys.argv[3])},
-               billable=True))
+overrides = {"plugins": "bundled,key-auth,billable", **json.loads(sys.argv[3])}
+asyncio.run(main(int(sys.argv[1]), json.loads(sys.argv[2]), overrides, billable=True))
 '''
 
 
