@@ -24,7 +24,7 @@ from tollway.config import Settings
 # A text line: CLIENT - CONSUMER [TIME] "METHOD URI PROTOCOL" STATUS BYTES "REFERER" "AGENT" key=value...
 TEXT_LINE = re.compile(
     r'(?P<client>\S+) - (?P<consumer>\S+) \[(?P<time>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)\] '
-    r'"(?P<method>[A-Z]+) (?P<uri>\S+) HTTP/1\.[01]" (?P<status>\d{3}) (?P<response_bytes>\d+) '
+    r'"(?:(?P<method>[A-Z]+) (?P<uri>\S+) HTTP/1\.[01]|-)" (?P<status>\d{3}) (?P<response_bytes>\d+) '
     r'"(?P<referer>[^"]*)" "(?P<agent>[^"]*)" request_bytes=(?P<request_bytes>\d+) kong_ms=(?P<kong>-?\d+) '
     r'upstream_ms=(?P<upstream>-?\d+) request_ms=(?P<request>-?\d+) service=(?P<service>\S+) route=(?P<route>\S+)$')
 ISO_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\Z")
@@ -55,7 +55,8 @@ def _applied(node: Node) -> bool:
 
 
 def _proxy_made_calls(node: Node) -> list[int]:
-    """A 401 (no key), a 404 (no route), a 503 (upstream down) and a client that gives up (499)."""
+    """A 401 (no key), a 404 (no route), a 503 (upstream down), a client that gives up (499) and a
+    request that is not HTTP (400)."""
     codes = [httpx.get(node.proxy + "/mock/anything", timeout=10).status_code,
              httpx.get(node.proxy + "/nowhere", timeout=10).status_code,
              httpx.get(node.proxy + "/down/x", timeout=10).status_code]
@@ -64,6 +65,9 @@ def _proxy_made_calls(node: Node) -> list[int]:
         sock.sendall(b"GET /mock/delay/1500 HTTP/1.1\r\nHost: gw\r\napikey: poppy-secret\r\n\r\n")
         time.sleep(0.3)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(b"NOT HTTP\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 400 ")
     return codes
 
 
@@ -101,7 +105,7 @@ def test_json_lines_from_two_workers_are_whole_counted_and_follow_a_moved_file(
     for worker in workers:
         worker.join()
     assert _proxy_made_calls(node) == [401, 404, 503]
-    first = threads * per_thread + 4
+    first = threads * per_thread + 5
     node.wait_until(lambda: len(_lines(path)) >= first, timeout=5, what="the first calls' lines written")
     served = [worker["requests_total"] for worker in node.json("/status")["workers"]]
     assert len(served) == 2 and min(served) > 0, served  # both workers appended to the file
@@ -130,7 +134,8 @@ def test_json_lines_from_two_workers_are_whole_counted_and_follow_a_moved_file(
     latencies = entry["latencies"]
     assert 0 <= latencies["kong"] <= latencies["request"] and 0 <= latencies["proxy"] <= latencies["request"]
     by_status = {entry["status"]: entry for entry in rotated if entry["status"] != 200}
-    assert set(by_status) == {401, 404, 499, 503}
+    assert set(by_status) == {400, 401, 404, 499, 503}
+    assert by_status[400]["method"] is None and by_status[400]["uri"] is None and by_status[400]["route"] is None
     assert by_status[401]["consumer"] is None and by_status[401]["route"] == "mock-route"
     assert by_status[401]["latencies"]["proxy"] == -1
     assert by_status[404]["route"] is None and by_status[404]["service"] is None
@@ -151,7 +156,7 @@ def test_text_lines_to_stdout(sqlite_settings: Settings, echo_upstream: int, nod
     def access_lines() -> list[re.Match[str]]:
         return [found for line in node.log_path.read_text().splitlines() if (found := TEXT_LINE.match(line))]
 
-    node.wait_until(lambda: len(access_lines()) == 5, timeout=5, what="five access lines on stdout")
+    node.wait_until(lambda: len(access_lines()) == 6, timeout=5, what="six access lines on stdout")
     lines = {int(found["status"]): found for found in access_lines()}
     ok = lines[200]
     assert (ok["client"], ok["consumer"], ok["method"], ok["uri"]) == ("127.0.0.1", "poppy", "GET", "/mock/echo?q=1")
@@ -162,6 +167,7 @@ def test_text_lines_to_stdout(sqlite_settings: Settings, echo_upstream: int, nod
     assert (lines[401]["consumer"], lines[401]["upstream"], lines[401]["route"]) == ("-", "-1", "mock-route")
     assert (lines[404]["service"], lines[404]["route"], lines[404]["uri"]) == ("-", "-", "/nowhere")
     assert (lines[503]["service"], lines[499]["consumer"]) == ("down", "poppy")
+    assert (lines[400]["method"], lines[400]["client"], lines[400]["route"]) == (None, "127.0.0.1", "-")
 
 
 def _head(response: httpx.Response) -> bytes:

@@ -9,7 +9,9 @@
     log.close()                        flush, and write later lines at once (a worker's drain)
 
 A call is recorded where the proxy ends it (a response complete, one cut off, a client that went
-away), so a request answered by the gateway itself (401, 404, 502) is logged as one proxied.
+away), so a request answered by the gateway itself (401, 404, 502) is logged as one proxied; a
+request refused before its head was whole (400, 408, 414, 431) by `record_refusal`, with what is
+known of it.
 Nothing is written per call: the request path appends a bytes object to a list.
 
 Every worker of a node appends to the same file, opened with O_APPEND, and every write() holds
@@ -221,7 +223,9 @@ class AccessLog:
 
     def record(self, call: Call, now: float) -> None:
         """Keep the line of a call that is over; `now` is the loop's clock (call.received_at's)."""
-        data = self.json_line(call, now) if self.json_format else self.text_line(call, now)
+        self._keep(self.json_line(call, now) if self.json_format else self.text_line(call, now))
+
+    def _keep(self, data: bytes) -> None:
         self.lines.append(data)
         self.buffered += len(data)
         if self.buffered >= self.flush_at:
@@ -297,6 +301,20 @@ class AccessLog:
                 call.status, call.request_bytes, call.response_bytes, kong, upstream, request,
                 self.service.of(call.service), self.route.of(call.route), self.referer.of(referer),
                 self.user_agent.of(agent))
+
+    def record_refusal(self, client_ip: str, status: int, response_bytes: int) -> None:
+        """Keep the line of a request refused before it was whole (a bad or too large head, a head
+        too slow): no method, target or route, as nginx logs a 400."""
+        at = time.time()
+        if self.json_format:
+            data = b'{"time":"%s","client_ip":%s,"consumer":null,"method":null,"uri":null,"protocol":null,' \
+                b'"status":%d,"request_bytes":0,"response_bytes":%d,"latencies":{"kong":0,"proxy":-1,"request":0},' \
+                b'"service":null,"route":null,"referer":null,"user_agent":null}\n' % (
+                    self._time(at), self._client(client_ip), status, response_bytes)
+        else:
+            data = b'%s - - [%s] "-" %d %d "-" "-" request_bytes=0 kong_ms=0 upstream_ms=-1 request_ms=0 ' \
+                b"service=- route=-\n" % (self._client(client_ip), self._time(at), status, response_bytes)
+        self._keep(data)
 
     # Off the request path -----------------------------------------------------------------------
 
