@@ -1,6 +1,7 @@
 """The proxy's access log on a real node with the mock upstream: a line per call, in text or JSON,
 to a file that two workers append to or to stdout; calls the gateway answers itself are logged
-too; off writes nothing; bad settings are refused; a moved file is opened again."""
+too; off writes nothing, and a reload can turn it on; bad settings are refused; a moved file is
+opened again."""
 
 from __future__ import annotations
 
@@ -107,8 +108,10 @@ def test_json_lines_from_two_workers_are_whole_counted_and_follow_a_moved_file(
     assert _proxy_made_calls(node) == [401, 404, 503]
     first = threads * per_thread + 5
     node.wait_until(lambda: len(_lines(path)) >= first, timeout=5, what="the first calls' lines written")
-    served = [worker["requests_total"] for worker in node.json("/status")["workers"]]
+    workers_status = node.json("/status")["workers"]
+    served = [worker["requests_total"] for worker in workers_status]
     assert len(served) == 2 and min(served) > 0, served  # both workers appended to the file
+    assert [worker["access_log_dropped"] for worker in workers_status] == [0, 0]
 
     path.rename(path.with_name("access.log.1"))  # as logrotate does; no signal
     with httpx.Client(timeout=10) as client:
@@ -177,16 +180,24 @@ def _head(response: httpx.Response) -> bytes:
     return b"".join(lines) + b"\r\n"
 
 
-def test_off_writes_nothing(sqlite_settings: Settings, echo_upstream: int, nodes: list[Node]) -> None:
+def test_off_writes_nothing_and_a_reload_turns_it_on(sqlite_settings: Settings, echo_upstream: int,
+                                                     nodes: list[Node]) -> None:
     node = _start(sqlite_settings, echo_upstream)  # access_log defaults to off
     nodes.append(node)
     assert httpx.get(node.proxy + "/mock/x", headers={"apikey": "poppy-secret"}, timeout=10).status_code == 200
     assert _proxy_made_calls(node) == [401, 404, 503]
+    logs = Path(sqlite_settings.prefix) / "logs"
+    assert not logs.exists() or os.listdir(logs) == []
+
+    env = dict(node.env, TOLLWAY_ACCESS_LOG="logs/access.log")
+    result = tollway(node.settings, "reload", env=env)  # new workers, which open the file
+    assert result.returncode == 0, result.stderr
+    assert httpx.get(node.proxy + "/mock/on", headers={"apikey": "poppy-secret"}, timeout=10).status_code == 200
     assert node.stop() == 0
     assert not [line for line in node.log_path.read_text().splitlines()
                 if TEXT_LINE.match(line) or line.startswith("{")]
-    logs = Path(sqlite_settings.prefix) / "logs"
-    assert not logs.exists() or os.listdir(logs) == []
+    lines = [TEXT_LINE.match(line) for line in (logs / "access.log").read_text().splitlines()]
+    assert [(found["uri"], found["status"]) for found in lines if found] == [("/mock/on", "200")] and len(lines) == 1
 
 
 @pytest.mark.parametrize(("variable", "value", "message"), [
