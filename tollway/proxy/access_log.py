@@ -52,7 +52,8 @@ from tollway.config import Settings
 from tollway.errors import ConfigError
 from tollway.proxy.call import Call
 
-__all__ = ["FLUSH_BYTES", "FLUSH_INTERVAL", "AccessLog", "KeptName", "KeptValue", "json_value", "open_file", "text_value"]
+__all__ = ["FLUSH_BYTES", "FLUSH_INTERVAL", "AccessLog", "KeptName", "KeptValue", "json_value", "open_file",
+           "text_value"]
 
 log = logging.getLogger("tollway.proxy")
 
