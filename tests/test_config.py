@@ -99,3 +99,10 @@ def test_status_listen_is_off_by_default_and_takes_an_address_or_off() -> None:
     assert load_settings(environ={}).status_listen == "off"
     assert load_settings(environ={"TOLLWAY_STATUS_LISTEN": "0.0.0.0:8100"}).status_listen == "0.0.0.0:8100"
     assert load_settings(environ={"TOLLWAY_STATUS_LISTEN": "OFF"}).status_listen == "off"
+
+
+def test_every_setting_is_in_the_readme_table() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = [line for line in readme.splitlines() if line.startswith("| `")]
+    missing = [key for key in SETTINGS if not any(f"`{key}`" in line.split(" | ")[0] for line in table)]
+    assert missing == [], f"README's settings table lacks {missing}"
