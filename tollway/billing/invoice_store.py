@@ -1,0 +1,214 @@
+"""Invoices in the database: drafts written whole, refreshed, finalized with a gapless number, voided.
+
+Every write is one transaction that leaves an invoice whole or untouched (a kill -9 midway loses
+the transaction, never half an invoice):
+
+    insert_drafts   INSERT ... ON CONFLICT DO NOTHING on (subscription_id, period_start): a period
+                    another run (or node) billed first is skipped, never billed twice; lines are
+                    written only for the invoices this transaction inserted
+    refresh         lines replaced and totals updated only while the invoice is still a draft
+    finalize        the number is taken from invoice_sequences in the same transaction that sets
+                    the status (a rolled back finalization gives its number back: no gaps), and
+                    credit notes are marked applied only if they still have that much left
+    void            a draft or finalized invoice becomes void (its number stays taken)
+
+Amounts are stored as the text of their Decimal and as integers of minor units, as the API shows them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import Insert, and_, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tollway.billing import tables
+from tollway.billing.invoicing import Credit, InvoiceLine, Totals
+
+INVOICES, LINES, NOTES, SEQUENCES = tables.invoices, tables.invoice_lines, tables.credit_notes, tables.invoice_sequences
+
+
+class InvoiceStateError(Exception):
+    """The invoice is not in a state that allows this (finalizing a void one, refreshing a final one)."""
+
+
+@dataclass(frozen=True)
+class NewInvoice:
+    """A draft to write: its invoice row (without lines) and its lines."""
+
+    row: dict[str, Any]
+    lines: Sequence[InvoiceLine]
+
+
+def _line_rows(invoice_id: str, lines: Sequence[InvoiceLine]) -> list[dict[str, Any]]:
+    rows = []
+    for position, line in enumerate(lines):
+        row = line.to_row()
+        row["tiers"] = orjson.dumps(row["tiers"]).decode()
+        row["proration"] = None if row["proration"] is None else orjson.dumps(row["proration"]).decode()
+        rows.append({"id": str(uuid.uuid4()), "invoice_id": invoice_id, "position": position, **row})
+    return rows
+
+
+def _insert_ignoring_duplicates(conn: AsyncConnection) -> Insert:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(INVOICES).on_conflict_do_nothing(  # type: ignore[no-any-return]
+        index_elements=["subscription_id", "period_start"])
+
+
+async def insert_drafts(conn: AsyncConnection, drafts: Sequence[NewInvoice]) -> list[str]:
+    """Insert drafts with their lines; the ids of those inserted (a period already billed is skipped)."""
+    inserted: list[str] = []
+    rows: list[dict[str, Any]] = []
+    statement = _insert_ignoring_duplicates(conn).returning(INVOICES.c.id)
+    for draft in drafts:
+        found = (await conn.execute(statement, draft.row)).first()
+        if found is not None:
+            inserted.append(draft.row["id"])
+            rows.extend(_line_rows(draft.row["id"], draft.lines))
+    if rows:
+        await conn.execute(insert(LINES), rows)
+    return inserted
+
+
+def draft_row(*, subscription: dict[str, Any], consumer_id: str, month: str, starts_at: int, ends_at: int, tz: str,
+              totals: Totals, customer: dict[str, Any], now: int) -> dict[str, Any]:
+    return {"id": str(uuid.uuid4()), "created_at": now, "updated_at": now, "subscription_id": subscription["id"],
+            "consumer_id": consumer_id, "period": month, "period_start": starts_at, "period_end": ends_at, "tz": tz,
+            "status": "draft", "number": None, "issued_at": None, "due_at": None, "voided_at": None,
+            **totals.to_row(), "customer": orjson.dumps(customer).decode()}
+
+
+async def _replace_lines(conn: AsyncConnection, invoice_id: str, lines: Sequence[InvoiceLine]) -> None:
+    await conn.execute(delete(LINES).where(LINES.c.invoice_id == invoice_id))
+    rows = _line_rows(invoice_id, lines)
+    if rows:
+        await conn.execute(insert(LINES), rows)
+
+
+async def refresh(conn: AsyncConnection, invoice_id: str, lines: Sequence[InvoiceLine], totals: Totals,
+                  now: int) -> None:
+    """Replace a draft's lines and totals; InvoiceStateError once it is no longer a draft."""
+    done = await conn.execute(update(INVOICES).where(INVOICES.c.id == invoice_id, INVOICES.c.status == "draft")
+                              .values(updated_at=now, **_totals(totals)))
+    if done.rowcount != 1:
+        raise InvoiceStateError("only a draft invoice can be refreshed")
+    await _replace_lines(conn, invoice_id, lines)
+
+
+def _totals(totals: Totals) -> dict[str, Any]:
+    row = totals.to_row()
+    row.pop("currency")
+    return row
+
+
+async def next_number(conn: AsyncConnection, prefix: str) -> str:
+    """The next number of `prefix`, taken in the caller's transaction (rolled back with it)."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    await conn.execute(dialect.insert(SEQUENCES).values(prefix=prefix, last_number=0)
+                       .on_conflict_do_nothing(index_elements=["prefix"]))
+    taken = await conn.execute(update(SEQUENCES).where(SEQUENCES.c.prefix == prefix)
+                               .values(last_number=SEQUENCES.c.last_number + 1).returning(SEQUENCES.c.last_number))
+    return f"{prefix}{int(taken.scalar_one()):06d}"
+
+
+async def finalize(conn: AsyncConnection, invoice_id: str, lines: Sequence[InvoiceLine], totals: Totals, *,
+                   prefix: str, now: int, due_at: int) -> str:
+    """Freeze a draft with its last lines: a number, the issue and due dates; credits marked applied.
+    InvoiceStateError when it is no longer a draft, or a credit note no longer has what a line deducts."""
+    await refresh(conn, invoice_id, lines, totals, now)
+    for line in lines:
+        if line.credit_note_id is not None:
+            taken = -line.amount_minor
+            done = await conn.execute(update(NOTES).where(NOTES.c.id == line.credit_note_id,
+                                                          NOTES.c.amount_minor - NOTES.c.applied_minor >= taken)
+                                      .values(applied_minor=NOTES.c.applied_minor + taken, updated_at=now))
+            if done.rowcount != 1:
+                raise InvoiceStateError(f"credit note {line.credit_note_id} was applied meanwhile")
+    number = await next_number(conn, prefix)
+    await conn.execute(update(INVOICES).where(INVOICES.c.id == invoice_id)
+                       .values(status="finalized", number=number, issued_at=now, due_at=due_at, updated_at=now))
+    return number
+
+
+async def void(conn: AsyncConnection, invoice_id: str, now: int) -> None:
+    done = await conn.execute(update(INVOICES).where(INVOICES.c.id == invoice_id, INVOICES.c.status != "void")
+                              .values(status="void", voided_at=now, updated_at=now))
+    if done.rowcount != 1:
+        raise InvoiceStateError("the invoice is already void")
+
+
+async def available_credits(conn: AsyncConnection, consumer_ids: Sequence[str]) -> dict[tuple[str, str], list[Credit]]:
+    """(consumer, currency) -> credit notes with something left to deduct, oldest first."""
+    if not consumer_ids:
+        return {}
+    left = NOTES.c.amount_minor - NOTES.c.applied_minor
+    rows = await conn.execute(select(NOTES.c.id, NOTES.c.consumer_id, NOTES.c.currency, left.label("left"))
+                              .where(left > 0, NOTES.c.consumer_id.in_(list(consumer_ids)))
+                              .order_by(NOTES.c.created_at, NOTES.c.id))
+    found: dict[tuple[str, str], list[Credit]] = {}
+    for row in rows:
+        found.setdefault((row.consumer_id, row.currency), []).append(Credit(row.id, int(row.left)))
+    return found
+
+
+async def credited_minor(conn: AsyncConnection, invoice_id: str) -> int:
+    """What credit notes already take back of an invoice."""
+    found = await conn.execute(select(func.coalesce(func.sum(NOTES.c.amount_minor), 0))
+                               .where(NOTES.c.invoice_id == invoice_id))
+    return int(found.scalar_one())
+
+
+async def insert_credit_note(conn: AsyncConnection, row: dict[str, Any]) -> None:
+    await conn.execute(insert(NOTES), row)
+
+
+async def read_invoice(conn: AsyncConnection, invoice_id: str) -> dict[str, Any] | None:
+    found = (await conn.execute(select(INVOICES).where(INVOICES.c.id == invoice_id))).mappings().first()
+    return None if found is None else dict(found)
+
+
+async def read_lines(conn: AsyncConnection, invoice_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """Each invoice's lines in order, tiers and proration decoded."""
+    found: dict[str, list[dict[str, Any]]] = {invoice_id: [] for invoice_id in invoice_ids}
+    if not invoice_ids:
+        return found
+    rows = await conn.execute(select(LINES).where(LINES.c.invoice_id.in_(list(invoice_ids)))
+                              .order_by(LINES.c.invoice_id, LINES.c.position))
+    for row in rows.mappings():
+        line = dict(row)
+        line["tiers"] = orjson.loads(line["tiers"]) if line["tiers"] else []
+        line["proration"] = orjson.loads(line["proration"]) if line["proration"] else None
+        found[line["invoice_id"]].append(line)
+    return found
+
+
+async def list_invoices(conn: AsyncConnection, *, consumer_id: str | None = None, status: str | None = None,
+                        period: str | None = None, after: str | None = None, size: int = 100) -> list[dict[str, Any]]:
+    """A page of invoices by id, with the given filters."""
+    conditions = [column == value for column, value in ((INVOICES.c.consumer_id, consumer_id),
+                                                        (INVOICES.c.status, status), (INVOICES.c.period, period))
+                  if value is not None]
+    if after is not None:
+        conditions.append(INVOICES.c.id > after)
+    statement = select(INVOICES).order_by(INVOICES.c.id).limit(size)
+    if conditions:
+        statement = statement.where(and_(*conditions))
+    return [dict(row) for row in (await conn.execute(statement)).mappings()]
+
+
+async def list_credit_notes(conn: AsyncConnection, *, invoice_id: str | None = None, consumer_id: str | None = None,
+                            after: str | None = None, size: int = 100) -> list[dict[str, Any]]:
+    conditions = [column == value for column, value in ((NOTES.c.invoice_id, invoice_id),
+                                                        (NOTES.c.consumer_id, consumer_id)) if value is not None]
+    if after is not None:
+        conditions.append(NOTES.c.id > after)
+    statement = select(NOTES).order_by(NOTES.c.id).limit(size)
+    if conditions:
+        statement = statement.where(and_(*conditions))
+    return [dict(row) for row in (await conn.execute(statement)).mappings()]
