@@ -187,3 +187,17 @@ def test_a_dry_run_writes_nothing_and_period_selects_a_month(world: Billing) -> 
     world.bill(at(UTC, 2027, 9, 1, 0, 1))
     assert [item["period"] for item in world.invoices("poppy")] == ["2027-07", "2027-08"]
     assert world.bill(at(UTC, 2027, 9, 1, 0, 2)).created == []
+
+
+def test_a_period_the_ledger_no_longer_holds_exactly_is_reported_and_the_others_billed(world: Billing) -> None:
+    world.post("/plans", {"name": "pro", "currency": "USD", "base_fee": "10"})
+    world.post("/meters", {"name": "calls"})
+    world.post("/plans/pro/charges", {"meter": {"name": "calls"}, "model": "standard", "unit_price": "1"})
+    # poppy started at 10:30: her first period's first hour needs per-minute rows, kept 7 days
+    world.post("/consumers/poppy/subscriptions", {"plan": {"name": "pro"}, "started_at": at(UTC, 2027, 7, 1, 10, 30)})
+    world.post("/consumers/digit/subscriptions", {"plan": {"name": "pro"}, "started_at": at(UTC, 2027, 7, 1)})
+    report = world.bill(at(UTC, 2027, 8, 20))
+    poppy = world.api.get("/consumers/poppy/subscriptions").json()["data"][0]["id"]
+    assert [item["subscription"] for item in report.failed] == [poppy]
+    assert "billable_minute_retention" in report.failed[0]["error"]
+    assert world.invoices("poppy") == [] and [i["total"] for i in world.invoices("digit")] == ["10.00"]

@@ -40,6 +40,7 @@ from tollway.billing import invoice_run, invoice_store, tables
 from tollway.billing.currency import currency
 from tollway.billing.invoice_documents import credit_note_json, export_csv, invoice_html, invoice_json
 from tollway.billing.invoicing import STATUSES
+from tollway.billing.ledger_usage import RetentionExceeded
 from tollway.billing.money import minor_units, parse_price
 from tollway.errors import NotFound, SchemaViolation
 
@@ -188,6 +189,8 @@ def routes(ctx: AdminContext) -> list[BaseRoute]:
                 await invoice_run.bill_one(ctx.db, ctx.settings, invoice["id"], finalize=action == "finalize")
         except invoice_store.InvoiceStateError as exc:
             raise ApiError(409, {"message": f"invoice is {invoice['status']}: {exc}"}) from None
+        except RetentionExceeded as exc:
+            raise ApiError(409, {"message": str(exc)}) from None
         async with ctx.db.connect() as conn:
             return json_response(await _full(conn, await _find(conn, invoice["id"])))
 

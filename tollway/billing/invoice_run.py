@@ -28,7 +28,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tollway.billing import invoice_store, tables
 from tollway.billing.daos import SUBSCRIPTIONS
 from tollway.billing.invoicing import Bill, Credit, InvoiceLine, Totals, Window, billing_windows, segments
-from tollway.billing.ledger_usage import read_many
+from tollway.billing.ledger_usage import RetentionExceeded, read_many
+from tollway.billing.meters import Figure
 from tollway.billing.subscription_writes import timeline_of
 from tollway.billing.subscriptions import Phase
 from tollway.billing.usage_reads import _Versions
@@ -54,11 +55,12 @@ class RunReport:
     refreshed: list[str] = field(default_factory=list)
     finalized: list[str] = field(default_factory=list)
     skipped: int = 0          # periods another run billed first, drafts that changed state meanwhile
+    failed: list[dict[str, Any]] = field(default_factory=list)  # bills the ledger cannot price exactly
     planned: list[dict[str, Any]] = field(default_factory=list)  # dry run: the drafts it would write
 
     def to_json(self) -> dict[str, Any]:
         return {"created": len(self.created), "refreshed": len(self.refreshed), "finalized": len(self.finalized),
-                "skipped": self.skipped, "planned": self.planned}
+                "skipped": self.skipped, "failed": self.failed, "planned": self.planned}
 
 
 @dataclass(frozen=True)
@@ -141,22 +143,34 @@ async def _collect(conn: AsyncConnection, now: int, month: str | None) -> tuple[
 
 
 async def _figures(conn: AsyncConnection, settings: Settings, pending: Sequence[_Pending],
-                   now: int) -> list[list[int]]:
-    """Each bill's figures, read in as few statements as read_many can (bills keyed by position)."""
-    keys = [str(index) for index in range(len(pending))]
-    wanted = [(key, item.bill.figures) for key, item in zip(keys, pending, strict=True)]
-    # read_many groups by figures and reads per consumer; bills of one consumer need separate keys.
-    by_consumer: dict[str, list[int]] = {}
-    groups: dict[str, list[tuple[str, Any]]] = {}
-    for key, item in zip(keys, pending, strict=True):
-        groups.setdefault(item.bill.subscription["consumer"]["id"], []).append((key, item.bill.figures))
-    rounds = max((len(items) for items in groups.values()), default=0)
-    for round_number in range(rounds):
-        batch = [(consumer, items[round_number]) for consumer, items in groups.items() if len(items) > round_number]
-        found = await read_many(conn, settings, [(consumer, figures) for consumer, (_key, figures) in batch], now)
-        for consumer, (key, _figures) in batch:
-            by_consumer[key] = found[consumer]
-    return [by_consumer[key] for key, _ in wanted]
+                   now: int, report: RunReport) -> list[list[int] | None]:
+    """Each bill's figures, read in as few statements as read_many can; None for a bill whose figures
+    the ledger no longer holds exactly (RetentionExceeded: reported, the others are billed)."""
+    # read_many answers per consumer: a consumer's second bill (two periods ended) goes in a second round.
+    rounds: list[list[tuple[int, str, tuple[Figure, ...]]]] = []
+    seen: dict[str, int] = {}
+    for index, item in enumerate(pending):
+        consumer = item.bill.subscription["consumer"]["id"]
+        number = seen[consumer] = seen.get(consumer, -1) + 1
+        if number == len(rounds):
+            rounds.append([])
+        rounds[number].append((index, consumer, item.bill.figures))
+    found: list[list[int] | None] = [None] * len(pending)
+    for batch in rounds:
+        try:
+            answers = await read_many(conn, settings, [(consumer, figures) for _, consumer, figures in batch], now)
+        except RetentionExceeded:
+            answers = {}
+            for index, consumer, figures in batch:
+                try:
+                    answers.update(await read_many(conn, settings, [(consumer, figures)], now))
+                except RetentionExceeded as exc:
+                    report.failed.append({"subscription": pending[index].bill.subscription["id"], "error": str(exc)})
+                    log.error("billing run: subscription %s not billed: %s", pending[index].bill.subscription["id"],
+                              exc)
+        for index, consumer, _figures in batch:
+            found[index] = answers.get(consumer)
+    return found
 
 
 def _customer(bill: Bill, customers: dict[str, Any]) -> dict[str, Any]:
@@ -177,9 +191,11 @@ async def run(db: Database, settings: Settings, clock: Clock = time.time, *, per
     report = RunReport()
     async with db.connect() as conn:
         pending, customers = await _collect(conn, now, period)
-        figures = await _figures(conn, settings, pending, now)
+        figures = await _figures(conn, settings, pending, now, report)
     new: list[invoice_store.NewInvoice] = []
     for item, counts in zip(pending, figures, strict=True):
+        if counts is None:
+            continue
         lines, totals = item.bill.lines(counts)
         if item.invoice is None:
             new.append(_new_invoice(item.bill, lines, totals, customers, now))
@@ -236,9 +252,11 @@ async def bill_one(db: Database, settings: Settings, invoice_id: str, clock: Clo
                                                   ("finalized" if finalize else "refreshed"))
         pending, _customers_found = await _collect(conn, now, None)
         mine = [item for item in pending if item.invoice is not None and item.invoice["id"] == invoice_id]
-        figures = await _figures(conn, settings, mine, now)
-    item = mine[0]
-    lines, totals = item.bill.lines(figures[0])
+        report = RunReport()
+        figures = await _figures(conn, settings, mine, now, report)
+    if figures[0] is None:
+        raise RetentionExceeded(report.failed[0]["error"])
+    lines, totals = mine[0].bill.lines(figures[0])
     async with db.begin() as conn:
         if finalize:
             await invoice_store.finalize(conn, invoice_id, lines, totals, prefix=settings.invoice_prefix, now=now,
