@@ -23,7 +23,6 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
@@ -36,7 +35,7 @@ from tollway.admin.errors import ApiError
 from tollway.admin.pagination import PageQuery
 from tollway.admin.responses import json_response
 from tollway.billing import api_docs as docs
-from tollway.billing import invoice_run, invoice_store, tables
+from tollway.billing import invoice_run, invoice_store
 from tollway.billing.currency import currency
 from tollway.billing.invoice_documents import credit_note_json, export_csv, invoice_html, invoice_json
 from tollway.billing.invoicing import STATUSES
@@ -69,11 +68,7 @@ async def _consumer_id(ctx: AdminContext, conn: AsyncConnection, ident: str) -> 
 
 
 async def _find(conn: AsyncConnection, ident: str) -> dict[str, Any]:
-    i = tables.invoices
-    found = await invoice_store.read_invoice(conn, ident)
-    if found is None:
-        row = (await conn.execute(select(i).where(i.c.number == ident))).mappings().first()
-        found = None if row is None else dict(row)
+    found = await invoice_store.find_invoice(conn, ident)
     if found is None:
         raise NotFound("invoices")
     return found

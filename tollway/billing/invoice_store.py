@@ -173,6 +173,15 @@ async def read_invoice(conn: AsyncConnection, invoice_id: str) -> dict[str, Any]
     return None if found is None else dict(found)
 
 
+async def find_invoice(conn: AsyncConnection, ident: str) -> dict[str, Any] | None:
+    """By id, or else by number."""
+    found = await read_invoice(conn, ident)
+    if found is None:
+        row = (await conn.execute(select(INVOICES).where(INVOICES.c.number == ident))).mappings().first()
+        found = None if row is None else dict(row)
+    return found
+
+
 async def read_lines(conn: AsyncConnection, invoice_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
     """Each invoice's lines in order, tiers and proration decoded."""
     found: dict[str, list[dict[str, Any]]] = {invoice_id: [] for invoice_id in invoice_ids}
