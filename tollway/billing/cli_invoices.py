@@ -163,7 +163,11 @@ def void_command(settings: Settings, invoice: str) -> None:
 @click.option("--at", "at", default=None, metavar="TIME", help="Bill as of this instant (epoch or ISO 8601).")
 @pass_settings
 def run_command(settings: Settings, period: str | None, dry_run: bool, at: str | None) -> None:
-    """Draft the billing periods that ended, refresh drafts, finalize those past the grace period."""
+    """Bill the periods that ended: drafts, refreshes, finalizing.
+
+    A draft for each billing period that ended, every draft refreshed from the ledger, and those
+    past the grace period (invoice_grace_period) finalized.
+    """
     instant = _instant(at)
 
     def clock() -> float:
