@@ -193,14 +193,19 @@ async def run(db: Database, settings: Settings, clock: Clock = time.time, *, per
         pending, customers = await _collect(conn, now, period)
         figures = await _figures(conn, settings, pending, now, report)
     new: list[invoice_store.NewInvoice] = []
+    drafts: list[invoice_store.DraftUpdate] = []
     for item, counts in zip(pending, figures, strict=True):
         if counts is None:
             continue
         lines, totals = item.bill.lines(counts)
         if item.invoice is None:
             new.append(_new_invoice(item.bill, lines, totals, customers, now))
-        elif not dry_run:
-            await _update_draft(db, settings, item, lines, totals, now, report)
+        else:
+            final = now >= item.invoice["period_end"] + settings.invoice_grace_period
+            drafts.append(invoice_store.DraftUpdate(item.invoice["id"], lines, totals, final))
+    if not dry_run:
+        for start in range(0, len(drafts), BATCH):
+            await _update_drafts(db, settings, drafts[start:start + BATCH], now, report)
     if dry_run:
         report.planned = [{**invoice.row, "lines": [line.to_row() for line in invoice.lines]} for invoice in new]
         return report
@@ -222,22 +227,28 @@ def _new_invoice(bill: Bill, lines: list[InvoiceLine], totals: Totals, customers
     return invoice_store.NewInvoice(row, lines)
 
 
-async def _update_draft(db: Database, settings: Settings, item: _Pending, lines: list[InvoiceLine], totals: Totals,
-                        now: int, report: RunReport) -> None:
-    assert item.invoice is not None
-    invoice_id = item.invoice["id"]
+async def _update_drafts(db: Database, settings: Settings, updates: Sequence[invoice_store.DraftUpdate], now: int,
+                         report: RunReport) -> None:
+    """A batch of drafts refreshed or finalized in one transaction, each invoice whole; if a credit
+    note was applied meanwhile, the batch is rolled back and written again one invoice at a time."""
     try:
         async with db.begin() as conn:
-            if now >= item.invoice["period_end"] + settings.invoice_grace_period:
-                await invoice_store.finalize(conn, invoice_id, lines, totals, prefix=settings.invoice_prefix,
-                                             now=now, due_at=_due(settings, now))
-                report.finalized.append(invoice_id)
-            else:
-                await invoice_store.refresh(conn, invoice_id, lines, totals, now)
-                report.refreshed.append(invoice_id)
-    except invoice_store.InvoiceStateError as exc:
-        log.info("billing run: invoice %s left as it is: %s", invoice_id, exc)
-        report.skipped += 1
+            written = [await invoice_store.write_drafts(conn, updates, prefix=settings.invoice_prefix, now=now,
+                                                        due_at=_due(settings, now))]
+    except invoice_store.InvoiceStateError:
+        written = []
+        for update in updates:
+            try:
+                async with db.begin() as conn:
+                    written.append(await invoice_store.write_drafts(conn, [update], prefix=settings.invoice_prefix,
+                                                                    now=now, due_at=_due(settings, now)))
+            except invoice_store.InvoiceStateError as exc:
+                log.info("billing run: invoice %s left as it is: %s", update.invoice_id, exc)
+                report.skipped += 1
+    for done in written:
+        report.refreshed += done.refreshed
+        report.finalized += done.finalized
+        report.skipped += len(done.skipped)
 
 
 async def bill_one(db: Database, settings: Settings, invoice_id: str, clock: Clock = time.time, *,
@@ -258,11 +269,12 @@ async def bill_one(db: Database, settings: Settings, invoice_id: str, clock: Clo
         raise RetentionExceeded(report.failed[0]["error"])
     lines, totals = mine[0].bill.lines(figures[0])
     async with db.begin() as conn:
-        if finalize:
-            await invoice_store.finalize(conn, invoice_id, lines, totals, prefix=settings.invoice_prefix, now=now,
-                                         due_at=_due(settings, now))
-        else:
-            await invoice_store.refresh(conn, invoice_id, lines, totals, now)
+        update = invoice_store.DraftUpdate(invoice_id, lines, totals, finalize)
+        written = await invoice_store.write_drafts(conn, [update], prefix=settings.invoice_prefix, now=now,
+                                                   due_at=_due(settings, now))
+    if written.skipped:
+        action = "finalized" if finalize else "refreshed"
+        raise invoice_store.InvoiceStateError(f"only a draft invoice can be {action}")
 
 
 @asynccontextmanager

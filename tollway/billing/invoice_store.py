@@ -6,10 +6,10 @@ the transaction, never half an invoice):
     insert_drafts   INSERT ... ON CONFLICT DO NOTHING on (subscription_id, period_start): a period
                     another run (or node) billed first is skipped, never billed twice; lines are
                     written only for the invoices this transaction inserted
-    refresh         lines replaced and totals updated only while the invoice is still a draft
-    finalize        the number is taken from invoice_sequences in the same transaction that sets
-                    the status (a rolled back finalization gives its number back: no gaps), and
-                    credit notes are marked applied only if they still have that much left
+    write_drafts    drafts refreshed (lines replaced, totals updated) only while still drafts, and
+                    those due finalized: numbers taken from invoice_sequences in the same
+                    transaction that sets the status (a rolled back finalization gives its numbers
+                    back: no gaps), credit notes marked applied only if they still have that much left
     void            a draft or finalized invoice becomes void (its number stays taken)
 
 Amounts are stored as the text of their Decimal and as integers of minor units, as the API shows them.
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Insert, and_, delete, func, insert, select, update
+from sqlalchemy import Insert, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -84,21 +84,21 @@ def draft_row(*, subscription: dict[str, Any], consumer_id: str, month: str, sta
             **totals.to_row(), "customer": orjson.dumps(customer).decode()}
 
 
-async def _replace_lines(conn: AsyncConnection, invoice_id: str, lines: Sequence[InvoiceLine]) -> None:
-    await conn.execute(delete(LINES).where(LINES.c.invoice_id == invoice_id))
-    rows = _line_rows(invoice_id, lines)
-    if rows:
-        await conn.execute(insert(LINES), rows)
+@dataclass(frozen=True)
+class DraftUpdate:
+    """A draft's lines and totals as the ledger has them now; `final`: finalize it as well."""
+
+    invoice_id: str
+    lines: Sequence[InvoiceLine]
+    totals: Totals
+    final: bool
 
 
-async def refresh(conn: AsyncConnection, invoice_id: str, lines: Sequence[InvoiceLine], totals: Totals,
-                  now: int) -> None:
-    """Replace a draft's lines and totals; InvoiceStateError once it is no longer a draft."""
-    done = await conn.execute(update(INVOICES).where(INVOICES.c.id == invoice_id, INVOICES.c.status == "draft")
-                              .values(updated_at=now, **_totals(totals)))
-    if done.rowcount != 1:
-        raise InvoiceStateError("only a draft invoice can be refreshed")
-    await _replace_lines(conn, invoice_id, lines)
+@dataclass
+class Written:
+    refreshed: list[str]
+    finalized: list[str]
+    skipped: list[str]        # no longer drafts: nothing written
 
 
 def _totals(totals: Totals) -> dict[str, Any]:
@@ -107,21 +107,48 @@ def _totals(totals: Totals) -> dict[str, Any]:
     return row
 
 
-async def next_number(conn: AsyncConnection, prefix: str) -> str:
-    """The next number of `prefix`, taken in the caller's transaction (rolled back with it)."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    await conn.execute(dialect.insert(SEQUENCES).values(prefix=prefix, last_number=0)
-                       .on_conflict_do_nothing(index_elements=["prefix"]))
-    taken = await conn.execute(update(SEQUENCES).where(SEQUENCES.c.prefix == prefix)
-                               .values(last_number=SEQUENCES.c.last_number + 1).returning(SEQUENCES.c.last_number))
-    return f"{prefix}{int(taken.scalar_one()):06d}"
+async def write_drafts(conn: AsyncConnection, updates: Sequence[DraftUpdate], *, prefix: str, now: int,
+                       due_at: int) -> Written:
+    """Refresh drafts and finalize those marked final, in the caller's transaction, each invoice whole.
+
+    Each invoice's first statement is a conditional update of its totals (status still draft): an
+    invoice no longer a draft is skipped with nothing written; on PostgreSQL the row lock it takes
+    queues a concurrent writer, which then finds the invoice no longer a draft. The finalized take
+    consecutive numbers with one update of their prefix's sequence: a rolled back transaction gives
+    them back, so numbers have no gaps. InvoiceStateError when a credit note no longer has what a line
+    deducts (applied by a concurrent run): the caller rolls back."""
+    written = Written([], [], [])
+    kept: list[DraftUpdate] = []
+    for update_ in updates:
+        done = await conn.execute(update(INVOICES).where(INVOICES.c.id == update_.invoice_id,
+                                                         INVOICES.c.status == "draft")
+                                  .values(updated_at=now, **_totals(update_.totals)))
+        if done.rowcount == 1:
+            kept.append(update_)
+        else:
+            written.skipped.append(update_.invoice_id)
+    if not kept:
+        return written
+    await conn.execute(delete(LINES).where(LINES.c.invoice_id.in_([item.invoice_id for item in kept])))
+    rows = [row for item in kept for row in _line_rows(item.invoice_id, item.lines)]
+    if rows:
+        await conn.execute(insert(LINES), rows)
+    final = [item for item in kept if item.final]
+    for item in final:
+        await _apply_credits(conn, item.lines, now)
+    if final:
+        last = await take_numbers(conn, prefix, len(final))
+        numbered = [{"key": item.invoice_id, "number": f"{prefix}{last - len(final) + 1 + index:06d}"}
+                    for index, item in enumerate(final)]
+        await conn.execute(update(INVOICES).where(INVOICES.c.id == bindparam("key"))
+                           .values(status="finalized", number=bindparam("number"), issued_at=now, due_at=due_at),
+                           numbered)
+    written.finalized = [item.invoice_id for item in final]
+    written.refreshed = [item.invoice_id for item in kept if not item.final]
+    return written
 
 
-async def finalize(conn: AsyncConnection, invoice_id: str, lines: Sequence[InvoiceLine], totals: Totals, *,
-                   prefix: str, now: int, due_at: int) -> str:
-    """Freeze a draft with its last lines: a number, the issue and due dates; credits marked applied.
-    InvoiceStateError when it is no longer a draft, or a credit note no longer has what a line deducts."""
-    await refresh(conn, invoice_id, lines, totals, now)
+async def _apply_credits(conn: AsyncConnection, lines: Sequence[InvoiceLine], now: int) -> None:
     for line in lines:
         if line.credit_note_id is not None:
             taken = -line.amount_minor
@@ -130,10 +157,17 @@ async def finalize(conn: AsyncConnection, invoice_id: str, lines: Sequence[Invoi
                                       .values(applied_minor=NOTES.c.applied_minor + taken, updated_at=now))
             if done.rowcount != 1:
                 raise InvoiceStateError(f"credit note {line.credit_note_id} was applied meanwhile")
-    number = await next_number(conn, prefix)
-    await conn.execute(update(INVOICES).where(INVOICES.c.id == invoice_id)
-                       .values(status="finalized", number=number, issued_at=now, due_at=due_at, updated_at=now))
-    return number
+
+
+async def take_numbers(conn: AsyncConnection, prefix: str, count: int) -> int:
+    """Take `count` numbers of `prefix` in the caller's transaction (rolled back with it); the last one."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    await conn.execute(dialect.insert(SEQUENCES).values(prefix=prefix, last_number=0)
+                       .on_conflict_do_nothing(index_elements=["prefix"]))
+    taken = await conn.execute(update(SEQUENCES).where(SEQUENCES.c.prefix == prefix)
+                               .values(last_number=SEQUENCES.c.last_number + count)
+                               .returning(SEQUENCES.c.last_number))
+    return int(taken.scalar_one())
 
 
 async def void(conn: AsyncConnection, invoice_id: str, now: int) -> None:
