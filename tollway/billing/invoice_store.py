@@ -62,18 +62,16 @@ def _insert_ignoring_duplicates(conn: AsyncConnection) -> Insert:
 
 
 async def insert_drafts(conn: AsyncConnection, drafts: Sequence[NewInvoice]) -> list[str]:
-    """Insert drafts with their lines; the ids of those inserted (a period already billed is skipped)."""
-    inserted: list[str] = []
-    rows: list[dict[str, Any]] = []
-    statement = _insert_ignoring_duplicates(conn).returning(INVOICES.c.id)
-    for draft in drafts:
-        found = (await conn.execute(statement, draft.row)).first()
-        if found is not None:
-            inserted.append(draft.row["id"])
-            rows.extend(_line_rows(draft.row["id"], draft.lines))
+    """Insert drafts with their lines; the ids of those inserted (a period already billed is skipped).
+    One multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING id, then the lines of what it inserted."""
+    if not drafts:
+        return []
+    statement = _insert_ignoring_duplicates(conn).values([draft.row for draft in drafts]).returning(INVOICES.c.id)
+    inserted = {row[0] for row in await conn.execute(statement)}
+    rows = [row for draft in drafts if draft.row["id"] in inserted for row in _line_rows(draft.row["id"], draft.lines)]
     if rows:
         await conn.execute(insert(LINES), rows)
-    return inserted
+    return [draft.row["id"] for draft in drafts if draft.row["id"] in inserted]
 
 
 def draft_row(*, subscription: dict[str, Any], consumer_id: str, month: str, starts_at: int, ends_at: int, tz: str,
@@ -111,22 +109,24 @@ async def write_drafts(conn: AsyncConnection, updates: Sequence[DraftUpdate], *,
                        due_at: int) -> Written:
     """Refresh drafts and finalize those marked final, in the caller's transaction, each invoice whole.
 
-    Each invoice's first statement is a conditional update of its totals (status still draft): an
-    invoice no longer a draft is skipped with nothing written; on PostgreSQL the row lock it takes
-    queues a concurrent writer, which then finds the invoice no longer a draft. The finalized take
+    The first statement updates the totals of those still drafts: an invoice no longer a draft is
+    skipped with nothing written; the write lock (SQLite) or the row locks (PostgreSQL) it takes
+    queue a concurrent writer, which then finds the invoices no longer drafts. The finalized take
     consecutive numbers with one update of their prefix's sequence: a rolled back transaction gives
     them back, so numbers have no gaps. InvoiceStateError when a credit note no longer has what a line
     deducts (applied by a concurrent run): the caller rolls back."""
     written = Written([], [], [])
-    kept: list[DraftUpdate] = []
-    for update_ in updates:
-        done = await conn.execute(update(INVOICES).where(INVOICES.c.id == update_.invoice_id,
-                                                         INVOICES.c.status == "draft")
-                                  .values(updated_at=now, **_totals(update_.totals)))
-        if done.rowcount == 1:
-            kept.append(update_)
-        else:
-            written.skipped.append(update_.invoice_id)
+    if not updates:
+        return written
+    totals = [{"key": item.invoice_id, **_totals(item.totals)} for item in updates]
+    await conn.execute(update(INVOICES).where(INVOICES.c.id == bindparam("key"), INVOICES.c.status == "draft")
+                       .values(updated_at=now, **{name: bindparam(name) for name in totals[0] if name != "key"}),
+                       totals)
+    ids = [item.invoice_id for item in updates]
+    drafts = {row[0] for row in await conn.execute(select(INVOICES.c.id).where(INVOICES.c.id.in_(ids),
+                                                                               INVOICES.c.status == "draft"))}
+    kept = [item for item in updates if item.invoice_id in drafts]
+    written.skipped = [item.invoice_id for item in updates if item.invoice_id not in drafts]
     if not kept:
         return written
     await conn.execute(delete(LINES).where(LINES.c.invoice_id.in_([item.invoice_id for item in kept])))
