@@ -104,7 +104,8 @@ async def _collect(conn: AsyncConnection, now: int, month: str | None) -> tuple[
     """Every bill to write: new periods, then drafts; and the customers they bill."""
     versions = _Versions(conn)
     known: dict[tuple[str, int], PlanVersion] = {}
-    for subscription in await _subscriptions(conn):
+    subscriptions = await _subscriptions(conn)
+    for subscription in subscriptions:
         for phase in timeline_of(subscription).phases:
             key = (phase.plan_id, phase.version)
             if key not in known:
@@ -116,7 +117,7 @@ async def _collect(conn: AsyncConnection, now: int, month: str | None) -> tuple[
     invoices = await _invoices(conn)
     customers = await _customers(conn)
     pending: list[_Pending] = []
-    for subscription in await _subscriptions(conn):
+    for subscription in subscriptions:
         timeline = timeline_of(subscription)
         billed = invoices.get(subscription["id"], [])
         taken = {invoice["period_start"] for invoice in billed}

@@ -63,11 +63,13 @@ def _insert_ignoring_duplicates(conn: AsyncConnection) -> Insert:
 
 async def insert_drafts(conn: AsyncConnection, drafts: Sequence[NewInvoice]) -> list[str]:
     """Insert drafts with their lines; the ids of those inserted (a period already billed is skipped).
-    One multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING id, then the lines of what it inserted."""
+    INSERT ... ON CONFLICT DO NOTHING for them all (one statement, many parameter sets), then the ids
+    found: each draft's id is new, so a draft whose id is there was inserted here; then its lines."""
     if not drafts:
         return []
-    statement = _insert_ignoring_duplicates(conn).values([draft.row for draft in drafts]).returning(INVOICES.c.id)
-    inserted = {row[0] for row in await conn.execute(statement)}
+    await conn.execute(_insert_ignoring_duplicates(conn), [draft.row for draft in drafts])
+    ids = [draft.row["id"] for draft in drafts]
+    inserted = {row[0] for row in await conn.execute(select(INVOICES.c.id).where(INVOICES.c.id.in_(ids)))}
     rows = [row for draft in drafts if draft.row["id"] in inserted for row in _line_rows(draft.row["id"], draft.lines)]
     if rows:
         await conn.execute(insert(LINES), rows)
