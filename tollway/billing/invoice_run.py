@@ -6,8 +6,8 @@
       3. a draft whose period ended `invoice_grace_period` ago or more is finalized instead.
 
 Reads go first (subscriptions, their invoices, plan versions, ledger figures for every bill at once,
-grouped as ledger_usage.read_many groups them); then writes, each whole in its transaction
-(invoice_store). Nothing counts on being the only run: the unique (subscription, period_start) and
+grouped as ledger_usage.read_many groups them); then writes, BATCH invoices per transaction, each
+invoice whole (invoice_store). Nothing counts on being the only run: the unique (subscription, period_start) and
 the draft-only updates make concurrent runs on several nodes safe. `BillingLock` keeps the node
 services from doing the same work twice: a PostgreSQL advisory lock; SQLite has one writer anyway.
 The clock is handed in, so tests close a period with a fixed one.
