@@ -201,3 +201,26 @@ def test_a_period_the_ledger_no_longer_holds_exactly_is_reported_and_the_others_
     assert [item["subscription"] for item in report.failed] == [poppy]
     assert "billable_minute_retention" in report.failed[0]["error"]
     assert world.invoices("poppy") == [] and [i["total"] for i in world.invoices("digit")] == ["10.00"]
+
+
+def test_a_subscription_cancelled_mid_month_gets_a_last_prorated_invoice(world: Billing) -> None:
+    world.post("/meters", {"name": "calls"})
+    world.post("/plans", {"name": "pro", "currency": "USD", "base_fee": "31"})
+    world.post("/plans/pro/charges", {"meter": {"name": "calls"}, "model": "standard", "unit_price": "0.10"})
+    created = world.post("/consumers/poppy/subscriptions", {"plan": {"name": "pro"},
+                                                            "started_at": at(UTC, 2027, 5, 1)})
+
+    async def cancel(db: Database) -> None:
+        await subscription_writes.cancel(Catalog(world.settings, db), created["id"], False,
+                                         now=at(UTC, 2027, 5, 11, 10))
+
+    world.run(cancel)
+    world.record([*world.calls("poppy", at(UTC, 2027, 5, 11, 10), 4),       # its last minute
+                  *world.calls("poppy", at(UTC, 2027, 5, 11, 10, 1), 9)])   # after it ended
+    world.bill(at(UTC, 2027, 5, 11, 12))
+    [last] = world.invoices("poppy")
+    # active May 1-10 (the day it ended on is not billed): 31 × 10/31 = 10.00; 4 calls × 0.10 = 0.40
+    assert (last["period_start"], last["period_end"]) == (at(UTC, 2027, 5, 1), at(UTC, 2027, 5, 11, 10, 1))
+    assert lines(last) == [("base_fee", "pro", None, "10/31", "10.00", 1000),
+                           ("usage", "pro", "calls", "4", "0.40", 40)]
+    assert world.bill(at(UTC, 2027, 7, 1)).created == []   # nothing after it ended
