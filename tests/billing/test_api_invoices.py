@@ -138,3 +138,9 @@ def test_a_credit_note_is_deducted_on_the_next_invoice(world: Billing) -> None:
     world.bill(at(UTC, 2027, 10, 1, 2, 30))
     september = get(api, "/invoices", consumer="poppy", period="2027-09")["data"][0]
     assert september["credits"] == "0.00" and september["total"] == "20.00"   # used up
+    # voiding August gives its credit back: October deducts it
+    assert api.post(f"/invoices/{august['id']}/void").json()["status"] == "void"
+    assert get(api, "/credit_notes", consumer="poppy")["data"][0]["applied_minor"] == 0
+    world.bill(at(UTC, 2027, 11, 1, 1, 30))
+    october = get(api, "/invoices", consumer="poppy", period="2027-10")["data"][0]
+    assert (october["credits"], october["total"], october["status"]) == ("-5.25", "14.75", "draft")

@@ -173,10 +173,21 @@ async def take_numbers(conn: AsyncConnection, prefix: str, count: int) -> int:
 
 
 async def void(conn: AsyncConnection, invoice_id: str, now: int) -> None:
+    """Void a draft or finalized invoice. The credit notes a finalized one deducted are given back
+    (deducted again on the consumer's next invoice). The first statement locks the invoice, so its
+    status read next cannot change under the voiding."""
     done = await conn.execute(update(INVOICES).where(INVOICES.c.id == invoice_id, INVOICES.c.status != "void")
-                              .values(status="void", voided_at=now, updated_at=now))
+                              .values(updated_at=now))
     if done.rowcount != 1:
         raise InvoiceStateError("the invoice is already void")
+    status = (await conn.execute(select(INVOICES.c.status).where(INVOICES.c.id == invoice_id))).scalar_one()
+    if status == "finalized":
+        credits = await conn.execute(select(LINES.c.credit_note_id, LINES.c.amount_minor)
+                                     .where(LINES.c.invoice_id == invoice_id, LINES.c.credit_note_id.is_not(None)))
+        for note_id, amount_minor in credits.all():
+            await conn.execute(update(NOTES).where(NOTES.c.id == note_id)
+                               .values(applied_minor=NOTES.c.applied_minor + amount_minor, updated_at=now))
+    await conn.execute(update(INVOICES).where(INVOICES.c.id == invoice_id).values(status="void", voided_at=now))
 
 
 async def available_credits(conn: AsyncConnection, consumer_ids: Sequence[str]) -> dict[tuple[str, str], list[Credit]]:
