@@ -4,6 +4,7 @@ usage, finalized after the grace period with gapless numbers; a second run chang
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -224,3 +225,29 @@ def test_a_subscription_cancelled_mid_month_gets_a_last_prorated_invoice(world: 
     assert lines(last) == [("base_fee", "pro", None, "10/31", "10.00", 1000),
                            ("usage", "pro", "calls", "4", "0.40", 40)]
     assert world.bill(at(UTC, 2027, 7, 1)).created == []   # nothing after it ended
+
+
+def test_concurrent_runs_without_the_lock_still_bill_each_period_once(world: Billing) -> None:
+    world.post("/plans", {"name": "pro", "currency": "USD", "base_fee": "10"})
+    for name in ("poppy", "digit"):
+        world.post(f"/consumers/{name}/subscriptions", {"plan": {"name": "pro"}, "started_at": at(UTC, 2027, 1, 1)})
+
+    async def race(_db: Database) -> list[invoice_run.RunReport]:
+        # two "nodes", each with its own connections, neither taking the billing lock
+        dbs = [Database.from_settings(world.settings) for _ in range(4)]
+        try:
+            first = await asyncio.gather(*(invoice_run.run(db, world.settings, lambda: at(UTC, 2027, 3, 1, 0, 30))
+                                           for db in dbs[:2]))
+            second = await asyncio.gather(*(invoice_run.run(db, world.settings, lambda: at(UTC, 2027, 3, 1, 2))
+                                            for db in dbs[2:]))
+            return [*first, *second]
+        finally:
+            for db in dbs:
+                await db.dispose()
+
+    reports = world.run(race)
+    assert sum(len(report.created) for report in reports) == 4            # Jan and Feb, two subscriptions
+    invoices = world.invoices("poppy") + world.invoices("digit")
+    assert sorted((item["period"], item["status"]) for item in invoices) == [
+        ("2027-01", "finalized"), ("2027-01", "finalized"), ("2027-02", "finalized"), ("2027-02", "finalized")]
+    assert sorted(item["number"] for item in invoices) == ["TW-000001", "TW-000002", "TW-000003", "TW-000004"]

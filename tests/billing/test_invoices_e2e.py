@@ -103,3 +103,6 @@ def test_traffic_through_the_proxy_becomes_exact_invoices(node: Node) -> None:
     assert {item["status"] for item in final.values()} == {"finalized"}
     assert final["poppy"]["period_end_epoch"] in ends and final["poppy"]["tz"] == "America/New_York"
     assert bill(node, closed + GRACE + 120) == ["0 draft(s) created, 0 refreshed, 0 finalized, 0 skipped"]
+    # the node's own billing service ran (at the real time, when no period had ended)
+    status = node.json("/status")["billing"]
+    assert status["runs"] >= 1 and status["failures"] == 0
