@@ -25,14 +25,13 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tollway.billing import invoice_store, tables
+from tollway.billing import invoice_store, plan_store, tables
 from tollway.billing.daos import SUBSCRIPTIONS
 from tollway.billing.invoicing import Bill, Credit, InvoiceLine, Totals, Window, billing_windows, segments
 from tollway.billing.ledger_usage import RetentionExceeded, read_many
 from tollway.billing.meters import Figure
 from tollway.billing.subscription_writes import timeline_of
 from tollway.billing.subscriptions import Phase
-from tollway.billing.usage_reads import _Versions
 from tollway.billing.versions import PlanVersion
 from tollway.config import Settings
 from tollway.store.db import Database
@@ -79,10 +78,28 @@ class _Credits:
         return tuple(self.found.pop((consumer_id, currency), ()))
 
 
-async def _subscriptions(conn: AsyncConnection) -> list[dict[str, Any]]:
+async def _subscriptions(conn: AsyncConnection, only: str | None) -> list[dict[str, Any]]:
     t = tables.subscriptions
-    rows = await conn.execute(select(t).order_by(t.c.id))
+    statement = select(t).order_by(t.c.id)
+    if only is not None:
+        statement = statement.where(t.c.id == only)
+    rows = await conn.execute(statement)
     return [_DAO.to_entity(row) for row in rows.mappings()]
+
+
+async def _versions(conn: AsyncConnection,
+                    subscriptions: Sequence[dict[str, Any]]) -> dict[tuple[str, int], PlanVersion]:
+    """Every plan version the subscriptions' phases name, each read once."""
+    known: dict[tuple[str, int], PlanVersion] = {}
+    for subscription in subscriptions:
+        for phase in timeline_of(subscription).phases:
+            key = (phase.plan_id, phase.version)
+            if key not in known:
+                stored = await plan_store.read_version(conn, *key)
+                if stored is None:  # a phase names a version recorded before it: never missing
+                    raise LookupError(f"plan {key[0]} has no version {key[1]}")
+                known[key] = stored.version
+    return known
 
 
 async def _customers(conn: AsyncConnection) -> dict[str, dict[str, Any]]:
@@ -90,31 +107,30 @@ async def _customers(conn: AsyncConnection) -> dict[str, dict[str, Any]]:
     return {row.id: {"username": row.username, "custom_id": row.custom_id} for row in rows}
 
 
-async def _invoices(conn: AsyncConnection) -> dict[str, list[dict[str, Any]]]:
+async def _invoices(conn: AsyncConnection, only: str | None) -> dict[str, list[dict[str, Any]]]:
     i = tables.invoices
-    rows = await conn.execute(select(i.c.id, i.c.subscription_id, i.c.period_start, i.c.period_end, i.c.status,
-                                     i.c.period, i.c.consumer_id))
+    statement = select(i.c.id, i.c.subscription_id, i.c.period_start, i.c.period_end, i.c.status, i.c.period,
+                       i.c.consumer_id)
+    if only is not None:
+        statement = statement.where(i.c.subscription_id == only)
+    rows = await conn.execute(statement)
     found: dict[str, list[dict[str, Any]]] = {}
     for row in rows.mappings():
         found.setdefault(row["subscription_id"], []).append(dict(row))
     return found
 
 
-async def _collect(conn: AsyncConnection, now: int, month: str | None) -> tuple[list[_Pending], dict[str, Any]]:
-    """Every bill to write: new periods, then drafts; and the customers they bill."""
-    versions = _Versions(conn)
-    known: dict[tuple[str, int], PlanVersion] = {}
-    subscriptions = await _subscriptions(conn)
-    for subscription in subscriptions:
-        for phase in timeline_of(subscription).phases:
-            key = (phase.plan_id, phase.version)
-            if key not in known:
-                known[key] = await versions.get(*key)
+async def _collect(conn: AsyncConnection, now: int, month: str | None,
+                   only: str | None = None) -> tuple[list[_Pending], dict[str, Any]]:
+    """Every bill to write (of subscription `only`, if given): new periods, then drafts; and the
+    customers they bill."""
+    subscriptions = await _subscriptions(conn, only)
+    known = await _versions(conn, subscriptions)
 
     def version_of(phase: Phase) -> PlanVersion:
         return known[(phase.plan_id, phase.version)]
 
-    invoices = await _invoices(conn)
+    invoices = await _invoices(conn, only)
     customers = await _customers(conn)
     pending: list[_Pending] = []
     for subscription in subscriptions:
@@ -135,7 +151,8 @@ async def _collect(conn: AsyncConnection, now: int, month: str | None) -> tuple[
     consumer_ids = sorted({item.bill.subscription["consumer"]["id"] for item in pending})
     credits = _Credits(await invoice_store.available_credits(conn, consumer_ids))
     priced = []
-    for item in pending:
+    # credit notes go to a consumer's oldest period first (a draft still in its grace period before a new one)
+    for item in sorted(pending, key=lambda item: item.bill.window.starts_at):
         consumer_id = item.bill.subscription["consumer"]["id"]
         bill = Bill(item.bill.subscription, item.bill.timeline, item.bill.window, item.bill.segments,
                     credits.take(consumer_id, item.bill.currency.code))
@@ -262,7 +279,7 @@ async def bill_one(db: Database, settings: Settings, invoice_id: str, clock: Clo
         if invoice is None or invoice["status"] != "draft":
             raise invoice_store.InvoiceStateError("only a draft invoice can be " +
                                                   ("finalized" if finalize else "refreshed"))
-        pending, _customers_found = await _collect(conn, now, None)
+        pending, _customers_found = await _collect(conn, now, None, invoice["subscription_id"])
         mine = [item for item in pending if item.invoice is not None and item.invoice["id"] == invoice_id]
         report = RunReport()
         figures = await _figures(conn, settings, mine, now, report)
