@@ -94,6 +94,12 @@ def test_the_finance_export_and_an_invoices_csv(world: Billing) -> None:
                     ("pro", "base_fee", "2027-08-01", "1", "20", "20.00", "2000", "USD"),
                     ("pro", "calls", "2027-07-01", "130", "", "1.50", "150", "USD"),
                     ("pro", "calls", "2027-08-01", "90", "0", "0.00", "0", "USD")]
+    ranged = list(csv.reader(io.StringIO(get(api, "/invoices", format="csv", period_from="2027-08",
+                                             period_to="2027-09"))))
+    assert sorted((row[4], row[6], row[11]) for row in ranged[1:]) == [("digit", "base_fee", "500"),
+                                                                      ("poppy", "base_fee", "20.00"),
+                                                                      ("poppy", "calls", "0.00")]
+    assert get(api, "/invoices", 400, period_to="2027-8")["options"] == {"period_to": "expected a month as YYYY-MM"}
     august = get(api, "/invoices", consumer="poppy", period="2027-08")["data"][0]
     lines = list(csv.reader(io.StringIO(get(api, f"/invoices/{august['id']}.csv"))))
     assert [line[11] for line in lines[1:]] == ["20.00", "0.00"]

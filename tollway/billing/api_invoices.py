@@ -1,6 +1,7 @@
 """Invoices and credit notes on the Admin API (added to billing's routes by api.py).
 
-    GET  /invoices                         ?consumer= &status= &period=YYYY-MM, Kong's pages; ?format=csv:
+    GET  /invoices                         ?consumer= &status= &period=YYYY-MM (or period_from, period_to),
+                                           Kong's pages; ?format=csv:
                                            the finance export (every line of every matching invoice)
     GET  /invoices/{invoice}               by id or number, with its lines; .csv its lines, .html its page
     POST /invoices/{invoice}/refresh       a draft re-read from the ledger now
@@ -79,13 +80,17 @@ async def _full(conn: AsyncConnection, row: dict[str, Any]) -> dict[str, Any]:
     return invoice_json(row, lines[row["id"]], await invoice_store.credited_minor(conn, row["id"]))
 
 
+PERIODS = ("period", "period_from", "period_to")
+
+
 def _filters(query: Any) -> dict[str, Any]:
-    status, period = query.get("status"), query.get("period")
+    status = query.get("status")
     if status is not None and status not in STATUSES:
         raise errors.invalid_options("status", "expected one of: " + ", ".join(STATUSES))
-    if period is not None and not MONTH.match(period):
-        raise errors.invalid_options("period", "expected a month as YYYY-MM")
-    return {"status": status, "period": period}
+    for name in PERIODS:
+        if query.get(name) is not None and not MONTH.match(query[name]):
+            raise errors.invalid_options(name, "expected a month as YYYY-MM")
+    return {"status": status, **{name: query.get(name) for name in PERIODS}}
 
 
 def _csv(body: str, filename: str) -> Response:
@@ -138,7 +143,7 @@ def routes(ctx: AdminContext) -> list[BaseRoute]:
             lines = await invoice_store.read_lines(conn, [row["id"] for row in rows])
         data = [invoice_json(row, lines[row["id"]]) for row in rows]
         next_path, offset = page.next_path("/invoices", rows[-1]["id"] if len(rows) == page.size else None)
-        given = {key: query[key] for key in ("consumer", "status", "period") if key in query}
+        given = {key: query[key] for key in ("consumer", "status", *PERIODS) if key in query}
         if next_path is not None and given:
             next_path += "&" + urlencode(given)
         answer: dict[str, Any] = {"data": data, "next": next_path}
@@ -306,6 +311,10 @@ OPENAPI: dict[str, Any] = {
         "parameters": [_query("consumer", "a consumer's id or username"),
                        _query("status", "draft, finalized or void", enum=list(STATUSES)),
                        _query("period", "the month the billing periods start in (local), YYYY-MM",
+                              pattern=r"^\d{4}-(0[1-9]|1[0-2])$"),
+                       _query("period_from", "periods that start in this month (YYYY-MM) or later",
+                              pattern=r"^\d{4}-(0[1-9]|1[0-2])$"),
+                       _query("period_to", "periods that start in this month (YYYY-MM) or earlier",
                               pattern=r"^\d{4}-(0[1-9]|1[0-2])$"),
                        _query("format", "json (default) or csv", enum=["json", "csv"]), *PAGES],
         "responses": {**docs.ok("a page of invoices", _page(INVOICE)),

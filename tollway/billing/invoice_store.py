@@ -245,11 +245,16 @@ async def read_lines(conn: AsyncConnection, invoice_ids: Sequence[str]) -> dict[
 
 
 async def list_invoices(conn: AsyncConnection, *, consumer_id: str | None = None, status: str | None = None,
-                        period: str | None = None, after: str | None = None, size: int = 100) -> list[dict[str, Any]]:
-    """A page of invoices by id, with the given filters."""
+                        period: str | None = None, period_from: str | None = None, period_to: str | None = None,
+                        after: str | None = None, size: int = 100) -> list[dict[str, Any]]:
+    """A page of invoices by id, with the given filters (periods as YYYY-MM, from and to inclusive)."""
     conditions = [column == value for column, value in ((INVOICES.c.consumer_id, consumer_id),
                                                         (INVOICES.c.status, status), (INVOICES.c.period, period))
                   if value is not None]
+    if period_from is not None:
+        conditions.append(INVOICES.c.period >= period_from)
+    if period_to is not None:
+        conditions.append(INVOICES.c.period <= period_to)
     if after is not None:
         conditions.append(INVOICES.c.id > after)
     statement = select(INVOICES).order_by(INVOICES.c.id).limit(size)
