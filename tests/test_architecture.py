@@ -26,7 +26,7 @@ BILLING_LAYERS = {"ledger_usage": "ledger and billing", "plan_store": "ledger an
                   "plans_apply": "ledger and billing", "simulation": "ledger and billing",
                   "subscription_writes": "ledger and billing", "usage_reads": "ledger and billing",
                   "invoice_store": "ledger and billing", "invoice_run": "ledger and billing",
-                  "invoice_views": "ledger and billing", "api_invoices": "admin", "cli_invoices": "cli",
+                  "api_invoices": "admin", "cli_invoices": "cli",
                   "api_subscriptions": "admin", "api_docs": "admin"}
 
 
