@@ -25,6 +25,8 @@ PART_LAYERS = {"schema": "plugin runtime", "handler": "plugin runtime", "keys": 
 BILLING_LAYERS = {"ledger_usage": "ledger and billing", "plan_store": "ledger and billing",
                   "plans_apply": "ledger and billing", "simulation": "ledger and billing",
                   "subscription_writes": "ledger and billing", "usage_reads": "ledger and billing",
+                  "invoice_store": "ledger and billing", "invoice_run": "ledger and billing",
+                  "api_invoices": "admin", "cli_invoices": "cli",
                   "api_subscriptions": "admin", "api_docs": "admin"}
 
 

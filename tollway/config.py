@@ -78,6 +78,17 @@ def _parse_nice(text: str) -> int:
     return int(value)
 
 
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def _parse_duration(text: str) -> int:
+    value = text.strip().lower()
+    number, unit = (value[:-1], value[-1]) if value and value[-1] in "smhd" else (value, "")
+    if not number.isdigit():
+        raise ValueError("expected a duration: seconds, or a number with an s, m, h or d suffix (1h)")
+    return int(number) * _DURATION_UNITS[unit]
+
+
 def _parse_str(text: str) -> str:
     return text.strip()
 
@@ -312,6 +323,17 @@ SETTINGS: dict[str, Setting] = {
         _parse_slots, "262144", "counters the workers of a node share exactly (rate limits); 32 bytes each"),
     "billable_spool_failure": Setting(_parse_choice("serve", "refuse"), "serve",
                                       "when the usage spool cannot be written: serve (with an alarm) or refuse (503)"),
+    # Invoices (tollway/billing/invoices.py)
+    "invoice_grace_period": Setting(_parse_duration, "1h",
+                                    "how long after a billing period ends its draft invoice waits for late usage "
+                                    "before it is finalized (seconds, or with an s, m, h or d suffix)"),
+    "invoice_run_interval": Setting(_parse_duration, "60",
+                                    "seconds between two billing runs of a node (drafts, refreshes, finalizing)"),
+    "invoice_prefix": Setting(_parse_str, "INV-", "the prefix of invoice numbers; each prefix numbers from 1"),
+    "invoice_net_terms": Setting(_parse_int, "30", "days from an invoice's issue date to its due date"),
+    "invoice_issuer_name": Setting(_parse_str, "", "the issuer's name printed on invoices"),
+    "invoice_issuer_address": Setting(_parse_str, "",
+                                      "the issuer's address printed on invoices (a ';' starts a new line)"),
 }
 
 
@@ -372,6 +394,12 @@ class Settings:
     keyauth_hash_keys: bool
     shared_counters_slots: int
     billable_spool_failure: str
+    invoice_grace_period: int
+    invoice_run_interval: int
+    invoice_prefix: str
+    invoice_net_terms: int
+    invoice_issuer_name: str
+    invoice_issuer_address: str
     config_file: str | None = field(default=None, compare=False)
 
     @property
