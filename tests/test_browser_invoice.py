@@ -1,10 +1,8 @@
 """The printable invoice page in a real headless Chromium: every line, tier and total rendered, and
 printed to PDF.
 
-Top-level, after test_browser.py: the session's `browser` keeps Playwright's event loop running in
-the main thread, so this file's database work (bootstrap, ledger flush, billing run) runs on a
-thread of its own, and tests that call asyncio.run in the main thread must not come after a
-browser test in another folder.
+While this module runs, its `browser` keeps Playwright's event loop running in the main thread,
+so the module's database work (bootstrap, ledger flush, billing run) runs on a thread of its own.
 """
 
 from __future__ import annotations
