@@ -112,6 +112,13 @@ def _parse_listen(text: str) -> str:
     return f"{host}:{int(port)}"
 
 
+def _parse_optional_listen(text: str) -> str:
+    """HOST:PORT, or '' for off (the listener is not started)."""
+    if text.strip().lower() in ("", "off"):
+        return ""
+    return _parse_listen(text)
+
+
 def _items(text: str) -> list[str]:
     """The non-empty items of a comma separated list, stripped."""
     return [item for item in (raw.strip() for raw in text.split(",")) if item]
@@ -229,6 +236,8 @@ SETTINGS: dict[str, Setting] = {
     "pg_pool_size": Setting(_parse_int, "5", "PostgreSQL connections per node"),
     "proxy_listen": Setting(_parse_listen, "0.0.0.0:8000", "address of the proxy"),
     "admin_listen": Setting(_parse_listen, "127.0.0.1:8001", "address of the Admin API"),
+    "portal_listen": Setting(_parse_optional_listen, "off",
+                             "address of the customers' usage portal (opened with a portal token); off = not served"),
     "plugins": Setting(_parse_plugins, "bundled", "enabled plugins, comma separated; bundled = all that ship"),
     "workers": Setting(_parse_workers, "auto", "proxy worker processes; auto = one per CPU"),
     "log_level": Setting(_parse_log_level, "notice", "debug, info, notice, warn, error or crit"),
@@ -303,6 +312,7 @@ class Settings:
     pg_pool_size: int
     proxy_listen: str
     admin_listen: str
+    portal_listen: str
     plugins: str
     workers: int
     log_level: str

@@ -64,3 +64,17 @@ async def attach(conn: AsyncConnection, query: UsageQuery, plan: Plan, filters: 
         counts = {bucket: calls for bucket, calls in histograms.get(key, {}).items() if calls > 0}
         for name, fraction in PERCENTILES:
             row[name] = percentile(counts, fraction)
+
+
+async def over_range(conn: AsyncConnection, query: UsageQuery, plan: Plan,
+                     filters: dict[str, list[str]]) -> dict[tuple[Any, ...], dict[int, int]]:
+    """The histogram of each key (service and/or route ids, as `query.group_by` has them) over the
+    report's whole range, every period summed: what a percentile over the range is read from."""
+    if not applies(query) or not plan.starts:
+        return {}
+    histograms: dict[tuple[Any, ...], dict[int, int]] = {}
+    lo, hi = plan.starts[0], plan.ends[plan.starts[-1]]
+    for _start, *key, bucket, calls in await conn.execute(_statement(query, plan, filters, lo, hi)):
+        merge(histograms.setdefault(tuple(key), {}), [(int(bucket), int(calls))])
+    return {key: {bucket: calls for bucket, calls in counts.items() if calls > 0}
+            for key, counts in histograms.items()}

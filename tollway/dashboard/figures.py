@@ -1,0 +1,214 @@
+"""The figures the dashboard and the portal show, read by the JSON API's own code.
+
+Traffic comes from `UsageQuery` and `UsageReport` (GET /billable's), percentiles from the latency
+histograms (`latency_report.over_range`, the histograms /billable reads), a consumer's money and
+entitlements from `usage_reads` (GET /consumers/{c}/usage's): one code path, so a page and the API
+never disagree. Each `Traffic` keeps the /billable parameters that answer the same figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select
+
+from tollway.billing import tables as billing_tables
+from tollway.billing import usage_reads
+from tollway.billing.ledger_usage import RetentionExceeded
+from tollway.config import Settings
+from tollway.metering import latency_report
+from tollway.metering.latency import merge, percentile
+from tollway.metering.query import MAX_SIZE, UsageQuery
+from tollway.metering.report import UsageReport
+from tollway.store.db import Database
+
+
+@dataclass(frozen=True)
+class Span:
+    """A range the pages offer: its length back from now and the period of its chart's buckets."""
+
+    name: str
+    seconds: int
+    period: str
+    label: str
+
+
+SPANS = {span.name: span for span in (Span("hour", 3600, "minute", "last hour"),
+                                      Span("day", 86400, "hour", "last 24 hours"),
+                                      Span("month", 30 * 86400, "day", "last 30 days"))}
+CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+TOP = 10
+ALERT_AT = 0.8  # an entitlement used to this share of its limit or more is a quota alert
+
+
+STEP = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+def span_start(span: Span, now: int) -> int:
+    """The start of the span ending now, on a whole bucket of its chart (UTC): the ledger answers a
+    range from a day's start with day rows, whereas a range from a minute needs minute rows."""
+    start = now - span.seconds
+    return start - start % STEP[span.period]
+
+
+async def _report(db: Database, settings: Settings, params: Mapping[str, str], now: int) -> UsageReport:
+    return await UsageReport.prepare(db, settings, UsageQuery.parse(params, now))
+
+
+@dataclass
+class Traffic:
+    """Calls per chart bucket and status class over a span, with their totals."""
+
+    span: Span
+    start: int
+    billable: dict[str, str]                      # the /billable parameters of the same figures
+    times: list[int] = field(default_factory=list)
+    calls: dict[str, list[int]] = field(default_factory=dict)
+    by_class: dict[str, int] = field(default_factory=dict)
+    total: int = 0
+    latency_us_sum: int = 0
+
+    @property
+    def errors(self) -> int:
+        return self.by_class.get("5xx", 0)
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.total if self.total else None
+
+    @property
+    def latency_ms_avg(self) -> float | None:
+        return round(self.latency_us_sum / self.total / 1000, 3) if self.total else None
+
+    def per_minute(self) -> dict[str, list[float]]:
+        """Calls per minute in each bucket, per status class (the chart's series)."""
+        minutes = STEP[self.span.period] // 60
+        return {name: [round(count / minutes, 3) for count in counts] for name, counts in self.calls.items()}
+
+
+async def traffic(db: Database, settings: Settings, span: Span, now: int, consumer: str | None = None) -> Traffic:
+    """Calls per `span.period` by status class over the span ending now (a consumer's, if named)."""
+    start = span_start(span, now)
+    params = {"period": span.period, "start": str(start), "group_by": "status"}
+    if consumer is not None:
+        params["consumer"] = consumer
+    report = await _report(db, settings, params, now)
+    if consumer is not None and report.filters.get("consumer") != [consumer]:
+        raise LookupError(f"'{consumer}' is not one consumer's id")  # a page reads one consumer, by id
+    found = Traffic(span, start, params, times=list(report.plan.starts))
+    index = {moment: i for i, moment in enumerate(found.times)}
+    found.calls = {name: [0] * len(found.times) for name in CLASSES}
+    async for batch in report.batches():
+        for row in batch:
+            pstart, status, requests, latency = row[0], row[8], int(row[9]), int(row[12])
+            name = f"{int(status) // 100}xx"
+            if name in found.calls:
+                found.calls[name][index[pstart]] += requests
+            found.by_class[name] = found.by_class.get(name, 0) + requests
+            found.total += requests
+            found.latency_us_sum += latency
+    return found
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """A consumer or route over a span: its calls, and for a route its latency percentiles."""
+
+    id: str
+    name: str
+    requests: int
+    p50: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+
+
+def range_params(start: int, group_by: str) -> dict[str, str]:
+    """/billable parameters summing a range per key: one period (a year) unless the range spans two."""
+    return {"period": "year", "start": str(start), "group_by": group_by, "size": str(MAX_SIZE)}
+
+
+async def top_consumers(db: Database, settings: Settings, start: int, now: int) -> list[Ranked]:
+    report = await _report(db, settings, range_params(start, "consumer"), now)
+    totals: dict[str, list[Any]] = {}
+    async for batch in report.batches():
+        for row in batch:
+            entry = totals.setdefault(row[1], [row[2] or row[3] or row[1] or "(no consumer)", 0])
+            entry[1] += int(row[9])
+    ranked = sorted(totals.items(), key=lambda item: (-item[1][1], item[0]))[:TOP]
+    return [Ranked(ident, name, requests) for ident, (name, requests) in ranked]
+
+
+@dataclass(frozen=True)
+class Latency:
+    p50: float | None
+    p95: float | None
+    p99: float | None
+
+
+async def routes_and_latency(db: Database, settings: Settings, start: int, now: int) -> tuple[list[Ranked], Latency]:
+    """The busiest routes with their percentiles, and the percentiles of every call, over the range."""
+    report = await _report(db, settings, range_params(start, "route"), now)
+    totals: dict[str, list[Any]] = {}
+    async for batch in report.batches():
+        for row in batch:
+            entry = totals.setdefault(row[6], [row[7] or row[6] or "(no route)", 0])
+            entry[1] += int(row[9])
+    async with db.connect() as conn:
+        histograms = await latency_report.over_range(conn, report.query, report.plan, report.filters)
+    everything: dict[int, int] = {}
+    for counts in histograms.values():
+        merge(everything, counts.items())
+    ranked = []
+    for ident, (name, requests) in sorted(totals.items(), key=lambda item: (-item[1][1], item[0]))[:TOP]:
+        counts = histograms.get((ident,), {})
+        ranked.append(Ranked(ident, name, requests, percentile(counts, 0.5), percentile(counts, 0.95),
+                             percentile(counts, 0.99)))
+    return ranked, Latency(percentile(everything, 0.5), percentile(everything, 0.95), percentile(everything, 0.99))
+
+
+@dataclass(frozen=True)
+class Alert:
+    consumer: dict[str, Any]
+    entitlement: dict[str, Any]
+
+    @property
+    def share(self) -> float:
+        return self.entitlement["used"] / self.entitlement["limit"] if self.entitlement["limit"] else 1.0
+
+
+async def quota_alerts(db: Database, settings: Settings, now: int) -> list[Alert]:
+    """Entitlements of active subscriptions used to ALERT_AT of their limit or more, fullest first."""
+    async with db.connect() as conn:
+        readings = await usage_reads.all_readings(conn, now)
+        if not readings:
+            return []
+        try:
+            answers = await usage_reads.answers(conn, settings, readings, now)
+        except RetentionExceeded:
+            return []
+    alerts = []
+    for reading, answer in zip(readings, answers, strict=True):
+        for entitlement in answer["entitlements"]:
+            if entitlement["used"] >= ALERT_AT * entitlement["limit"]:
+                alerts.append(Alert(reading.subscription["consumer"], entitlement))
+    return sorted(alerts, key=lambda alert: -alert.share)[:50]
+
+
+async def consumer_usage(db: Database, settings: Settings, consumer_id: str, now: int) -> dict[str, Any] | None:
+    """GET /consumers/{c}/usage's answer (without the consumer), or None without an active subscription."""
+    async with db.connect() as conn:
+        found = await usage_reads.active_reading(conn, consumer_id, now)
+        if found is None:
+            return None
+        return (await usage_reads.answers(conn, settings, [found], now))[0]
+
+
+async def subscribers(db: Database, now: int) -> dict[str, int]:
+    """Plan id -> its subscriptions active now."""
+    t = billing_tables.subscriptions
+    async with db.connect() as conn:
+        rows = await conn.execute(select(t.c.plan_id, func.count()).where(
+            t.c.started_at <= now, (t.c.ends_at.is_(None)) | (t.c.ends_at > now)).group_by(t.c.plan_id))
+        return {str(plan_id): int(count) for plan_id, count in rows}
