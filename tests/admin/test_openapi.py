@@ -20,6 +20,8 @@ def _app_operations(settings: Settings) -> set[tuple[str, str]]:
     found = set()
     for route in app.routes:
         assert isinstance(route, Route)
+        if not route.include_in_schema:
+            continue  # the dashboard's web pages are not JSON endpoints
         for method in (route.methods or {"GET"}) - {"HEAD"}:
             found.add((route.path.rstrip("/") or "/", method.lower()))
     return found

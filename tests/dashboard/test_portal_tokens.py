@@ -69,7 +69,8 @@ def test_bad_bodies_and_unknown_consumers_answer_in_kongs_shapes(admin: AdminSer
     admin.client.post("/consumers", json={"username": "poppy"})
     bad = admin.client.post("/consumers/poppy/portal_tokens", json={"ttl": 5, "color": "red"})
     assert bad.status_code == 400
-    assert bad.json()["fields"] == {"color": "unknown field", "ttl": "expected an integer from 60 to 31622400 (seconds)"}
+    assert bad.json()["fields"] == {"color": "unknown field",
+                                    "ttl": "expected an integer from 60 to 31622400 (seconds)"}
     assert admin.client.post("/consumers/nobody/portal_tokens", json={}).status_code == 404
     assert admin.client.get("/consumers/nobody/portal_tokens").status_code == 404
     assert admin.client.post("/consumers/poppy/portal_tokens", json={}).json()["expires_at"] > time.time() + 29 * 86400

@@ -23,6 +23,8 @@ from tollway.metering.latency import merge, percentile
 from tollway.metering.query import MAX_SIZE, UsageQuery
 from tollway.metering.report import UsageReport
 from tollway.store.db import Database
+from tollway.store.entities.consumers import CONSUMERS
+from tollway.store.entities.dao import Dao
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,8 @@ SPANS = {span.name: span for span in (Span("hour", 3600, "minute", "last hour"),
 CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 TOP = 10
 ALERT_AT = 0.8  # an entitlement used to this share of its limit or more is a quota alert
+MAX_ALERTS = 50
+_CONSUMERS = Dao(CONSUMERS)
 
 
 STEP = {"minute": 60, "hour": 3600, "day": 86400}
@@ -188,12 +192,19 @@ async def quota_alerts(db: Database, settings: Settings, now: int) -> list[Alert
             answers = await usage_reads.answers(conn, settings, readings, now)
         except RetentionExceeded:
             return []
-    alerts = []
-    for reading, answer in zip(readings, answers, strict=True):
-        for entitlement in answer["entitlements"]:
-            if entitlement["used"] >= ALERT_AT * entitlement["limit"]:
-                alerts.append(Alert(reading.subscription["consumer"], entitlement))
-    return sorted(alerts, key=lambda alert: -alert.share)[:50]
+        alerts = []
+        for reading, answer in zip(readings, answers, strict=True):
+            for entitlement in answer["entitlements"]:
+                if entitlement["used"] >= ALERT_AT * entitlement["limit"]:
+                    alerts.append(Alert(reading.subscription["consumer"], entitlement))
+        alerts = sorted(alerts, key=lambda alert: -alert.share)[:MAX_ALERTS]
+        consumers = _CONSUMERS.table
+        ids = sorted({alert.consumer["id"] for alert in alerts})
+        named = {row.id: row for row in await conn.execute(
+            select(consumers.c.id, consumers.c.username, consumers.c.custom_id).where(consumers.c.id.in_(ids)))}
+    return [Alert({"id": alert.consumer["id"], "username": getattr(named.get(alert.consumer["id"]), "username", None),
+                   "custom_id": getattr(named.get(alert.consumer["id"]), "custom_id", None)}, alert.entitlement)
+            for alert in alerts]
 
 
 async def consumer_usage(db: Database, settings: Settings, consumer_id: str, now: int) -> dict[str, Any] | None:

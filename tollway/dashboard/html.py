@@ -71,7 +71,7 @@ def page(title: str, body: str, *, static: str, nav: Sequence[tuple[str, str]] =
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f'<meta name="htmx-config" content="{HTMX_CONFIG}">'
-            f"<title>{esc(title)} · Tollway</title>{head}</head><body>"
+            f'<title>{esc(title)} · Tollway</title><link rel="icon" href="data:,">{head}</head><body>'
             f'<a class="skip" href="#main">Skip to content</a><header><span class="brand">Tollway</span>'
             f'<nav aria-label="Pages"><ul>{links}</ul></nav>{header_extra}</header>'
             f'<main id="main"><h1>{esc(title)}</h1>{body}</main></body></html>')
