@@ -112,12 +112,13 @@ def main() -> None:
             load(settings, usage, latency)
             print(f"sqlite: loaded in {time.perf_counter() - begin:.1f} s "
                   f"({Path(settings.database_path).stat().st_size / 1e6:.0f} MB)")
+            one = f"user{args.consumers // 2}"
             pages = [("overview, last 30 days", "/dashboard?span=month"),
                      ("overview partial, last 30 days", "/dashboard/partials/overview?span=month"),
                      ("overview, last 24 hours", "/dashboard?span=day"),
                      ("overview, last hour", "/dashboard?span=hour"),
-                     ("consumer page, last 30 days", f"/dashboard/consumers/user{args.consumers // 2}?span=month"),
-                     ("consumer partial, last 30 days", f"/dashboard/partials/consumers/user{args.consumers // 2}?span=month"),
+                     ("consumer page, last 30 days", f"/dashboard/consumers/{one}?span=month"),
+                     ("consumer partial, last 30 days", f"/dashboard/partials/consumers/{one}?span=month"),
                      ("plans page", "/dashboard/plans")]
             for label, path in pages:
                 timings = []

@@ -163,9 +163,12 @@ def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """A headless Chromium driven by Playwright (playwright.sync_api.Browser), for web pages.
+
+    One per test module: Playwright's sync API keeps an event loop running on the main thread while
+    it is open, and asyncio.run() in the tests of the modules after it would fail.
 
     Playwright drives Debian's chromium (no browser of its own is downloaded). Without one the
     browser tests are skipped locally, once, naming what is missing; under CI the session ends.

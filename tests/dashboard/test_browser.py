@@ -116,6 +116,7 @@ def test_the_overview_draws_its_chart_with_billables_figures_and_refreshes_live(
     assert cells[3] == f"{mock['latency_ms_p95']:,.3f} ms".replace(".000 ms", " ms")
     consumers = page.locator('[data-table="consumers"] tbody tr').all_text_contents()
     assert consumers[0].startswith("poppy") and consumers[0].endswith("11")
+    page.wait_for_selector('[data-table="alerts"] tbody tr')  # checked in the background, shown by a refresh
     alerts = page.locator('[data-table="alerts"] tbody tr').all_text_contents()
     assert any("poppy" in row and "11 of 10" in row for row in alerts)  # 11 of its 10 a day
 

@@ -8,6 +8,8 @@ never disagree. Each `Traffic` keeps the /billable parameters that answer the sa
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +27,8 @@ from tollway.metering.report import UsageReport
 from tollway.store.db import Database
 from tollway.store.entities.consumers import CONSUMERS
 from tollway.store.entities.dao import Dao
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -205,6 +209,40 @@ async def quota_alerts(db: Database, settings: Settings, now: int) -> list[Alert
     return [Alert({"id": alert.consumer["id"], "username": getattr(named.get(alert.consumer["id"]), "username", None),
                    "custom_id": getattr(named.get(alert.consumer["id"]), "custom_id", None)}, alert.entitlement)
             for alert in alerts]
+
+
+class QuotaWatch:
+    """Quota alerts, recomputed in the background at most every `every` seconds while pages ask.
+
+    Reading every active subscription's usage costs what an invoice run's reading does (seconds for
+    10,000 subscriptions): a page must not wait for it. A page shows the latest alerts and when they
+    were computed; asking for them starts a new computation once they are older than `every`.
+    """
+
+    def __init__(self, db: Database, settings: Settings, every: float = 30.0) -> None:
+        self.db, self.settings, self.every = db, settings, every
+        self.alerts: list[Alert] = []
+        self.computed_at: int | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    def current(self, now: int) -> tuple[list[Alert], int | None]:
+        """The latest alerts and when they were computed (None: not yet)."""
+        stale = self.computed_at is None or now - self.computed_at >= self.every
+        if stale and (self.task is None or self.task.done()):
+            self.task = asyncio.create_task(self._compute(now), name="quota alerts")
+        return self.alerts, self.computed_at
+
+    async def wait(self) -> None:
+        """Until the computation under way (if any) is over."""
+        if self.task is not None:
+            await asyncio.shield(self.task)
+
+    async def _compute(self, now: int) -> None:
+        try:
+            self.alerts = await quota_alerts(self.db, self.settings, now)
+            self.computed_at = now
+        except Exception:  # the page keeps the last alerts; the log says why
+            log.exception("quota alerts could not be computed")
 
 
 async def consumer_usage(db: Database, settings: Settings, consumer_id: str, now: int) -> dict[str, Any] | None:

@@ -36,10 +36,10 @@ def data_json(value: Any) -> str:
 
 
 def when(epoch: int | None) -> str:
-    """An instant as `2026-12-06 04:59 UTC`."""
+    """An instant as `2026-12-06 04:59:30 UTC`."""
     if epoch is None:
         return "never"
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def number(value: int | float | None) -> str:

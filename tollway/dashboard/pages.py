@@ -51,7 +51,7 @@ def consumer_link(base: str, ranked: Ranked) -> str:
 
 
 def overview_figures(base: str, found: Traffic, consumers: list[Ranked], routes: list[Ranked], latency: Latency,
-                     alerts: list[Alert]) -> str:
+                     alerts: list[Alert], checked_at: int | None) -> str:
     """The overview's live region: totals, error rate, latency, top consumers and routes, alerts."""
     figures = stats([
         stat("total", "Calls", number(found.total), found.span.label),
@@ -68,13 +68,15 @@ def overview_figures(base: str, found: Traffic, consumers: list[Ranked], routes:
                        ([esc(item.name), esc(number(item.requests)), esc(millis(item.p50)), esc(millis(item.p95)),
                          esc(millis(item.p99))] for item in routes),
                        name="routes", empty="No calls in this range.")
-    quota = table("Quota alerts", ("Consumer", "Meter", "Used", "Resets at"),
+    checked = f"Quota alerts (checked {when(checked_at)})" if checked_at is not None else "Quota alerts"
+    quota = table(checked, ("Consumer", "Meter", "Used", "Resets at"),
                   ([consumer_link(base, Ranked(alert.consumer.get("id", ""), alert.consumer.get("username")
                                                or alert.consumer.get("id", ""), 0)),
                     esc(alert.entitlement["meter"]),
                     gauge(alert.entitlement["used"], alert.entitlement["limit"]),
                     esc(alert.entitlement["resets_at"])] for alert in alerts),
-                  name="alerts", empty="No entitlement is near its limit.")
+                  name="alerts", empty="No entitlement is near its limit." if checked_at is not None
+                  else "Checking the entitlements of every subscription…")
     return (traffic_data("traffic-data", found) + figures
             + f'<div class="grid">{top_consumers}{top_routes}</div>{quota}')
 

@@ -54,6 +54,7 @@ def span_of(request: Request) -> figures.Span:
 def routes(ctx: AdminContext) -> list[BaseRoute]:
     sessions = session.Sessions(ctx.settings.admin_token)
     consumers = ctx.daos["consumers"]
+    quota = figures.QuotaWatch(ctx.db, ctx.settings)
 
     def frame(title: str, body: str, current: str, csrf: str) -> str:
         logout = ""
@@ -87,8 +88,8 @@ def routes(ctx: AdminContext) -> list[BaseRoute]:
         traffic = await figures.traffic(ctx.db, ctx.settings, span, now)
         top = await figures.top_consumers(ctx.db, ctx.settings, start, now)
         busiest, latency = await figures.routes_and_latency(ctx.db, ctx.settings, start, now)
-        alerts = await figures.quota_alerts(ctx.db, ctx.settings, now)
-        return pages.overview_figures(BASE, traffic, top, busiest, latency, alerts)
+        alerts, checked_at = quota.current(now)
+        return pages.overview_figures(BASE, traffic, top, busiest, latency, alerts, checked_at)
 
     async def overview(request: Request, csrf: str) -> Response:
         span = span_of(request)
