@@ -96,16 +96,20 @@ class Traffic:
         return {name: [round(count / minutes, 3) for count in counts] for name, counts in self.calls.items()}
 
 
-async def traffic(db: Database, settings: Settings, span: Span, now: int, consumer: str | None = None) -> Traffic:
-    """Calls per `span.period` by status class over the span ending now (a consumer's, if named)."""
-    start = span_start(span, now)
-    params = {"period": span.period, "start": str(start), "group_by": "status"}
+async def traffic(db: Database, settings: Settings, span: Span, now: int, consumer: str | None = None,
+                  start: int | None = None, end: int | None = None) -> Traffic:
+    """Calls per `span.period` by status class over the span ending now (a consumer's, if named), or
+    over [start, end) of it."""
+    first = span_start(span, now) if start is None else start
+    params = {"period": span.period, "start": str(first), "group_by": "status"}
+    if end is not None:
+        params["end"] = str(end)
     if consumer is not None:
         params["consumer"] = consumer
     report = await _report(db, settings, params, now)
     if consumer is not None and report.filters.get("consumer") != [consumer]:
         raise LookupError(f"'{consumer}' is not one consumer's id")  # a page reads one consumer, by id
-    found = Traffic(span, start, params, times=list(report.plan.starts))
+    found = Traffic(span, first, params, times=list(report.plan.starts))
     index = {moment: i for i, moment in enumerate(found.times)}
     found.calls = {name: [0] * len(found.times) for name in CLASSES}
     async for batch in report.batches():
@@ -117,6 +121,17 @@ async def traffic(db: Database, settings: Settings, span: Span, now: int, consum
             found.by_class[name] = found.by_class.get(name, 0) + requests
             found.total += requests
             found.latency_us_sum += latency
+    return found
+
+
+def joined(first: Traffic, then: Traffic) -> Traffic:
+    """One span's traffic from two adjacent ranges of it (`then` right after `first`)."""
+    found = Traffic(first.span, first.start, {key: value for key, value in first.billable.items() if key != "end"},
+                    times=first.times + then.times, total=first.total + then.total,
+                    latency_us_sum=first.latency_us_sum + then.latency_us_sum)
+    found.calls = {name: first.calls[name] + then.calls[name] for name in CLASSES}
+    found.by_class = {name: first.by_class.get(name, 0) + then.by_class.get(name, 0)
+                      for name in {*first.by_class, *then.by_class}}
     return found
 
 
@@ -132,22 +147,6 @@ class Ranked:
     p99: float | None = None
 
 
-def range_params(start: int, group_by: str) -> dict[str, str]:
-    """/billable parameters summing a range per key: one period (a year) unless the range spans two."""
-    return {"period": "year", "start": str(start), "group_by": group_by, "size": str(MAX_SIZE)}
-
-
-async def top_consumers(db: Database, settings: Settings, start: int, now: int) -> list[Ranked]:
-    report = await _report(db, settings, range_params(start, "consumer"), now)
-    totals: dict[str, list[Any]] = {}
-    async for batch in report.batches():
-        for row in batch:
-            entry = totals.setdefault(row[1], [row[2] or row[3] or row[1] or "(no consumer)", 0])
-            entry[1] += int(row[9])
-    ranked = sorted(totals.items(), key=lambda item: (-item[1][1], item[0]))[:TOP]
-    return [Ranked(ident, name, requests) for ident, (name, requests) in ranked]
-
-
 @dataclass(frozen=True)
 class Latency:
     p50: float | None
@@ -155,25 +154,74 @@ class Latency:
     p99: float | None
 
 
-async def routes_and_latency(db: Database, settings: Settings, start: int, now: int) -> tuple[list[Ranked], Latency]:
-    """The busiest routes with their percentiles, and the percentiles of every call, over the range."""
-    report = await _report(db, settings, range_params(start, "route"), now)
-    totals: dict[str, list[Any]] = {}
+@dataclass
+class Totals:
+    """Calls per consumer and per route over a range, and each route's latency histogram."""
+
+    consumers: dict[str, list[Any]] = field(default_factory=dict)   # id -> [name, calls]
+    routes: dict[str, list[Any]] = field(default_factory=dict)
+    histograms: dict[str, dict[int, int]] = field(default_factory=dict)  # route id -> bucket -> calls
+
+    def add(self, other: Totals) -> Totals:
+        """These totals with `other`'s (a later range: its names win) added."""
+        found = Totals({key: list(value) for key, value in self.consumers.items()},
+                       {key: list(value) for key, value in self.routes.items()},
+                       {key: dict(value) for key, value in self.histograms.items()})
+        for mine, theirs in ((found.consumers, other.consumers), (found.routes, other.routes)):
+            for key, (name, calls) in theirs.items():
+                entry = mine.setdefault(key, [name, 0])
+                entry[0] = name
+                entry[1] += calls
+        for key, counts in other.histograms.items():
+            merge(found.histograms.setdefault(key, {}), counts.items())
+        return found
+
+    def top_consumers(self) -> list[Ranked]:
+        ranked = sorted(self.consumers.items(), key=lambda item: (-item[1][1], item[0]))[:TOP]
+        return [Ranked(ident, name, calls) for ident, (name, calls) in ranked]
+
+    def top_routes(self) -> list[Ranked]:
+        ranked = []
+        for ident, (name, calls) in sorted(self.routes.items(), key=lambda item: (-item[1][1], item[0]))[:TOP]:
+            counts = self.histograms.get(ident, {})
+            ranked.append(Ranked(ident, name, calls, percentile(counts, 0.5), percentile(counts, 0.95),
+                                 percentile(counts, 0.99)))
+        return ranked
+
+    def latency(self) -> Latency:
+        everything: dict[int, int] = {}
+        for counts in self.histograms.values():
+            merge(everything, counts.items())
+        return Latency(percentile(everything, 0.5), percentile(everything, 0.95), percentile(everything, 0.99))
+
+
+def range_params(start: int, end: int | None, group_by: str, period: str = "year") -> dict[str, str]:
+    """/billable parameters summing [start, end) per key: one period (a year) unless the range spans two."""
+    params = {"period": period, "start": str(start), "group_by": group_by, "size": str(MAX_SIZE)}
+    if end is not None:
+        params["end"] = str(end)
+    return params
+
+
+async def totals(db: Database, settings: Settings, start: int, end: int | None, now: int,
+                 period: str = "year") -> Totals:
+    """Calls per consumer and per route, and routes' histograms, over [start, end) (end None: now),
+    read as /billable reads them with `period` (any: the periods are summed)."""
+    found = Totals()
+    report = await _report(db, settings, range_params(start, end, "consumer", period), now)
     async for batch in report.batches():
         for row in batch:
-            entry = totals.setdefault(row[6], [row[7] or row[6] or "(no route)", 0])
+            entry = found.consumers.setdefault(row[1], [row[2] or row[3] or row[1] or "(no consumer)", 0])
+            entry[1] += int(row[9])
+    report = await _report(db, settings, range_params(start, end, "route", period), now)
+    async for batch in report.batches():
+        for row in batch:
+            entry = found.routes.setdefault(row[6], [row[7] or row[6] or "(no route)", 0])
             entry[1] += int(row[9])
     async with db.connect() as conn:
         histograms = await latency_report.over_range(conn, report.query, report.plan, report.filters)
-    everything: dict[int, int] = {}
-    for counts in histograms.values():
-        merge(everything, counts.items())
-    ranked = []
-    for ident, (name, requests) in sorted(totals.items(), key=lambda item: (-item[1][1], item[0]))[:TOP]:
-        counts = histograms.get((ident,), {})
-        ranked.append(Ranked(ident, name, requests, percentile(counts, 0.5), percentile(counts, 0.95),
-                             percentile(counts, 0.99)))
-    return ranked, Latency(percentile(everything, 0.5), percentile(everything, 0.95), percentile(everything, 0.99))
+    found.histograms = {key[0]: counts for key, counts in histograms.items()}
+    return found
 
 
 @dataclass(frozen=True)
@@ -215,12 +263,14 @@ class QuotaWatch:
     """Quota alerts, recomputed in the background at most every `every` seconds while pages ask.
 
     Reading every active subscription's usage costs what an invoice run's reading does (seconds for
-    10,000 subscriptions): a page must not wait for it. A page shows the latest alerts and when they
-    were computed; asking for them starts a new computation once they are older than `every`.
+    10,000 subscriptions): a page must not wait for it, nor the Admin API's loop. The computation
+    runs on a thread with its own loop and database connection; a page shows the latest alerts and
+    when they were computed, and asking for them starts a new computation once they are older than
+    `every`.
     """
 
-    def __init__(self, db: Database, settings: Settings, every: float = 30.0) -> None:
-        self.db, self.settings, self.every = db, settings, every
+    def __init__(self, settings: Settings, every: float = 30.0) -> None:
+        self.settings, self.every = settings, every
         self.alerts: list[Alert] = []
         self.computed_at: int | None = None
         self.task: asyncio.Task[None] | None = None
@@ -239,10 +289,19 @@ class QuotaWatch:
 
     async def _compute(self, now: int) -> None:
         try:
-            self.alerts = await quota_alerts(self.db, self.settings, now)
+            self.alerts = await asyncio.to_thread(asyncio.run, _alerts_apart(self.settings, now))
             self.computed_at = now
         except Exception:  # the page keeps the last alerts; the log says why
             log.exception("quota alerts could not be computed")
+
+
+async def _alerts_apart(settings: Settings, now: int) -> list[Alert]:
+    """quota_alerts on a database connection of its own (QuotaWatch's thread)."""
+    db = Database.from_settings(settings)
+    try:
+        return await quota_alerts(db, settings, now)
+    finally:
+        await db.dispose()
 
 
 async def consumer_usage(db: Database, settings: Settings, consumer_id: str, now: int) -> dict[str, Any] | None:

@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute, Route
 from tollway.admin.context import AdminContext
 from tollway.dashboard import figures, pages, portal_tokens, session, static_files
 from tollway.dashboard.html import HEADERS, esc, page
+from tollway.dashboard.overview import Overview
 from tollway.errors import TollwayError
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,8 @@ def span_of(request: Request) -> figures.Span:
 def routes(ctx: AdminContext) -> list[BaseRoute]:
     sessions = session.Sessions(ctx.settings.admin_token)
     consumers = ctx.daos["consumers"]
-    quota = figures.QuotaWatch(ctx.db, ctx.settings)
+    quota = figures.QuotaWatch(ctx.settings)
+    overview_reads = Overview(ctx.db, ctx.settings)
 
     def frame(title: str, body: str, current: str, csrf: str) -> str:
         logout = ""
@@ -84,12 +86,10 @@ def routes(ctx: AdminContext) -> list[BaseRoute]:
         return run
 
     async def overview_figures(span: figures.Span, now: int) -> str:
-        start = figures.span_start(span, now)
-        traffic = await figures.traffic(ctx.db, ctx.settings, span, now)
-        top = await figures.top_consumers(ctx.db, ctx.settings, start, now)
-        busiest, latency = await figures.routes_and_latency(ctx.db, ctx.settings, start, now)
+        traffic, totals = await overview_reads.figures(span, now)
         alerts, checked_at = quota.current(now)
-        return pages.overview_figures(BASE, traffic, top, busiest, latency, alerts, checked_at)
+        return pages.overview_figures(BASE, traffic, totals.top_consumers(), totals.top_routes(), totals.latency(),
+                                      alerts, checked_at)
 
     async def overview(request: Request, csrf: str) -> Response:
         span = span_of(request)
