@@ -16,6 +16,7 @@ from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tollway.metering.latency import merge, percentile
+from tollway.metering.periods import bucket_floor
 from tollway.metering.plan import Plan
 from tollway.metering.query import UsageQuery
 from tollway.metering.tables import latency
@@ -37,7 +38,9 @@ def _statement(query: UsageQuery, plan: Plan, filters: dict[str, list[str]], lo:
     upper = hi if plan.hi is None else min(hi, plan.hi)
     mapped: Any = select(plan.period_of(latency.c.bucket_start).label("pstart"), *dimensions, latency.c.bucket,
                          latency.c.calls).where(latency.c.grain == plan.grain,
-                                                latency.c.bucket_start >= max(lo, plan.lo),
+                                                # a coarser bucket than the period (read with
+                                                # `minus`) starts before the period it maps to
+                                                latency.c.bucket_start >= max(bucket_floor(lo, plan.grain), plan.lo),
                                                 latency.c.bucket_start < upper, *conditions)
     if plan.minus_grain is not None:
         outside = or_(*(and_(latency.c.bucket_start >= a, latency.c.bucket_start < b) for a, b in plan.minus))
