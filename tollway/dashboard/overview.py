@@ -17,6 +17,10 @@ from tollway.dashboard.figures import Span, Totals, Traffic
 from tollway.store.db import Database
 
 SETTLE = 3600  # seconds after a UTC day's end from which its usage is taken as final
+# The period totals are summed over, by the chart's: the hour's start is read off hour rows less a
+# few minute rows, where one year-long period would read the month's less every minute before it;
+# and a period per chart bucket would return a row per consumer and minute.
+TOTALS = {"minute": "hour", "hour": "day", "day": "day"}
 
 
 def settled_until(start: int, now: int) -> int:
@@ -37,7 +41,7 @@ class Overview:
         seal = settled_until(start, now)
         if seal == start:
             return (await figures.traffic(self.db, self.settings, span, now, start=start),
-                    await figures.totals(self.db, self.settings, start, None, now))
+                    await figures.totals(self.db, self.settings, start, None, now, period=TOTALS[span.period]))
         key = (span.name, start, seal)
         settled = self.settled.get(key)
         if settled is None:
@@ -47,5 +51,5 @@ class Overview:
             self.settled = {other: value for other, value in self.settled.items() if other[2] == seal}
             self.settled[key] = settled
         live_traffic = await figures.traffic(self.db, self.settings, span, now, start=seal)
-        live_totals = await figures.totals(self.db, self.settings, seal, None, now, period="day")
+        live_totals = await figures.totals(self.db, self.settings, seal, None, now, period="day")  # seal: a day's start
         return figures.joined(settled[0], live_traffic), settled[1].add(live_totals)
