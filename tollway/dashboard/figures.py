@@ -48,6 +48,9 @@ CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 TOP = 10
 ALERT_AT = 0.8  # an entitlement used to this share of its limit or more is a quota alert
 MAX_ALERTS = 50
+# Seconds between two computations of the quota alerts: each prices every active subscription (some
+# seconds of CPU for 10,000), which the Admin API's process should not do twice a minute.
+ALERTS_EVERY = 300.0
 _CONSUMERS = Dao(CONSUMERS)
 
 
@@ -260,7 +263,8 @@ async def quota_alerts(db: Database, settings: Settings, now: int) -> list[Alert
 
 
 class QuotaWatch:
-    """Quota alerts, recomputed in the background at most every `every` seconds while pages ask.
+    """Quota alerts, recomputed in the background at most every `every` seconds (ALERTS_EVERY) while
+    pages ask.
 
     Reading every active subscription's usage costs what an invoice run's reading does (seconds for
     10,000 subscriptions): a page must not wait for it, nor the Admin API's loop. The computation
@@ -269,7 +273,7 @@ class QuotaWatch:
     `every`.
     """
 
-    def __init__(self, settings: Settings, every: float = 30.0) -> None:
+    def __init__(self, settings: Settings, every: float = ALERTS_EVERY) -> None:
         self.settings, self.every = settings, every
         self.alerts: list[Alert] = []
         self.computed_at: int | None = None
