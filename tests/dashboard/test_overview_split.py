@@ -14,6 +14,8 @@ from tollway.dashboard import figures
 from tollway.dashboard.overview import Overview, settled_until
 from tollway.metering.latency import bucket_of
 from tollway.metering.periods import bucket_floor
+from tollway.metering.query import UsageQuery
+from tollway.metering.report import UsageReport
 from tollway.metering.tables import latency, usage
 from tollway.store.db import Database
 
@@ -72,9 +74,27 @@ async def _check(settings: Settings) -> None:
                 assert totals.top_routes() == whole.top_routes() and totals.latency() == whole.latency()
             assert whole_traffic.total > 0 and whole_traffic.by_class.get("5xx")
         assert settled_until(figures.span_start(figures.SPANS["month"], NOW), NOW) == bucket_floor(NOW, "day")
+        await _week_percentiles(db, settings)
         assert {key[0] for key in overview.settled} == {"month", "day"}  # the hour has no settled part
     finally:
         await db.dispose()
+
+
+async def _week_percentiles(db: Database, settings: Settings) -> None:
+    """/billable's percentiles of a week from a mid-week day: the week bucket (from Monday) is read
+    less the days before the start, for the histograms as for the counts."""
+    end = bucket_floor(NOW, "week")
+    start = end - 5 * DAY  # last week's Wednesday
+    report = await UsageReport.prepare(db, settings, UsageQuery.parse(
+        {"period": "week", "start": str(start), "end": str(end), "group_by": "route"}, NOW))
+    assert report.plan.grain == "week" and report.plan.minus
+    rows, _ = await report.page()
+    by_day = await figures.totals(db, settings, start, end, NOW, period="day")
+    assert {row["route"]["id"]: row["requests"] for row in rows} == {key: calls for key, (_, calls)
+                                                                      in by_day.routes.items()}
+    expected = {item.id: (item.p50, item.p95, item.p99) for item in by_day.top_routes()}
+    assert {row["route"]["id"]: (row["latency_ms_p50"], row["latency_ms_p95"], row["latency_ms_p99"])
+            for row in rows} == expected
 
 
 def test_the_settled_and_live_parts_add_up_to_the_whole_span(settings: Settings) -> None:
