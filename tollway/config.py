@@ -204,6 +204,17 @@ def _parse_workers(text: str) -> int:
     return int(text)
 
 
+def _parse_access_log(text: str) -> str:
+    """`off`, `stdout` or a file; a relative path is made absolute under the prefix once every
+    setting is read."""
+    value = text.strip()
+    if value.lower() in ("off", "stdout"):
+        return value.lower()
+    if not value or "\0" in value:
+        raise ValueError("expected off, stdout or a file path (relative to the prefix)")
+    return value
+
+
 def _parse_log_level(text: str) -> str:
     value = text.strip().lower()
     if value == "warn":
@@ -241,6 +252,11 @@ SETTINGS: dict[str, Setting] = {
     "plugins": Setting(_parse_plugins, "bundled", "enabled plugins, comma separated; bundled = all that ship"),
     "workers": Setting(_parse_workers, "auto", "proxy worker processes; auto = one per CPU"),
     "log_level": Setting(_parse_log_level, "notice", "debug, info, notice, warn, error or crit"),
+    "access_log": Setting(_parse_access_log, "off",
+                          "the proxy's access log, one line per call: off, stdout, or a file (relative = under "
+                          "the prefix), appended to by every worker"),
+    "access_log_format": Setting(_parse_choice("text", "json"), "text",
+                                 "text (a combined-log-like line) or json (one object per line, for log shippers)"),
     "db_update_frequency": Setting(_parse_float, "1",
                                    "seconds between checks for configuration written by other nodes"),
     "billable_flush_interval": Setting(_parse_float, "1", "seconds between flushes of metered usage"),
@@ -316,6 +332,8 @@ class Settings:
     plugins: str
     workers: int
     log_level: str
+    access_log: str
+    access_log_format: str
     db_update_frequency: float
     billable_flush_interval: float
     billable_flush_nice: int
@@ -389,6 +407,11 @@ class Settings:
     def logs_dir(self) -> Path:
         return self.prefix_path / "logs"
 
+    @property
+    def access_log_file(self) -> Path | None:
+        """The access log's file (absolute), or None when it is off or goes to stdout."""
+        return None if self.access_log in ("off", "stdout") else Path(self.access_log)
+
     def with_overrides(self, **values: Any) -> Settings:
         return dataclasses.replace(self, **values)
 
@@ -456,6 +479,8 @@ def load_settings(conf_file: str | os.PathLike[str] | None = None,
     parsed["prefix"] = str(Path(os.path.expanduser(parsed["prefix"])).absolute())
     if parsed["sqlite_path"]:
         parsed["sqlite_path"] = str(Path(os.path.expanduser(parsed["sqlite_path"])).absolute())
+    if parsed["access_log"] not in ("off", "stdout"):
+        parsed["access_log"] = str(Path(parsed["prefix"]) / os.path.expanduser(parsed["access_log"]))
     settings = Settings(**parsed, config_file=str(conf_file) if conf_file else None)
     try:
         registry.check_installed(settings.enabled_plugins)

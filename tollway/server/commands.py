@@ -195,9 +195,11 @@ def reload(settings: Settings) -> None:
 @click.command()
 @pass_settings
 def health(settings: Settings) -> None:
-    """Say whether the node is running, its Admin API answers, its database is reachable and metering keeps up.
+    """Say whether the node and its metering are healthy.
 
-    Exits with 1, naming what is wrong, when any of them does not hold.
+    Healthy: the node runs, its Admin API answers, its database is reachable, metering keeps up (no
+    call has waited more than 10 s to be recorded) and the spool's disk has room. Otherwise it
+    exits with 1, naming what is wrong.
     """
     pid = node.require_running(settings)
     answer = admin_get(settings, "/status", timeout=10.0)

@@ -30,6 +30,7 @@ from tollway.config import Settings
 from tollway.counters import SharedCounters
 from tollway.errors import ConfigError, NodeError, StoreError
 from tollway.plugins import registry
+from tollway.proxy.access_log import open_file
 from tollway.server import node
 from tollway.server.admin_listener import Limits, bounded_protocol
 from tollway.server.control import Channel
@@ -103,6 +104,13 @@ def check_tls_files(settings: Settings) -> None:
                                   f"{getattr(exc, 'strerror', None) or exc}") from exc
 
 
+def check_access_log(settings: Settings) -> None:
+    """An access log file that cannot be opened is a ConfigError now, not workers that die."""
+    path = settings.access_log_file
+    if path is not None:
+        os.close(open_file(str(path))[0])
+
+
 class Master:
     def __init__(self, settings: Settings) -> None:
         # Node-wide state
@@ -140,6 +148,7 @@ class Master:
         from tollway.store.db import Database
 
         check_tls_files(self.settings)
+        check_access_log(self.settings)
         self.db = Database.from_settings(self.settings)
         try:
             await migrations.ensure_bootstrapped(self.db, self.settings)
@@ -431,7 +440,8 @@ class Master:
                  "requests_total": h.stats.get("requests_total", 0),
                  "spool_dropped": h.stats.get("spool_dropped", 0),
                  "spool_refused": h.stats.get("spool_refused", 0),
-                 "spool_failing": h.stats.get("spool_failing", False)}
+                 "spool_failing": h.stats.get("spool_failing", False),
+                 "access_log_dropped": h.stats.get("access_log_dropped", 0)}
                 for h in workers
             ],
             "config_version": self.config_version,
@@ -477,6 +487,7 @@ class Master:
             new = new.with_overrides(**{key: getattr(self.settings, key) for key in fixed})
         from tollway.store import migrations
 
+        check_access_log(new)
         await migrations.ensure_up_to_date(self.db, new)  # before anything changes: tables of new plugins
         log.info("reloading: plugins=%s workers=%d", new.plugins, new.workers)
         self.settings = new
