@@ -60,7 +60,7 @@ def layer_of(module: str) -> str:
         return "pure logic"
     if parts[1] == "metering":
         return "ledger and billing"
-    if parts[1] in ("admin", "declarative"):
+    if parts[1] in ("admin", "declarative", "dashboard"):
         return "admin"
     if parts[1] == "server":
         return "server"

@@ -263,6 +263,8 @@ SETTINGS: dict[str, Setting] = {
     "admin_listen": Setting(_parse_listen, "127.0.0.1:8001", "address of the Admin API"),
     "status_listen": Setting(_parse_listen_or_off, "off",
                              "address of the read-only status API (GET /status, GET /metrics), or off"),
+    "portal_listen": Setting(_parse_listen_or_off, "off",
+                             "address of the customers' usage portal (opened with a portal token); off = not served"),
     "plugins": Setting(_parse_plugins, "bundled", "enabled plugins, comma separated; bundled = all that ship"),
     "workers": Setting(_parse_workers, "auto", "proxy worker processes; auto = one per CPU"),
     "log_level": Setting(_parse_log_level, "notice", "debug, info, notice, warn, error or crit"),
@@ -354,6 +356,7 @@ class Settings:
     proxy_listen: str
     admin_listen: str
     status_listen: str
+    portal_listen: str
     plugins: str
     workers: int
     log_level: str

@@ -22,6 +22,8 @@ def _app_operations(settings: Settings) -> set[tuple[str, str]]:
     found = set()
     for route in app.routes:
         assert isinstance(route, Route)
+        if not route.include_in_schema:
+            continue  # the dashboard's web pages are not JSON endpoints
         for method in (route.methods or {"GET"}) - {"HEAD"}:
             found.add((route.path.rstrip("/") or "/", method.lower()))
     return found
@@ -62,6 +64,8 @@ def _seed(api: httpx.Client, n: int = 0) -> dict[str, str]:
                                         "route": {"id": route["id"]}}).json()
     billed = api.post("/plugins", json={"name": "billable", "consumer": {"id": consumer["id"]}}).json()
     billing = _seed_billing(api, n, service["id"], route["id"])
+    portal_token = api.post(f"/consumers/c{n}/portal_tokens", json={}).json()
+    billing["portal_tokens"] = portal_token["id"]
     return {"services": f"s{n}", "routes": f"r{n}", "consumers": f"c{n}", "key-auth": f"k{n}", "key-auths": f"k{n}",
             "plugins": scoped["id"], "schemas/plugins": "key-auth", "billed": billed["id"],
             "acls": acl["id"], "tags": "t", **billing}

@@ -4,6 +4,8 @@ Sent in `Tollway-Admin-Token` (or `Kong-Admin-Token`, Kong Enterprise's header, 
 tooling works unchanged); compared in constant time. Every path is protected, /status too, as
 Kong protects its whole Admin API: the node's own health check sends the header. A missing or
 wrong token is answered 401 in Kong's words, before any routing (an unknown path is 401 too).
+The dashboard's pages (/dashboard and below) pass: they ask for the token once, in a login form,
+and check their own session cookie (tollway/dashboard/session.py); that cookie opens no JSON route.
 A browser's CORS preflight (OPTIONS with Origin and Access-Control-Request-Method) passes without
 it: a browser cannot add the token to a preflight, and the answer reads nothing (cors.py).
 """
@@ -18,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 HEADER = "Tollway-Admin-Token"
 HEADERS = (b"tollway-admin-token", b"kong-admin-token")
+PAGES = "/dashboard"  # guarded by the dashboard's own session
 INVALID = {"message": "Invalid credentials. Token or User credentials required"}
 
 
@@ -40,6 +43,9 @@ class AdminTokenGuard:
         self.refusal = orjson.dumps(INVALID)
 
     def allows(self, scope: Scope) -> bool:
+        path = scope.get("path", "")
+        if path == PAGES or path.startswith(PAGES + "/"):
+            return True
         headers = scope.get("headers") or ()
         for name, value in headers:
             if name.lower() in HEADERS and hmac.compare_digest(value, self.token):

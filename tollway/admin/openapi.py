@@ -295,8 +295,8 @@ def build(settings: Settings, routes: Iterable[BaseRoute], entities: Iterable[En
     """The document for this app's routes."""
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
-        if not isinstance(route, Route):
-            continue
+        if not isinstance(route, Route) or not route.include_in_schema:
+            continue  # web pages (the dashboard's) are not part of the JSON API
         path = route.path.rstrip("/") or "/"
         methods = sorted((route.methods or {"GET"}) - {"HEAD"})
         if isinstance(route, ApiRoute):

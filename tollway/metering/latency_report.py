@@ -16,6 +16,7 @@ from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tollway.metering.latency import merge, percentile
+from tollway.metering.periods import bucket_floor
 from tollway.metering.plan import Plan
 from tollway.metering.query import UsageQuery
 from tollway.metering.tables import latency
@@ -37,7 +38,9 @@ def _statement(query: UsageQuery, plan: Plan, filters: dict[str, list[str]], lo:
     upper = hi if plan.hi is None else min(hi, plan.hi)
     mapped: Any = select(plan.period_of(latency.c.bucket_start).label("pstart"), *dimensions, latency.c.bucket,
                          latency.c.calls).where(latency.c.grain == plan.grain,
-                                                latency.c.bucket_start >= max(lo, plan.lo),
+                                                # a coarser bucket than the period (read with
+                                                # `minus`) starts before the period it maps to
+                                                latency.c.bucket_start >= max(bucket_floor(lo, plan.grain), plan.lo),
                                                 latency.c.bucket_start < upper, *conditions)
     if plan.minus_grain is not None:
         outside = or_(*(and_(latency.c.bucket_start >= a, latency.c.bucket_start < b) for a, b in plan.minus))
@@ -64,3 +67,17 @@ async def attach(conn: AsyncConnection, query: UsageQuery, plan: Plan, filters: 
         counts = {bucket: calls for bucket, calls in histograms.get(key, {}).items() if calls > 0}
         for name, fraction in PERCENTILES:
             row[name] = percentile(counts, fraction)
+
+
+async def over_range(conn: AsyncConnection, query: UsageQuery, plan: Plan,
+                     filters: dict[str, list[str]]) -> dict[tuple[Any, ...], dict[int, int]]:
+    """The histogram of each key (service and/or route ids, as `query.group_by` has them) over the
+    report's whole range, every period summed: what a percentile over the range is read from."""
+    if not applies(query) or not plan.starts:
+        return {}
+    histograms: dict[tuple[Any, ...], dict[int, int]] = {}
+    lo, hi = plan.starts[0], plan.ends[plan.starts[-1]]
+    for _start, *key, bucket, calls in await conn.execute(_statement(query, plan, filters, lo, hi)):
+        merge(histograms.setdefault(tuple(key), {}), [(int(bucket), int(calls))])
+    return {key: {bucket: calls for bucket, calls in counts.items() if calls > 0}
+            for key, counts in histograms.items()}

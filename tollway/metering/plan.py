@@ -68,6 +68,7 @@ class Plan:
 
 
 _RETENTION = {"minute": "billable_minute_retention", "hour": "billable_hour_retention"}
+PERIOD_GRAIN = {"minute": "minute", "hour": "hour", "day": "day", "week": "week", "month": "month", "year": "month"}
 
 
 def plan(query: UsageQuery, settings: Settings) -> Plan:
@@ -83,7 +84,10 @@ def plan(query: UsageQuery, settings: Settings) -> Plan:
     ends[starts[-1]] = next_period_start(starts[-1], query.period, query.tz)
     edges = [query.start, *starts[1:]] + ([hi] if hi is not None else [])
     grain = next(g for g in GRAINS if all(utc_aligned(edge, g) for edge in edges))
-    base = next(g for g in GRAINS if all(utc_aligned(edge, g) for edge in starts[1:]))
+    # Never coarser than the period's own grain: one day's report reads that day's rows, not the
+    # month's less the days before it.
+    finest = GRAINS.index(PERIOD_GRAIN[query.period])
+    base = next(g for g in GRAINS[finest:] if all(utc_aligned(edge, g) for edge in starts[1:]))
     if GRAINS.index(base) < GRAINS.index(grain):
         trimmed = _trimmed(query, settings, base, starts, ends)
         if trimmed is not None:

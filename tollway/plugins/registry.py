@@ -21,7 +21,7 @@ Workers import only schema.py and handler.py, so a worker never loads a database
 here imports a plugin until a part of it is asked for; this module imports nothing of Tollway
 but its errors, so that settings can check plugin names against it.
 
-The core's own subsystems (CORE_COMPONENTS: the store, the usage ledger, billing) bring their
+The core's own subsystems (CORE_COMPONENTS: the store, the usage ledger, billing, the dashboard) bring their
 migrations, entities (daos.py), Admin API routes (api.py) and node services (services.py) the
 same way, and are always enabled: `parts(enabled, part)` lists a part of each, core first.
 """
@@ -49,7 +49,8 @@ ENTRY_POINT_GROUP = "tollway.plugins"
 PARTS = ("schema", "handler", "daos", "api", "status_api", "services", "migrations")
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 # Owner -> package of the core's subsystems, in the order their parts come (and migrations run).
-CORE_COMPONENTS = {"core": "tollway.store", "metering": "tollway.metering", "billing": "tollway.billing"}
+CORE_COMPONENTS = {"core": "tollway.store", "metering": "tollway.metering", "billing": "tollway.billing",
+                   "dashboard": "tollway.dashboard"}
 
 
 @functools.cache

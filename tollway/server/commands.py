@@ -23,8 +23,8 @@ from tollway.server import node
 
 # Settings a reload cannot change in a running node (the master keeps them until the next start;
 # the same list as in Master._reload).
-RESTART_ONLY = ("prefix", "proxy_listen", "admin_listen", "status_listen", "database", "sqlite_path", "pg_host",
-                "pg_port", "pg_database", "pg_schema")
+RESTART_ONLY = ("prefix", "proxy_listen", "admin_listen", "status_listen", "portal_listen", "database",
+                "sqlite_path", "pg_host", "pg_port", "pg_database", "pg_schema")
 START_TIMEOUT = 60.0
 
 

@@ -129,6 +129,9 @@ class Master:
         self.status_sock: socket.socket | None = None  # status_listen's, when it is not off
         self.status_server: AdminServer | None = None
         self.status_app: Callable[..., Any] | None = None
+        self.portal_sock: socket.socket | None = None     # portal_listen: the customers' usage portal
+        self.portal_server: AdminServer | None = None
+        self.portal_task: asyncio.Task[Any] | None = None
         self.counters: SharedCounters | None = None  # created here, mapped by every worker
         # Workers and the configuration they hold
         self.workers: dict[int, WorkerHandle] = {}
@@ -157,6 +160,8 @@ class Master:
             self.admin_sock = bind(self.settings.admin_listen, "admin_listen")
             if self.settings.status_listen != "off":
                 self.status_sock = bind(self.settings.status_listen, "status_listen")
+            if self.settings.portal_listen != "off":
+                self.portal_sock = bind(self.settings.portal_listen, "portal_listen")
             self.snapshot = await self._load_snapshot()
             self.counters = SharedCounters(self.settings.shared_counters_path, self.settings.shared_counters_slots,
                                            create=True)
@@ -173,6 +178,7 @@ class Master:
             for slot in range(self.settings.workers):
                 await self._spawn(slot, self.settings)
             self._start_admin()
+            self._start_portal()
             await self._start_services(self.settings)
             background = [
                 asyncio.create_task(self._config_loop(), name="config"),
@@ -201,19 +207,19 @@ class Master:
         self.stopping.set()
 
     async def _shutdown(self) -> None:
-        for server in (self.admin_server, self.status_server):
+        for server in (self.admin_server, self.status_server, self.portal_server):
             if server is not None:
                 server.should_exit = True
         everyone = list(self.workers.values()) + self.retired
         await asyncio.gather(*(self._drain(handle) for handle in everyone))
-        for task in (self.admin_task, self.status_task):
+        for task in (self.admin_task, self.status_task, self.portal_task):
             if task is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(task, 10)
         await self._stop_services(list(self.services))
 
     def _close_sockets(self) -> None:
-        for sock in (self.proxy_sock, self.admin_sock, self.status_sock):
+        for sock in (self.proxy_sock, self.admin_sock, self.status_sock, self.portal_sock):
             if sock is not None:
                 sock.close()
 
@@ -418,6 +424,19 @@ class Master:
                                 timeout_keep_alive=int(self.settings.admin_keepalive_timeout) or 1, **tls)
         return AdminServer(config)
 
+    def _start_portal(self) -> None:
+        """The customers' portal (tollway/dashboard/portal.py) on portal_listen, bounded as the Admin API."""
+        if self.portal_sock is None:
+            return
+        from tollway.dashboard.portal import create_portal_app
+
+        config = uvicorn.Config(create_portal_app(self.settings, self.db), lifespan="off", access_log=False,
+                                log_level="warning", timeout_graceful_shutdown=5,
+                                http=bounded_protocol(Limits.for_process(self.settings)),
+                                timeout_keep_alive=int(self.settings.admin_keepalive_timeout) or 1)
+        self.portal_server = AdminServer(config)
+        self.portal_task = asyncio.create_task(self.portal_server.serve(sockets=[self.portal_sock]))
+
     @staticmethod
     def _service_modules(settings: Settings) -> dict[str, ModuleType]:
         """Owner -> the module whose services(node) it runs: the core's, then each enabled plugin's."""
@@ -503,8 +522,8 @@ class Master:
 
     async def _reload(self, request: dict[str, Any] | None) -> None:
         new = Settings.from_dict(request["settings"]) if request else self.settings
-        fixed = [key for key in ("prefix", "proxy_listen", "admin_listen", "status_listen", "database", "sqlite_path",
-                                 "pg_host", "pg_port", "pg_database", "pg_schema")
+        fixed = [key for key in ("prefix", "proxy_listen", "admin_listen", "status_listen", "portal_listen",
+                                 "database", "sqlite_path", "pg_host", "pg_port", "pg_database", "pg_schema")
                  if getattr(new, key) != getattr(self.settings, key)]
         if fixed:
             log.warning("reload: %s changed; they take effect at the next start", ", ".join(fixed))

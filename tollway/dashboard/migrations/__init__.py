@@ -1,0 +1,1 @@
+"""The dashboard's migrations (portal tokens), run in order by `tollway migrations bootstrap` and `up`."""
