@@ -24,6 +24,9 @@ class WorkerContext(Protocol):
     writer_id: str               # unique per worker process: names its spool files and shared-counter slots
     spool: Any                   # tollway.metering.spool.SpoolWriter: the worker's usage spool
     counters: Any                # tollway.counters.SharedCounters: exact counters shared by the node's workers
+    # Figures a plugin keeps for GET /status, named "<plugin>.<figure>": the master shows them under
+    # "plugins" -> plugin -> figure, integers summed over the workers, booleans true if any is.
+    plugin_stats: dict[str, int | bool]
 
 
 class NodeContext(Protocol):

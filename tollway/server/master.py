@@ -415,6 +415,7 @@ class Master:
             ],
             "config_version": self.config_version,
             "uptime_seconds": int(time.time() - self.started_at),
+            "plugins": plugin_figures([h.stats for h in workers]),
             **self._services_status(),
         }
 
@@ -486,3 +487,20 @@ def run_master(settings: Settings) -> int:
     uvloop.install()
     return asyncio.run(Master(settings).run())
 
+
+
+def plugin_figures(stats: list[dict[str, Any]]) -> dict[str, dict[str, int | bool]]:
+    """The workers' plugin figures ("<plugin>.<figure>", tollway.plugins.node.WorkerContext.plugin_stats)
+    by plugin: integers summed, booleans true when any worker's is."""
+    found: dict[str, dict[str, int | bool]] = {}
+    for worker in stats:
+        for key, value in worker.items():
+            plugin, dot, figure = key.partition(".")
+            if not dot:
+                continue
+            figures = found.setdefault(plugin, {})
+            if isinstance(value, bool):
+                figures[figure] = bool(figures.get(figure)) or value
+            elif isinstance(value, int):
+                figures[figure] = int(figures.get(figure) or 0) + value
+    return found

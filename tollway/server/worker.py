@@ -39,6 +39,7 @@ class Worker:
         self.spool: SpoolWriter | None = None
         self.settings: Settings | None = None
         self.counters: SharedCounters | None = None  # the node's, created by the master
+        self.plugin_stats: dict[str, int | bool] = {}  # plugins' figures for GET /status (tollway.plugins.node)
         self.stopping = asyncio.Event()
         self.drain_timeout = 30.0
         self.exit_code = 0
@@ -109,6 +110,7 @@ class Worker:
             stats["spool_dropped"] = self.spool.dropped
             stats["spool_refused"] = self.spool.refused
             stats["spool_failing"] = bool(self.spool.failing)
+        stats.update(self.plugin_stats)
         return stats
 
     async def _apply(self, message: dict) -> None:  # type: ignore[type-arg]

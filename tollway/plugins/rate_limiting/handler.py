@@ -1,0 +1,194 @@
+"""rate-limiting: count each call against its windows and refuse it, as Kong does, when one is full.
+
+For each call: who it counts for (`limit_by`, with Kong's fallbacks to the client's IP), the end of
+each configured period's window (windows.py, in `tz`), then one atomic take on every period's
+counter by the policy: `local` (local.py, the node's shared counters) or `redis` (redis_policy.py,
+one script per call). Admitted, the call goes on with Kong's X-RateLimit-* and RateLimit-* headers;
+refused, it is answered `error_code` with {"message": error_message} and Retry-After, and consumes
+nothing. billable (priority 5) meters every call in its meter phase, which runs for a call this
+plugin refused too: usage shows the refusals with their status.
+
+When the counters cannot be reached (Redis down or slow beyond redis.timeout, the shared counter
+table full), `fault_tolerant` serves the call without limit or headers and logs it (at most once
+every 10 seconds per worker, with the count in GET /status under plugins -> rate-limiting);
+otherwise the call gets Kong's 500.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any, ClassVar
+from zoneinfo import ZoneInfo
+
+from tollway.counters import Key, SharedCounters, TableFull, key_of
+from tollway.plugins import base
+from tollway.plugins.rate_limiting.local import LocalPolicy
+from tollway.plugins.rate_limiting.redis_policy import RedisPolicy, RedisUnavailable
+from tollway.plugins.rate_limiting.schema import PERIODS, SCHEMA
+from tollway.plugins.rate_limiting.windows import Windows
+
+log = logging.getLogger("tollway.rate-limiting")
+
+HEADER_NAMES = {period: (f"X-RateLimit-Limit-{period.title()}", f"X-RateLimit-Remaining-{period.title()}")
+                for period in PERIODS}
+UNEXPECTED = "An unexpected error occurred"  # Kong's 500 body
+ROWS = "rate-limiting.rows"   # runtime.indexes: id(config) -> the plugin row, to key counters by plugin
+KEY_CACHE_SIZE = 65_536       # identities whose counter keys a handler remembers
+LOG_EVERY = 10.0              # seconds between two logs of a failing store
+
+
+class Handler(base.Handler):
+    """Counts calls per window and refuses those beyond a limit (Kong's rate-limiting)."""
+
+    PRIORITY: ClassVar[int] = SCHEMA["priority"]
+    counters: ClassVar[SharedCounters | None] = None   # the node's (set by init_worker)
+    stats: ClassVar[dict[str, int | bool]] = {}        # the worker's plugin_stats
+    last_logged: ClassVar[float] = 0.0
+
+    def __init__(self, conf: dict[str, Any], runtime: base.Runtime) -> None:
+        super().__init__(conf, runtime)
+        self.periods = tuple(period for period in PERIODS if conf.get(period) is not None)
+        # Kong admits while what remains is above 0: a limit of 2.5 admits 3 calls
+        self.limits = [math.ceil(conf[period]) for period in self.periods]
+        self.shown_limits = [_number(conf[period]) for period in self.periods]
+        self.windows = Windows(self.periods, ZoneInfo(conf.get("tz") or "UTC"))
+        self.limit_by: str = conf.get("limit_by") or "consumer"
+        self.header_name: str = conf.get("header_name") or ""
+        self.path: str = conf.get("path") or ""
+        self.hide = bool(conf.get("hide_client_headers"))
+        self.fault_tolerant = bool(conf.get("fault_tolerant", True))
+        self.error_code = int(conf.get("error_code") or 429)
+        self.error_message: str = conf.get("error_message") or "API rate limit exceeded"
+        self.scope = _scope(conf, runtime)
+        self.redis = RedisPolicy.of(conf["redis"]) if conf.get("policy") == "redis" else None
+        self.local = LocalPolicy(self.counters) if self.redis is None and self.counters is not None else None
+        self._keys: dict[str, list[Key]] = {}
+
+    @classmethod
+    def init_worker(cls, worker: Any) -> None:
+        Handler.counters = worker.counters
+        Handler.stats = getattr(worker, "plugin_stats", {})
+
+    def identify(self, call: base.Call) -> str:
+        """What the call counts for (Kong's get_identifier): the client's IP when the configured
+        identity is unknown."""
+        limit_by = self.limit_by
+        found: Any = None
+        if limit_by == "consumer":
+            found = (call.consumer or call.credential or {}).get("id")
+        elif limit_by == "credential":
+            found = (call.credential or {}).get("id")
+        elif limit_by == "service":
+            found = (call.service or {}).get("id")
+        elif limit_by == "header":
+            found = call.header(self.header_name)
+        elif limit_by == "path" and call.path == self.path:
+            found = call.path
+        return found if found else call.forwarded_ip
+
+    def access(self, call: base.Call) -> Any:
+        identity = self.identify(call)
+        now = int(time.time())
+        ends = self.windows.ends(now)
+        if self.redis is not None:
+            keys = [f"tollway:rate-limiting:{self.scope}:{period}:{end}:{identity}"
+                    for period, end in zip(self.periods, ends, strict=True)]
+            return self._take_remote(call, keys, ends, now)
+        local = self.local
+        if local is None:
+            return self._unavailable("the node's shared counters are not open")
+        try:
+            admitted, counts = local.take(self._local_keys(identity), ends, self.limits, now)
+        except TableFull:
+            return self._unavailable("the shared counter table is full (raise shared_counters_slots)")
+        return self._answer(call, admitted, counts, ends, now)
+
+    async def _take_remote(self, call: base.Call, keys: list[str], ends: list[int], now: int) -> base.Reply | None:
+        assert self.redis is not None
+        try:
+            admitted, counts = await self.redis.take(keys, ends, self.limits)
+        except RedisUnavailable as exc:
+            return self._unavailable(f"Redis failed: {exc}")
+        return self._answer(call, admitted, counts, ends, now)
+
+    def _local_keys(self, identity: str) -> list[Key]:
+        keys = self._keys.get(identity)
+        if keys is None:
+            if len(self._keys) >= KEY_CACHE_SIZE:
+                self._keys.clear()
+            keys = self._keys[identity] = [key_of(f"rate-limiting|{self.scope}|{period}|{identity}")
+                                           for period in self.periods]
+        return keys
+
+    def _answer(self, call: base.Call, admitted: bool, counts: list[int], ends: list[int],
+                now: int) -> base.Reply | None:
+        stats = self.stats
+        if stats.get("rate-limiting.failing"):
+            stats["rate-limiting.failing"] = False
+        if not self.hide:
+            for name, value in limit_headers(self.periods, self.shown_limits, self.limits, counts, ends, now,
+                                             rejected=not admitted):
+                call.set_response_header(name, value)
+        if admitted:
+            return None
+        stats["rate-limiting.refused"] = int(stats.get("rate-limiting.refused") or 0) + 1
+        return base.Reply(self.error_code, {"message": self.error_message})
+
+    def _unavailable(self, why: str) -> base.Reply | None:
+        """The counters could not be reached: serve (fault_tolerant) or answer Kong's 500."""
+        stats = self.stats
+        stats["rate-limiting.failing"] = True
+        stats["rate-limiting.store_failures"] = int(stats.get("rate-limiting.store_failures") or 0) + 1
+        if self.fault_tolerant:
+            stats["rate-limiting.served_unlimited"] = int(stats.get("rate-limiting.served_unlimited") or 0) + 1
+        moment = time.monotonic()
+        if moment - Handler.last_logged >= LOG_EVERY:
+            Handler.last_logged = moment
+            log.error("rate-limiting: %s; %s", why,
+                      "serving calls without limits (fault_tolerant)" if self.fault_tolerant else "answering 500")
+        return None if self.fault_tolerant else base.Reply(500, {"message": UNEXPECTED})
+
+
+def limit_headers(periods: tuple[str, ...], shown: list[str], limits: list[int], counts: list[int],
+                  ends: list[int], now: int, rejected: bool) -> list[tuple[str, str]]:
+    """Kong's headers: X-RateLimit-Limit-<Period> and -Remaining-<Period> for each period,
+    RateLimit-Limit, -Remaining and -Reset for the tightest (least remaining, then the longer
+    window), and Retry-After (its reset) when the call is refused."""
+    headers: list[tuple[str, str]] = []
+    tightest = -1
+    remaining = 0
+    for i, period in enumerate(periods):
+        left = max(limits[i] - counts[i], 0)
+        limit_name, remaining_name = HEADER_NAMES[period]
+        headers.append((limit_name, shown[i]))
+        headers.append((remaining_name, str(left)))
+        if tightest < 0 or left <= remaining:  # on a tie, the later period: the longer window
+            tightest, remaining = i, left
+    reset = str(max(ends[tightest] - now, 1))
+    headers += [("RateLimit-Limit", shown[tightest]), ("RateLimit-Remaining", str(remaining)),
+                ("RateLimit-Reset", reset)]
+    if rejected:
+        headers.append(("Retry-After", reset))
+    return headers
+
+
+def _number(value: float) -> str:
+    """A limit as Kong shows it: 10, or 2.5."""
+    return str(int(value)) if value == int(value) else str(value)
+
+
+def _scope(conf: dict[str, Any], runtime: Any) -> str:
+    """What names this plugin's counters: its row's id, found through its config."""
+    indexes: dict[str, Any] | None = getattr(runtime, "indexes", None)
+    rows: dict[int, dict[str, Any]] | None = None
+    if indexes is not None:
+        rows = indexes.get(ROWS)
+        if rows is None:
+            rows = indexes[ROWS] = {id(row.get("config")): row for row in runtime.snapshot.get("plugins") or ()
+                                    if row.get("name") == SCHEMA["name"]}
+    row = (rows or {}).get(id(conf))
+    if row is not None and row.get("id"):
+        return str(row["id"])
+    return str(key_of(repr(sorted(conf.items()))).high)
