@@ -5,7 +5,7 @@ them all (Redis runs a script atomically: no read-then-write race between nodes)
 key to expire once its window has ended. A refused call changes nothing. The script is sent once
 and then called by its SHA (EVALSHA, redis-py's Script falls back to EVAL after a restart).
 
-The client is redis-py's asyncio client (no retries: the timeout bounds the call): a call waits without blocking the event loop, and no
+The client is redis-py's asyncio client, without retries: a call waits without blocking the event loop, and no
 longer than `redis.timeout` (connect and answer); a failure raises RedisUnavailable, which the
 handler answers as `fault_tolerant` says.
 """
@@ -68,7 +68,7 @@ class Connection(NamedTuple):
     def of(cls, conf: dict[str, Any]) -> Connection:
         return cls(conf["host"], int(conf.get("port") or 6379), int(conf.get("database") or 0), conf.get("username"),
                    conf.get("password"), bool(conf.get("ssl")), bool(conf.get("ssl_verify")), conf.get("server_name"),
-                   int(conf.get("timeout") if conf.get("timeout") is not None else 2000))
+                   int(conf.get("timeout") or 0) if conf.get("timeout") is not None else 2000)
 
 
 class RedisPolicy:

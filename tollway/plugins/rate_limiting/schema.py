@@ -16,7 +16,7 @@ AVAILABLE_POLICIES = ("local", "redis")
 SYNC_RATE_REALTIME = -1
 
 REDIS_FIELDS: dict[str, dict[str, Any]] = {
-    "host": {"type": "string", "description": "the Redis server's host name or address (required with the redis policy)"},
+    "host": {"type": "string", "description": "the Redis host (required with the redis policy)"},
     "port": {"type": "integer", "default": 6379, "between": (0, 65535), "description": "the Redis server's port"},
     "timeout": {"type": "integer", "default": 2000, "between": (0, 2**31 - 2),
                 "description": "milliseconds a call waits for Redis at most (connect and answer)"},
@@ -44,10 +44,11 @@ def validate_config(config: dict[str, Any]) -> str | dict[str, Any] | None:
             high = config.get(longer)
             if high is not None and high < low:
                 return f"The limit for {longer}({high:.1f}) cannot be lower than the limit for {shorter}({low:.1f})"
-    sync_rate = config.get("sync_rate")
+    sync_rate = config.get("sync_rate", SYNC_RATE_REALTIME)
     if config.get("policy") != "redis" and sync_rate != SYNC_RATE_REALTIME:
         return "sync_rate can only be used with the redis policy"
-    if config.get("policy") == "redis" and sync_rate != SYNC_RATE_REALTIME and sync_rate < 0.02:
+    if config.get("policy") == "redis" and sync_rate not in (None, SYNC_RATE_REALTIME) \
+            and sync_rate < 0.02:
         return "sync_rate must be greater than 0.02, or -1 to disable"
     problems: dict[str, Any] = {}
     policy = config.get("policy")
