@@ -64,6 +64,8 @@ def test_header_and_path_are_required_with_their_limit_by(api: httpx.Client) -> 
     assert answer.json()["fields"] == {
         "@entity": ["failed conditional validation given value of field 'config.limit_by'"],
         "config": {"header_name": "required field missing"}}
+    assert answer.json()["message"] == ("2 schema violations (failed conditional validation given value of field "
+                                        "'config.limit_by'; config.header_name: required field missing)")
     answer = _post(api, {"second": 10, "limit_by": "path"})
     assert answer.json()["fields"]["config"] == {"path": "required field missing"}
     header = _post(api, {"second": 10, "limit_by": "header", "header_name": "X-App-Version"})

@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -42,7 +43,7 @@ class RedisServer:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
-                with __import__("socket").create_connection(("127.0.0.1", self.port), timeout=0.2):
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
                     return
             except OSError:
                 time.sleep(0.02)

@@ -5,9 +5,10 @@ them all (Redis runs a script atomically: no read-then-write race between nodes)
 key to expire once its window has ended. A refused call changes nothing. The script is sent once
 and then called by its SHA (EVALSHA, redis-py's Script falls back to EVAL after a restart).
 
-The client is redis-py's asyncio client, without retries: a call waits without blocking the event loop, and no
-longer than `redis.timeout` (connect and answer); a failure raises RedisUnavailable, which the
-handler answers as `fault_tolerant` says.
+The client is redis-py's asyncio client, without retries: a call waits without blocking the event
+loop, and no longer than `redis.timeout` (connect and answer); a failure raises RedisUnavailable,
+which the handler answers as `fault_tolerant` says. The counters' keys expire a second after their
+window ends, so Redis holds only the current windows.
 """
 
 from __future__ import annotations
