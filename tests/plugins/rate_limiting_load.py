@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -24,20 +25,25 @@ class Answer:
 
 
 def hammer(proxies: list[str], path: str, total: int, clients: int, headers: dict[str, str] | None = None,
-           until: float | None = None) -> list[Answer]:
-    """`total` calls (or, with `until`, calls until that time.time()) from `clients` concurrent
-    clients, each with its own connection, spread over the proxies."""
-    return asyncio.run(_hammer(proxies, path, total, clients, headers or {}, until))
+           until: float | None = None, stop: threading.Event | None = None,
+           answers: list[Answer] | None = None) -> list[Answer]:
+    """`total` calls (or, with `until`, calls until that time.time(); with `stop`, until it is
+    set) from `clients` concurrent clients, each with its own connection, spread over the
+    proxies. Answers are appended to `answers` (a new list by default) as they come."""
+    if stop is not None:
+        until = float("inf")
+    return asyncio.run(_hammer(proxies, path, total, clients, headers or {}, until, stop,
+                               [] if answers is None else answers))
 
 
 async def _hammer(proxies: list[str], path: str, total: int, clients: int, headers: dict[str, str],
-                  until: float | None) -> list[Answer]:
-    answers: list[Answer] = []
+                  until: float | None, stop: threading.Event | None, answers: list[Answer]) -> list[Answer]:
     left = [total]
 
     async def client(index: int) -> None:
         async with httpx.AsyncClient(base_url=proxies[index % len(proxies)], timeout=30) as session:
-            while (until is None and left[0] > 0) or (until is not None and time.time() < until):
+            while (until is None and left[0] > 0) or (until is not None and time.time() < until
+                                                      and not (stop is not None and stop.is_set())):
                 left[0] -= 1
                 sent = time.time()
                 response = await session.get(path, headers=headers)

@@ -128,30 +128,29 @@ def test_two_nodes_sharing_redis_admit_exactly_the_limit(two_nodes: list[Node], 
     assert next(a for a in answers if a.status == 429).json() == {"message": "API rate limit exceeded"}
 
 
-def _load_while(node: Node, action: Any, seconds: float, at: float) -> tuple[list[Answer], float]:
-    """Load on the node for `seconds`; `action` runs `at` seconds in; its time.time() is returned."""
+def _load_while(node: Node, action: Any, after: float) -> tuple[list[Answer], float]:
+    """Load on the node; once 20 calls were answered, `action` runs, and the load goes on for
+    `after` seconds. The answers, and the time.time() of the action."""
     answers: list[Answer] = []
-    done = threading.Event()
-
-    def load() -> None:
-        answers.extend(hammer([node.proxy], "/mock/requests", 0, 16, {"apikey": "poppy-secret"},
-                              until=time.time() + seconds))
-        done.set()
-
-    thread = threading.Thread(target=load)
+    stop = threading.Event()
+    thread = threading.Thread(target=hammer, args=([node.proxy], "/mock/requests", 0, 16),
+                              kwargs={"headers": {"apikey": "poppy-secret"}, "stop": stop, "answers": answers})
     thread.start()
-    time.sleep(at)
-    moment = time.time()
-    action()
-    thread.join(60)
-    assert done.is_set()
+    try:
+        node.wait_until(lambda: len(answers) >= 20, timeout=30, what="calls answered before the action")
+        moment = time.time()
+        action()
+        time.sleep(after)
+    finally:
+        stop.set()
+        thread.join(60)
     return answers, moment
 
 
 def test_redis_stopped_mid_load_is_served_through_when_fault_tolerant(node: Node, redis_server: RedisServer) -> None:
     _limit([node], {"hour": 1_000_000, "policy": "redis", "fault_tolerant": True,
                     "redis": {"host": "127.0.0.1", "port": redis_server.port, "timeout": 300}})
-    answers, stopped = _load_while(node, redis_server.stop, 2.5, 1.0)
+    answers, stopped = _load_while(node, redis_server.stop, 1.5)
     assert {a.status for a in answers} == {200}
     before = [a for a in answers if a.received < stopped]
     after = [a for a in answers if a.sent > stopped + 0.5]
@@ -168,7 +167,7 @@ def test_redis_stopped_mid_load_is_served_through_when_fault_tolerant(node: Node
 def test_redis_stopped_mid_load_answers_500_when_not_fault_tolerant(node: Node, redis_server: RedisServer) -> None:
     _limit([node], {"hour": 1_000_000, "policy": "redis", "fault_tolerant": False,
                     "redis": {"host": "127.0.0.1", "port": redis_server.port, "timeout": 300}})
-    answers, stopped = _load_while(node, redis_server.stop, 3.0, 1.5)
+    answers, stopped = _load_while(node, redis_server.stop, 1.5)
     after = [a for a in answers if a.sent > stopped + 0.5]
     assert after and {a.status for a in after} == {500}
     assert after[0].json() == {"message": "An unexpected error occurred"}
@@ -178,7 +177,7 @@ def test_redis_stopped_mid_load_answers_500_when_not_fault_tolerant(node: Node, 
 def test_a_hung_redis_costs_at_most_its_timeout(node: Node, redis_server: RedisServer) -> None:
     _limit([node], {"hour": 1_000_000, "policy": "redis",
                     "redis": {"host": "127.0.0.1", "port": redis_server.port, "timeout": 250}})
-    answers, paused = _load_while(node, redis_server.pause, 2.5, 0.8)
+    answers, paused = _load_while(node, redis_server.pause, 1.5)
     after = [a for a in answers if a.sent > paused + 0.1]
     assert after and {a.status for a in after} == {200}
     # each waited for Redis no longer than its timeout (the rest is the proxy and the loaded machine)
