@@ -3,6 +3,7 @@ its fallbacks to the IP), Kong's headers, and what a handler does when its count
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -105,3 +106,16 @@ def test_counters_are_the_plugins_own() -> None:
     rows = [{"id": "plugin-a", "name": "rate-limiting", "config": conf}]
     assert Handler(conf, runtime(rows)).scope == "plugin-a"
     assert Handler(config(minute=1), runtime(rows)).scope != "plugin-a"
+
+
+def test_the_proxys_ready_made_header_changes_say_what_limit_headers_says() -> None:
+    limited = handler(second=3, minute=10, hour=10, month=2000.5)
+    rng = random.Random(7)
+    for _ in range(500):
+        counts = [rng.randint(0, 12) for _ in limited.periods]
+        ends = [100 + rng.randint(1, 5000) for _ in limited.periods]
+        rejected = rng.random() < 0.5
+        plain = limit_headers(limited.periods, limited.shown_limits, limited.limits, counts, ends, 100, rejected)
+        fast = [(name.decode(), (value or b"").decode()) for name, value, replace in
+                limited.header_changes(counts, ends, 100, rejected) if replace]
+        assert fast == plain

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 from zoneinfo import ZoneInfo
 
 from tollway.counters import Key, SharedCounters, TableFull, key_of
@@ -28,11 +28,16 @@ from tollway.plugins.rate_limiting.local import LocalPolicy
 from tollway.plugins.rate_limiting.redis_policy import RedisPolicy, RedisUnavailable
 from tollway.plugins.rate_limiting.schema import PERIODS, SCHEMA
 from tollway.plugins.rate_limiting.windows import Windows
+from tollway.proxy.call import Call as ProxyCall
 
 log = logging.getLogger("tollway.rate-limiting")
 
 HEADER_NAMES = {period: (f"X-RateLimit-Limit-{period.title()}", f"X-RateLimit-Remaining-{period.title()}")
                 for period in PERIODS}
+RATELIMIT_LIMIT: Final = b"RateLimit-Limit"
+RATELIMIT_REMAINING: Final = b"RateLimit-Remaining"
+RATELIMIT_RESET: Final = b"RateLimit-Reset"
+RETRY_AFTER: Final = b"Retry-After"
 UNEXPECTED = "An unexpected error occurred"  # Kong's 500 body
 ROWS = "rate-limiting.rows"   # runtime.indexes: id(config) -> the plugin row, to key counters by plugin
 KEY_CACHE_SIZE = 65_536       # identities whose counter keys a handler remembers
@@ -53,6 +58,9 @@ class Handler(base.Handler):
         # Kong admits while what remains is above 0: a limit of 2.5 admits 3 calls
         self.limits = [math.ceil(conf[period]) for period in self.periods]
         self.shown_limits = [_number(conf[period]) for period in self.periods]
+        self.shown_bytes = [shown.encode() for shown in self.shown_limits]
+        self.header_names = [(HEADER_NAMES[period][0].encode(), HEADER_NAMES[period][1].encode())
+                             for period in self.periods]
         self.windows = Windows(self.periods, ZoneInfo(conf.get("tz") or "UTC"))
         self.limit_by: str = conf.get("limit_by") or "consumer"
         self.header_name: str = conf.get("header_name") or ""
@@ -128,13 +136,41 @@ class Handler(base.Handler):
         if stats.get("rate-limiting.failing"):
             stats["rate-limiting.failing"] = False
         if not self.hide:
-            for name, value in limit_headers(self.periods, self.shown_limits, self.limits, counts, ends, now,
-                                             rejected=not admitted):
-                call.set_response_header(name, value)
+            if isinstance(call, ProxyCall):  # the proxy's own: its header changes are appended ready-made
+                call._changes().response_headers.extend(
+                    self.header_changes(counts, ends, now, rejected=not admitted))
+            else:
+                for name, value in limit_headers(self.periods, self.shown_limits, self.limits, counts, ends, now,
+                                                 rejected=not admitted):
+                    call.set_response_header(name, value)
         if admitted:
             return None
         stats["rate-limiting.refused"] = int(stats.get("rate-limiting.refused") or 0) + 1
         return base.Reply(self.error_code, {"message": self.error_message})
+
+    def header_changes(self, counts: list[int], ends: list[int], now: int,
+                       rejected: bool) -> list[tuple[bytes, bytes | None, bool]]:
+        """limit_headers() as the proxy's response header changes (set: replacing the upstream's)."""
+        changes: list[tuple[bytes, bytes | None, bool]] = []
+        limits = self.limits
+        tightest = -1
+        remaining = 0
+        for i, (limit_name, remaining_name) in enumerate(self.header_names):
+            left = limits[i] - counts[i]
+            if left < 0:
+                left = 0
+            changes.append((limit_name, self.shown_bytes[i], True))
+            changes.append((remaining_name, b"%d" % left, True))
+            if tightest < 0 or left <= remaining:  # on a tie, the later period: the longer window
+                tightest, remaining = i, left
+        reset = ends[tightest] - now
+        reset_value = b"%d" % (reset if reset > 1 else 1)
+        changes.append((RATELIMIT_LIMIT, self.shown_bytes[tightest], True))
+        changes.append((RATELIMIT_REMAINING, b"%d" % remaining, True))
+        changes.append((RATELIMIT_RESET, reset_value, True))
+        if rejected:
+            changes.append((RETRY_AFTER, reset_value, True))
+        return changes
 
     def _unavailable(self, why: str) -> base.Reply | None:
         """The counters could not be reached: serve (fault_tolerant) or answer Kong's 500."""
