@@ -7,9 +7,15 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
 PERIODS_MESSAGE = ("at least one of these fields must be non-empty: 'config.second', 'config.minute', "
                    "'config.hour', 'config.day', 'config.month', 'config.year'")
+
+
+@pytest.fixture(params=["sqlite"])
+def database(request: pytest.FixtureRequest) -> str:
+    return str(request.param)  # validation runs before the database; stored configs are the plugins' tests'
 
 
 def _post(api: httpx.Client, config: dict[str, Any] | None = None, **extra: Any) -> httpx.Response:
