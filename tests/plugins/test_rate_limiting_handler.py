@@ -12,6 +12,7 @@ from tollway.counters import SharedCounters
 from tollway.plugins.base import Reply
 from tollway.plugins.rate_limiting.handler import Handler, limit_headers
 from tollway.plugins.rate_limiting.schema import SCHEMA
+from tollway.server.master import plugin_figures
 from tollway.store.entities.validation import validate
 
 
@@ -119,3 +120,9 @@ def test_the_proxys_ready_made_header_changes_say_what_limit_headers_says() -> N
         fast = [(name.decode(), (value or b"").decode()) for name, value, replace in
                 limited.header_changes(counts, ends, 100, rejected) if replace]
         assert fast == plain
+
+
+def test_the_masters_status_sums_plugin_figures_over_workers() -> None:
+    workers = [{"requests_total": 5, "rate-limiting.refused": 2, "rate-limiting.failing": False},
+               {"rate-limiting.refused": 3, "rate-limiting.failing": True, "rate-limiting.store_failures": 1}]
+    assert plugin_figures(workers) == {"rate-limiting": {"refused": 5, "failing": True, "store_failures": 1}}
