@@ -59,8 +59,11 @@ class Handler(base.Handler):
         self.limits = [math.ceil(conf[period]) for period in self.periods]
         self.shown_limits = [_number(conf[period]) for period in self.periods]
         self.shown_bytes = [shown.encode() for shown in self.shown_limits]
-        self.header_names = [(HEADER_NAMES[period][0].encode(), HEADER_NAMES[period][1].encode())
-                             for period in self.periods]
+        # the header changes that are the same for every call, made once
+        self.limit_changes = [(HEADER_NAMES[period][0].encode(), shown, True)
+                              for period, shown in zip(self.periods, self.shown_bytes, strict=True)]
+        self.tightest_changes = [(RATELIMIT_LIMIT, shown, True) for shown in self.shown_bytes]
+        self.remaining_names = [HEADER_NAMES[period][1].encode() for period in self.periods]
         self.windows = Windows(self.periods, ZoneInfo(conf.get("tz") or "UTC"))
         self.limit_by: str = conf.get("limit_by") or "consumer"
         self.header_name: str = conf.get("header_name") or ""
@@ -155,18 +158,18 @@ class Handler(base.Handler):
         limits = self.limits
         tightest = -1
         remaining = 0
-        for i, (limit_name, remaining_name) in enumerate(self.header_names):
+        for i, remaining_name in enumerate(self.remaining_names):
             left = limits[i] - counts[i]
             if left < 0:
                 left = 0
-            changes.append((limit_name, self.shown_bytes[i], True))
-            changes.append((remaining_name, b"%d" % left, True))
+            changes.append(self.limit_changes[i])
+            changes.append((remaining_name, _digits(left), True))
             if tightest < 0 or left <= remaining:  # on a tie, the later period: the longer window
                 tightest, remaining = i, left
         reset = ends[tightest] - now
-        reset_value = b"%d" % (reset if reset > 1 else 1)
-        changes.append((RATELIMIT_LIMIT, self.shown_bytes[tightest], True))
-        changes.append((RATELIMIT_REMAINING, b"%d" % remaining, True))
+        reset_value = _digits(reset if reset > 1 else 1)
+        changes.append(self.tightest_changes[tightest])
+        changes.append((RATELIMIT_REMAINING, _digits(remaining), True))
         changes.append((RATELIMIT_RESET, reset_value, True))
         if rejected:
             changes.append((RETRY_AFTER, reset_value, True))
@@ -208,6 +211,14 @@ def limit_headers(periods: tuple[str, ...], shown: list[str], limits: list[int],
     if rejected:
         headers.append(("Retry-After", reset))
     return headers
+
+
+DIGITS: Final = [b"%d" % number for number in range(4096)]
+
+
+def _digits(number: int) -> bytes:
+    """A count as a header value (small ones from a table: formatting is a generic call)."""
+    return DIGITS[number] if 0 <= number < 4096 else b"%d" % number
 
 
 def _number(value: float) -> str:
