@@ -105,7 +105,7 @@ def rate_limiting_table(configs: list[Mapping[str, Any]]) -> list[str]:
                 continue
             median = statistics.median(costs)
             lines.append(_row([str(workers), policy, " / ".join(f"{cost:.1%}" for cost in costs), f"{median:.1%}",
-                               f"{target:.0%}", "yes" if median <= target else "no"]))
+                               f"{target:.0%}", "yes" if round(median, 4) <= target else "no"]))
     if not lines:
         return []
     return [
