@@ -23,6 +23,7 @@ from setuptools.command.build_ext import build_ext
 # nothing else (the Admin API, the store and the rest of the flusher stay interpreted: they are
 # not per request).
 HOT_PATH = [
+    "tollway/proxy/access_log.py",
     "tollway/proxy/call.py",
     "tollway/proxy/chain.py",
     "tollway/proxy/connection.py",
@@ -50,6 +51,8 @@ HOT_PATH = [
     "tollway/plugins/rate_limiting/local.py",
     "tollway/plugins/rate_limiting/windows.py",
     "tollway/counters.py",
+    "tollway/plugins/prometheus/handler.py",
+    "tollway/plugins/prometheus/recorder.py",
     "tollway/metering/aggregate.py",
     "tollway/metering/latency.py",
     "tollway/metering/spool_line.py",

@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.conftest import PG, _pg_exec, free_port, make_settings  # noqa: E402
-from tollway.admin import create_app  # noqa: E402
+from tollway.admin.app import create_app  # noqa: E402
 from tollway.billing import plan_store, usage_reads  # noqa: E402
 from tollway.billing.daos import SUBSCRIPTIONS  # noqa: E402
 from tollway.billing.gate import EntitlementIndex  # noqa: E402

@@ -1,6 +1,7 @@
 """The proxy's per-request Python cost, with no sockets: what the interpreter spends on one call.
 
     .venv/bin/python bench/hot_path.py [--requests 200000] [--plugins key-auth,billable] [--profile]
+                                       [--access-log off|stdout|FILE] [--access-log-format text|json]
 
 A ClientProtocol and a pooled UpstreamConnection are driven with in-memory transports: each
 iteration feeds a request head to the client side and a canned 200 response to the upstream side,
@@ -104,6 +105,9 @@ def _snapshot(plugins: list[str]) -> dict[str, Any]:
                       "always_use_authenticated_groups": False, "include_consumer_groups": False}
         elif name == "rate-limiting":  # the local policy, with a limit never reached: every call counted
             config, _ = validate(plugin_config_field(name)["fields"], {"second": 10**12, "hour": 10**12})
+        elif name == "prometheus":  # every per-request metric, per consumer
+            config = {"per_consumer": True, "status_code_metrics": True, "latency_metrics": True,
+                      "bandwidth_metrics": True, "upstream_health_metrics": False}
         rows.append({"id": f"p{number}", "name": name, "enabled": True, "config": config, "service": None,
                      "route": {"id": "r1"} if name in ("key-auth", "acl", "rate-limiting") else None,
                      "consumer": None})
@@ -112,9 +116,11 @@ def _snapshot(plugins: list[str]) -> dict[str, Any]:
             "acls": [{"id": "a1", "consumer": {"id": "c1"}, "group": "premium", "created_at": 1}]}
 
 
-async def _run(requests: int, plugins: list[str], profile: bool, prefix: Path) -> float:
+async def _run(requests: int, plugins: list[str], profile: bool, prefix: Path, access_log: str = "off",
+               access_log_format: str = "text") -> float:
     settings = load_settings(environ={}, prefix=str(prefix), proxy_listen="127.0.0.1:8000",
-                             plugins=",".join(["bundled", *plugins]))
+                             plugins=",".join(["bundled", *plugins]), access_log=access_log,
+                             access_log_format=access_log_format)
     spool = SpoolWriter(settings.spool_dir, "hot-path") if "billable" in plugins else None
     server = ProxyServer(settings, spool=spool)
     server._setup()
@@ -122,7 +128,7 @@ async def _run(requests: int, plugins: list[str], profile: bool, prefix: Path) -
         counters = SharedCounters(prefix / "shared_counters", 4096, create=True)
         rate_limiting = handler_class("rate-limiting")
         assert rate_limiting is not None
-        rate_limiting.init_worker(SimpleNamespace(counters=counters, plugin_stats={}))
+        rate_limiting.init_worker(SimpleNamespace(counters=counters, writer_id="hot-path", reports={}))
     server.apply(_snapshot(plugins))
     client = ClientProtocol(server)
     client_transport = MemoryTransport(("127.0.0.1", 40000), ("127.0.0.1", 8000))
@@ -159,6 +165,11 @@ async def _run(requests: int, plugins: list[str], profile: bool, prefix: Path) -
         lines = sum(path.read_bytes().count(b"\n") for path in Path(settings.spool_dir).glob("*.spool"))
         if lines != requests + WARMUP:
             raise SystemExit(f"billable metered {lines} calls of {requests + WARMUP}")
+    file = settings.access_log_file
+    if server.access_log is not None:
+        server.access_log.close()
+        if file is not None and (lines := file.read_bytes().count(b"\n")) != requests + WARMUP:
+            raise SystemExit(f"the access log has {lines} lines for {requests + WARMUP} calls")
     return elapsed / requests * 1e6
 
 
@@ -167,10 +178,13 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200_000)
     parser.add_argument("--plugins", default="key-auth,billable", help="comma separated, or 'none'")
     parser.add_argument("--profile", action="store_true", help="print cProfile's top functions")
+    parser.add_argument("--access-log", default="off", help="off, stdout or a file (relative: in a temporary prefix)")
+    parser.add_argument("--access-log-format", default="text", choices=("text", "json"))
     args = parser.parse_args()
     plugins = [] if args.plugins == "none" else [p for p in args.plugins.split(",") if p]
     with tempfile.TemporaryDirectory() as prefix:
-        micros = uvloop.run(_run(args.requests, plugins, args.profile, Path(prefix)))
+        micros = uvloop.run(_run(args.requests, plugins, args.profile, Path(prefix), args.access_log,
+                                 args.access_log_format))
     print(f"{micros:.2f} us per request ({'+'.join(plugins) or 'no plugins'}, {args.requests} requests)")
 
 

@@ -1,6 +1,6 @@
 """Instructions per proxied call (key-auth + billable), counted by valgrind's callgrind.
 
-    .venv/bin/python bench/instructions.py [--seconds 20] [--skip-real]
+    .venv/bin/python bench/instructions.py [--seconds 20] [--skip-real] [--access-log FILE --access-log-format json]
 
 Callgrind counts instructions, not seconds: the same build gives the same count whatever else
 the machine is doing, which makes it the measure for comparing two versions of the hot path on a
@@ -44,16 +44,18 @@ from bench.hot_path import API_KEY, _snapshot  # noqa: E402
 from tests.conftest import free_port, wait_for_port  # noqa: E402
 
 PLUGINS = ["key-auth", "billable"]
+ACCESS_LOG = {"access_log": "off", "access_log_format": "text"}  # --access-log, --access-log-format
 ENV = {**os.environ, "PYTHONHASHSEED": "0"}
 
 # The proxy process: tests/proxy/serve_proxy.py's server with key-auth + billable (a spool in a
-# temporary prefix), run from the project's root.
+# temporary prefix) and the access log settings (argv[3]), run from the project's root.
 SERVE = r'''
 import asyncio, json, sys
 import uvloop
 from tests.proxy.serve_proxy import main
 uvloop.install()
-asyncio.run(main(int(sys.argv[1]), json.loads(sys.argv[2]), {"plugins": "bundled,key-auth,billable"}, billable=True))
+overrides = {"plugins": "bundled,key-auth,billable", **json.loads(sys.argv[3])}
+asyncio.run(main(int(sys.argv[1]), json.loads(sys.argv[2]), overrides, billable=True))
 '''
 
 
@@ -72,7 +74,8 @@ def hot_path(workdir: Path) -> int:
         out = workdir / f"hot_path.{requests}"
         subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
                         str(ROOT / "bench" / "hot_path.py"), "--requests", str(requests), "--plugins",
-                        ",".join(PLUGINS)], capture_output=True, check=True, cwd=ROOT, env=ENV)
+                        ",".join(PLUGINS), "--access-log", ACCESS_LOG["access_log"], "--access-log-format",
+                        ACCESS_LOG["access_log_format"]], capture_output=True, check=True, cwd=ROOT, env=ENV)
         counts.append(total(out))
     return (counts[1] - counts[0]) // 4000
 
@@ -114,7 +117,7 @@ def real(workdir: Path, seconds: int, varying: bool = False) -> tuple[int, int]:
         port = free_port()
         out = workdir / "real"
         proc = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
-                                 "-c", SERVE, str(port), json.dumps(snapshot)],
+                                 "-c", SERVE, str(port), json.dumps(snapshot), json.dumps(ACCESS_LOG)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT, env=ENV)
         try:
             wait_for_port(port, timeout=120)
@@ -140,13 +143,17 @@ def main() -> None:
                         help="plugins of bench/hot_path.py's count (comma separated; e.g. key-auth,acl,billable)")
     parser.add_argument("--varying-heads", action="store_true",
                         help="also count a real process whose requests and responses never repeat a head")
+    parser.add_argument("--access-log", default="off",
+                        help="the proxy's access_log: off, or a file (relative: in the run's temporary prefix)")
+    parser.add_argument("--access-log-format", default="text", choices=("text", "json"))
     args = parser.parse_args()
     PLUGINS[:] = [name for name in args.plugins.split(",") if name]
+    ACCESS_LOG.update(access_log=args.access_log, access_log_format=args.access_log_format)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=ROOT).stdout.strip()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        result: dict[str, object] = {"commit": commit, "plugins": "+".join(PLUGINS),
+        result: dict[str, object] = {"commit": commit, "plugins": "+".join(PLUGINS), **ACCESS_LOG,
                                      "hot_path": hot_path(workdir)}
         if not args.skip_real:
             result["real"], result["real_requests"] = real(workdir, args.seconds)

@@ -1,6 +1,7 @@
 """Quick load test: requests/s direct to an upstream vs through the proxy (one worker, key-auth).
 
-    .venv/bin/python bench/proxy_quick.py [--connections 50] [--duration 5]
+    .venv/bin/python bench/proxy_quick.py [--connections 50] [--duration 5] [--access-log FILE]
+                                          [--access-log-format text|json]
 
 Starts a minimal uvloop upstream (fixed 200 answer) and a proxy process (tests/proxy/serve_proxy.py)
 with one route and key-auth, then drives N keep-alive connections with raw asyncio sockets for a
@@ -76,6 +77,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--access-log", default="off",
+                        help="the proxy's access_log: off, stdout or a file (relative: in a temporary prefix)")
+    parser.add_argument("--access-log-format", default="text", choices=("text", "json"))
     args = parser.parse_args()
 
     up_port, proxy_port = free_port(), free_port()
@@ -97,9 +101,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         snap = Path(tmp) / "snapshot.json"
         snap.write_text(json.dumps(snapshot))
+        overrides = Path(tmp) / "settings.json"
+        overrides.write_text(json.dumps({"access_log": args.access_log, "access_log_format": args.access_log_format}))
         procs = [subprocess.Popen([sys.executable, "-c", UPSTREAM, str(up_port)]),
                  subprocess.Popen([sys.executable, str(ROOT / "tests/proxy/serve_proxy.py"), str(proxy_port),
-                                   str(snap)], cwd=ROOT)]
+                                   str(snap), str(overrides)], cwd=ROOT)]
         try:
             wait_for_port(up_port)
             wait_for_port(proxy_port)
@@ -114,7 +120,8 @@ def main() -> None:
                 proc.wait(10)
     print(f"connections={args.connections} duration={args.duration}s")
     print(f"direct to upstream : {direct:10.0f} req/s")
-    print(f"through the proxy  : {proxied:10.0f} req/s (one worker, key-auth)")
+    print(f"through the proxy  : {proxied:10.0f} req/s (one worker, key-auth, access_log {args.access_log}"
+          f"{'' if args.access_log == 'off' else ' ' + args.access_log_format})")
 
 
 if __name__ == "__main__":

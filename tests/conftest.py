@@ -163,9 +163,13 @@ def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """A headless Chromium driven by Playwright (playwright.sync_api.Browser), for web pages.
+
+    One per test module: Playwright's sync API runs an event loop on the main thread while it is
+    started, so a module that uses asyncio.run must not come while one is (the test run's order
+    differs with pytest-xdist).
 
     Playwright drives Debian's chromium (no browser of its own is downloaded). Without one the
     browser tests are skipped locally, once, naming what is missing; under CI the session ends.

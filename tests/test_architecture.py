@@ -19,12 +19,14 @@ LAYERS = ("foundation", "settings", "pure logic", "plugin contract", "proxy", "p
 # Parts a plugin (or a core component) brings, by the layer they belong to.
 PART_LAYERS = {"schema": "plugin runtime", "handler": "plugin runtime", "keys": "plugin runtime",
                "migrations": "store", "daos": "store", "tables": "store", "services": "ledger and billing",
-               "api": "admin", "cli": "cli"}
+               "api": "admin", "status_api": "admin", "cli": "cli"}
 # The billing package is pure money logic (Decimal in, Decimal out) but for these modules, which read
 # and write the database, serve the Admin API or the CLI.
 BILLING_LAYERS = {"ledger_usage": "ledger and billing", "plan_store": "ledger and billing",
                   "plans_apply": "ledger and billing", "simulation": "ledger and billing",
                   "subscription_writes": "ledger and billing", "usage_reads": "ledger and billing",
+                  "invoice_store": "ledger and billing", "invoice_run": "ledger and billing",
+                  "api_invoices": "admin", "cli_invoices": "cli",
                   "api_subscriptions": "admin", "api_docs": "admin"}
 
 

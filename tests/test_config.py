@@ -16,7 +16,7 @@ def test_defaults_match_the_documented_ones(tmp_path: Path) -> None:
     assert settings.database_path == tmp_path / "tollway.db"
     assert settings.proxy_listen == "0.0.0.0:8000"
     assert settings.admin_listen == "127.0.0.1:8001"
-    assert settings.enabled_plugins == ("key-auth", "acl", "rate-limiting", "billable")
+    assert settings.enabled_plugins == ("key-auth", "acl", "rate-limiting", "prometheus", "billable")
     assert settings.workers >= 1
 
 
@@ -40,6 +40,7 @@ def test_conf_file_can_come_from_tollway_conf(tmp_path: Path) -> None:
     ("workers", "many", "expected 'auto' or an integer from 1 to 256"),
     ("database", "mysql", "expected one of sqlite, postgres"),
     ("proxy_listen", "8000", "expected HOST:PORT"),
+    ("status_listen", "8100", "expected HOST:PORT, e.g. 127.0.0.1:8100, or off"),
     ("pg_ssl", "maybe", "expected on/off"),
     ("plugins", "bundled,no-such-plugin", "plugin 'no-such-plugin' is not installed"),
     ("pg_port", "-1", "expected a non-negative integer"),
@@ -78,7 +79,7 @@ def test_a_line_without_equals_is_an_error(tmp_path: Path) -> None:
 
 def test_plugins_list_expands_bundled_once_and_off_disables_all() -> None:
     bundled = load_settings(environ={"TOLLWAY_PLUGINS": "bundled,billable"}).enabled_plugins
-    assert bundled == ("key-auth", "acl", "rate-limiting", "billable")
+    assert bundled == ("key-auth", "acl", "rate-limiting", "prometheus", "billable")
     assert load_settings(environ={"TOLLWAY_PLUGINS": "billable"}).enabled_plugins == ("billable",)
     assert load_settings(environ={"TOLLWAY_PLUGINS": "off"}).enabled_plugins == ()
 
@@ -92,3 +93,16 @@ def test_settings_round_trip_as_plain_data() -> None:
 def test_billable_flush_nice_defaults_to_the_lowest_priority() -> None:
     assert load_settings(environ={}).billable_flush_nice == 19
     assert load_settings(environ={"TOLLWAY_BILLABLE_FLUSH_NICE": " 0 "}).billable_flush_nice == 0
+
+
+def test_status_listen_is_off_by_default_and_takes_an_address_or_off() -> None:
+    assert load_settings(environ={}).status_listen == "off"
+    assert load_settings(environ={"TOLLWAY_STATUS_LISTEN": "0.0.0.0:8100"}).status_listen == "0.0.0.0:8100"
+    assert load_settings(environ={"TOLLWAY_STATUS_LISTEN": "OFF"}).status_listen == "off"
+
+
+def test_every_setting_is_in_the_readme_table() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = [line for line in readme.splitlines() if line.startswith("| `")]
+    missing = [key for key in SETTINGS if not any(f"`{key}`" in line.split(" | ")[0] for line in table)]
+    assert missing == [], f"README's settings table lacks {missing}"

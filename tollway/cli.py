@@ -32,13 +32,15 @@ def cli(ctx: click.Context, conf: str | None) -> None:
 
 def _add_commands() -> None:
     from tollway.billing.cli import plans, pricing
+    from tollway.billing.cli_invoices import invoices
     from tollway.declarative.cli import config
     from tollway.metering.cli import report
     from tollway.quickstart import quickstart
     from tollway.server.commands import health, reload, start, stop
     from tollway.store.cli import migrations
 
-    for command in (migrations, config, start, stop, reload, health, quickstart, report, plans, pricing):
+    for command in (migrations, config, start, stop, reload, health, quickstart, report, plans, pricing,
+                    invoices):
         cli.add_command(command)
 
 

@@ -78,6 +78,17 @@ def _parse_nice(text: str) -> int:
     return int(value)
 
 
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def _parse_duration(text: str) -> int:
+    value = text.strip().lower()
+    number, unit = (value[:-1], value[-1]) if value and value[-1] in "smhd" else (value, "")
+    if not number.isdigit():
+        raise ValueError("expected a duration: seconds, or a number with an s, m, h or d suffix (1h)")
+    return int(number) * _DURATION_UNITS[unit]
+
+
 def _parse_str(text: str) -> str:
     return text.strip()
 
@@ -110,6 +121,16 @@ def _parse_listen(text: str) -> str:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:8001")
     return f"{host}:{int(port)}"
+
+
+def _parse_listen_or_off(text: str) -> str:
+    """HOST:PORT, or `off` for a listener that is not opened."""
+    if text.strip().lower() == "off":
+        return "off"
+    try:
+        return _parse_listen(text)
+    except ValueError:
+        raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:8100, or off") from None
 
 
 def _items(text: str) -> list[str]:
@@ -197,6 +218,17 @@ def _parse_workers(text: str) -> int:
     return int(text)
 
 
+def _parse_access_log(text: str) -> str:
+    """`off`, `stdout` or a file; a relative path is made absolute under the prefix once every
+    setting is read."""
+    value = text.strip()
+    if value.lower() in ("off", "stdout"):
+        return value.lower()
+    if not value or "\0" in value:
+        raise ValueError("expected off, stdout or a file path (relative to the prefix)")
+    return value
+
+
 def _parse_log_level(text: str) -> str:
     value = text.strip().lower()
     if value == "warn":
@@ -229,9 +261,16 @@ SETTINGS: dict[str, Setting] = {
     "pg_pool_size": Setting(_parse_int, "5", "PostgreSQL connections per node"),
     "proxy_listen": Setting(_parse_listen, "0.0.0.0:8000", "address of the proxy"),
     "admin_listen": Setting(_parse_listen, "127.0.0.1:8001", "address of the Admin API"),
+    "status_listen": Setting(_parse_listen_or_off, "off",
+                             "address of the read-only status API (GET /status, GET /metrics), or off"),
     "plugins": Setting(_parse_plugins, "bundled", "enabled plugins, comma separated; bundled = all that ship"),
     "workers": Setting(_parse_workers, "auto", "proxy worker processes; auto = one per CPU"),
     "log_level": Setting(_parse_log_level, "notice", "debug, info, notice, warn, error or crit"),
+    "access_log": Setting(_parse_access_log, "off",
+                          "the proxy's access log, one line per call: off, stdout, or a file (relative = under "
+                          "the prefix), appended to by every worker"),
+    "access_log_format": Setting(_parse_choice("text", "json"), "text",
+                                 "text (a combined-log-like line) or json (one object per line, for log shippers)"),
     "db_update_frequency": Setting(_parse_float, "1",
                                    "seconds between checks for configuration written by other nodes"),
     "billable_flush_interval": Setting(_parse_float, "1", "seconds between flushes of metered usage"),
@@ -284,6 +323,17 @@ SETTINGS: dict[str, Setting] = {
         _parse_slots, "262144", "counters the workers of a node share exactly (rate limits); 32 bytes each"),
     "billable_spool_failure": Setting(_parse_choice("serve", "refuse"), "serve",
                                       "when the usage spool cannot be written: serve (with an alarm) or refuse (503)"),
+    # Invoices (tollway/billing/invoices.py)
+    "invoice_grace_period": Setting(_parse_duration, "1h",
+                                    "how long after a billing period ends its draft invoice waits for late usage "
+                                    "before it is finalized (seconds, or with an s, m, h or d suffix)"),
+    "invoice_run_interval": Setting(_parse_duration, "60",
+                                    "seconds between two billing runs of a node (drafts, refreshes, finalizing)"),
+    "invoice_prefix": Setting(_parse_str, "INV-", "the prefix of invoice numbers; each prefix numbers from 1"),
+    "invoice_net_terms": Setting(_parse_int, "30", "days from an invoice's issue date to its due date"),
+    "invoice_issuer_name": Setting(_parse_str, "", "the issuer's name printed on invoices"),
+    "invoice_issuer_address": Setting(_parse_str, "",
+                                      "the issuer's address printed on invoices (a ';' starts a new line)"),
 }
 
 
@@ -303,9 +353,12 @@ class Settings:
     pg_pool_size: int
     proxy_listen: str
     admin_listen: str
+    status_listen: str
     plugins: str
     workers: int
     log_level: str
+    access_log: str
+    access_log_format: str
     db_update_frequency: float
     billable_flush_interval: float
     billable_flush_nice: int
@@ -341,6 +394,12 @@ class Settings:
     keyauth_hash_keys: bool
     shared_counters_slots: int
     billable_spool_failure: str
+    invoice_grace_period: int
+    invoice_run_interval: int
+    invoice_prefix: str
+    invoice_net_terms: int
+    invoice_issuer_name: str
+    invoice_issuer_address: str
     config_file: str | None = field(default=None, compare=False)
 
     @property
@@ -378,6 +437,11 @@ class Settings:
     @property
     def logs_dir(self) -> Path:
         return self.prefix_path / "logs"
+
+    @property
+    def access_log_file(self) -> Path | None:
+        """The access log's file (absolute), or None when it is off or goes to stdout."""
+        return None if self.access_log in ("off", "stdout") else Path(self.access_log)
 
     def with_overrides(self, **values: Any) -> Settings:
         return dataclasses.replace(self, **values)
@@ -446,6 +510,8 @@ def load_settings(conf_file: str | os.PathLike[str] | None = None,
     parsed["prefix"] = str(Path(os.path.expanduser(parsed["prefix"])).absolute())
     if parsed["sqlite_path"]:
         parsed["sqlite_path"] = str(Path(os.path.expanduser(parsed["sqlite_path"])).absolute())
+    if parsed["access_log"] not in ("off", "stdout"):
+        parsed["access_log"] = str(Path(parsed["prefix"]) / os.path.expanduser(parsed["access_log"]))
     settings = Settings(**parsed, config_file=str(conf_file) if conf_file else None)
     try:
         registry.check_installed(settings.enabled_plugins)

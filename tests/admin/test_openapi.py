@@ -4,13 +4,15 @@ is served (answers something other than 404 or 405 on entities that exist)."""
 from __future__ import annotations
 
 import re
+import time
 
 import httpx
 from starlette.routing import Route
 
 from tollway.admin.app import create_app
+from tollway.billing import invoice_run
 from tollway.config import Settings
-from tollway.store.db import Database
+from tollway.store.db import Database, run_with_database
 
 METHODS = ("get", "post", "put", "patch", "delete")
 
@@ -46,7 +48,8 @@ def test_schemas_follow_the_entity_fields(api: httpx.Client) -> None:
     assert "service.id" in schemas["RoutesForm"]["properties"]
     assert schemas["Error"]["required"] == ["message"]
     assert "sha256" in schemas["KeyauthCredentials"]["properties"]["key"]["description"]
-    assert schemas["PluginsInput"]["properties"]["name"]["enum"] == ["key-auth", "acl", "rate-limiting", "billable"]
+    assert schemas["PluginsInput"]["properties"]["name"]["enum"] == ["key-auth", "acl", "rate-limiting", "prometheus",
+                                                                     "billable"]
 
 
 def _seed(api: httpx.Client, n: int = 0) -> dict[str, str]:
@@ -107,8 +110,19 @@ def _concrete(path: str, seeded: dict[str, str]) -> str:
     return "/".join(out)
 
 
-def test_every_documented_operation_is_served(api: httpx.Client) -> None:
+def _seed_invoice(api: httpx.Client, settings: Settings) -> str:
+    """A draft invoice: a subscription that started 40 days ago, billed by a billing run."""
+    assert api.post("/consumers", json={"username": "billed"}).status_code == 201
+    started = int(time.time()) // 3600 * 3600 - 40 * 86_400   # a whole hour: no minute rows needed
+    assert api.post("/consumers/billed/subscriptions", json={"plan": {"name": "p0"},
+                                                             "started_at": started}).status_code == 201
+    run_with_database(settings, lambda db: invoice_run.run(db, settings))
+    return str(api.get("/invoices", params={"consumer": "billed"}).json()["data"][0]["id"])
+
+
+def test_every_documented_operation_is_served(api: httpx.Client, settings: Settings) -> None:
     seeded = _seed(api)
+    seeded["invoices"] = _seed_invoice(api, settings)
     document = api.get("/openapi.json").json()
     deletes: list[str] = []
     for path, ops in document["paths"].items():

@@ -18,7 +18,7 @@ from schemathesis import GenerationMode  # noqa: E402
 from tests.admin.conftest import AdminServer  # noqa: E402
 from tests.admin.test_schemathesis import TOKEN, _problem, guarded  # noqa: E402, F401
 
-BILLING_TAGS = {"meters", "plans", "charges", "entitlements", "subscriptions", "pricing"}
+BILLING_TAGS = {"meters", "plans", "charges", "entitlements", "subscriptions", "pricing", "invoices"}
 EXAMPLES = {"sqlite": 8, "postgres": 4}
 
 

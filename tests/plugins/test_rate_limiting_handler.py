@@ -10,9 +10,9 @@ from typing import Any
 
 from tollway.counters import SharedCounters
 from tollway.plugins.base import Reply
-from tollway.plugins.rate_limiting.handler import Handler, limit_headers
+from tollway.plugins.rate_limiting.handler import Figures, Handler, limit_headers
 from tollway.plugins.rate_limiting.schema import SCHEMA
-from tollway.server.master import plugin_figures
+from tollway.plugins.rate_limiting.services import RateLimitingStatus
 from tollway.store.entities.validation import validate
 
 
@@ -95,11 +95,13 @@ def test_a_refusal_is_kongs_reply_and_hidden_headers_stay_hidden(tmp_path: Path)
 
 
 def test_without_counters_fault_tolerant_serves_and_otherwise_answers_500() -> None:
-    Handler.stats = {}
+    Handler.figures = Figures("w1")
     assert handler(minute=1).access(FakeCall()) is None
     assert handler(minute=1, fault_tolerant=False).access(FakeCall()) == Reply(
         500, {"message": "An unexpected error occurred"})
-    assert Handler.stats["rate-limiting.failing"] is True and Handler.stats["rate-limiting.store_failures"] == 2
+    assert Handler.figures.take() == {"writer": "w1", "failing": True, "refused": 0, "store_failures": 2,
+                                      "served_unlimited": 1}
+    assert Handler.figures.take() is None  # nothing new since
 
 
 def test_counters_are_the_plugins_own() -> None:
@@ -122,7 +124,10 @@ def test_the_proxys_ready_made_header_changes_say_what_limit_headers_says() -> N
         assert fast == plain
 
 
-def test_the_masters_status_sums_plugin_figures_over_workers() -> None:
-    workers = [{"requests_total": 5, "rate-limiting.refused": 2, "rate-limiting.failing": False},
-               {"rate-limiting.refused": 3, "rate-limiting.failing": True, "rate-limiting.store_failures": 1}]
-    assert plugin_figures(workers) == {"rate-limiting": {"refused": 5, "failing": True, "store_failures": 1}}
+def test_the_node_status_sums_the_workers_reports() -> None:
+    status = RateLimitingStatus(SimpleNamespace())  # type: ignore[arg-type]
+    status.add({"writer": "w1", "failing": True, "refused": 2, "store_failures": 1, "served_unlimited": 1})
+    status.add({"writer": "w2", "failing": False, "refused": 3, "store_failures": 0, "served_unlimited": 0})
+    assert status.status() == {"failing": True, "refused": 5, "store_failures": 1, "served_unlimited": 1}
+    status.add({"writer": "w1", "failing": False, "refused": 0, "store_failures": 0, "served_unlimited": 0})
+    assert status.status()["failing"] is False

@@ -157,10 +157,10 @@ def test_redis_stopped_mid_load_is_served_through_when_fault_tolerant(node: Node
     assert before and after
     assert all("X-RateLimit-Remaining-Hour" in a.headers for a in before)
     assert not any("X-RateLimit-Remaining-Hour" in a.headers for a in after)  # served without limits
-    node.wait_until(lambda: node.json("/status")["plugins"].get("rate-limiting", {}).get("failing") is True,
+    node.wait_until(lambda: node.json("/status").get("rate-limiting", {}).get("failing") is True,
                     timeout=5, what="GET /status saying Redis fails")
     # workers report their figures every second: wait for the report that counts the last calls
-    node.wait_until(lambda: node.json("/status")["plugins"]["rate-limiting"]["served_unlimited"] >= len(after),
+    node.wait_until(lambda: node.json("/status")["rate-limiting"]["served_unlimited"] >= len(after),
                     timeout=5, what="every call served without Redis counted in GET /status")
     assert "Redis failed" in node.log() and "fault_tolerant" in node.log()
 

@@ -8,7 +8,7 @@ import time
 
 import httpx
 
-from tests.server.nodes import Node
+from tests.server.nodes import Node, tollway
 from tests.server.test_metering_e2e import KEYS, Load, seed, wait_for_totals
 from tollway.config import Settings
 
@@ -73,3 +73,43 @@ def test_status_shows_the_backlog_while_the_database_is_away(sqlite_settings: Se
         node.wait_until(lambda: _metering(node)["waiting_calls"] == 0, timeout=10, what="the backlog emptied")
     finally:
         node.close()
+
+
+def test_health_fails_while_metering_is_behind_and_passes_once_it_caught_up(sqlite_settings: Settings,
+                                                                            echo_upstream: int) -> None:
+    import sqlite3
+
+    settings = sqlite_settings.with_overrides(workers=1)
+    node = Node(settings)
+    try:
+        node.bootstrap()
+        node.start()
+        seed(node, f"http://127.0.0.1:{echo_upstream}")
+        assert tollway(settings, "health").returncode == 0
+        blocker = sqlite3.connect(str(settings.database_path), timeout=30)
+        with Load(node, KEYS, threads_per_key=1) as load:
+            blocker.execute("BEGIN EXCLUSIVE")  # the ledger cannot be written: calls wait in the spool
+            node.wait_until(lambda: _metering(node)["behind"] is True, timeout=40, what="metering behind")
+            sick = tollway(settings, "health")
+            blocker.rollback()
+        blocker.close()
+        assert sick.returncode == 1, sick
+        assert "unhealthy: metering is behind (" in sick.stderr and "calls wait to be recorded" in sick.stderr, sick
+        wait_for_totals(node, +load.received, timeout=30)
+        node.wait_until(lambda: _metering(node)["behind"] is False, timeout=10, what="metering caught up")
+        healthy = tollway(settings, "health")
+        assert healthy.returncode == 0 and healthy.stdout.startswith("Tollway is healthy"), healthy
+    finally:
+        node.close()
+
+
+def test_what_status_says_is_wrong_is_named() -> None:
+    from tollway.server.commands import unhealthy
+
+    assert unhealthy({"database": {"reachable": True}, "metering": {"behind": False, "disk_alarm": False}}) == []
+    assert unhealthy({"database": {"reachable": False}, "metering": {
+        "behind": True, "waiting_calls": 1200, "oldest_waiting_seconds": 12.5, "last_error": "database is locked",
+        "disk_alarm": True, "disk_free_bytes": 4096}}) == [
+        "its database is unreachable",
+        "metering is behind (1200 calls wait to be recorded, the oldest for 12.5 s), last error: database is locked",
+        "the spool's disk is nearly full (4096 bytes free)"]

@@ -36,9 +36,9 @@ def cli(settings: Settings, *args: str) -> tuple[int, str]:
 
 def test_bootstrap_twice_is_harmless(settings: Settings) -> None:
     ran = run(settings, lambda db: migrations.bootstrap(db, settings))
-    assert [(m.subsystem, m.name) for m in ran][:6] == [
+    assert [(m.subsystem, m.name) for m in ran][:7] == [
         ("core", "000_base"), ("metering", "000_base"), ("metering", "001_week_grain"), ("metering", "002_latency"),
-        ("billing", "000_base"),
+        ("billing", "000_base"), ("billing", "001_invoices"),
         ("key-auth", "000_base")]
     assert run(settings, lambda db: migrations.bootstrap(db, settings)) == []
     assert run(settings, lambda db: migrations.pending(db, settings)) == []
@@ -58,7 +58,7 @@ def test_up_runs_the_migrations_of_newly_enabled_plugins(settings: Settings) -> 
     states = run(settings, lambda db: migrations.list_state(db, settings))
     assert states[0] == migrations.SubsystemState("core", ("000_base",), ())
     assert states[1] == migrations.SubsystemState("metering", ("000_base", "001_week_grain", "002_latency"), ())
-    assert states[2] == migrations.SubsystemState("billing", ("000_base",), ())
+    assert states[2] == migrations.SubsystemState("billing", ("000_base", "001_invoices"), ())
     assert states[3] == migrations.SubsystemState("key-auth", (), ("000_base", "001_ttl_expiry"))
     assert states[4] == migrations.SubsystemState("acl", (), ("000_base",))
     with pytest.raises(StoreError, match="pending migrations"):

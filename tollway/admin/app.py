@@ -75,6 +75,16 @@ async def _unexpected(_request: Request, exc: Exception) -> Response:
     return json_response({"message": "An unexpected error occurred"}, 500)
 
 
+def error_handlers() -> dict[Any, Callable[[Request, Exception], Any]]:
+    """Every error as JSON in Kong's shape, store errors translated, never a traceback."""
+    return {
+        errors.ApiError: _api_error,
+        HTTPException: _http_error,
+        StoreError: _store_error,
+        Exception: _unexpected,
+    }
+
+
 def plugin_routes(ctx: AdminContext) -> list[BaseRoute]:
     """Routes of every core component and enabled plugin that has an api.py."""
     found: list[BaseRoute] = []
@@ -87,7 +97,7 @@ def create_app(settings: Settings, db: Database, on_change: Callable[[], None] |
                status_extra: StatusExtra | None = None, *, node_id: str | None = None) -> Starlette:
     """The Admin API for this configuration; on_change() runs after every successful write and
     status_extra() adds to (or overrides parts of) GET /status, e.g. the master's server stats."""
-    ctx = AdminContext(settings, db, on_change)
+    ctx = AdminContext(settings, db, on_change, node_status=status_extra)
     routes: list[BaseRoute] = []
 
     document: dict[str, Any] = {}
@@ -105,13 +115,7 @@ def create_app(settings: Settings, db: Database, on_change: Callable[[], None] |
     routes += tags.routes(ctx)
     routes += plugin_routes(ctx)  # before the generated ones: /billable is not /{entity}
     routes += entity_routes(ctx)
-    handlers: dict[Any, Callable[[Request, Exception], Any]] = {
-        errors.ApiError: _api_error,
-        HTTPException: _http_error,
-        StoreError: _store_error,
-        Exception: _unexpected,
-    }
-    app = Starlette(routes=routes, exception_handlers=handlers)
+    app = Starlette(routes=routes, exception_handlers=error_handlers())
     app.state.ctx = ctx
     # Outermost last: CORS headers, the token guard, OPTIONS answers, then routing.
     app.add_middleware(StripTrailingSlash)

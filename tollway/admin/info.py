@@ -39,6 +39,31 @@ def kong_fields(fields: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]
     return out
 
 
+def status_endpoint(ctx: AdminContext, status_extra: StatusExtra | None) -> Callable[[Request], Any]:
+    """GET /status: database reachability and Kong's `server` counters, with what status_extra()
+    adds (the master's figures); served on the Admin API and on the status listener."""
+
+    async def status(_request: Request) -> Response:
+        reachable = True
+        try:
+            async with ctx.db.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except (StoreError, OSError):
+            reachable = False
+        body: dict[str, Any] = {
+            "database": {"reachable": reachable},
+            "server": {"connections_accepted": 0, "connections_active": 0, "connections_handled": 0,
+                       "connections_reading": 0, "connections_waiting": 0, "connections_writing": 0,
+                       "total_requests": 0},
+        }
+        for key, value in (status_extra() if status_extra else {}).items():
+            body[key] = {**body[key], **value} if isinstance(body.get(key), dict) and isinstance(value, dict) \
+                else value
+        return json_response(body)
+
+    return status
+
+
 def info_routes(ctx: AdminContext, *, node_id: str, status_extra: StatusExtra | None,
                 endpoints: Callable[[], list[str]], openapi: Callable[[], Mapping[str, Any]]) -> list[BaseRoute]:
     """The informational routes; `endpoints` lists every path of the app (for GET /endpoints),
@@ -69,24 +94,6 @@ def info_routes(ctx: AdminContext, *, node_id: str, status_extra: StatusExtra | 
                               "role": "traditional", "portal": False, "rbac": "off"},
         })
 
-    async def status(_request: Request) -> Response:
-        reachable = True
-        try:
-            async with ctx.db.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-        except (StoreError, OSError):
-            reachable = False
-        body: dict[str, Any] = {
-            "database": {"reachable": reachable},
-            "server": {"connections_accepted": 0, "connections_active": 0, "connections_handled": 0,
-                       "connections_reading": 0, "connections_waiting": 0, "connections_writing": 0,
-                       "total_requests": 0},
-        }
-        for key, value in (status_extra() if status_extra else {}).items():
-            body[key] = {**body[key], **value} if isinstance(body.get(key), dict) and isinstance(value, dict) \
-                else value
-        return json_response(body)
-
     async def enabled(_request: Request) -> Response:
         return json_response({"enabled_plugins": list(ctx.settings.enabled_plugins)})
 
@@ -105,7 +112,7 @@ def info_routes(ctx: AdminContext, *, node_id: str, status_extra: StatusExtra | 
 
     return [
         Route("/", root, methods=["GET"]),
-        Route("/status", status, methods=["GET"]),
+        Route("/status", status_endpoint(ctx, status_extra), methods=["GET"]),
         Route("/plugins/enabled", enabled, methods=["GET"]),
         Route("/schemas/plugins/{name}", plugin_schema, methods=["GET"]),
         Route("/endpoints", list_endpoints, methods=["GET"]),

@@ -19,6 +19,8 @@ Pure too, over the engine: what is counted and what a subscription is entitled t
     subscriptions.py  `Timeline`: a subscription's phases (plan versions over time), changes, cancels
     usage.py          a subscription's current period: figures to read, then units, money, limits
     gate.py           phase 2: the hard entitlements a call counts against, from a worker's snapshot
+    invoicing.py      a subscription's billing windows, their segments (plan versions) and invoice lines
+    invoice_documents.py  an invoice as JSON, CSV (the finance export) and a printable HTML page
 
 The database and the Admin API (core component "billing", tollway.plugins.registry):
 
@@ -28,6 +30,9 @@ The database and the Admin API (core component "billing", tollway.plugins.regist
     ledger_usage.py          meter figures read exactly from the usage ledger
     usage_reads.py           usage answers of a consumer, or of every subscription
     simulation.py            POST /pricing/simulate and `tollway pricing simulate`
+    invoice_store.py         invoices, lines, credit notes and number sequences: whole writes
+    invoice_run.py           the billing run: drafts, refreshes, finalizing (services.py runs it)
+    api_invoices.py, cli_invoices.py   /invoices, /credit_notes and `tollway invoices`
     api.py, api_subscriptions.py, api_docs.py   billing's own routes and their OpenAPI entries
     plans_file.py, plans_apply.py, cli.py       `tollway plans apply FILE`, `tollway pricing simulate`
 

@@ -5,6 +5,7 @@
     GET  /plans/{plan}/versions[/{version}]      a plan's recorded versions (its history)
     POST /plans/{plan}/versions                  record the head as a version now (200 if unchanged)
     POST, PATCH, PUT, DELETE on subscriptions, POST .../cancel: api_subscriptions.py
+    /invoices, /credit_notes: api_invoices.py
 
 Errors are Kong's shapes: store errors are translated by the app, billing's here.
 """
@@ -23,7 +24,7 @@ from tollway.admin.context import AdminContext
 from tollway.admin.errors import ApiError
 from tollway.admin.responses import json_response
 from tollway.billing import api_docs as docs
-from tollway.billing import api_subscriptions, plan_store, simulation, usage_reads
+from tollway.billing import api_invoices, api_subscriptions, plan_store, simulation, usage_reads
 from tollway.billing.ledger_usage import RetentionExceeded
 from tollway.errors import NotFound
 
@@ -83,6 +84,7 @@ def routes(ctx: AdminContext) -> list[BaseRoute]:
         Route("/plans/{parent}/versions", record, methods=["POST"]),
         Route("/plans/{parent}/versions/{version}", version, methods=["GET"]),
         *api_subscriptions.routes(ctx),
+        *api_invoices.routes(ctx),
     ]
 
 
@@ -138,4 +140,5 @@ OPENAPI: dict[str, Any] = {
         "parameters": [docs.PLAN, docs.path_param("version", "the version number (from 1)")],
         "responses": {**docs.ok("the version", VERSION), **docs.errors(e404="no such plan or version")}}},
     **api_subscriptions.OPENAPI,
+    **api_invoices.OPENAPI,
 }

@@ -1,7 +1,7 @@
 """Hard entitlements at the gate: which limits a call counts against, decided from the snapshot.
 
-Phase 2 of issue 18 wires this into the proxy; the decision is pure and lives here. A worker
-compiles `EntitlementIndex.compile(snapshot["subscriptions"])` once per configuration (next to its
+The billable plugin (tollway/plugins/billable/handler.py) applies it; the decision is pure and
+lives here. A worker compiles `EntitlementIndex.compile(snapshot["subscriptions"])` once per configuration (next to its
 routes) and, per call, once key-auth has named the consumer and the router the route:
 
     checks = index.checks(consumer_id, service_id, route_id, now)      # usually () : nothing to do
@@ -33,10 +33,10 @@ Counting, exactly, with SharedCounters (one table per node, every worker maps it
   call that crosses a byte limit is served; the ones after it are refused.
 - A window that ended before the settlement is left alone (its count no longer matters).
 
-Counters are per node: a cluster of N nodes admits up to N times a limit unless a shared store
-backs them (open for phase 2). Calls the gate refuses get status 429 and, recorded by the billable
-plugin, would be counted by a meter with no status filter: phase 2 should keep them out of the
-ledger's billable rows (or meters should exclude 429s by default).
+Counters are per node: a cluster of N nodes admits up to N times a limit, until a shared store
+backs them. Calls the gate refuses are recorded by the billable plugin with status 429, as Kong
+records refusals, so a meter with no status filter counts them: give a meter that prices calls a
+status filter (`["2xx"]`).
 """
 
 from __future__ import annotations

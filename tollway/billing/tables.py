@@ -10,6 +10,10 @@ times integer epoch seconds, ids UUID strings, as in the core tables.
   entitlements    a plan's limit on one meter per period (unique per plan, meter and period)
   plan_versions   immutable snapshots of a plan as subscriptions took it (numbered from 1)
   subscriptions   a consumer on a plan version, in a time zone, with its phases (history)
+  invoices        one per subscription and billing period (unique): draft, finalized or void
+  invoice_lines   an invoice's lines, each rounded once; tiers and proration as JSON
+  credit_notes    corrections of finalized invoices, deducted on the consumer's next invoices
+  invoice_sequences  the last number taken per invoice prefix (gapless: taken when finalizing)
 """
 
 from __future__ import annotations
@@ -103,4 +107,68 @@ subscriptions = Table(
     Column("tags", Text),
 )
 
-BILLING_TABLES = [meters, plans, charges, entitlements, plan_versions, subscriptions]
+invoices = Table(
+    "invoices", metadata, _id(), *_times(),
+    Column("subscription_id", String(ID), ForeignKey("subscriptions.id"), nullable=False),
+    Column("consumer_id", String(ID), ForeignKey("consumers.id"), nullable=False, index=True),
+    Column("period", String(7), nullable=False, index=True),   # YYYY-MM of the local period start
+    Column("period_start", BigInteger, nullable=False),
+    Column("period_end", BigInteger, nullable=False),
+    Column("tz", String(64), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("status", String(16), nullable=False, index=True),
+    Column("number", String(64), unique=True),
+    Column("issued_at", BigInteger),
+    Column("due_at", BigInteger),
+    Column("voided_at", BigInteger),
+    Column("subtotal", String(PRICE), nullable=False),
+    Column("subtotal_minor", BigInteger, nullable=False),
+    Column("credits", String(PRICE), nullable=False),
+    Column("credits_minor", BigInteger, nullable=False),
+    Column("total", String(PRICE), nullable=False),
+    Column("total_minor", BigInteger, nullable=False),
+    Column("customer", Text, nullable=False),   # consumer username, custom_id, external customer id (JSON)
+    UniqueConstraint("subscription_id", "period_start", name="invoices_subscription_period_key"),
+)
+
+invoice_lines = Table(
+    "invoice_lines", metadata, _id(),
+    Column("invoice_id", String(ID), ForeignKey("invoices.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("position", Integer, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("plan_id", String(ID)),
+    Column("plan_name", String(255)),
+    Column("plan_version", Integer),
+    Column("meter", String(255)),
+    Column("model", String(16)),
+    Column("starts_at", BigInteger, nullable=False),
+    Column("ends_at", BigInteger, nullable=False),
+    Column("quantity", String(PRICE)),
+    Column("unit_price", String(PRICE)),
+    Column("tiers", Text),
+    Column("proration", Text),
+    Column("credit_note_id", String(ID)),
+    Column("amount", String(PRICE), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+)
+
+credit_notes = Table(
+    "credit_notes", metadata, _id(), *_times(),
+    Column("invoice_id", String(ID), ForeignKey("invoices.id"), nullable=False, index=True),
+    Column("consumer_id", String(ID), ForeignKey("consumers.id"), nullable=False, index=True),
+    Column("currency", String(3), nullable=False),
+    Column("reason", String(32), nullable=False),
+    Column("description", Text),
+    Column("amount", String(PRICE), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("applied_minor", BigInteger, nullable=False),   # deducted on later finalized invoices so far
+)
+
+invoice_sequences = Table(
+    "invoice_sequences", metadata,
+    Column("prefix", String(64), primary_key=True),
+    Column("last_number", BigInteger, nullable=False),
+)
+
+BILLING_TABLES = [meters, plans, charges, entitlements, plan_versions, subscriptions, invoices, invoice_lines,
+                  credit_notes, invoice_sequences]

@@ -81,6 +81,11 @@ class Flusher:
         self.disk_free_bytes: int | None = None
         self._backlog = Backlog()
         self.skipped = False         # the last flush found another flusher at work (it skipped its turn)
+        # Work done, for GET /metrics
+        self.rows_committed = 0      # usage rows upserted into the ledger since start
+        self.flushes = 0             # flushes done (successful or not)
+        self.flush_seconds = 0.0     # their total duration
+        self.last_flush_seconds: float | None = None
 
     async def flush_once(self) -> int:
         """Count every complete line not yet counted; the number of records counted.
@@ -137,7 +142,7 @@ class Flusher:
             on_disk = {file.name for file in files}
             gone = {name: position for name, position in committed.items() if name not in on_disk}
             if offsets or gone:
-                await self._commit(batch, committed, offsets, gone)
+                self.rows_committed += await self._commit(batch, committed, offsets, gone)
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"cannot reach the database to flush usage: {ledger.describe(exc)}") from exc
         self.counted += batch.records
@@ -147,15 +152,18 @@ class Flusher:
         return batch.records
 
     async def _commit(self, batch: UsageBatch, committed: dict[str, int], offsets: dict[str, int],
-                      gone: dict[str, int]) -> None:
-        """One transaction: usage, names, and offsets moved from `committed` (or OffsetConflict)."""
+                      gone: dict[str, int]) -> int:
+        """One transaction: usage, names, and offsets moved from `committed` (or OffsetConflict);
+        the number of usage rows written."""
+        rows = batch.usage_rows()
         async with self.db.begin() as conn:
-            await ledger.add_usage(conn, batch.usage_rows())
+            await ledger.add_usage(conn, rows)
             await ledger.add_latencies(conn, batch.latency_rows())
             await ledger.remember_names(conn, batch.name_rows())
             await ledger.move_offsets(conn, self.node_id, {name: (committed.get(name), position)
                                                            for name, position in offsets.items()})
             await ledger.forget_offsets(conn, self.node_id, gone)
+        return len(rows)
 
     def _collect(self, files: list[SpoolFile],
                  committed: dict[str, int]) -> tuple[UsageBatch, dict[str, int], int]:
@@ -234,6 +242,7 @@ class Flusher:
 
         Nothing escapes: every error is logged, counted and shown, and the next turn tries again.
         """
+        began = time.monotonic()
         try:
             await self.flush_once()
         except StoreUnavailable as exc:
@@ -249,6 +258,10 @@ class Flusher:
                 self.failures = 0
                 self.last_success_at = self.clock()
                 self.backlog = NONE_WAITING
+        finally:
+            self.last_flush_seconds = time.monotonic() - began
+            self.flush_seconds += self.last_flush_seconds
+            self.flushes += 1
         try:
             if self.failures:
                 self.backlog = await asyncio.to_thread(self._backlog.measure, self.reader.files(), self._positions)

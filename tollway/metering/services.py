@@ -35,6 +35,9 @@ class MeteringService:
         self._counted_before = 0   # counts of the threads that died before this one
         self._cut_off_before = 0
         self._errors_before = 0
+        self._rows_before = 0
+        self._flushes_before = 0
+        self._flush_seconds_before = 0.0
         self._supervisor: asyncio.Task[None] | None = None
 
     def _new_thread(self) -> FlusherThread:
@@ -63,6 +66,9 @@ class MeteringService:
             self._counted_before += dead.counted
             self._cut_off_before += dead.cut_off
             self._errors_before += dead.errors_total + 1
+            self._rows_before += dead.rows_committed
+            self._flushes_before += dead.flushes
+            self._flush_seconds_before += dead.flush_seconds
             self.restarts += 1
             log.error("metering: the usage flusher thread died; starting it again (restart %d)", self.restarts)
             try:
@@ -91,6 +97,10 @@ class MeteringService:
             "oldest_waiting_seconds": round(lag, 3),
             "behind": lag > behind_after or not self.thread.alive,
             "last_flush_at": flusher.last_success_at,
+            "last_flush_seconds": flusher.last_flush_seconds,
+            "flushes_total": self._flushes_before + flusher.flushes,
+            "flush_seconds_total": round(self._flush_seconds_before + flusher.flush_seconds, 6),
+            "rows_committed": self._rows_before + flusher.rows_committed,
             "flush_failures": flusher.failures,
             "errors_total": self._errors_before + flusher.errors_total,
             "last_error": flusher.last_error,

@@ -2,7 +2,10 @@
 
 Once per worker process, before it serves, the worker calls `Handler.init_worker(worker)` of every
 enabled plugin that has a handler (Kong's init_worker): a place to open connections or shared
-structures the plugin's handlers will use.
+structures the plugin's handlers will use. A plugin that counts in the worker and shows the sums
+in the master registers `worker.reports[name] = take`: every second (and once more as the worker
+drains) the worker sends what `take()` gives, unless None, to the master, which hands it to the
+callback a node service registered with `node.on_report(name, callback)`.
 
 In the master, a plugin's `services.py` may export `services(node) -> list[NodeService]`: work that
 runs beside the proxy for as long as the node runs (a flusher, an exporter, a billing run). The
@@ -13,7 +16,7 @@ service of the core (tollway/metering/services.py).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 
@@ -24,9 +27,7 @@ class WorkerContext(Protocol):
     writer_id: str               # unique per worker process: names its spool files and shared-counter slots
     spool: Any                   # tollway.metering.spool.SpoolWriter: the worker's usage spool
     counters: Any                # tollway.counters.SharedCounters: exact counters shared by the node's workers
-    # Figures a plugin keeps for GET /status, named "<plugin>.<figure>": the master shows them under
-    # "plugins" -> plugin -> figure, integers summed over the workers, booleans true if any is.
-    plugin_stats: dict[str, int | bool]
+    reports: dict[str, Callable[[], Any]]  # name -> what to send the master every second (None: nothing)
 
 
 class NodeContext(Protocol):
@@ -38,6 +39,9 @@ class NodeContext(Protocol):
 
     def writer_alive(self, writer_id: str) -> bool:
         """Whether a worker (by its writer id) still runs: its spool files may still grow."""
+
+    def on_report(self, name: str, callback: Callable[[Any], None] | None) -> None:
+        """Hand every worker report of that name to callback(data), on the master's loop (None: stop)."""
 
 
 class NodeService(Protocol):

@@ -13,6 +13,7 @@ A plugin's package holds:
   handler.py     Handler: a subclass of tollway.plugins.base.Handler, one method per phase
   daos.py        optional: its own entities, ENTITIES or entities(settings)
   api.py         optional: routes(ctx) -> its Admin API routes, and OPENAPI describing them
+  status_api.py  optional: routes(ctx) -> its read-only routes on the status listener (status_listen)
   services.py    optional: services(ctx) -> node services the master runs (tollway.plugins.base.NodeService)
   migrations/    optional: numbered migration modules, run by `tollway migrations up`
 
@@ -45,7 +46,7 @@ __all__ = ["CORE_COMPONENTS", "ENTRY_POINT_GROUP", "PARTS", "bundled", "check_in
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "tollway.plugins"
-PARTS = ("schema", "handler", "daos", "api", "services", "migrations")
+PARTS = ("schema", "handler", "daos", "api", "status_api", "services", "migrations")
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 # Owner -> package of the core's subsystems, in the order their parts come (and migrations run).
 CORE_COMPONENTS = {"core": "tollway.store", "metering": "tollway.metering", "billing": "tollway.billing"}

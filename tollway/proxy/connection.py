@@ -90,6 +90,7 @@ class ClientConnection:
         self.server = server
         self.loop = server.loop
         self.clock: Callable[[], float] = server.loop.time  # Performance notes: bound once
+        self.access_log = server.access_log  # None when off: one check where a call ends
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.tls = server.ssl_context is not None
         self.proto_b = b"https" if self.tls else b"http"
@@ -145,6 +146,12 @@ class ClientConnection:
                 self.transport.pause_reading()
             else:
                 self.transport.resume_reading()
+
+    def log_access(self, call: Call) -> None:
+        """`call` is over: its access log line (when there is an access log; callers check)."""
+        access_log = self.access_log
+        if access_log is not None:
+            access_log.record(call, self.clock())
 
     def close(self) -> None:
         """Close; after a refusal, linger (as nginx's lingering_close) so the answer gets through.

@@ -348,6 +348,8 @@ class Exchange(UpstreamListener):
 
     def response_complete(self, call: Call) -> None:
         call.response_done = True
+        if self.conn.access_log is not None:
+            self.conn.log_access(call)
         chain: Chain | None = call.chain
         if chain is not None and chain.log:
             self.conn.loop.call_soon(run_log, call)

@@ -83,6 +83,8 @@ class ClientProtocol(asyncio.Protocol):
                 call.upstream = None
             run_meter(call)
             run_log(call)
+            if conn.access_log is not None:
+                conn.log_access(call)
 
     def eof_received(self) -> bool | None:
         # A half-closed client still gets the response in flight, then the connection closes;

@@ -199,6 +199,8 @@ class ResponseWriter:
         call.response_done = True
         run_meter(call)
         run_log(call)
+        if self.conn.access_log is not None:
+            self.conn.log_access(call)
         self.conn.transport.close()
 
     # The gateway's own --------------------------------------------------------------------------
@@ -232,5 +234,8 @@ class ResponseWriter:
     def write_rejection(self, rejected: Rejected) -> None:
         """The answer to a request refused before it had a Call started; the connection closes."""
         data, _ = responses.render(Reply(rejected.status, {"message": rejected.message}), False)
-        self.conn.transport.write(data)
-        self.conn.close()
+        conn = self.conn
+        conn.transport.write(data)
+        if conn.access_log is not None:
+            conn.access_log.record_refusal(conn.client_ip, rejected.status, len(data))
+        conn.close()

@@ -96,6 +96,8 @@ class ProxyServer(ProxyCore):
                 await asyncio.sleep(0)
         if self.pool is not None:
             self.pool.close()
+        if self.access_log is not None:
+            self.access_log.close()
         if self.sweep_handle is not None:
             self.sweep_handle.cancel()
             self.sweep_handle = None
@@ -112,6 +114,7 @@ class ProxyServer(ProxyCore):
             "timeouts": self.timeouts,
             "upstream_idle": self.pool.idle_count() if self.pool is not None else 0,
             "config_version": self.state.version,
+            "access_log_dropped": self.access_log.dropped if self.access_log is not None else 0,
         }
 
     def _setup(self) -> None:
@@ -122,3 +125,5 @@ class ProxyServer(ProxyCore):
                                      self.settings.upstream_keepalive_idle_timeout,
                                      resolver=Resolver(nameservers),
                                      max_head=self.settings.upstream_max_header_size or UNLIMITED)
+            if self.access_log is not None:
+                self.access_log.start(self.loop)

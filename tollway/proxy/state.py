@@ -3,8 +3,8 @@
     State       one applied configuration: routes, plugin chains, the runtime handed to handlers
     Limits      what one request may hold, from the settings
     ProxyCore   the server as its connections see it: the configuration they read, the upstream
-                pool, the client limits and trust settings, the counters they add to, and the
-                registry of open connections with its timeout sweep
+                pool, the client limits and trust settings, the counters they add to, the access
+                log, and the registry of open connections with its timeout sweep
 
 `ProxyServer` (server.py) is a ProxyCore that also applies configurations, serves sockets and
 drains; the client side (protocol.py and its parts) knows only this module, so neither imports
@@ -19,6 +19,7 @@ import ssl
 from typing import Any, NamedTuple, Protocol
 
 from tollway.config import Settings
+from tollway.proxy.access_log import AccessLog
 from tollway.proxy.call import UNLIMITED
 from tollway.proxy.chain import RoutePlugins, Runtime, compile_plugins
 from tollway.proxy.router import RouteTable
@@ -92,6 +93,7 @@ class ProxyCore:
         self.trusted_networks = tuple(ipaddress.ip_network(item) for item in settings.trusted_ips.split(",") if item)
         self.real_ip_name = settings.real_ip_header.lower().encode("latin-1")
         self.real_ip_recursive = settings.real_ip_recursive
+        self.access_log = AccessLog.from_settings(settings)  # None when off (settings.access_log)
         self.state = State(0, RouteTable(), {}, None)
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self.pool: UpstreamPool = None  # type: ignore[assignment]

@@ -23,8 +23,8 @@ from tollway.server import node
 
 # Settings a reload cannot change in a running node (the master keeps them until the next start;
 # the same list as in Master._reload).
-RESTART_ONLY = ("prefix", "proxy_listen", "admin_listen", "database", "sqlite_path", "pg_host", "pg_port",
-                "pg_database", "pg_schema")
+RESTART_ONLY = ("prefix", "proxy_listen", "admin_listen", "status_listen", "database", "sqlite_path", "pg_host",
+                "pg_port", "pg_database", "pg_schema")
 START_TIMEOUT = 60.0
 
 
@@ -195,10 +195,36 @@ def reload(settings: Settings) -> None:
 @click.command()
 @pass_settings
 def health(settings: Settings) -> None:
-    """Say whether the node is running and its Admin API answers."""
+    """Say whether the node and its metering are healthy.
+
+    Healthy: the node runs, its Admin API answers, its database is reachable, metering keeps up (no
+    call has waited more than 10 s to be recorded) and the spool's disk has room. Otherwise it
+    exits with 1, naming what is wrong.
+    """
     pid = node.require_running(settings)
-    code = admin_status(settings)
-    if code != 200:
+    answer = admin_get(settings, "/status", timeout=10.0)
+    if answer is None or answer[0] != 200:
         raise NodeError(f"Tollway (pid {pid}) is running but its Admin API does not answer on "
                         f"{settings.admin_listen}")
+    status = answer[1] if isinstance(answer[1], dict) else {}
+    problems = unhealthy(status)
+    if problems:
+        raise NodeError(f"Tollway (pid {pid}) is running but unhealthy: {'; '.join(problems)}")
     click.echo(f"Tollway is healthy (pid {pid}, prefix {settings.prefix})")
+
+
+def unhealthy(status: dict[str, Any]) -> list[str]:
+    """What GET /status says is wrong: an unreachable database, metering behind, a spool disk filling up."""
+    problems = []
+    if status.get("database", {}).get("reachable") is False:
+        problems.append("its database is unreachable")
+    metering = status.get("metering") or {}
+    if metering.get("behind"):
+        problem = (f"metering is behind ({metering.get('waiting_calls')} calls wait to be recorded, the oldest "
+                   f"for {metering.get('oldest_waiting_seconds')} s)")
+        if metering.get("last_error"):
+            problem += f", last error: {metering['last_error']}"
+        problems.append(problem)
+    if metering.get("disk_alarm"):
+        problems.append(f"the spool's disk is nearly full ({metering.get('disk_free_bytes')} bytes free)")
+    return problems

@@ -30,6 +30,7 @@ from tollway.config import Settings
 from tollway.counters import SharedCounters
 from tollway.errors import ConfigError, NodeError, StoreError
 from tollway.plugins import registry
+from tollway.proxy.access_log import open_file
 from tollway.server import node
 from tollway.server.admin_listener import Limits, bounded_protocol
 from tollway.server.control import Channel
@@ -103,6 +104,13 @@ def check_tls_files(settings: Settings) -> None:
                                   f"{getattr(exc, 'strerror', None) or exc}") from exc
 
 
+def check_access_log(settings: Settings) -> None:
+    """An access log file that cannot be opened is a ConfigError now, not workers that die."""
+    path = settings.access_log_file
+    if path is not None:
+        os.close(open_file(str(path))[0])
+
+
 class Master:
     def __init__(self, settings: Settings) -> None:
         # Node-wide state
@@ -118,6 +126,9 @@ class Master:
         self.admin_sock: socket.socket | None = None
         self.admin_server: AdminServer | None = None
         self.admin_app: Callable[..., Any] | None = None
+        self.status_sock: socket.socket | None = None  # status_listen's, when it is not off
+        self.status_server: AdminServer | None = None
+        self.status_app: Callable[..., Any] | None = None
         self.counters: SharedCounters | None = None  # created here, mapped by every worker
         # Workers and the configuration they hold
         self.workers: dict[int, WorkerHandle] = {}
@@ -129,6 +140,7 @@ class Master:
         self.config_version: int | None = None
         # Node services (tollway.plugins.node): the ledger's flusher, and those of enabled plugins
         self.services: dict[str, list[NodeService]] = {}  # by owner: "core" or a plugin's name
+        self.report_listeners: dict[str, Callable[[Any], None]] = {}  # workers' reports, by name (on_report)
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -137,11 +149,14 @@ class Master:
         from tollway.store.db import Database
 
         check_tls_files(self.settings)
+        check_access_log(self.settings)
         self.db = Database.from_settings(self.settings)
         try:
             await migrations.ensure_bootstrapped(self.db, self.settings)
             self.proxy_sock = bind(self.settings.proxy_listen, "proxy_listen")
             self.admin_sock = bind(self.settings.admin_listen, "admin_listen")
+            if self.settings.status_listen != "off":
+                self.status_sock = bind(self.settings.status_listen, "status_listen")
             self.snapshot = await self._load_snapshot()
             self.counters = SharedCounters(self.settings.shared_counters_path, self.settings.shared_counters_slots,
                                            create=True)
@@ -164,9 +179,9 @@ class Master:
                 asyncio.create_task(self._poll_loop(), name="poll"),
                 asyncio.create_task(self._reload_loop(), name="reload"),
             ]
-            log.info("tollway %s started: proxy on %s, admin on %s, %d worker(s), prefix %s",
+            log.info("tollway %s started: proxy on %s, admin on %s, status on %s, %d worker(s), prefix %s",
                      node.version(), self.settings.proxy_listen, self.settings.admin_listen,
-                     self.settings.workers, self.settings.prefix)
+                     self.settings.status_listen, self.settings.workers, self.settings.prefix)
             await self.stopping.wait()
             log.info("stopping: draining workers")
             for task in background:
@@ -186,17 +201,19 @@ class Master:
         self.stopping.set()
 
     async def _shutdown(self) -> None:
-        if self.admin_server is not None:
-            self.admin_server.should_exit = True
+        for server in (self.admin_server, self.status_server):
+            if server is not None:
+                server.should_exit = True
         everyone = list(self.workers.values()) + self.retired
         await asyncio.gather(*(self._drain(handle) for handle in everyone))
-        if self.admin_task is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.admin_task, 10)
+        for task in (self.admin_task, self.status_task):
+            if task is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(task, 10)
         await self._stop_services(list(self.services))
 
     def _close_sockets(self) -> None:
-        for sock in (self.proxy_sock, self.admin_sock):
+        for sock in (self.proxy_sock, self.admin_sock, self.status_sock):
             if sock is not None:
                 sock.close()
 
@@ -234,6 +251,24 @@ class Master:
                 handle.applied_version = message.get("version")
             elif message.get("type") == "stats":
                 handle.stats = message.get("stats") or {}
+            elif message.get("type") == "report":
+                self._hand_report(message)
+
+    def _hand_report(self, message: dict[str, Any]) -> None:
+        listener = self.report_listeners.get(message.get("name") or "")
+        if listener is None:
+            return  # no service wants it (its plugin was disabled by a reload): dropped
+        try:
+            listener(message.get("data"))
+        except Exception:
+            log.exception("the listener of worker reports %r failed", message.get("name"))
+
+    def on_report(self, name: str, callback: Callable[[Any], None] | None) -> None:
+        """Hand every worker report of that name to callback(data); None stops (tollway.plugins.node)."""
+        if callback is None:
+            self.report_listeners.pop(name, None)
+        else:
+            self.report_listeners[name] = callback
 
     async def _watch(self, handle: WorkerHandle) -> None:
         code = await handle.process.wait()
@@ -339,11 +374,17 @@ class Master:
     # -- Admin API and metering ------------------------------------------------------------
 
     admin_task: asyncio.Task[Any] | None = None
+    status_task: asyncio.Task[Any] | None = None
 
     def _build_admin_app(self, settings: Settings) -> Callable[..., Any]:
         from tollway.admin.app import create_app
 
         return create_app(settings, self.db, on_change=self.config_dirty.set, status_extra=self.status)  # type: ignore[no-any-return]
+
+    def _build_status_app(self, settings: Settings) -> Callable[..., Any]:
+        from tollway.admin.status_app import create_status_app
+
+        return create_status_app(settings, self.db, status_extra=self.status)
 
     def _start_admin(self) -> None:
         assert self.admin_sock is not None
@@ -357,12 +398,25 @@ class Master:
         tls: dict[str, Any] = {}
         if self.settings.admin_ssl_cert and self.settings.admin_ssl_cert_key:
             tls = {"ssl_certfile": self.settings.admin_ssl_cert, "ssl_keyfile": self.settings.admin_ssl_cert_key}
+        self.admin_server = self._server(dispatch, tls)
+        self.admin_task = asyncio.create_task(self.admin_server.serve(sockets=[self.admin_sock]))
+        if self.status_sock is not None:
+            self.status_app = self._build_status_app(self.settings)
+
+            async def dispatch_status(scope: Any, receive: Any, send: Any) -> None:
+                assert self.status_app is not None
+                await self.status_app(scope, receive, send)
+
+            self.status_server = self._server(dispatch_status, {})
+            self.status_task = asyncio.create_task(self.status_server.serve(sockets=[self.status_sock]))
+
+    def _server(self, app: Callable[..., Any], tls: dict[str, Any]) -> AdminServer:
+        """uvicorn on the master's loop, with the Admin API's bounds (admin_listener.Limits)."""
         limits = Limits.for_process(self.settings)
-        config = uvicorn.Config(dispatch, lifespan="off", access_log=False, log_level="warning",
+        config = uvicorn.Config(app, lifespan="off", access_log=False, log_level="warning",
                                 timeout_graceful_shutdown=5, http=bounded_protocol(limits),
                                 timeout_keep_alive=int(self.settings.admin_keepalive_timeout) or 1, **tls)
-        self.admin_server = AdminServer(config)
-        self.admin_task = asyncio.create_task(self.admin_server.serve(sockets=[self.admin_sock]))
+        return AdminServer(config)
 
     @staticmethod
     def _service_modules(settings: Settings) -> dict[str, ModuleType]:
@@ -410,12 +464,12 @@ class Master:
                  "requests_total": h.stats.get("requests_total", 0),
                  "spool_dropped": h.stats.get("spool_dropped", 0),
                  "spool_refused": h.stats.get("spool_refused", 0),
-                 "spool_failing": h.stats.get("spool_failing", False)}
+                 "spool_failing": h.stats.get("spool_failing", False),
+                 "access_log_dropped": h.stats.get("access_log_dropped", 0)}
                 for h in workers
             ],
             "config_version": self.config_version,
             "uptime_seconds": int(time.time() - self.started_at),
-            "plugins": plugin_figures([h.stats for h in workers]),
             **self._services_status(),
         }
 
@@ -449,7 +503,7 @@ class Master:
 
     async def _reload(self, request: dict[str, Any] | None) -> None:
         new = Settings.from_dict(request["settings"]) if request else self.settings
-        fixed = [key for key in ("prefix", "proxy_listen", "admin_listen", "database", "sqlite_path",
+        fixed = [key for key in ("prefix", "proxy_listen", "admin_listen", "status_listen", "database", "sqlite_path",
                                  "pg_host", "pg_port", "pg_database", "pg_schema")
                  if getattr(new, key) != getattr(self.settings, key)]
         if fixed:
@@ -457,11 +511,14 @@ class Master:
             new = new.with_overrides(**{key: getattr(self.settings, key) for key in fixed})
         from tollway.store import migrations
 
+        check_access_log(new)
         await migrations.ensure_up_to_date(self.db, new)  # before anything changes: tables of new plugins
         log.info("reloading: plugins=%s workers=%d", new.plugins, new.workers)
         self.settings = new
         self.snapshot = await self._load_snapshot()
         self.admin_app = self._build_admin_app(new)
+        if self.status_sock is not None:
+            self.status_app = self._build_status_app(new)
         # New workers first, then the old ones drain: no connection is refused in between.
         old = list(self.workers.values())
         self.workers = {}
@@ -487,20 +544,3 @@ def run_master(settings: Settings) -> int:
     uvloop.install()
     return asyncio.run(Master(settings).run())
 
-
-
-def plugin_figures(stats: list[dict[str, Any]]) -> dict[str, dict[str, int | bool]]:
-    """The workers' plugin figures ("<plugin>.<figure>", tollway.plugins.node.WorkerContext.plugin_stats)
-    by plugin: integers summed, booleans true when any worker's is."""
-    found: dict[str, dict[str, int | bool]] = {}
-    for worker in stats:
-        for key, value in worker.items():
-            plugin, dot, figure = key.partition(".")
-            if not dot:
-                continue
-            figures = found.setdefault(plugin, {})
-            if isinstance(value, bool):
-                figures[figure] = bool(figures.get(figure)) or value
-            elif isinstance(value, int):
-                figures[figure] = int(figures.get(figure) or 0) + value
-    return found

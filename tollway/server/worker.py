@@ -15,6 +15,8 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import uvloop
 
@@ -39,7 +41,8 @@ class Worker:
         self.spool: SpoolWriter | None = None
         self.settings: Settings | None = None
         self.counters: SharedCounters | None = None  # the node's, created by the master
-        self.plugin_stats: dict[str, int | bool] = {}  # plugins' figures for GET /status (tollway.plugins.node)
+        # Plugins' reports to the master, by name: each gives what it counted since its last call, or None
+        self.reports: dict[str, Callable[[], Any]] = {}
         self.stopping = asyncio.Event()
         self.drain_timeout = 30.0
         self.exit_code = 0
@@ -60,6 +63,7 @@ class Worker:
         if self.spool is not None:
             self.spool.close()
         with contextlib.suppress(ConnectionError, RuntimeError):
+            await self._send_reports(channel)
             await channel.send({"type": "stats", "stats": self._stats()})  # the last word: nothing is lost at a reload
         channel.close()
         return self.exit_code
@@ -95,14 +99,25 @@ class Worker:
         self.stopping.set()
 
     async def _report(self, channel: Channel) -> None:
-        """Send the proxy's counters to the master every second, for GET /status."""
+        """Send the proxy's counters to the master every second, for GET /status, and the plugins' reports."""
         while True:
             await asyncio.sleep(STATS_INTERVAL)
             if self.proxy is not None:
                 try:
+                    await self._send_reports(channel)
                     await channel.send({"type": "stats", "stats": self._stats()})
                 except (ConnectionError, RuntimeError):
                     return
+
+    async def _send_reports(self, channel: Channel) -> None:
+        for name, take in self.reports.items():
+            try:
+                data = take()
+            except Exception:
+                log.exception("worker %d: the report %r failed", os.getpid(), name)
+                continue
+            if data is not None:
+                await channel.send({"type": "report", "name": name, "data": data})
 
     def _stats(self) -> dict[str, int | bool]:
         stats: dict[str, int | bool] = dict(self.proxy.stats) if self.proxy is not None else {}
@@ -110,7 +125,6 @@ class Worker:
             stats["spool_dropped"] = self.spool.dropped
             stats["spool_refused"] = self.spool.refused
             stats["spool_failing"] = bool(self.spool.failing)
-        stats.update(self.plugin_stats)
         return stats
 
     async def _apply(self, message: dict) -> None:  # type: ignore[type-arg]

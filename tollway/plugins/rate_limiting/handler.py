@@ -10,8 +10,9 @@ plugin refused too: usage shows the refusals with their status.
 
 When the counters cannot be reached (Redis down or slow beyond redis.timeout, the shared counter
 table full), `fault_tolerant` serves the call without limit or headers and logs it (at most once
-every 10 seconds per worker, with the count in GET /status under plugins -> rate-limiting);
-otherwise the call gets Kong's 500.
+every 10 seconds per worker, with the count in GET /status under rate-limiting);
+otherwise the call gets Kong's 500. Each worker reports its figures to the master every second
+(services.py sums them for GET /status).
 """
 
 from __future__ import annotations
@@ -44,12 +45,39 @@ KEY_CACHE_SIZE = 65_536       # identities whose counter keys a handler remember
 LOG_EVERY = 10.0              # seconds between two logs of a failing store
 
 
+REPORT_NAME: Final = "rate-limiting"  # the worker's report to the master (services.py)
+
+
+class Figures:
+    """What a worker's rate-limiting did, for GET /status: counts since its last report, and
+    whether its counters' store fails now."""
+
+    def __init__(self, writer_id: str) -> None:
+        self.writer_id = writer_id
+        self.refused = 0
+        self.store_failures = 0
+        self.served_unlimited = 0
+        self.failing = False
+        self.reported_failing = False
+
+    def take(self) -> dict[str, Any] | None:
+        """The report: the counts since the last one (then zero) and `failing`; None when nothing changed."""
+        if not (self.refused or self.store_failures or self.served_unlimited) \
+                and self.failing == self.reported_failing:
+            return None
+        report = {"writer": self.writer_id, "failing": self.failing, "refused": self.refused,
+                  "store_failures": self.store_failures, "served_unlimited": self.served_unlimited}
+        self.refused = self.store_failures = self.served_unlimited = 0
+        self.reported_failing = self.failing
+        return report
+
+
 class Handler(base.Handler):
     """Counts calls per window and refuses those beyond a limit (Kong's rate-limiting)."""
 
     PRIORITY: ClassVar[int] = SCHEMA["priority"]
     counters: ClassVar[SharedCounters | None] = None   # the node's (set by init_worker)
-    stats: ClassVar[dict[str, int | bool]] = {}        # the worker's plugin_stats
+    figures: ClassVar[Figures]                         # the worker's, reported to the master
     last_logged: ClassVar[float] = 0.0
 
     def __init__(self, conf: dict[str, Any], runtime: base.Runtime) -> None:
@@ -80,7 +108,10 @@ class Handler(base.Handler):
     @classmethod
     def init_worker(cls, worker: Any) -> None:
         Handler.counters = worker.counters
-        Handler.stats = getattr(worker, "plugin_stats", {})
+        Handler.figures = Figures(str(getattr(worker, "writer_id", "")))
+        reports = getattr(worker, "reports", None)
+        if reports is not None:
+            reports[REPORT_NAME] = Handler.figures.take
 
     def identify(self, call: base.Call) -> str:
         """What the call counts for (Kong's get_identifier): the client's IP when the configured
@@ -135,9 +166,9 @@ class Handler(base.Handler):
 
     def _answer(self, call: base.Call, admitted: bool, counts: list[int], ends: list[int],
                 now: int) -> base.Reply | None:
-        stats = self.stats
-        if stats.get("rate-limiting.failing"):
-            stats["rate-limiting.failing"] = False
+        figures = self.figures
+        if figures.failing:
+            figures.failing = False
         if not self.hide:
             if isinstance(call, ProxyCall):  # the proxy's own: its header changes are appended ready-made
                 call._changes().response_headers.extend(
@@ -148,7 +179,7 @@ class Handler(base.Handler):
                     call.set_response_header(name, value)
         if admitted:
             return None
-        stats["rate-limiting.refused"] = int(stats.get("rate-limiting.refused") or 0) + 1
+        figures.refused += 1
         return base.Reply(self.error_code, {"message": self.error_message})
 
     def header_changes(self, counts: list[int], ends: list[int], now: int,
@@ -177,11 +208,11 @@ class Handler(base.Handler):
 
     def _unavailable(self, why: str) -> base.Reply | None:
         """The counters could not be reached: serve (fault_tolerant) or answer Kong's 500."""
-        stats = self.stats
-        stats["rate-limiting.failing"] = True
-        stats["rate-limiting.store_failures"] = int(stats.get("rate-limiting.store_failures") or 0) + 1
+        figures = self.figures
+        figures.failing = True
+        figures.store_failures += 1
         if self.fault_tolerant:
-            stats["rate-limiting.served_unlimited"] = int(stats.get("rate-limiting.served_unlimited") or 0) + 1
+            figures.served_unlimited += 1
         moment = time.monotonic()
         if moment - Handler.last_logged >= LOG_EVERY:
             Handler.last_logged = moment
@@ -239,3 +270,6 @@ def _scope(conf: dict[str, Any], runtime: Any) -> str:
     if row is not None and row.get("id"):
         return str(row["id"])
     return str(key_of(repr(sorted(conf.items()))).high)
+
+
+Handler.figures = Figures("")
