@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import uvloop
@@ -29,10 +30,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tollway.config import load_settings  # noqa: E402
+from tollway.counters import SharedCounters  # noqa: E402
 from tollway.metering.spool import SpoolWriter  # noqa: E402
+from tollway.proxy.chain import handler_class  # noqa: E402
 from tollway.proxy.protocol import ClientProtocol  # noqa: E402
 from tollway.proxy.server import ProxyServer  # noqa: E402
 from tollway.proxy.upstream import PoolKey, UpstreamConnection  # noqa: E402
+from tollway.store.entities.plugins import config_field as plugin_config_field  # noqa: E402
+from tollway.store.entities.validation import validate  # noqa: E402
 
 UPSTREAM_PORT = 9
 WARMUP = 1000
@@ -98,11 +103,14 @@ def _snapshot(plugins: list[str]) -> dict[str, Any]:
         elif name == "acl":  # the consumer is in the group let in: the call passes with X-Consumer-Groups
             config = {"allow": ["premium"], "deny": None, "hide_groups_header": False,
                       "always_use_authenticated_groups": False, "include_consumer_groups": False}
+        elif name == "rate-limiting":  # the local policy, with a limit never reached: every call counted
+            config, _ = validate(plugin_config_field(name)["fields"], {"second": 10**12, "hour": 10**12})
         elif name == "prometheus":  # every per-request metric, per consumer
             config = {"per_consumer": True, "status_code_metrics": True, "latency_metrics": True,
                       "bandwidth_metrics": True, "upstream_health_metrics": False}
         rows.append({"id": f"p{number}", "name": name, "enabled": True, "config": config, "service": None,
-                     "route": {"id": "r1"} if name in ("key-auth", "acl") else None, "consumer": None})
+                     "route": {"id": "r1"} if name in ("key-auth", "acl", "rate-limiting") else None,
+                     "consumer": None})
     return {"version": 1, "services": [service], "routes": [route], "consumers": [consumer], "plugins": rows,
             "keyauth_credentials": [{"id": "k1", "consumer": {"id": "c1"}, "key": API_KEY}],
             "acls": [{"id": "a1", "consumer": {"id": "c1"}, "group": "premium", "created_at": 1}]}
@@ -116,6 +124,11 @@ async def _run(requests: int, plugins: list[str], profile: bool, prefix: Path, a
     spool = SpoolWriter(settings.spool_dir, "hot-path") if "billable" in plugins else None
     server = ProxyServer(settings, spool=spool)
     server._setup()
+    if "rate-limiting" in plugins:  # the node's shared counters, as a worker maps them
+        counters = SharedCounters(prefix / "shared_counters", 4096, create=True)
+        rate_limiting = handler_class("rate-limiting")
+        assert rate_limiting is not None
+        rate_limiting.init_worker(SimpleNamespace(counters=counters, writer_id="hot-path", reports={}))
     server.apply(_snapshot(plugins))
     client = ClientProtocol(server)
     client_transport = MemoryTransport(("127.0.0.1", 40000), ("127.0.0.1", 8000))

@@ -16,7 +16,7 @@ def test_defaults_match_the_documented_ones(tmp_path: Path) -> None:
     assert settings.database_path == tmp_path / "tollway.db"
     assert settings.proxy_listen == "0.0.0.0:8000"
     assert settings.admin_listen == "127.0.0.1:8001"
-    assert settings.enabled_plugins == ("key-auth", "acl", "prometheus", "billable")
+    assert settings.enabled_plugins == ("key-auth", "acl", "rate-limiting", "prometheus", "billable")
     assert settings.workers >= 1
 
 
@@ -79,7 +79,7 @@ def test_a_line_without_equals_is_an_error(tmp_path: Path) -> None:
 
 def test_plugins_list_expands_bundled_once_and_off_disables_all() -> None:
     bundled = load_settings(environ={"TOLLWAY_PLUGINS": "bundled,billable"}).enabled_plugins
-    assert bundled == ("key-auth", "acl", "prometheus", "billable")
+    assert bundled == ("key-auth", "acl", "rate-limiting", "prometheus", "billable")
     assert load_settings(environ={"TOLLWAY_PLUGINS": "billable"}).enabled_plugins == ("billable",)
     assert load_settings(environ={"TOLLWAY_PLUGINS": "off"}).enabled_plugins == ()
 

@@ -91,6 +91,31 @@ def paired_table(configs: list[Mapping[str, Any]]) -> list[str]:
     ]
 
 
+def rate_limiting_table(configs: list[Mapping[str, Any]]) -> list[str]:
+    """rate-limiting's cost over key-auth + billable, per policy, compared within each round (the
+    issue's targets: local at most 10%, redis at most 35%)."""
+    by_key = {config["key"]: config for config in configs}
+    lines: list[str] = []
+    for workers in sorted({config["workers"] for config in configs if config["kind"] == "tollway"}):
+        billable = _by_round(by_key.get(f"tollway-keyauth-billable-w{workers}"))
+        for policy, target in (("local", 0.10), ("redis", 0.35)):
+            limited = _by_round(by_key.get(f"tollway-keyauth-billable-ratelimit-{policy}-w{workers}"))
+            costs = [1 - limited[n]["rps"] / billable[n]["rps"] for n in sorted(limited) if n in billable]
+            if not costs:
+                continue
+            median = statistics.median(costs)
+            lines.append(_row([str(workers), policy, " / ".join(f"{cost:.1%}" for cost in costs), f"{median:.1%}",
+                               f"{target:.0%}", "yes" if round(median, 4) <= target else "no"]))
+    if not lines:
+        return []
+    return [
+        _row(["workers", "rate-limiting policy", "throughput lost vs key-auth + billable, per round", "median",
+              "target", "met"]),
+        _row(["---:", "---", "---", "---:", "---:", "---"]),
+        *lines,
+    ]
+
+
 def fixed_rate_table(levels: list[Mapping[str, Any]]) -> list[str]:
     lines = [
         _row(["rate req/s", "configuration", "workers", "achieved req/s", "p50 ms", "p99 ms", "p999 ms",
@@ -179,6 +204,10 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             *paired,
             "",
         ]
+    limited = rate_limiting_table(configs)
+    if limited:
+        lines += ["rate-limiting's cost (a limit never reached: every call counted, none refused), within each round:",
+                  "", *limited, ""]
     levels = report.get("fixed_rate") or []
     if levels:
         lines += [

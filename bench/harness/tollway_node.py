@@ -40,10 +40,12 @@ class TollwayProfile:
     label: str
     key_auth: bool
     billable: bool
+    rate_limiting: str | None = None  # the rate-limiting policy (local, redis), or None for no rate-limiting
 
     @property
     def plugins(self) -> str:
-        names = [name for name, on in (("key-auth", self.key_auth), ("billable", self.billable)) if on]
+        names = [name for name, on in (("key-auth", self.key_auth), ("billable", self.billable),
+                                       ("rate-limiting", self.rate_limiting is not None)) if on]
         return ",".join(names) or "off"
 
 
@@ -51,7 +53,15 @@ PROFILES = (
     TollwayProfile("plain", "no plugins", key_auth=False, billable=False),
     TollwayProfile("keyauth", "key-auth", key_auth=True, billable=False),
     TollwayProfile("keyauth-billable", "key-auth + billable", key_auth=True, billable=True),
+    # a limit no bench reaches: every call is counted, none refused
+    TollwayProfile("keyauth-billable-ratelimit-local", "key-auth + billable + rate-limiting (local)",
+                   key_auth=True, billable=True, rate_limiting="local"),
+    TollwayProfile("keyauth-billable-ratelimit-redis", "key-auth + billable + rate-limiting (redis)",
+                   key_auth=True, billable=True, rate_limiting="redis"),
 )
+# The Redis of the redis policy's profile (the machine's own, as the tests' REDIS_URL)
+BENCH_REDIS = os.environ.get("BENCH_REDIS", "127.0.0.1:6379")
+RATE_LIMIT = "1000000000000"
 
 
 def _admin_steps(profile: TollwayProfile, upstream_url: str) -> list[tuple[str, str, dict[str, str]]]:
@@ -68,6 +78,13 @@ def _admin_steps(profile: TollwayProfile, upstream_url: str) -> list[tuple[str, 
         ]
     if profile.billable:
         steps.append(("POST", "/plugins", {"name": "billable"}))
+    if profile.rate_limiting is not None:
+        limit = {"name": "rate-limiting", "config.second": RATE_LIMIT, "config.hour": RATE_LIMIT,
+                 "config.policy": profile.rate_limiting}
+        if profile.rate_limiting == "redis":
+            host, _, port = BENCH_REDIS.rpartition(":")
+            limit.update({"config.redis.host": host, "config.redis.port": port})
+        steps.append(("POST", "/routes/bench/plugins", limit))
     return steps
 
 

@@ -50,7 +50,8 @@ def test_schemas_follow_the_entity_fields(api: httpx.Client) -> None:
     assert "service.id" in schemas["RoutesForm"]["properties"]
     assert schemas["Error"]["required"] == ["message"]
     assert "sha256" in schemas["KeyauthCredentials"]["properties"]["key"]["description"]
-    assert schemas["PluginsInput"]["properties"]["name"]["enum"] == ["key-auth", "acl", "prometheus", "billable"]
+    assert schemas["PluginsInput"]["properties"]["name"]["enum"] == ["key-auth", "acl", "rate-limiting", "prometheus",
+                                                                     "billable"]
 
 
 def _seed(api: httpx.Client, n: int = 0) -> dict[str, str]:

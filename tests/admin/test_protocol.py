@@ -76,13 +76,15 @@ def test_tags_filter_both_or_either(api: httpx.Client) -> None:
 def test_root_status_and_plugin_info(api: httpx.Client) -> None:
     root = api.get("/").json()
     assert root["plugins"]["enabled_in_cluster"] == []
-    assert set(root["plugins"]["available_on_server"]) == {"key-auth", "acl", "prometheus", "billable"}
+    assert set(root["plugins"]["available_on_server"]) == {"key-auth", "acl", "rate-limiting", "prometheus",
+                                                           "billable"}
     assert root["configuration"]["pg_password"] in ("", "******")
     assert root["node_id"]
     status = api.get("/status").json()
     assert status["database"] == {"reachable": True}
     assert status["server"]["total_requests"] == 42 and "connections_active" in status["server"]
-    assert api.get("/plugins/enabled").json() == {"enabled_plugins": ["key-auth", "acl", "prometheus", "billable"]}
+    assert api.get("/plugins/enabled").json() == {
+        "enabled_plugins": ["key-auth", "acl", "rate-limiting", "prometheus", "billable"]}
     fields = api.get("/schemas/plugins/key-auth").json()["fields"]
     config = next(f["config"] for f in fields if "config" in f)
     assert {"key_names": {"type": "array", "elements": {"type": "string", "header_name": True}, "required": True,

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bench.harness.ledger_hook import parse_output, run_ledger_report
 from bench.harness.nginx import render_config
 from bench.harness.openloop import OpenLoopPlan, percentiles
-from bench.harness.report import paired_table, render_markdown
+from bench.harness.report import paired_table, rate_limiting_table, render_markdown
 from bench.harness.runner import Bench, BenchOptions, fixed_rate_levels
 from bench.harness.tollway_node import PROFILES, _admin_steps
 from bench.harness.wrk import DONE_SCRIPT, MARKER, WrkError, parse_wrk_output
@@ -65,12 +66,31 @@ def test_nginx_proxy_config_keeps_upstream_connections_alive(tmp_path: Path) -> 
 
 
 def test_tollway_profiles_enable_and_configure_their_plugins() -> None:
-    assert [profile.plugins for profile in PROFILES] == ["off", "key-auth", "key-auth,billable"]
+    assert [profile.plugins for profile in PROFILES] == ["off", "key-auth", "key-auth,billable",
+                                                        "key-auth,billable,rate-limiting",
+                                                        "key-auth,billable,rate-limiting"]
     steps = [(method, path) for method, path, _ in _admin_steps(PROFILES[2], "http://127.0.0.1:1/")]
     assert steps == [("PUT", "/services/bench"), ("POST", "/services/bench/routes"),
                      ("POST", "/routes/bench/plugins"), ("PUT", "/consumers/bench"),
                      ("POST", "/consumers/bench/key-auth"), ("POST", "/plugins")]
     assert len(_admin_steps(PROFILES[0], "http://127.0.0.1:1/")) == 2
+    for profile in PROFILES[3:]:  # rate-limiting on the route, with a limit no bench reaches
+        method, path, form = _admin_steps(profile, "http://127.0.0.1:1/")[-1]
+        assert (method, path, form["name"], form["config.policy"]) == \
+            ("POST", "/routes/bench/plugins", "rate-limiting", profile.rate_limiting)
+        assert ("config.redis.host" in form) == (profile.rate_limiting == "redis")
+
+
+def test_rate_limiting_cost_is_compared_within_rounds_against_its_target() -> None:
+    def runs(key: str, rps: list[int]) -> dict[str, Any]:
+        return {"key": key, "kind": "tollway", "workers": 1,
+                "runs": [{"round": n, "rps": value} for n, value in enumerate(rps, 1)]}
+
+    lines = rate_limiting_table([runs("tollway-keyauth-billable-w1", [1000, 1000]),
+                                 runs("tollway-keyauth-billable-ratelimit-local-w1", [950, 900]),
+                                 runs("tollway-keyauth-billable-ratelimit-redis-w1", [600, 700])])
+    assert lines[2] == "| 1 | local | 5.0% / 10.0% | 7.5% | 10% | yes |"
+    assert lines[3] == "| 1 | redis | 40.0% / 30.0% | 35.0% | 35% | yes |"
 
 
 def test_markdown_shows_medians_ratios_rss_added_latency_and_what_was_not_measured() -> None:

@@ -54,6 +54,8 @@ def field_schema(spec: Mapping[str, Any]) -> dict[str, Any]:
             out["enum"] = list(spec["one_of"])
         if "between" in spec:
             out["minimum"], out["maximum"] = spec["between"]
+        if "gt" in spec:
+            out["minimum"], out["exclusiveMinimum"] = spec["gt"], True
         if kind == "string":
             out["minLength"] = spec.get("len_min", 1)
             if spec.get("uuid"):

@@ -27,8 +27,18 @@ BASE_FIELDS: dict[str, dict[str, Any]] = {
 
 
 def config_field(name: str) -> dict[str, Any]:
-    """The `config` field of one plugin: a record of its schema's config fields."""
-    return {"type": "record", "required": True, "fields": plugins.schema(name)["config"]}
+    """The `config` field of one plugin: a record of its schema's config fields, and of its
+    `shorthand_fields` (Kong's: a flat name standing for a nested field, `redis_host` for
+    `redis.host`), each typed as the field it stands for."""
+    schema = plugins.schema(name)
+    fields: dict[str, Any] = dict(schema["config"])
+    for shorthand, path in (schema.get("shorthand_fields") or {}).items():
+        target: Any = {"fields": fields}
+        for part in path:
+            target = target["fields"][part]
+        fields[shorthand] = {**target, "shorthand_for": tuple(path)}
+        fields[shorthand].pop("default", None)
+    return {"type": "record", "required": True, "fields": fields}
 
 
 def _scope_errors(entity: Mapping[str, Any]) -> Errors:
@@ -42,19 +52,54 @@ def _non_empty(value: Any) -> bool:
 
 def _config_checks(entity: Mapping[str, Any]) -> Errors:
     """The checks a plugin's SCHEMA lists in `checks`, on fields of its config (Kong's
-    entity_checks): `{"at_least_one_of": [...]}` and `{"only_one_of": [...]}` (run when every
-    field it names is set, as Kong's)."""
+    entity_checks): `{"at_least_one_of": [...]}`, `{"only_one_of": [...]}` (run when every
+    field it names is set, as Kong's) and `{"conditional": {"if_field", "if_eq", "then_field"}}`
+    (then_field, a dotted path, is required when if_field equals if_eq). When they all pass, the
+    schema's `custom_validator(config)` (Kong's) may return a message about the whole config or
+    a dict of messages by config field."""
+    schema = plugins.schema(entity["name"])
     config = entity.get("config") or {}
     found: list[str] = []
-    for check in plugins.schema(entity["name"]).get("checks", ()):
+    fields: Errors = {}
+    for check in schema.get("checks", ()):
         for kind, names in check.items():
+            if kind == "conditional":
+                _conditional(config, names, found, fields)
+                continue
             listed = ", ".join(f"'config.{name}'" for name in names)
             filled = sum(_non_empty(config.get(name)) for name in names)
             if kind == "at_least_one_of" and filled == 0:
                 found.append(f"at least one of these fields must be non-empty: {listed}")
             elif kind == "only_one_of" and filled != 1 and all(config.get(name) is not None for name in names):
                 found.append(f"exactly one of these fields must be non-empty: {listed}")
-    return {"@entity": found} if found else {}
+    errors: Errors = {"@entity": found} if found else {}
+    if fields:
+        errors["config"] = fields
+    validator = schema.get("custom_validator")
+    if not errors and validator is not None:
+        problem = validator(config)
+        if problem:
+            errors["config"] = problem
+    return errors
+
+
+def _conditional(config: Mapping[str, Any], check: Mapping[str, Any], found: list[str], fields: Errors) -> None:
+    """Kong's `conditional` check with `then_match = { required = true }`."""
+    if config.get(check["if_field"]) != check["if_eq"]:
+        return
+    *parents, leaf = check["then_field"].split(".")
+    value: Any = config
+    for name in parents:
+        value = value.get(name) if isinstance(value, Mapping) else None
+    if isinstance(value, Mapping) and value.get(leaf) is not None:
+        return
+    target = fields
+    for name in parents:
+        target = target.setdefault(name, {})
+    target[leaf] = "required field missing"
+    message = f"failed conditional validation given value of field 'config.{check['if_field']}'"
+    if message not in found:
+        found.append(message)
 
 
 def _plugin_checks(entity: Mapping[str, Any]) -> Errors:

@@ -3,7 +3,7 @@
 Fields use the same format as a plugin's `config` fields (tollway/plugins/<name>/schema.py):
 `{"type": ..., "default": ..., "required": bool, ...}`, with these types:
 
-  string, boolean, integer, number           scalars (`one_of`, `between`, `starts_with`, `len_min`,
+  string, boolean, integer, number           scalars (`one_of`, `between`, `gt`, `starts_with`, `len_min`,
                                              `header_name`: letters, digits, '_' and '-' only)
   array, set                                 lists, each checked against `elements`
   map                                        string keys, values checked against `values`

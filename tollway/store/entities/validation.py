@@ -49,7 +49,11 @@ def validate(fields: Fields, data: Mapping[str, Any], *, partial: bool = False) 
     for key in data:
         if key not in fields:
             errors[key] = UNKNOWN
+        elif "shorthand_for" in fields[key]:
+            data = _expand_shorthand(data, key, fields[key]["shorthand_for"])
     for name, spec in fields.items():
+        if "shorthand_for" in spec:
+            continue
         if name not in data:
             if partial or spec.get("auto"):
                 continue
@@ -62,6 +66,20 @@ def validate(fields: Fields, data: Mapping[str, Any], *, partial: bool = False) 
         else:
             out[name] = cleaned
     return out, errors
+
+
+def _expand_shorthand(data: Mapping[str, Any], key: str, path: tuple[str, ...]) -> dict[str, Any]:
+    """`data` with the shorthand `key`'s value moved to the nested field `path` names (Kong's
+    shorthand_fields: `redis_host` -> `redis.host`); the shorthand's value wins."""
+    out = dict(data)
+    value = out.pop(key)
+    target = out
+    for part in path[:-1]:
+        nested = target.get(part)
+        target[part] = dict(nested) if isinstance(nested, Mapping) else {}
+        target = target[part]
+    target[path[-1]] = value
+    return out
 
 
 def _default(spec: Mapping[str, Any]) -> Any:
@@ -110,6 +128,8 @@ def _check_scalar(spec: Mapping[str, Any], value: Any) -> tuple[Any, Any]:
         return None, "expected a finite number"
     if "one_of" in spec and value not in spec["one_of"]:
         return None, "expected one of: " + ", ".join(_spelled(v) for v in spec["one_of"])
+    if "gt" in spec and not value > spec["gt"]:
+        return None, f"value must be greater than {spec['gt']}"
     if "between" in spec:
         low, high = spec["between"]
         if not low <= value <= high:
