@@ -1,0 +1,111 @@
+"""Run schemathesis against a live Admin API and collect every way an answer disagrees with
+/openapi.json: schemathesis 4's conformance checks plus Kong's error shape on every 4xx.
+
+Every generated case runs (no shrinking, no stop at the first failure) so that one run lists every
+mismatch; mismatches are grouped by operation and kind, each with one request that shows it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import requests
+import schemathesis
+from hypothesis import HealthCheck, Phase, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.errors import FailureGroup
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    positive_data_acceptance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+TOKEN = "fuzz-admin-token"
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
+          response_headers_conformance, negative_data_rejection, positive_data_acceptance]
+# Examples per operation and generation mode: TOLLWAY_TEST_FUZZ_EXAMPLES raises it for a long run.
+EXAMPLES_ENV = "TOLLWAY_TEST_FUZZ_EXAMPLES"
+
+
+def examples(default: int) -> int:
+    return int(os.environ.get(EXAMPLES_ENV, default))
+
+
+def kong_shape_problem(response: requests.Response) -> str | None:
+    """What is wrong with a 4xx's body as Kong's error shape (JSON with a "message"), or None."""
+    if not 400 <= response.status_code < 500:
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        return f"{response.status_code} without a JSON body: {response.text[:200]!r}"
+    if not isinstance(body, dict) or not isinstance(body.get("message"), str):
+        return f"{response.status_code} without a message: {response.text[:200]}"
+    return None
+
+
+@dataclass
+class Run:
+    """What one run tried and what disagreed: (operation, kind) -> how many, and one example."""
+
+    operations: int = 0
+    cases: int = 0
+    mismatches: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+
+    def add(self, operation: str, kind: str, example: str) -> None:
+        self.mismatches.setdefault((operation, kind), []).append(example)
+
+    def report(self) -> str:
+        lines = [f"{len(self.mismatches)} mismatches over {self.cases} cases on {self.operations} operations"]
+        for (operation, kind), examples_seen in sorted(self.mismatches.items()):
+            lines.append(f"- {operation}: {kind} ({len(examples_seen)}x)\n    {examples_seen[0]}")
+        return "\n".join(lines)
+
+
+def _describe(case: schemathesis.Case, response: requests.Response) -> str:
+    body = case.body if not isinstance(case.body, bytes) else case.body[:100]
+    query = f"?{case.query}" if case.query else ""
+    return (f"{case.method} {case.formatted_path}{query} {case.media_type or ''} {body!r:.300} -> "
+            f"{response.status_code} {response.text[:300]}")
+
+
+def conform(base: str, session: requests.Session, max_examples: int,
+            select: Callable[[schemathesis.APIOperation], bool] = lambda _op: True) -> Run:
+    """Fuzz every selected operation of base's /openapi.json, positive and negative inputs."""
+    schema = schemathesis.openapi.from_url(f"{base}/openapi.json", headers=dict(session.headers))
+    run = Run()
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        if not select(operation):
+            continue
+        run.operations += 1
+        strategy = st.one_of(operation.as_strategy(GenerationMode.POSITIVE),
+                             operation.as_strategy(GenerationMode.NEGATIVE))
+
+        @hypothesis_settings(max_examples=max_examples, deadline=None, database=None, derandomize=True,
+                             phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+        @given(case=strategy)
+        def fuzz(case: schemathesis.Case) -> None:
+            label = case.operation.label
+            run.cases += 1
+            response = case.call(base_url=base, session=session, timeout=10)
+            problem = kong_shape_problem(response)
+            if problem is not None:
+                run.add(label, "Kong error shape", problem)
+            try:
+                case.validate_response(response, checks=CHECKS)
+            except FailureGroup as group:
+                for failure in group.exceptions:
+                    mode = case.meta.generation.mode.value if case.meta else "?"
+                    run.add(label, f"{failure.title} [{mode}]", _describe(case, response))
+
+        fuzz()
+    return run
