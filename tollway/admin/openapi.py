@@ -148,11 +148,41 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _body(schema: EntitySchema) -> dict[str, Any]:
+def _required(schema: EntitySchema, given: Iterable[str]) -> list[str]:
+    """The fields a body written whole (POST, PUT) must hold: required ones the server does not fill
+    (no default, not generated, not set from the path: `given`)."""
+    return [name for name, spec in schema.fields.items()
+            if spec.get("required") and spec.get("default") is None and not spec.get("auto")
+            and spec["type"] != "record" and name not in schema.generated and name not in given
+            and not (name == "host" and schema.name == "services")]  # or `url`, in SHORTHAND below
+
+
+# The services' `url` stands for protocol, host, port and path: one of host and url is needed.
+SHORTHAND = {"services": {"anyOf": [{"required": [name], "properties": {name: {"type": "string", "minLength": 1}}}
+                                    for name in ("host", "url")]}}
+
+
+def _whole(schema: EntitySchema, ref: dict[str, str], required: list[str]) -> dict[str, Any]:
+    """`ref` with what a body written whole must also meet: its required fields and cross-field rules."""
+    rules: list[Any] = list(schema.documented_checks)
+    if schema.name in SHORTHAND:
+        rules.append(SHORTHAND[schema.name])
+    if required:
+        rules.append({"required": required})
+    return {"allOf": [ref, *rules]} if rules else ref
+
+
+def _body(schema: EntitySchema, given: Iterable[str] | None = None) -> dict[str, Any]:
+    """A request body; `given` (the fields the path sets) when it is written whole, None for a PATCH."""
     name = _component(schema.name)
-    form = _ref(name + "Form")
+    json_schema, form = _ref(name + "Input"), _ref(name + "Form")
+    if given is not None:
+        required = _required(schema, given)
+        foreign = schema.foreign_fields()
+        json_schema = _whole(schema, json_schema, required)
+        form = _whole(schema, form, [field + ".id" if field in foreign else field for field in required])
     return {"required": False, "content": {
-        JSON: {"schema": _ref(name + "Input")},
+        JSON: {"schema": json_schema},
         FORM: {"schema": form, "encoding": {}},
         MULTIPART: {"schema": form},
     }}
@@ -200,6 +230,8 @@ def _operations(doc: RouteDoc, methods: Iterable[str]) -> dict[str, Any]:
     elif doc.kind == "entity":
         params.append(_path_param("ident", f"{_key_name(schema)} ({schema.name})"))
     name = _component(schema.name)
+    parent_field = tuple(nesting.field for nesting in schema.nested
+                         if parent is not None and schema.fields[nesting.field]["reference"] == parent.name)
     nested = (404,) if parent is not None or doc.kind == "referenced" else ()
     ops: dict[str, Any] = {}
     op: dict[str, Any]
@@ -210,7 +242,7 @@ def _operations(doc: RouteDoc, methods: Iterable[str]) -> dict[str, Any]:
                   "responses": {"200": {"description": "a page", "content": {JSON: {"schema": _ref(name + "Page")}}},
                                 **_error_responses(400, *nested)}}
         elif doc.kind == "collection":
-            op = {"summary": f"Create one of {schema.name}", "requestBody": _body(schema),
+            op = {"summary": f"Create one of {schema.name}", "requestBody": _body(schema, parent_field),
                   "responses": {**_ok(schema, 201), **_error_responses(400, 409, 415, *nested)}}
         elif method == "GET":
             op = {"summary": f"Read one of {schema.name}", "responses": {**_ok(schema), **_error_responses(404)}}
@@ -227,7 +259,10 @@ def _operations(doc: RouteDoc, methods: Iterable[str]) -> dict[str, Any]:
             op = {"summary": f"Update one of {schema.name}", "requestBody": _body(schema),
                   "responses": {**_ok(schema), **_error_responses(400, 404, 409, 415)}}
         else:
-            op = {"summary": f"Create or replace one of {schema.name} (upsert)", "requestBody": _body(schema),
+            # {ident} sets the endpoint key, unless it is an id: then the body must hold the key
+            keyed = (schema.endpoint_key,) if doc.kind == "entity" and schema.endpoint_key else ()
+            op = {"summary": f"Create or replace one of {schema.name} (upsert)",
+                  "requestBody": _body(schema, (*parent_field, *keyed)),
                   "responses": {**_ok(schema), **_error_responses(400, 409, 415, *nested)}}
         op["operationId"] = f"{method.lower()}-{doc.kind}-{schema.name}" + (
             f"-of-{parent.name}" if parent else "") + (f"-via-{doc.via.name}" if doc.via else "")

@@ -52,6 +52,9 @@ class EntitySchema:
     nested: tuple[Nesting, ...] = ()
     # Run once the fields are valid; each returns errors (Kong's "@entity" list for whole-entity ones).
     checks: tuple[Callable[[dict[str, Any]], Errors], ...] = ()
+    # What `checks` (and `prepare`) ask of a body written whole (POST, PUT), as JSON Schema keywords
+    # (anyOf, not) for the OpenAPI document, so that it refuses what they refuse.
+    documented_checks: tuple[Mapping[str, Any], ...] = ()
     # Before validation: rewrite shorthands (a service's url) on the incoming data.
     prepare: Callable[[dict[str, Any]], Errors] | None = None
     # The fields for this data, when they depend on it (a plugin's config follows its name).
