@@ -77,9 +77,27 @@ def _describe(case: schemathesis.Case, response: requests.Response) -> str:
             f"{response.status_code} {response.text[:300]}")
 
 
+def register_offsets(base: str, session: requests.Session) -> None:
+    """The document's offset formats, drawn from real pages: an offset is an opaque token that only a
+    previous page gives (a made-up one is Kong's 400 invalid offset), so valid ones are taken from
+    pages of one entity each of every listing that has two or more."""
+    tokens: dict[str, list[str]] = {"entities-offset": [], "tags-offset": []}
+    for path in session.get(f"{base}/endpoints").json()["data"]:
+        kind = "tags-offset" if path == "/tags" else "entities-offset"
+        if "{" in path or path.count("/") != 1 or path in ("/", "/status", "/endpoints", "/openapi.json"):
+            continue
+        offset = session.get(f"{base}{path}", params={"size": 1}).json().get("offset")
+        if offset:
+            tokens[kind].append(offset)
+    for kind, found in tokens.items():
+        assert found, f"no listing gave a {kind}: seed more entities"
+        schemathesis.openapi.format(kind, st.sampled_from(sorted(found)))
+
+
 def conform(base: str, session: requests.Session, max_examples: int,
             select: Callable[[schemathesis.APIOperation], bool] = lambda _op: True) -> Run:
     """Fuzz every selected operation of base's /openapi.json, positive and negative inputs."""
+    register_offsets(base, session)
     schema = schemathesis.openapi.from_url(f"{base}/openapi.json", headers=dict(session.headers))
     run = Run()
     for result in schema.get_all_operations():

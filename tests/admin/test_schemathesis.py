@@ -39,7 +39,8 @@ def _seed(base: str, session: requests.Session) -> None:
     """A few entities, so that generated names and ids sometimes meet existing ones."""
     service = session.post(f"{base}/services", json={"name": "s", "host": "example.com"}).json()
     session.post(f"{base}/routes", json={"name": "r", "paths": ["/r"], "service": {"id": service["id"]}})
-    session.post(f"{base}/consumers", json={"username": "c"})
+    session.post(f"{base}/consumers", json={"username": "c", "tags": ["t1", "t2"]})
+    session.post(f"{base}/consumers", json={"username": "c2", "tags": ["t1"]})
     session.post(f"{base}/consumers/c/key-auth", json={"key": "k"})
     session.post(f"{base}/plugins", json={"name": "key-auth", "route": None})
 

@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Route
 from tollway import __version__
 from tollway.admin.endpoints import UNIQUE_FILTERS, ApiRoute, RouteDoc
 from tollway.admin.guard import HEADER
-from tollway.admin.pagination import MAX_SIZE
+from tollway.admin.pagination import MAX_SIZE, MAX_TAGS, TAGS_PATTERN
 from tollway.config import Settings
 from tollway.plugins import registry
 from tollway.store.entities.schema import EntitySchema
@@ -67,7 +67,7 @@ def field_schema(spec: Mapping[str, Any]) -> dict[str, Any]:
         if kind == "integer" and spec.get("timestamp"):
             out["description"] = "epoch seconds"
     elif kind in ("array", "set"):
-        out = {"type": "array", "items": field_schema(spec.get("elements", {"type": "string"}))}
+        out = {"type": "array", "items": field_schema({**spec.get("elements", {"type": "string"}), "required": True})}
         if kind == "set":
             out["description"] = "a set: duplicates are dropped"
         if "len_min" in spec:
@@ -75,7 +75,7 @@ def field_schema(spec: Mapping[str, Any]) -> dict[str, Any]:
     elif kind == "map":
         out = {"type": "object"}
         if "values" in spec:
-            out["additionalProperties"] = field_schema(spec["values"])
+            out["additionalProperties"] = field_schema({**spec["values"], "required": True})
     elif kind == "record":
         fields = spec.get("fields", {})
         out = {"type": "object", "properties": {name: field_schema(sub) for name, sub in fields.items()},
@@ -88,6 +88,7 @@ def field_schema(spec: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError(f"unknown field type {kind!r}")
     if "description" in spec:
         out["description"] = spec["description"]
+    out.update(spec.get("documented", {}))
     if "default" in spec and spec["default"] is not None:
         out["default"] = list(spec["default"]) if isinstance(spec["default"], tuple) else spec["default"]
     if not spec.get("required"):
@@ -137,7 +138,7 @@ def form_input(schema: EntitySchema) -> dict[str, Any]:
             props[name + ".id"] = {"type": "string", "format": "uuid"}
         elif spec.get("type") in SCALARS or spec.get("type") == "array" and spec["items"].get("type") in SCALARS:
             props[name] = {k: v for k, v in spec.items() if k != "nullable"}
-    return {"type": "object", "properties": props}
+    return {"type": "object", "properties": props, "additionalProperties": False}
 
 
 def _component(name: str) -> str:
@@ -192,23 +193,42 @@ def _ok(schema: EntitySchema, status: int = 200) -> dict[str, Any]:
     return {str(status): {"description": "the entity", "content": {JSON: {"schema": _ref(_component(schema.name))}}}}
 
 
-def _path_param(name: str, description: str) -> dict[str, Any]:
+def _path_param(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "description": description,
-            "schema": {"type": "string", "minLength": 1}}
+            "schema": schema or {"type": "string", "minLength": 1}}
+
+
+UUID = {"type": "string", "format": "uuid"}
+
+
+def _ident(schema: EntitySchema) -> dict[str, Any]:
+    """What names one entity in a path: its id, or a value of its endpoint key."""
+    if schema.endpoint_key is None:
+        return UUID
+    key = field_schema({**schema.fields[schema.endpoint_key], "required": True})
+    return {"anyOf": [UUID, {k: v for k, v in key.items() if k != "description"}]}
 
 
 def _key_name(schema: EntitySchema) -> str:
     return f"id or {schema.endpoint_key}" if schema.endpoint_key else "id"
 
 
-LIST_PARAMS: list[dict[str, Any]] = [
-    {"name": "size", "in": "query", "required": False, "description": "entities per page (default 100)",
-     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_SIZE}},
-    {"name": "offset", "in": "query", "required": False, "description": "the `offset` of the previous page",
-     "schema": {"type": "string"}},
-    {"name": "tags", "in": "query", "required": False,
-     "description": "entities with every tag of a,b or with any tag of a/b", "schema": {"type": "string"}},
-]
+def _offset(kind: str) -> dict[str, Any]:
+    """An opaque token: valid only as a previous page of the same listing gave it (else 400 invalid
+    offset, as Kong's); `format` names which listing's tokens it is."""
+    return {"name": "offset", "in": "query", "required": False,
+            "description": "the `offset` of the previous page, as given (an opaque token)",
+            "schema": {"type": "string", "format": kind}}
+
+
+SIZE = {"name": "size", "in": "query", "required": False, "description": "entities per page (default 100)",
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_SIZE}}
+TAGS = {"name": "tags", "in": "query", "required": False,
+        "description": f"entities with every tag of a,b or with any tag of a/b (at most {MAX_TAGS} tags)",
+        "schema": {"type": "string", "pattern": TAGS_PATTERN}}
+LIST_PARAMS = [SIZE, _offset("entities-offset"), TAGS]
+NESTED_LIST_PARAMS = LIST_PARAMS[:2]  # under a parent, tags are not a filter (Kong's)
+TAG_LIST_PARAMS = [SIZE, _offset("tags-offset")]
 
 
 def _unique_filter(entity: str) -> dict[str, Any]:
@@ -222,23 +242,26 @@ def _operations(doc: RouteDoc, methods: Iterable[str]) -> dict[str, Any]:
     schema, parent = doc.schema, doc.parent
     params: list[dict[str, Any]] = []
     if parent is not None:
-        params.append(_path_param("parent", f"{_key_name(parent)} of the parent ({parent.name})"))
+        params.append(_path_param("parent", f"{_key_name(parent)} of the parent ({parent.name})", _ident(parent)))
     if doc.kind == "referenced":
         assert doc.via is not None
         params.append(_path_param("ident", f"{_key_name(doc.via)} of the {doc.via.name} entity whose "
-                                  f"reference is followed"))
+                                  f"reference is followed", _ident(doc.via)))
     elif doc.kind == "entity":
-        params.append(_path_param("ident", f"{_key_name(schema)} ({schema.name})"))
+        params.append(_path_param("ident", f"{_key_name(schema)} ({schema.name})", _ident(schema)))
     name = _component(schema.name)
     parent_field = tuple(nesting.field for nesting in schema.nested
                          if parent is not None and schema.fields[nesting.field]["reference"] == parent.name)
     nested = (404,) if parent is not None or doc.kind == "referenced" else ()
+    # a key unique only under a parent (an ACL's group) names nothing at the top level: 404
+    scoped = (404,) if parent is None and schema.endpoint_key_scope else ()
     ops: dict[str, Any] = {}
     op: dict[str, Any]
     for method in methods:
         if doc.kind == "collection" and method == "GET":
             filters = [_unique_filter(schema.name)] if schema.name in UNIQUE_FILTERS and parent is None else []
-            op = {"summary": f"List {schema.name}", "parameters": LIST_PARAMS + filters,
+            listing = NESTED_LIST_PARAMS if parent is not None else LIST_PARAMS
+            op = {"summary": f"List {schema.name}", "parameters": listing + filters,
                   "responses": {"200": {"description": "a page", "content": {JSON: {"schema": _ref(name + "Page")}}},
                                 **_error_responses(400, *nested)}}
         elif doc.kind == "collection":
@@ -263,7 +286,7 @@ def _operations(doc: RouteDoc, methods: Iterable[str]) -> dict[str, Any]:
             keyed = (schema.endpoint_key,) if doc.kind == "entity" and schema.endpoint_key else ()
             op = {"summary": f"Create or replace one of {schema.name} (upsert)",
                   "requestBody": _body(schema, (*parent_field, *keyed)),
-                  "responses": {**_ok(schema), **_error_responses(400, 409, 415, *nested)}}
+                  "responses": {**_ok(schema), **_error_responses(400, 409, 415, *nested, *scoped)}}
         op["operationId"] = f"{method.lower()}-{doc.kind}-{schema.name}" + (
             f"-of-{parent.name}" if parent else "") + (f"-via-{doc.via.name}" if doc.via else "")
         op["tags"] = [schema.name]
@@ -297,12 +320,13 @@ INFO: dict[str, dict[str, Any]] = {
         "parameters": [_path_param("name", "the plugin name")],
         "responses": {**_object("the schema", {"fields": {"type": "array"}}), **_error_responses(404)}},
     "/tags": {"summary": "Every tag of every entity, as {tag, entity_name, entity_id}, in pages",
-              "parameters": LIST_PARAMS[:2],
+              "parameters": TAG_LIST_PARAMS,
               "responses": {**_object("a page", {"data": {"type": "array"}, "next": {"type": "string",
                                                                                       "nullable": True}}),
                             **_error_responses(400)}},
     "/tags/{tag}": {"summary": "The entities with one tag, in pages",
-                    "parameters": [_path_param("tag", "the tag"), *LIST_PARAMS[:2]],
+                    "parameters": [_path_param("tag", "the tag (U+FFFD, a byte not UTF-8, is refused)",
+                                               {"type": "string", "pattern": "^[^\ufffd]+$"}), *TAG_LIST_PARAMS],
                     "responses": {**_object("a page", {"data": {"type": "array"},
                                                        "next": {"type": "string", "nullable": True}}),
                                   **_error_responses(400)}},

@@ -101,7 +101,7 @@ OPENAPI: dict[str, Any] = {
         "summary": "Price some usage with a plan: lines with their tiers, base fee, total",
         "operationId": "pricing-simulate", "tags": ["pricing"],
         "requestBody": docs.body({**docs.obj({
-            "plan": {"type": "string", "description": "the plan's name or id"},
+            "plan": {"type": "string", "minLength": 1, "description": "the plan's name or id"},
             "version": {"type": "integer", "minimum": 1, "description": "a recorded version; default: the head"},
             "usage": {"type": "object", "additionalProperties": UNITS,
                       "description": "meter name -> units (an integer or a decimal string)"}}, ["plan"]),

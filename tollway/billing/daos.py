@@ -20,14 +20,17 @@ from typing import Any
 from zoneinfo import available_timezones
 
 from tollway.billing import tables
-from tollway.billing.charges import MODELS, validate_charge
+from tollway.billing.charges import MODELS, model_rules, validate_charge
+from tollway.billing.currency import ISO_4217
+from tollway.billing.money import PRICE_INTEGER_DIGITS, PRICE_PLACES
 from tollway.billing.meters import AGGREGATIONS, SUM_FIELDS, meter_problems
 from tollway.billing.periods import ANCHORS, INTERVALS
 from tollway.billing.plans import validate_plan
 from tollway.billing.versions import ENFORCEMENTS, ENTITLEMENT_PERIODS, PLAN_FIELDS, charge_definition
 from tollway.store.entities.schema import EntitySchema, Errors, Nesting, common_fields
 
-PRICE = {"type": "string", "description": "a decimal string with at most 12 decimal places, e.g. \"0.0015\""}
+PRICE = {"type": "string", "description": "a decimal string with at most 12 decimal places, e.g. \"0.0015\"",
+         "documented": {"pattern": rf"^0*[0-9]{{1,{PRICE_INTEGER_DIGITS}}}(\.[0-9]{{1,{PRICE_PLACES}}})?$"}}
 COUNT = {"type": "integer", "between": (0, (1 << 63) - 1)}
 SERVER_SET = "set by Tollway"
 
@@ -89,7 +92,8 @@ PLANS = EntitySchema(
     fields={
         **common_fields(),
         "name": {"type": "string", "name": True, "required": True, "description": "the plan's unique code"},
-        "currency": {"type": "string", "required": True, "description": "ISO 4217 code, e.g. USD"},
+        "currency": {"type": "string", "required": True, "description": "ISO 4217 code, e.g. USD",
+                     "documented": {"enum": sorted(ISO_4217)}},
         "interval": {"type": "string", "one_of": INTERVALS, "default": "month", "required": True},
         "billing_anchor": {"type": "string", "one_of": ANCHORS, "default": "calendar", "required": True},
         "base_fee": {**PRICE, "default": "0", "required": True, "description": "charged in advance each period"},
@@ -150,6 +154,7 @@ CHARGES = EntitySchema(
         "package_price": {**PRICE, "description": "package: the price of one package"},
     },
     checks=(_charge_problems,),
+    documented_checks=(model_rules(),),
     computed=_charge_key,
     computed_unique=_charge_unique,
     in_snapshot=False,
@@ -212,7 +217,8 @@ SUBSCRIPTIONS = EntitySchema(
         "plan_version": {"type": "integer", "auto": True, "description": SERVER_SET + ": the version subscribed"},
         "started_at": {"type": "integer", "between": (0, (1 << 53)), "description": "epoch seconds; default now"},
         "ends_at": {"type": "integer", "auto": True, "description": SERVER_SET + " by POST .../cancel"},
-        "tz": {"type": "string", "default": "UTC", "required": True, "description": "IANA time zone of its periods"},
+        "tz": {"type": "string", "default": "UTC", "required": True, "description": "IANA time zone of its periods",
+               "documented": {"enum": sorted(time_zones())}},
         "external_customer_id": {"type": "string"},
         "next_plan": {"type": "foreign", "reference": "plans",
                       "description": "a plan to switch to at the end of the current billing period; null: none"},

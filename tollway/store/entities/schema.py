@@ -10,6 +10,9 @@ Fields use the same format as a plugin's `config` fields (tollway/plugins/<name>
   record                                     nested `fields`
   foreign                                    `{"id": uuid}` of an entity of `reference` (a table name)
 
+Any field may carry `documented`: JSON Schema keywords for the OpenAPI document that say what a
+check (not the field's type) enforces, such as a price's pattern or a currency's codes.
+
 An entity adds what the store needs: its table, unique fields, the field its endpoints accept
 besides the id (name, username, key) and hooks for what plain data cannot say.
 """
