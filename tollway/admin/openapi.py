@@ -17,9 +17,11 @@ from starlette.routing import BaseRoute, Route
 from tollway import __version__
 from tollway.admin.endpoints import UNIQUE_FILTERS, ApiRoute, RouteDoc
 from tollway.admin.guard import HEADER
-from tollway.admin.pagination import MAX_SIZE, MAX_TAGS, TAGS_PATTERN
+from tollway.admin.pagination import MAX_SIZE, MAX_TAGS, TAG_CHARS, TAGS_PATTERN
 from tollway.config import Settings
 from tollway.plugins import registry
+from tollway.store.entities.plugins import SCOPES
+from tollway.store.entities.services import URL_DOC
 from tollway.store.entities.schema import EntitySchema
 
 JSON = "application/json"
@@ -64,6 +66,9 @@ def field_schema(spec: Mapping[str, Any]) -> dict[str, Any]:
                 out["pattern"] = r"^[\w.\-~]+$"
             if spec.get("header_name"):
                 out["pattern"] = r"^[A-Za-z0-9_-]+$"
+            if spec.get("tag"):
+                out["pattern"] = "^" + TAG_CHARS + "+$"
+            out.setdefault("pattern", "^[^\u0000]*$")  # PostgreSQL text cannot hold a NUL
         if kind == "integer" and spec.get("timestamp"):
             out["description"] = "epoch seconds"
     elif kind in ("array", "set"):
@@ -109,7 +114,7 @@ def _input_properties(schema: EntitySchema) -> dict[str, Any]:
     props = {name: field_schema(spec) for name, spec in schema.fields.items()
              if name not in ("created_at", "updated_at")}
     if schema.prepare is not None and schema.name == "services":
-        props["url"] = {"type": "string", "description": "shorthand for protocol, host, port and path"}
+        props["url"] = {"type": "string", "description": "shorthand for protocol, host, port and path", **URL_DOC}
     if schema.name == "plugins":
         enabled = plugins_enabled(schema)
         if enabled:
@@ -163,11 +168,61 @@ SHORTHAND = {"services": {"anyOf": [{"required": [name], "properties": {name: {"
                                     for name in ("host", "url")]}}
 
 
-def _whole(schema: EntitySchema, ref: dict[str, str], required: list[str]) -> dict[str, Any]:
+NULL = {"nullable": True, "enum": [None]}
+
+
+def _empty(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Absent, null or empty, as a plugin config check counts a field (tollway/store/entities/plugins.py)."""
+    bound = {"array": "maxItems", "set": "maxItems", "map": "maxProperties", "string": "maxLength"}.get(spec["type"])
+    return {"nullable": True, bound: 0} if bound else NULL
+
+
+def _filled(spec: Mapping[str, Any]) -> dict[str, Any]:
+    bound = {"array": "minItems", "set": "minItems", "map": "minProperties", "string": "minLength"}.get(spec["type"])
+    return {bound: 1} if bound else {"not": NULL}
+
+
+def _config_rules(fields: Mapping[str, Any], checks: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """A plugin's config checks: at_least_one_of (one field filled) and only_one_of (unless one of
+    its fields is absent or null, exactly one filled)."""
+    rules: list[dict[str, Any]] = []
+    for check in checks:
+        for kind, names in check.items():
+            one_filled = [{"required": [name], "properties": {
+                name: _filled(fields[name]), **({other: _empty(fields[other]) for other in names if other != name}
+                                                if kind == "only_one_of" else {})}} for name in names]
+            if kind == "only_one_of":
+                one_filled += [{"properties": {name: NULL}} for name in names]
+                one_filled += [{"not": {"required": [name]}} for name in names]
+            rules.append({"anyOf": one_filled})
+    return rules
+
+
+def _plugin_rules(schema: EntitySchema, given: Iterable[str]) -> dict[str, Any]:
+    """One branch per enabled plugin: its name, its config's fields and checks, the scopes it refuses
+    null. A scope the path sets (/consumers/{c}/plugins) rules out the plugins it does not allow."""
+    branches = []
+    for name in plugins_enabled(schema):
+        plugin = registry.schema(name)
+        scopes = plugin.get("scopes", ("global", *SCOPES))
+        if any(scope not in scopes for scope in given if scope in SCOPES):
+            continue
+        config = field_schema({"type": "record", "fields": plugin["config"], "required": True})
+        rules = _config_rules(plugin["config"], plugin.get("checks", ()))
+        branches.append({"properties": {
+            "name": {"enum": [name]}, "config": {"allOf": [config, *rules]} if rules else config,
+            **{scope: NULL for scope in SCOPES if scope not in scopes}}})
+    return {"anyOf": branches}
+
+
+def _whole(schema: EntitySchema, ref: dict[str, str], required: list[str],
+           given: Iterable[str] = ()) -> dict[str, Any]:
     """`ref` with what a body written whole must also meet: its required fields and cross-field rules."""
     rules: list[Any] = list(schema.documented_checks)
     if schema.name in SHORTHAND:
         rules.append(SHORTHAND[schema.name])
+    if schema.name == "plugins":
+        rules.append(_plugin_rules(schema, given))
     if required:
         rules.append({"required": required})
     return {"allOf": [ref, *rules]} if rules else ref
@@ -180,8 +235,8 @@ def _body(schema: EntitySchema, given: Iterable[str] | None = None) -> dict[str,
     if given is not None:
         required = _required(schema, given)
         foreign = schema.foreign_fields()
-        json_schema = _whole(schema, json_schema, required)
-        form = _whole(schema, form, [field + ".id" if field in foreign else field for field in required])
+        json_schema = _whole(schema, json_schema, required, given)
+        form = _whole(schema, form, [field + ".id" if field in foreign else field for field in required], given)
     return {"required": False, "content": {
         JSON: {"schema": json_schema},
         FORM: {"schema": form, "encoding": {}},
@@ -201,12 +256,17 @@ def _path_param(name: str, description: str, schema: dict[str, Any] | None = Non
 UUID = {"type": "string", "format": "uuid"}
 
 
-def _ident(schema: EntitySchema) -> dict[str, Any]:
-    """What names one entity in a path: its id, or a value of its endpoint key."""
-    if schema.endpoint_key is None:
+def _ident(schema: EntitySchema, method: str = "GET", scoped: bool = False) -> dict[str, Any]:
+    """What names one entity in a path: its id, or a value of its endpoint key. A DELETE takes any
+    string (what names nothing is gone already: 204); a PUT by key is documented by key alone, as
+    the key then fills the body's field (by id, the body must hold what the key would have given)."""
+    if method == "DELETE":
+        return {"type": "string", "minLength": 1}
+    if schema.endpoint_key is None or scoped:
         return UUID
     key = field_schema({**schema.fields[schema.endpoint_key], "required": True})
-    return {"anyOf": [UUID, {k: v for k, v in key.items() if k != "description"}]}
+    key.pop("description", None)
+    return key if method == "PUT" else {"anyOf": [UUID, key]}
 
 
 def _key_name(schema: EntitySchema) -> str:
@@ -247,8 +307,9 @@ def _operations(doc: RouteDoc, methods: Iterable[str]) -> dict[str, Any]:
         assert doc.via is not None
         params.append(_path_param("ident", f"{_key_name(doc.via)} of the {doc.via.name} entity whose "
                                   f"reference is followed", _ident(doc.via)))
-    elif doc.kind == "entity":
-        params.append(_path_param("ident", f"{_key_name(schema)} ({schema.name})", _ident(schema)))
+    ident_of = ({method: _path_param("ident", f"{_key_name(schema)} ({schema.name})",
+                                     _ident(schema, method, scoped=parent is None and bool(schema.endpoint_key_scope)))
+                 for method in methods} if doc.kind == "entity" else {})
     name = _component(schema.name)
     parent_field = tuple(nesting.field for nesting in schema.nested
                          if parent is not None and schema.fields[nesting.field]["reference"] == parent.name)
@@ -282,16 +343,18 @@ def _operations(doc: RouteDoc, methods: Iterable[str]) -> dict[str, Any]:
             op = {"summary": f"Update one of {schema.name}", "requestBody": _body(schema),
                   "responses": {**_ok(schema), **_error_responses(400, 404, 409, 415)}}
         else:
-            # {ident} sets the endpoint key, unless it is an id: then the body must hold the key
-            keyed = (schema.endpoint_key,) if doc.kind == "entity" and schema.endpoint_key else ()
+            # {ident} sets the endpoint key (an ACL's group only under its consumer)
+            keyed = (schema.endpoint_key,) if doc.kind == "entity" and schema.endpoint_key and not (
+                parent is None and schema.endpoint_key_scope) else ()
             op = {"summary": f"Create or replace one of {schema.name} (upsert)",
                   "requestBody": _body(schema, (*parent_field, *keyed)),
                   "responses": {**_ok(schema), **_error_responses(400, 409, 415, *nested, *scoped)}}
         op["operationId"] = f"{method.lower()}-{doc.kind}-{schema.name}" + (
             f"-of-{parent.name}" if parent else "") + (f"-via-{doc.via.name}" if doc.via else "")
         op["tags"] = [schema.name]
-        if params:
-            op["parameters"] = params + op.get("parameters", [])
+        own = params + ([ident_of[method]] if method in ident_of else [])
+        if own:
+            op["parameters"] = own + op.get("parameters", [])
         ops[method.lower()] = op
     return ops
 

@@ -22,6 +22,7 @@ MAX_TAGS = 5
 _TAG_CHARS = r"[\x20-\x2b\x2d\x2e\x30-\x7e\u0080-\ud7ff\ue000-\ufffc\ufffe-\U0010ffff]"  # no surrogates: not UTF-8
 _TAG = re.compile(rf"^{_TAG_CHARS}+$")
 # A tags filter as the OpenAPI document states it: 1 to MAX_TAGS tags joined by ',' or by '/'.
+TAG_CHARS = re.sub(r"\\U([0-9a-f]{8})", lambda m: chr(int(m.group(1), 16)), _TAG_CHARS)  # for JSON Schema
 # \U is Python's alone: the characters past U+FFFF go in as themselves.
 TAGS_PATTERN = re.sub(r"\\U([0-9a-f]{8})", lambda m: chr(int(m.group(1), 16)), (
     rf"^{_TAG_CHARS}+(,{_TAG_CHARS}+){{0,{MAX_TAGS - 1}}}$|^{_TAG_CHARS}+(/{_TAG_CHARS}+){{0,{MAX_TAGS - 1}}}$"))
