@@ -89,8 +89,8 @@ TIER_ORDER = ("must be set on every tier but the last", "must be null on the las
 def _tier_order_only(fields: object) -> bool:
     tiers = fields.get("tiers") if isinstance(fields, dict) and set(fields) == {"tiers"} else None
     return isinstance(tiers, list) and any(tiers) and all(
-        problem is None or set(problem) == {"up_to"} and problem["up_to"].startswith(TIER_ORDER)
-        for problem in tiers)
+        problem is None or isinstance(problem, dict) and set(problem) == {"up_to"}
+        and isinstance(problem["up_to"], str) and problem["up_to"].startswith(TIER_ORDER) for problem in tiers)
 
 
 def excused(case: schemathesis.Case, response: requests.Response, failure: Exception) -> bool:

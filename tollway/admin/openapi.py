@@ -17,12 +17,12 @@ from starlette.routing import BaseRoute, Route
 from tollway import __version__
 from tollway.admin.endpoints import UNIQUE_FILTERS, ApiRoute, RouteDoc
 from tollway.admin.guard import HEADER
-from tollway.admin.pagination import MAX_SIZE, MAX_TAGS, TAG_CHARS, TAGS_PATTERN
+from tollway.admin.pagination import MAX_SIZE, MAX_TAGS, TAGS_PATTERN
 from tollway.config import Settings
 from tollway.plugins import registry
 from tollway.store.entities.plugins import SCOPES
-from tollway.store.entities.services import URL_DOC
 from tollway.store.entities.schema import EntitySchema
+from tollway.store.entities.services import URL_DOC
 
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
@@ -67,7 +67,7 @@ def field_schema(spec: Mapping[str, Any]) -> dict[str, Any]:
             if spec.get("header_name"):
                 out["pattern"] = r"^[A-Za-z0-9_-]+$"
             if spec.get("tag"):
-                out["pattern"] = "^" + TAG_CHARS + "+$"
+                out["pattern"] = r"^[^\x00-\x1f\x7f,/]+$"  # printable, no ',' or '/' (validation.py)
             out.setdefault("pattern", "^[^\u0000]*$")  # PostgreSQL text cannot hold a NUL
         if kind == "integer" and spec.get("timestamp"):
             out["description"] = "epoch seconds"

@@ -19,13 +19,12 @@ MAX_SIZE = 1000
 MAX_TAGS = 5
 # A tag in a filter: printable ASCII but ',' and '/', or any non-ASCII character (an invalid UTF-8
 # byte arrives as U+FFFD, which is refused with it).
-_TAG_CHARS = r"[\x20-\x2b\x2d\x2e\x30-\x7e\u0080-\ud7ff\ue000-\ufffc\ufffe-\U0010ffff]"  # no surrogates: not UTF-8
-_TAG = re.compile(rf"^{_TAG_CHARS}+$")
-# A tags filter as the OpenAPI document states it: 1 to MAX_TAGS tags joined by ',' or by '/'.
-TAG_CHARS = re.sub(r"\\U([0-9a-f]{8})", lambda m: chr(int(m.group(1), 16)), _TAG_CHARS)  # for JSON Schema
-# \U is Python's alone: the characters past U+FFFF go in as themselves.
-TAGS_PATTERN = re.sub(r"\\U([0-9a-f]{8})", lambda m: chr(int(m.group(1), 16)), (
-    rf"^{_TAG_CHARS}+(,{_TAG_CHARS}+){{0,{MAX_TAGS - 1}}}$|^{_TAG_CHARS}+(/{_TAG_CHARS}+){{0,{MAX_TAGS - 1}}}$"))
+_TAG = re.compile(r"^[\x20-\x2b\x2d\x2e\x30-\x7e\u0080-\ufffc\ufffe-\U0010ffff]+$")
+# The same characters as JSON Schema states them (the complement: controls, DEL, ',', '/', U+FFFD),
+# and a tags filter: 1 to MAX_TAGS tags joined by ',' or by '/'.
+TAG_CHARS = r"[^\x00-\x1f\x7f,/\ufffd]"
+TAGS_PATTERN = (rf"^{TAG_CHARS}+(,{TAG_CHARS}+){{0,{MAX_TAGS - 1}}}$|"
+                rf"^{TAG_CHARS}+(/{TAG_CHARS}+){{0,{MAX_TAGS - 1}}}$")
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ from zoneinfo import available_timezones
 from tollway.billing import tables
 from tollway.billing.charges import MODELS, model_rules, validate_charge
 from tollway.billing.currency import ISO_4217
-from tollway.billing.money import PRICE_INTEGER_DIGITS, PRICE_PLACES
 from tollway.billing.meters import AGGREGATIONS, SUM_FIELDS, meter_problems
+from tollway.billing.money import PRICE_INTEGER_DIGITS, PRICE_PLACES
 from tollway.billing.periods import ANCHORS, INTERVALS
 from tollway.billing.plans import validate_plan
 from tollway.billing.versions import ENFORCEMENTS, ENTITLEMENT_PERIODS, PLAN_FIELDS, charge_definition
