@@ -29,6 +29,7 @@ FORM = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
 ERROR = {"$ref": "#/components/schemas/Error"}
 SCALARS = ("string", "integer", "number", "boolean")
+UUID = {"type": "string", "format": "uuid"}
 
 # What each status means for one operation, and the error shape it answers with.
 STATUS_TEXT = {
@@ -111,8 +112,9 @@ def entity_schema(schema: EntitySchema) -> dict[str, Any]:
 
 
 def _input_properties(schema: EntitySchema) -> dict[str, Any]:
+    # what the server sets (times, a subscription's timeline) is not input; an id may be chosen
     props = {name: field_schema(spec) for name, spec in schema.fields.items()
-             if name not in ("created_at", "updated_at")}
+             if name not in ("created_at", "updated_at") and (name == "id" or not spec.get("auto"))}
     if schema.prepare is not None and schema.name == "services":
         props["url"] = {"type": "string", "description": "shorthand for protocol, host, port and path", **URL_DOC}
     if schema.name == "plugins":
@@ -139,10 +141,13 @@ def form_input(schema: EntitySchema) -> dict[str, Any]:
     (Kong's form keys); maps and records are sent as JSON or as `config.x` keys, not listed."""
     props: dict[str, Any] = {}
     for name, spec in _input_properties(schema).items():
+        # a form's empty value is null (validation.infer_types): "" where null may be
+        empty = [{"type": "string", "maxLength": 0}] if spec.get("nullable") else []
         if spec.get("type") == "object" and "properties" in spec and "id" in spec["properties"]:
-            props[name + ".id"] = {"type": "string", "format": "uuid"}
+            props[name + ".id"] = {"anyOf": [UUID, *empty]} if empty else UUID
         elif spec.get("type") in SCALARS or spec.get("type") == "array" and spec["items"].get("type") in SCALARS:
-            props[name] = {k: v for k, v in spec.items() if k != "nullable"}
+            value = {k: v for k, v in spec.items() if k != "nullable"}
+            props[name] = {"anyOf": [value, *empty]} if empty else value
     return {"type": "object", "properties": props, "additionalProperties": False}
 
 
@@ -179,7 +184,7 @@ def _empty(spec: Mapping[str, Any]) -> dict[str, Any]:
 
 def _filled(spec: Mapping[str, Any]) -> dict[str, Any]:
     bound = {"array": "minItems", "set": "minItems", "map": "minProperties", "string": "minLength"}.get(spec["type"])
-    return {bound: 1} if bound else {"not": NULL}
+    return {bound: 1, "not": NULL} if bound else {"not": NULL}
 
 
 def _config_rules(fields: Mapping[str, Any], checks: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -209,9 +214,12 @@ def _plugin_rules(schema: EntitySchema, given: Iterable[str]) -> dict[str, Any]:
             continue
         config = field_schema({"type": "record", "fields": plugin["config"], "required": True})
         rules = _config_rules(plugin["config"], plugin.get("checks", ()))
-        branches.append({"properties": {
+        branch: dict[str, Any] = {"properties": {
             "name": {"enum": [name]}, "config": {"allOf": [config, *rules]} if rules else config,
-            **{scope: NULL for scope in SCOPES if scope not in scopes}}})
+            **{scope: NULL for scope in SCOPES if scope not in scopes}}}
+        if rules:  # a config must be given to meet them
+            branch["required"] = ["config"]
+        branches.append(branch)
     return {"anyOf": branches}
 
 
@@ -228,6 +236,17 @@ def _whole(schema: EntitySchema, ref: dict[str, str], required: list[str],
     return {"allOf": [ref, *rules]} if rules else ref
 
 
+def _as_form(rule: Any) -> Any:
+    """A rule for a form body, where an empty value is null: wherever null is named, "" is too."""
+    if isinstance(rule, dict):
+        if rule.get("enum") == [None]:
+            return {**rule, "enum": [None, ""]}
+        return {key: _as_form(value) for key, value in rule.items()}
+    if isinstance(rule, list):
+        return [_as_form(item) for item in rule]
+    return rule
+
+
 def _body(schema: EntitySchema, given: Iterable[str] | None = None) -> dict[str, Any]:
     """A request body; `given` (the fields the path sets) when it is written whole, None for a PATCH."""
     name = _component(schema.name)
@@ -236,8 +255,10 @@ def _body(schema: EntitySchema, given: Iterable[str] | None = None) -> dict[str,
         required = _required(schema, given)
         foreign = schema.foreign_fields()
         json_schema = _whole(schema, json_schema, required, given)
-        form = _whole(schema, form, [field + ".id" if field in foreign else field for field in required], given)
-    return {"required": False, "content": {
+        form = _as_form(_whole(schema, form, [field + ".id" if field in foreign else field for field in required],
+                               given))
+    # a body written whole with fields it must hold cannot be left out
+    return {"required": "allOf" in json_schema, "content": {
         JSON: {"schema": json_schema},
         FORM: {"schema": form, "encoding": {}},
         MULTIPART: {"schema": form},
@@ -251,9 +272,6 @@ def _ok(schema: EntitySchema, status: int = 200) -> dict[str, Any]:
 def _path_param(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "description": description,
             "schema": schema or {"type": "string", "minLength": 1}}
-
-
-UUID = {"type": "string", "format": "uuid"}
 
 
 def _ident(schema: EntitySchema, method: str = "GET", scoped: bool = False) -> dict[str, Any]:
@@ -277,8 +295,8 @@ def _offset(kind: str) -> dict[str, Any]:
     """An opaque token: valid only as a previous page of the same listing gave it (else 400 invalid
     offset, as Kong's); `format` names which listing's tokens it is."""
     return {"name": "offset", "in": "query", "required": False,
-            "description": "the `offset` of the previous page, as given (an opaque token)",
-            "schema": {"type": "string", "format": kind}}
+            "description": "the `offset` of the previous page, as given (an opaque token); empty: none",
+            "schema": {"anyOf": [{"type": "string", "format": kind}, {"type": "string", "maxLength": 0}]}}
 
 
 SIZE = {"name": "size", "in": "query", "required": False, "description": "entities per page (default 100)",

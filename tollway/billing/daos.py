@@ -59,11 +59,17 @@ METERS = EntitySchema(
         "field": {"type": "string", "one_of": SUM_FIELDS, "description": "what a sum adds up"},
         "service": {"type": "foreign", "reference": "services", "description": "filter: only calls to this service"},
         "route": {"type": "foreign", "reference": "routes", "description": "filter: only calls on this route"},
-        "status": {"type": "array", "elements": {"type": "string"},
+        "status": {"type": "array", "elements": {"type": "string"}, "documented": {"items": {"anyOf": [
+                       {"type": "string", "pattern": "^([1-5][0-9][0-9]|[1-5]xx)$"},
+                       {"type": "integer", "minimum": 100, "maximum": 599}]}},
                    "description": "filter: status codes (\"404\") or classes (\"2xx\"); null counts every status"},
     },
     prepare=_statuses_as_text,
     checks=(meter_problems,),
+    documented_checks=({"anyOf": [  # field goes with sum only
+        {"properties": {"aggregation": {"enum": ["count"]}, "field": {"nullable": True, "enum": [None]}}},
+        {"properties": {"aggregation": {"enum": ["sum"]}, "field": {"not": {"nullable": True, "enum": [None]}}},
+         "required": ["aggregation", "field"]}]},),
     restrict=(("charges", "meter_id"), ("entitlements", "meter_id")),
     in_snapshot=False,
 )
@@ -228,6 +234,8 @@ SUBSCRIPTIONS = EntitySchema(
                    "description": SERVER_SET + ": the plan versions over time, with their entitlements"},
     },
     prepare=_zone_problems,
+    # a change of plan is scheduled once the subscription exists (PATCH)
+    documented_checks=({"properties": {"next_plan": {"nullable": True, "enum": [None]}}},),
     for_workers=subscription_for_workers,
 )
 
