@@ -86,6 +86,9 @@ def field_schema(spec: Mapping[str, Any]) -> dict[str, Any]:
         fields = spec.get("fields", {})
         out = {"type": "object", "properties": {name: field_schema(sub) for name, sub in fields.items()},
                "additionalProperties": False}
+        needed = [name for name, sub in fields.items() if sub.get("required") and sub.get("default") is None]
+        if needed:
+            out["required"] = needed
     elif kind == "foreign":
         out = {"type": "object", "properties": {"id": {"type": "string", "format": "uuid"}},
                "required": ["id"], "additionalProperties": False,
@@ -144,7 +147,7 @@ def form_input(schema: EntitySchema) -> dict[str, Any]:
         # a form's empty value is null (validation.infer_types): "" where null may be
         empty = [{"type": "string", "maxLength": 0}] if spec.get("nullable") else []
         if spec.get("type") == "object" and "properties" in spec and "id" in spec["properties"]:
-            props[name + ".id"] = {"anyOf": [UUID, *empty]} if empty else UUID
+            props[name + ".id"] = UUID  # "" is not null here: an id is expected
         elif spec.get("type") in SCALARS or spec.get("type") == "array" and spec["items"].get("type") in SCALARS:
             value = {k: v for k, v in spec.items() if k != "nullable"}
             props[name] = {"anyOf": [value, *empty]} if empty else value
@@ -236,14 +239,24 @@ def _whole(schema: EntitySchema, ref: dict[str, str], required: list[str],
     return {"allOf": [ref, *rules]} if rules else ref
 
 
-def _as_form(rule: Any) -> Any:
-    """A rule for a form body, where an empty value is null: wherever null is named, "" is too."""
+def _as_form(rule: Any, foreign: Mapping[str, str]) -> Any:
+    """A rule for a form body, where an empty value is null (wherever null is named, "" is too)
+    and a foreign key is `{field}.id`."""
     if isinstance(rule, dict):
         if rule.get("enum") == [None]:
             return {**rule, "enum": [None, ""]}
-        return {key: _as_form(value) for key, value in rule.items()}
+        out = {key: _as_form(value, foreign) for key, value in rule.items()}
+        if isinstance(rule.get("properties"), dict):
+            # a foreign key that must be null is left out of a form (`{field}.id=` is not null but "")
+            absent = [name + ".id" for name, value in rule["properties"].items()
+                      if name in foreign and value.get("enum") == [None]]
+            out["properties"] = {name + ".id" if name in foreign else name: _as_form(value, foreign)
+                                 for name, value in rule["properties"].items() if name + ".id" not in absent}
+            if absent:
+                out = {"allOf": [out, *({"not": {"required": [key]}} for key in absent)]}
+        return out
     if isinstance(rule, list):
-        return [_as_form(item) for item in rule]
+        return [_as_form(item, foreign) for item in rule]
     return rule
 
 
@@ -256,7 +269,7 @@ def _body(schema: EntitySchema, given: Iterable[str] | None = None) -> dict[str,
         foreign = schema.foreign_fields()
         json_schema = _whole(schema, json_schema, required, given)
         form = _as_form(_whole(schema, form, [field + ".id" if field in foreign else field for field in required],
-                               given))
+                               given), foreign)
     # a body written whole with fields it must hold cannot be left out
     return {"required": "allOf" in json_schema, "content": {
         JSON: {"schema": json_schema},
