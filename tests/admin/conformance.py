@@ -80,6 +80,8 @@ class Run:
 # and "foreign keys unresolved" (a name). A schema says what an id or name looks like, not which exist,
 # so a well-formed request that names a missing entity is rightly refused with 400.
 MISSING_REFERENCE = {4, 13}
+# Likewise an id that is already taken (hypothesis draws the same UUIDs again): Kong's 400 code 3.
+TAKEN_ID = 3
 # What a graduated or volume charge's tiers must also meet: up_to set on every tier but the last,
 # null on the last, increasing. JSON Schema cannot compare an array's items with each other.
 TIER_ORDER = ("must be set on every tier but the last", "must be null on the last tier",
@@ -95,7 +97,8 @@ def _tier_order_only(fields: object) -> bool:
 
 def excused(case: schemathesis.Case, response: requests.Response, failure: Exception) -> bool:
     """Whether a reported mismatch is one that no OpenAPI document can remove, each named:
-    - valid data refused because it names an entity that does not exist (MISSING_REFERENCE);
+    - valid data refused because it names an entity that does not exist (MISSING_REFERENCE) or
+      gives an id that is taken (TAKEN_ID);
     - valid charge tiers refused for their order (TIER_ORDER);
     - GET /consumers?custom_id=x with a malformed size, offset or tags answered 200: Kong's
       /consumers answers the custom_id filter and ignores paging (kong/api/routes/consumers.lua);
@@ -107,7 +110,8 @@ def excused(case: schemathesis.Case, response: requests.Response, failure: Excep
     except ValueError:
         body = None
     if kind == "RejectedPositiveData" and response.status_code == 400 and isinstance(body, dict):
-        return body.get("code") in MISSING_REFERENCE or body.get("code") == 2 and _tier_order_only(body.get("fields"))
+        return body.get("code") in (*MISSING_REFERENCE, TAKEN_ID) or \
+            body.get("code") == 2 and _tier_order_only(body.get("fields"))
     if kind == "AcceptedNegativeData" and case.media_type == "multipart/form-data" and isinstance(case.body, dict) \
             and None in case.body.values():
         return True

@@ -326,7 +326,7 @@ def _unique_filter(entity: str) -> dict[str, Any]:
     field = UNIQUE_FILTERS[entity]
     return {"name": field, "in": "query", "required": False,
             "description": f"only the entity with this {field} (a page of at most one; paging and tags ignored)",
-            "schema": {"type": "string"}}
+            "schema": {"type": "string", "minLength": 1}}
 
 
 def _operations(doc: RouteDoc, methods: Iterable[str]) -> dict[str, Any]:

@@ -99,7 +99,7 @@ PLANS = EntitySchema(
         **common_fields(),
         "name": {"type": "string", "name": True, "required": True, "description": "the plan's unique code"},
         "currency": {"type": "string", "required": True, "description": "ISO 4217 code, e.g. USD",
-                     "documented": {"enum": sorted(ISO_4217)}},
+                     "documented": {"enum": sorted(code for code, unit in ISO_4217.items() if unit is not None)}},
         "interval": {"type": "string", "one_of": INTERVALS, "default": "month", "required": True},
         "billing_anchor": {"type": "string", "one_of": ANCHORS, "default": "calendar", "required": True},
         "base_fee": {**PRICE, "default": "0", "required": True, "description": "charged in advance each period"},
@@ -152,6 +152,7 @@ CHARGES = EntitySchema(
         "unit_price": {**PRICE, "description": "standard: the price of one unit"},
         "free_units": {**COUNT, "description": "standard, package: units not charged"},
         "tiers": {"type": "array", "description": "graduated, volume: up_to inclusive, null on the last tier",
+                  "documented": {"minItems": 1},
                   "elements": {"type": "record", "fields": {
                       "up_to": {"type": "integer", "between": (1, (1 << 63) - 1)},
                       "unit_price": {**PRICE, "required": True},
