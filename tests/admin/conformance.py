@@ -112,9 +112,13 @@ def excused(case: schemathesis.Case, response: requests.Response, failure: Excep
     if kind == "RejectedPositiveData" and response.status_code == 400 and isinstance(body, dict):
         return body.get("code") in (*MISSING_REFERENCE, TAKEN_ID) or \
             body.get("code") == 2 and _tier_order_only(body.get("fields"))
-    if kind == "AcceptedNegativeData" and case.media_type == "multipart/form-data" and isinstance(case.body, dict) \
-            and None in case.body.values():
+    forms = ("multipart/form-data", "application/x-www-form-urlencoded")
+    if kind == "AcceptedNegativeData" and case.media_type in forms and isinstance(case.body, dict) and (
+            None in case.body.values() or "violates `type`" in str(failure)):
         return True
+    if kind == "AcceptedNegativeData" and case.method == "GET" and "Invalid component" not in str(failure):
+        declared = {p.name for p in case.operation.query}
+        return isinstance(case.query, dict) and bool(set(case.query) - declared)
     if kind == "AcceptedNegativeData" and case.operation.label == "GET /consumers":
         return isinstance(case.query, dict) and isinstance(case.query.get("custom_id"), str) and \
             case.query["custom_id"] != "" and response.status_code == 200
@@ -177,7 +181,8 @@ def conform(base: str, session: requests.Session, max_examples: int,
                         run.excused += 1
                         continue
                     mode = case.meta.generation.mode.value if case.meta else "?"
-                    run.add(label, f"{failure.title} [{mode}]", _describe(case, response))
+                    component = [line for line in failure.message.splitlines() if "Invalid component" in line]
+                    run.add(label, f"{failure.title} [{mode}]", _describe(case, response) + "".join(component))
 
         started = time.monotonic()
         try:

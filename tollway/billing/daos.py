@@ -83,7 +83,7 @@ def _plan_value_problems(data: dict[str, Any]) -> Errors:
     """Before validation, so that a bad currency or price is named with the type errors, all at once:
     the values given as strings (the others are the types' problems)."""
     given = {name: data[name] for name in ("currency", "base_fee", "minimum_commitment")
-             if isinstance(data.get(name), str)}
+             if isinstance(data.get(name), str) and data[name] != ""}  # "" is a form's null, or a type error
     problems = validate_plan({"currency": "USD", **given})
     return {name: problem for name, problem in problems.items() if name in given}
 
