@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from sqlalchemy import BigInteger, Integer
 from starlette.routing import BaseRoute, Route
 
 from tollway import __version__
@@ -62,9 +63,10 @@ def field_schema(spec: Mapping[str, Any]) -> dict[str, Any]:
             if spec.get("uuid"):
                 out["format"] = "uuid"
             if spec.get("starts_with"):
-                out["pattern"] = "^(" + "|".join(prefix.replace("/", "\\/") for prefix in spec["starts_with"]) + ")"
+                out["pattern"] = ("^(" + "|".join(prefix.replace("/", "\\/") for prefix in spec["starts_with"])
+                                  + ")[^\\u0000]*$")
             if spec.get("name"):
-                out["pattern"] = r"^[\w.\-~]+$"
+                out["pattern"] = r"^[A-Za-z0-9_.\-~]+$"
             if spec.get("header_name"):
                 out["pattern"] = r"^[A-Za-z0-9_-]+$"
             if spec.get("tag"):
@@ -105,6 +107,16 @@ def field_schema(spec: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _column_bounds(schema: EntitySchema, props: dict[str, Any]) -> None:
+    """An integer stored in a 32-bit column is bounded by it (crud's _column_limits)."""
+    for name, prop in props.items():
+        column = schema.table.c.get(name)
+        if prop.get("type") == "integer" and column is not None and isinstance(column.type, Integer) \
+                and not isinstance(column.type, BigInteger):
+            prop.setdefault("minimum", -(1 << 31))
+            prop.setdefault("maximum", (1 << 31) - 1)
+
+
 def entity_schema(schema: EntitySchema) -> dict[str, Any]:
     """An entity as the Admin API answers it: every field present."""
     props = {name: field_schema(spec) for name, spec in schema.fields.items()}
@@ -118,6 +130,7 @@ def _input_properties(schema: EntitySchema) -> dict[str, Any]:
     # what the server sets (times, a subscription's timeline) is not input; an id may be chosen
     props = {name: field_schema(spec) for name, spec in schema.fields.items()
              if name not in ("created_at", "updated_at") and (name == "id" or not spec.get("auto"))}
+    _column_bounds(schema, props)
     if schema.prepare is not None and schema.name == "services":
         props["url"] = {"type": "string", "description": "shorthand for protocol, host, port and path", **URL_DOC}
     if schema.name == "plugins":
@@ -229,7 +242,9 @@ def _plugin_rules(schema: EntitySchema, given: Iterable[str]) -> dict[str, Any]:
 def _whole(schema: EntitySchema, ref: dict[str, str], required: list[str],
            given: Iterable[str] = ()) -> dict[str, Any]:
     """`ref` with what a body written whole must also meet: its required fields and cross-field rules."""
-    rules: list[Any] = list(schema.documented_checks)
+    # a choice the path already made (PUT /consumers/{username}: a username) is met
+    rules: list[Any] = [rule for rule in schema.documented_checks if not any(
+        branch.get("required") and set(branch["required"]) <= set(given) for branch in rule.get("anyOf", ()))]
     if schema.name in SHORTHAND:
         rules.append(SHORTHAND[schema.name])
     if schema.name == "plugins":
