@@ -61,3 +61,15 @@ def test_url_shorthand() -> None:
 def test_offsets_round_trip() -> None:
     ident = "11111111-2222-3333-4444-555555555555"
     assert decode_offset(encode_offset(ident)) == ident
+
+
+def test_a_form_key_that_starts_with_an_index_is_a_400_not_a_500():
+    # found by schemathesis: `[]=x` put an integer key at the top, which no JSON answer can hold
+    import pytest
+
+    from tollway.admin.errors import ApiError
+
+    for key in ("[]", "[0]", "[1][name]"):
+        with pytest.raises(ApiError) as caught:
+            decode_form([(key, "x")])
+        assert caught.value.status == 400 and "does not start with a name" in caught.value.body["message"]

@@ -119,8 +119,10 @@ def test_simulate_errors_in_kong_shape(priced: httpx.Client):
                   "package": "expected a non-negative integer, or a decimal string"}}
     unknown_meter = priced.post("/pricing/simulate", json={"plan": "usd", "usage": {"egress": 1}})
     assert unknown_meter.json()["fields"] == {"usage": {"egress": "the plan has no charge for meter 'egress'"}}
-    assert priced.post("/pricing/simulate", json={"plan": "gold"}).json()["fields"] == {
-        "plan": "no plan with id or name 'gold'"}
+    unknown_plan = priced.post("/pricing/simulate", json={"plan": "gold"})
+    assert unknown_plan.status_code == 400 and unknown_plan.json()["name"] == "foreign keys unresolved"
+    assert unknown_plan.json()["fields"] == {"plan": {"name": "the foreign key cannot be resolved with "
+                                                              "'{name=\"gold\"}' for an existing 'plans' entity"}}
     assert priced.post("/pricing/simulate", json={"plan": "usd", "version": 7}).json()["fields"] == {
         "version": "plan 'usd' has no version 7"}
     assert priced.post("/pricing/simulate", json={}).json()["fields"] == {"plan": "required field missing"}

@@ -119,6 +119,8 @@ def decode_form(pairs: list[tuple[str, str]]) -> dict[str, Any]:
         ]
         if len(tokens) > MAX_DEPTH:
             raise ApiError(400, {"message": f"Cannot parse form body: a key nested more than {MAX_DEPTH} deep"})
+        if tokens and not isinstance(tokens[0], str):  # `[]=x`, `[0]=x`: an index of nothing
+            raise ApiError(400, {"message": f"Cannot parse form body: the key '{key}' does not start with a name"})
         if tokens:
             _put(root, tokens, value)
     return _finish(root)

@@ -20,6 +20,11 @@ MAX_TAGS = 5
 # A tag in a filter: printable ASCII but ',' and '/', or any non-ASCII character (an invalid UTF-8
 # byte arrives as U+FFFD, which is refused with it).
 _TAG = re.compile(r"^[\x20-\x2b\x2d\x2e\x30-\x7e\u0080-\ufffc\ufffe-\U0010ffff]+$")
+# The same characters as JSON Schema states them (the complement: controls, DEL, ',', '/', U+FFFD),
+# and a tags filter: 1 to MAX_TAGS tags joined by ',' or by '/'.
+TAG_CHARS = r"[^\x00-\x1f\x7f,/\ufffd]"
+TAGS_PATTERN = (rf"^{TAG_CHARS}+(,{TAG_CHARS}+){{0,{MAX_TAGS - 1}}}$|"
+                rf"^{TAG_CHARS}+(/{TAG_CHARS}+){{0,{MAX_TAGS - 1}}}$")
 
 
 @dataclass(frozen=True)

@@ -98,16 +98,20 @@ VERSION = docs.obj({"plan": {"type": "object"}, "version": {"type": "integer"}, 
                     "definition": {"type": "object"}}, ["plan", "version", "created_at", "definition"])
 UNITS = {"oneOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$"}]}
 
+SIMULATE = {**docs.obj({
+    "plan": {"type": "string", "minLength": 1, "description": "the plan's name or id"},
+    "version": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1,
+                "description": "a recorded version; default: the head"},
+    "usage": {"type": "object", "additionalProperties": UNITS,
+              "description": "meter name -> units (an integer or a decimal string)"}}, ["plan"]),
+    "additionalProperties": False}
+
 OPENAPI: dict[str, Any] = {
     "/pricing/simulate": {"post": {
         "summary": "Price some usage with a plan: lines with their tiers, base fee, total",
         "operationId": "pricing-simulate", "tags": ["pricing"],
-        "requestBody": docs.body({**docs.obj({
-            "plan": {"type": "string", "description": "the plan's name or id"},
-            "version": {"type": "integer", "minimum": 1, "description": "a recorded version; default: the head"},
-            "usage": {"type": "object", "additionalProperties": UNITS,
-                      "description": "meter name -> units (an integer or a decimal string)"}}, ["plan"]),
-            "additionalProperties": False}, required=True),
+        "requestBody": docs.body(SIMULATE, required=True, form={  # a form gives usage as usage.{meter}=
+            **SIMULATE, "properties": {k: v for k, v in SIMULATE["properties"].items() if k != "usage"}}),
         "responses": {**docs.ok("the quote", docs.obj({
             "plan": {"type": "object"}, "plan_version": {"type": "integer", "nullable": True},
             "currency": {"type": "string"}, "lines": {"type": "array", "items": LINE},

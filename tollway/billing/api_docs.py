@@ -26,9 +26,10 @@ def ok(description: str, schema: dict[str, Any], status: int = 200) -> dict[str,
     return {str(status): {"description": description, "content": {JSON: {"schema": schema}}}}
 
 
-def body(schema: dict[str, Any], *, required: bool = False) -> dict[str, Any]:
+def body(schema: dict[str, Any], *, required: bool = False, form: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A JSON or url-encoded body; `form` when a form cannot say all that JSON can (nested maps)."""
     return {"required": required, "content": {JSON: {"schema": schema},
-                                              "application/x-www-form-urlencoded": {"schema": schema}}}
+                                              "application/x-www-form-urlencoded": {"schema": form or schema}}}
 
 
 def obj(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from tollway.admin import errors
 from tollway.admin.body import read_body
 from tollway.admin.context import AdminContext
 from tollway.admin.errors import ApiError
+from tollway.admin.openapi import NESTED_LIST_PARAMS
 from tollway.admin.pagination import PageQuery
 from tollway.admin.responses import json_response
 from tollway.billing import api_docs as docs
@@ -204,6 +205,8 @@ def routes(ctx: AdminContext) -> list[BaseRoute]:
                 try:
                     invoice = await _find(conn, ident)
                 except NotFound:
+                    if not problems:  # a well-formed request naming no invoice: Kong's unresolved reference
+                        raise errors.foreign_keys_unresolved("invoice", "id", ident, "invoices") from None
                     problems["invoice"] = f"no invoice '{ident}'"
             if invoice is not None and invoice["status"] != "finalized":
                 problems["invoice"] = f"is {invoice['status']}: only a finalized invoice can be credited"
@@ -284,8 +287,9 @@ def _query(name: str, description: str, **schema: Any) -> dict[str, Any]:
             "schema": {"type": "string", **schema}}
 
 
-PAGES = [_query("size", "page size, 1 to 1000 (default 100)", pattern=r"^[0-9]+$"),
-         _query("offset", "the offset of the previous page's answer")]
+# A decimal string above 0 (with at most 12 decimals, as a price); the currency may allow fewer.
+POSITIVE_AMOUNT = r"^0*([1-9][0-9]{0,17}(\.[0-9]{1,12})?|0\.[0-9]{0,11}[1-9])$"
+PAGES = NESTED_LIST_PARAMS  # size and offset, as every listing's
 
 
 def _page(items: dict[str, Any]) -> dict[str, Any]:
@@ -345,9 +349,9 @@ OPENAPI: dict[str, Any] = {
         "post": {"summary": "Credit a finalized invoice; deducted on the consumer's next invoices",
                  "operationId": "create-credit-note", "tags": ["invoices"],
                  "requestBody": docs.body({**docs.obj({
-                     "invoice": {"type": "string", "description": "the invoice's id or number"},
-                     "amount": {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$",
-                                "description": "at most what is left to credit on the invoice"},
+                     "invoice": {"type": "string", "minLength": 1, "description": "the invoice's id or number"},
+                     "amount": {"type": "string", "pattern": POSITIVE_AMOUNT,
+                                "description": "greater than 0, at most what is left to credit on the invoice"},
                      "reason": {"type": "string", "enum": list(REASONS)},
                      "description": {"type": "string"}}, ["invoice", "amount", "reason"]),
                      "additionalProperties": False}, required=True),

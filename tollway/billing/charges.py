@@ -107,6 +107,17 @@ _CLASSES: dict[str, Callable[..., Charge]] = {
 _TIER_FIELDS = ("up_to", "unit_price", "flat_fee")
 
 
+def model_rules() -> dict[str, Any]:
+    """What _check asks of the fields by model, as JSON Schema (for the OpenAPI document): a model's
+    required fields set (not null), and the fields only other models use absent or null."""
+    null = {"nullable": True, "enum": [None]}
+    return {"anyOf": [{"properties": {"model": {"enum": [model]},
+                                      **{name: {"not": null} for name, required in fields.items() if required},
+                                      **{name: null for name in sorted(_MODEL_FIELDS) if name not in fields}},
+                       "required": ["model", *(name for name, required in fields.items() if required)]}
+                      for model, fields in _FIELDS.items()]}
+
+
 def parse_charge(data: object) -> Charge:
     """The charge a JSON definition describes; InvalidDefinition listing every problem otherwise."""
     charge, errors = _check(data)

@@ -17,7 +17,7 @@ from tollway.billing import plans_apply, simulation
 from tollway.billing.plans_file import load
 from tollway.clitools import pass_settings
 from tollway.config import Settings
-from tollway.errors import SchemaViolation
+from tollway.errors import ForeignKeysUnresolved, SchemaViolation
 from tollway.store.db import Database, run_with_database
 from tollway.store.entities.catalog import Catalog
 
@@ -86,6 +86,8 @@ def simulate_command(settings: Settings, plan: str, version: int | None, usage: 
         answer = run_with_database(settings, work)
     except SchemaViolation as exc:
         raise click.ClickException("; ".join(plans_apply.problem_lines("", exc.fields))) from None
+    except ForeignKeysUnresolved as exc:
+        raise click.ClickException(f"no plan with id or name '{exc.value}'") from None
     if as_json:
         click.echo(orjson.dumps(answer, option=orjson.OPT_INDENT_2).decode())
         return

@@ -20,14 +20,17 @@ from typing import Any
 from zoneinfo import available_timezones
 
 from tollway.billing import tables
-from tollway.billing.charges import MODELS, validate_charge
+from tollway.billing.charges import MODELS, model_rules, validate_charge
+from tollway.billing.currency import ISO_4217
 from tollway.billing.meters import AGGREGATIONS, SUM_FIELDS, meter_problems
+from tollway.billing.money import PRICE_INTEGER_DIGITS, PRICE_PLACES
 from tollway.billing.periods import ANCHORS, INTERVALS
 from tollway.billing.plans import validate_plan
 from tollway.billing.versions import ENFORCEMENTS, ENTITLEMENT_PERIODS, PLAN_FIELDS, charge_definition
 from tollway.store.entities.schema import EntitySchema, Errors, Nesting, common_fields
 
-PRICE = {"type": "string", "description": "a decimal string with at most 12 decimal places, e.g. \"0.0015\""}
+PRICE = {"type": "string", "description": "a decimal string with at most 12 decimal places, e.g. \"0.0015\"",
+         "documented": {"pattern": rf"^0*[0-9]{{1,{PRICE_INTEGER_DIGITS}}}(\.[0-9]{{1,{PRICE_PLACES}}})?$"}}
 COUNT = {"type": "integer", "between": (0, (1 << 63) - 1)}
 SERVER_SET = "set by Tollway"
 
@@ -56,11 +59,17 @@ METERS = EntitySchema(
         "field": {"type": "string", "one_of": SUM_FIELDS, "description": "what a sum adds up"},
         "service": {"type": "foreign", "reference": "services", "description": "filter: only calls to this service"},
         "route": {"type": "foreign", "reference": "routes", "description": "filter: only calls on this route"},
-        "status": {"type": "array", "elements": {"type": "string"},
+        "status": {"type": "array", "elements": {"type": "string"}, "documented": {"items": {"anyOf": [
+                       {"type": "string", "pattern": "^([1-5][0-9][0-9]|[1-5]xx)$"},
+                       {"type": "integer", "minimum": 100, "maximum": 599}]}},
                    "description": "filter: status codes (\"404\") or classes (\"2xx\"); null counts every status"},
     },
     prepare=_statuses_as_text,
     checks=(meter_problems,),
+    documented_checks=({"anyOf": [  # field goes with sum only
+        {"properties": {"aggregation": {"enum": ["count"]}, "field": {"nullable": True, "enum": [None]}}},
+        {"properties": {"aggregation": {"enum": ["sum"]}, "field": {"not": {"nullable": True, "enum": [None]}}},
+         "required": ["aggregation", "field"]}]},),
     restrict=(("charges", "meter_id"), ("entitlements", "meter_id")),
     in_snapshot=False,
 )
@@ -74,7 +83,7 @@ def _plan_value_problems(data: dict[str, Any]) -> Errors:
     """Before validation, so that a bad currency or price is named with the type errors, all at once:
     the values given as strings (the others are the types' problems)."""
     given = {name: data[name] for name in ("currency", "base_fee", "minimum_commitment")
-             if isinstance(data.get(name), str)}
+             if isinstance(data.get(name), str) and data[name] != ""}  # "" is a form's null, or a type error
     problems = validate_plan({"currency": "USD", **given})
     return {name: problem for name, problem in problems.items() if name in given}
 
@@ -89,7 +98,8 @@ PLANS = EntitySchema(
     fields={
         **common_fields(),
         "name": {"type": "string", "name": True, "required": True, "description": "the plan's unique code"},
-        "currency": {"type": "string", "required": True, "description": "ISO 4217 code, e.g. USD"},
+        "currency": {"type": "string", "required": True, "description": "ISO 4217 code, e.g. USD",
+                     "documented": {"enum": sorted(code for code, unit in ISO_4217.items() if unit is not None)}},
         "interval": {"type": "string", "one_of": INTERVALS, "default": "month", "required": True},
         "billing_anchor": {"type": "string", "one_of": ANCHORS, "default": "calendar", "required": True},
         "base_fee": {**PRICE, "default": "0", "required": True, "description": "charged in advance each period"},
@@ -142,6 +152,7 @@ CHARGES = EntitySchema(
         "unit_price": {**PRICE, "description": "standard: the price of one unit"},
         "free_units": {**COUNT, "description": "standard, package: units not charged"},
         "tiers": {"type": "array", "description": "graduated, volume: up_to inclusive, null on the last tier",
+                  "documented": {"minItems": 1},
                   "elements": {"type": "record", "fields": {
                       "up_to": {"type": "integer", "between": (1, (1 << 63) - 1)},
                       "unit_price": {**PRICE, "required": True},
@@ -150,6 +161,7 @@ CHARGES = EntitySchema(
         "package_price": {**PRICE, "description": "package: the price of one package"},
     },
     checks=(_charge_problems,),
+    documented_checks=(model_rules(),),
     computed=_charge_key,
     computed_unique=_charge_unique,
     in_snapshot=False,
@@ -212,7 +224,8 @@ SUBSCRIPTIONS = EntitySchema(
         "plan_version": {"type": "integer", "auto": True, "description": SERVER_SET + ": the version subscribed"},
         "started_at": {"type": "integer", "between": (0, (1 << 53)), "description": "epoch seconds; default now"},
         "ends_at": {"type": "integer", "auto": True, "description": SERVER_SET + " by POST .../cancel"},
-        "tz": {"type": "string", "default": "UTC", "required": True, "description": "IANA time zone of its periods"},
+        "tz": {"type": "string", "default": "UTC", "required": True, "description": "IANA time zone of its periods",
+               "documented": {"enum": sorted(time_zones())}},
         "external_customer_id": {"type": "string"},
         "next_plan": {"type": "foreign", "reference": "plans",
                       "description": "a plan to switch to at the end of the current billing period; null: none"},
@@ -222,6 +235,8 @@ SUBSCRIPTIONS = EntitySchema(
                    "description": SERVER_SET + ": the plan versions over time, with their entitlements"},
     },
     prepare=_zone_problems,
+    # a change of plan is scheduled once the subscription exists (PATCH)
+    documented_checks=({"properties": {"next_plan": {"nullable": True, "enum": [None]}}},),
     for_workers=subscription_for_workers,
 )
 

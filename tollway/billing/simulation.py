@@ -22,7 +22,7 @@ from tollway.billing.errors import AmountOutOfRange, InvalidQuantity
 from tollway.billing.money import quantity
 from tollway.billing.quote import quote
 from tollway.billing.versions import PlanVersion
-from tollway.errors import SchemaViolation
+from tollway.errors import ForeignKeysUnresolved, SchemaViolation
 
 FIELDS = ("plan", "version", "usage")
 UNITS = "expected a non-negative integer, or a decimal string"
@@ -89,7 +89,8 @@ async def simulate(conn: AsyncConnection, request: Simulation) -> dict[str, Any]
     """The quote of one whole period: {"plan", "plan_version", "currency", "lines", "total", "total_minor"}."""
     plan = await plan_store.find_plan(conn, request.plan)
     if plan is None:
-        raise SchemaViolation({"plan": f"no plan with id or name '{request.plan}'"})
+        # a reference by name that names nothing: Kong's 400 "foreign keys unresolved", as a body's service.name=
+        raise ForeignKeysUnresolved("plan", "name", request.plan, "plans")
     version: PlanVersion
     if request.version is None:
         version = await plan_store.read_head(conn, plan)

@@ -26,4 +26,6 @@ CONSUMERS = EntitySchema(
         "custom_id": {"type": "string"},
     },
     checks=(username_or_custom_id,),
+    documented_checks=({"anyOf": [{"required": [name], "properties": {name: {"type": "string", "minLength": 1}}}
+                                  for name in ("username", "custom_id")]},),
 )

@@ -186,6 +186,9 @@ class Crud:
         """PUT: replace the entity named by ident (id or endpoint key), or create it."""
         if parent is None and self.schema.endpoint_key_scope and not is_uuid(ident):
             raise NotFound(self.schema.name)  # such a key names something only under a parent
+        if self.schema.endpoint_key is None and not is_uuid(ident):
+            # only an id names it (Kong: its primary key is invalid), never a new entity under another id
+            raise SchemaViolation({"id": "expected a valid UUID"})
         old = await self.find(ident, parent)
         if parent and old is None and is_uuid(ident) and await self.find(ident) is not None:
             raise NotFound(self.schema.name)  # that id is another parent's entity: not found here

@@ -50,4 +50,12 @@ ROUTES = EntitySchema(
         "service": {"type": "foreign", "reference": "services"},
     },
     checks=(at_least_one_matcher,),
+    documented_checks=({"anyOf": [
+        *({"required": [name], "properties": {name: {"type": "array", "minItems": 1}}}
+          for name in ("methods", "hosts", "paths")),
+        {"required": ["headers"], "properties": {"headers": {"type": "object", "minProperties": 1}}},
+        # snis count only on an https route: protocols not all http (absent: the default has https)
+        {"required": ["snis"], "properties": {"snis": {"type": "array", "minItems": 1},
+                                              "protocols": {"not": {"type": "array", "items": {"enum": ["http"]}}}}},
+    ]},),
 )

@@ -10,6 +10,9 @@ Fields use the same format as a plugin's `config` fields (tollway/plugins/<name>
   record                                     nested `fields`
   foreign                                    `{"id": uuid}` of an entity of `reference` (a table name)
 
+Any field may carry `documented`: JSON Schema keywords for the OpenAPI document that say what a
+check (not the field's type) enforces, such as a price's pattern or a currency's codes.
+
 An entity adds what the store needs: its table, unique fields, the field its endpoints accept
 besides the id (name, username, key) and hooks for what plain data cannot say.
 """
@@ -52,6 +55,9 @@ class EntitySchema:
     nested: tuple[Nesting, ...] = ()
     # Run once the fields are valid; each returns errors (Kong's "@entity" list for whole-entity ones).
     checks: tuple[Callable[[dict[str, Any]], Errors], ...] = ()
+    # What `checks` (and `prepare`) ask of a body written whole (POST, PUT), as JSON Schema keywords
+    # (anyOf, not) for the OpenAPI document, so that it refuses what they refuse.
+    documented_checks: tuple[Mapping[str, Any], ...] = ()
     # Before validation: rewrite shorthands (a service's url) on the incoming data.
     prepare: Callable[[dict[str, Any]], Errors] | None = None
     # The fields for this data, when they depend on it (a plugin's config follows its name).

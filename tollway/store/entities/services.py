@@ -66,6 +66,10 @@ def split_url(data: dict[str, Any]) -> Errors:
 
 _LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?"
 _HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?$")
+# What host_problem and split_url accept, for the OpenAPI document.
+HOST_DOC = {"anyOf": [{"pattern": rf"^{_LABEL}(\.{_LABEL})*\.?$", "maxLength": 253},
+                      {"format": "ipv4"}, {"format": "ipv6"}]}
+URL_DOC = {"pattern": rf"^https?://{_LABEL}(\.{_LABEL})*(:[0-9]{{1,4}})?(/[!-~]*)?$"}
 
 
 def _is_address(text: str) -> bool:
@@ -98,7 +102,7 @@ SERVICES = EntitySchema(
         "name": {"type": "string", "name": True},
         "retries": {"type": "integer", "between": (0, 32767), "default": 5, "required": True},
         "protocol": {"type": "string", "one_of": ("http", "https"), "default": "http", "required": True},
-        "host": {"type": "string", "required": True},
+        "host": {"type": "string", "required": True, "documented": HOST_DOC},
         "port": {"type": "integer", "between": (0, 65535), "default": 80, "required": True},
         "path": {"type": "string", "starts_with": ("/",)},
         "connect_timeout": TIMEOUT,

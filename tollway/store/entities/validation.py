@@ -19,7 +19,7 @@ from tollway.store.entities.schema import Errors, Fields
 
 REQUIRED = "required field missing"
 UNKNOWN = "unknown field"
-_NAME = re.compile(r"^[\w.\-~]+$")
+_NAME = re.compile(r"^[A-Za-z0-9_.\-~]+$")  # ASCII, as Kong's (Lua's %w): not any Unicode letter
 _TAG = re.compile(r"^[\x20-\x2b\x2d\x2e\x30-\x7e\u0080-\U0010ffff]+$")  # printable, no ',' or '/'
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
