@@ -8,13 +8,13 @@ for (a trial moves its start to the trial's end).
 What changes later (a plan change within the window, a cancellation now) is settled on the invoice
 issued at the window's end, by local days and per plan version:
 
-    billed   the days each version's `base_fee` lines (less its `base_fee_credit` lines) of the
-             subscription's other invoices paid for in the window
+    billed   the days each version's `base_fee` lines on the invoice issued at the window's start
+             paid for
     due      the days each version covers in the window by the timeline now (out of trial)
 
 Days billed and no longer due give a `base_fee_credit` line (negative: the unused days, prorated);
-days due and not billed give a `base_fee` line (prorated); one line per run of consecutive days,
-credits first. Each line is `fee × days / period_days`, rounded once, half up.
+days due and not billed give a `base_fee_charge` line (prorated); one line per run of consecutive
+days, credits first. Each line is `fee × days / period_days`, rounded once, half up.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from tollway.billing.money import decimal_text, minor_units
 from tollway.billing.periods import BillingPeriod, local_day, local_midnight
 from tollway.billing.proration import Share, prorate
 
-FEE_KINDS = ("base_fee", "base_fee_credit")
+FEE_KINDS = ("base_fee", "base_fee_credit", "base_fee_charge")
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class FeeSpan:
     fee: Decimal
     starts_at: int
     ends_at: int
-    sign: int = 1               # -1: a base_fee_credit line, days given back
+    sign: int = 1               # -1: days given back (a base_fee_credit line)
 
     @property
     def key(self) -> tuple[str, int]:
@@ -77,12 +77,13 @@ class FeeLine:
         return decimal_text(self.span.fee)
 
 
-def fee_line(period: BillingPeriod, span: FeeSpan, currency: Currency) -> FeeLine:
-    """`span.fee` for the span's days of `period`, rounded once; negative for a credit."""
+def fee_line(period: BillingPeriod, span: FeeSpan, currency: Currency, kind: str = "base_fee") -> FeeLine:
+    """`span.fee` for the span's days of `period`, rounded once; a credit (sign -1) is negative."""
     share = Share(len(fee_days(period, span.starts_at, span.ends_at)), period.days)
     amount = prorate(span.fee, share, currency) * span.sign
-    return FeeLine("base_fee" if span.sign > 0 else "base_fee_credit", span, share, amount,
-                   minor_units(amount, currency))
+    if span.sign < 0:
+        kind = "base_fee_credit"
+    return FeeLine(kind, span, share, amount, minor_units(amount, currency))
 
 
 def _runs(days: Iterable[date]) -> Iterator[list[date]]:
