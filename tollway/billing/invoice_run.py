@@ -164,6 +164,8 @@ async def _collect(conn: AsyncConnection, now: int, month: str | None,
                                                                      ()))
             bill = Bill(subscription, timeline, issue, segments(timeline, issue.arrears, version_of),
                         segments(timeline, issue.advance, version_of), billed)
+            # the next invoice settles against the advance fee as this run writes it, not as stored
+            fees[(subscription["id"], issue.at)] = list(bill.advance_fees)
             pending.append(_Pending(bill, invoice))
     consumer_ids = sorted({item.bill.subscription["consumer"]["id"] for item in pending})
     credits = _Credits(await invoice_store.available_credits(conn, consumer_ids))

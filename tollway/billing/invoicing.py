@@ -282,6 +282,11 @@ class Bill:
         return tuple(Figure(segment.version.meters[meter], segment.starts_at, segment.ends_at)
                      for segment in self.arrears for meter in segment.version.plan.charges)
 
+    @property
+    def advance_fees(self) -> tuple[FeeSpan, ...]:
+        """The days each advance segment's base fee pays for."""
+        return tuple(_fee_span(self.timeline, segment) for segment in self.advance)
+
     def charge_lines(self, figures: Sequence[int]) -> list[InvoiceLine]:
         lines: list[InvoiceLine] = []
         counts = iter(figures)
@@ -302,8 +307,7 @@ class Bill:
                          for span in corrections(window.period, self.billed, due))
         if self.issue.advance is not None:
             period = self.issue.advance.period
-            lines.extend(_fee_invoice_line(fee_line(period, _fee_span(self.timeline, segment), self.currency))
-                         for segment in self.advance)
+            lines.extend(_fee_invoice_line(fee_line(period, span, self.currency)) for span in self.advance_fees)
         return lines
 
     def lines(self, figures: Sequence[int]) -> tuple[list[InvoiceLine], Totals]:
