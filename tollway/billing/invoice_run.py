@@ -156,9 +156,12 @@ async def _collect(conn: AsyncConnection, now: int, month: str | None,
     for subscription in subscriptions:
         timeline = timeline_of(subscription)
         taken = {invoice["period_start"]: invoice for invoice in invoices.get(subscription["id"], [])}
-        for issue in issues(timeline, now):
+        # a draft is refreshed whatever the clock says (POST /invoices/{id}/refresh before its date)
+        drafts = [start for start, invoice in taken.items() if invoice["status"] == "draft"]
+        for issue in issues(timeline, max([now, *drafts])):
             invoice = taken.get(issue.at)
-            if (month is not None and issue.month != month) or (invoice is not None and invoice["status"] != "draft"):
+            if (month is not None and issue.month != month) or (invoice is None and issue.at > now) or (
+                    invoice is not None and invoice["status"] != "draft"):
                 continue
             billed = () if issue.arrears is None else tuple(fees.get((subscription["id"], issue.arrears.starts_at),
                                                                      ()))
