@@ -124,18 +124,18 @@ async def _invoices(conn: AsyncConnection, only: str | None) -> dict[str, list[d
     return found
 
 
-async def _advance_fees(conn: AsyncConnection, only: str | None) -> dict[tuple[str, int], list[FeeSpan]]:
-    """(subscription, invoice period_start) -> the base fees that invoice bills in advance."""
-    i, line = tables.invoices, tables.invoice_lines
-    statement = (select(i.c.subscription_id, i.c.period_start, line.c.plan_id, line.c.plan_name, line.c.plan_version,
-                        line.c.unit_price, line.c.starts_at, line.c.ends_at)
-                 .join(line, line.c.invoice_id == i.c.id).where(line.c.kind == "base_fee"))
-    if only is not None:
-        statement = statement.where(i.c.subscription_id == only)
-    found: dict[tuple[str, int], list[FeeSpan]] = {}
-    for row in await conn.execute(statement):
-        found.setdefault((row.subscription_id, row.period_start), []).append(
-            FeeSpan(row.plan_id, row.plan_name, row.plan_version, Decimal(row.unit_price), row.starts_at, row.ends_at))
+async def _advance_fees(conn: AsyncConnection, invoice_ids: Sequence[str]) -> dict[str, list[FeeSpan]]:
+    """invoice id -> the base fees it bills in advance (its `base_fee` lines)."""
+    line = tables.invoice_lines
+    found: dict[str, list[FeeSpan]] = {}
+    for start in range(0, len(invoice_ids), BATCH):
+        rows = await conn.execute(select(line.c.invoice_id, line.c.plan_id, line.c.plan_name, line.c.plan_version,
+                                         line.c.unit_price, line.c.starts_at, line.c.ends_at)
+                                  .where(line.c.invoice_id.in_(invoice_ids[start:start + BATCH]),
+                                         line.c.kind == "base_fee"))
+        for row in rows:
+            found.setdefault(row.invoice_id, []).append(FeeSpan(row.plan_id, row.plan_name, row.plan_version,
+                                                                Decimal(row.unit_price), row.starts_at, row.ends_at))
     return found
 
 
@@ -150,9 +150,12 @@ async def _collect(conn: AsyncConnection, now: int, month: str | None,
         return known[(phase.plan_id, phase.version)]
 
     invoices = await _invoices(conn, only)
-    fees = await _advance_fees(conn, only)
     customers = await _customers(conn)
     pending: list[_Pending] = []
+    # what each bill settles its arrears period's fee against: the advance fee as this run writes it
+    # (a bill of the same run), or else as the invoice issued at the period's start stored it
+    in_run: dict[tuple[str, int], tuple[FeeSpan, ...]] = {}
+    stored: dict[tuple[str, int], str] = {}
     for subscription in subscriptions:
         timeline = timeline_of(subscription)
         taken = {invoice["period_start"]: invoice for invoice in invoices.get(subscription["id"], [])}
@@ -163,20 +166,23 @@ async def _collect(conn: AsyncConnection, now: int, month: str | None,
             if (month is not None and issue.month != month) or (invoice is None and issue.at > now) or (
                     invoice is not None and invoice["status"] != "draft"):
                 continue
-            billed = () if issue.arrears is None else tuple(fees.get((subscription["id"], issue.arrears.starts_at),
-                                                                     ()))
             bill = Bill(subscription, timeline, issue, segments(timeline, issue.arrears, version_of),
-                        segments(timeline, issue.advance, version_of), billed)
-            # the next invoice settles against the advance fee as this run writes it, not as stored
-            fees[(subscription["id"], issue.at)] = list(bill.advance_fees)
+                        segments(timeline, issue.advance, version_of))
+            in_run[(subscription["id"], issue.at)] = bill.advance_fees
+            if issue.arrears is not None and issue.arrears.starts_at in taken:
+                stored[(subscription["id"], issue.arrears.starts_at)] = taken[issue.arrears.starts_at]["id"]
             pending.append(_Pending(bill, invoice))
+    fees = await _advance_fees(conn, sorted(set(stored.values())))
     consumer_ids = sorted({item.bill.subscription["consumer"]["id"] for item in pending})
     credits = _Credits(await invoice_store.available_credits(conn, consumer_ids))
     priced = []
     # credit notes go to a consumer's oldest period first (a draft still in its grace period before a new one)
     for item in sorted(pending, key=lambda item: item.bill.issue.at):
         consumer_id = item.bill.subscription["consumer"]["id"]
-        bill = dataclasses.replace(item.bill, credits=credits.take(consumer_id, item.bill.currency.code))
+        arrears = item.bill.issue.arrears
+        key = (item.bill.subscription["id"], -1 if arrears is None else arrears.starts_at)
+        billed = in_run[key] if key in in_run else tuple(fees.get(stored.get(key, ""), ()))
+        bill = dataclasses.replace(item.bill, billed=billed, credits=credits.take(consumer_id, item.bill.currency.code))
         priced.append(_Pending(bill, item.invoice))
     return priced, customers
 
