@@ -118,6 +118,8 @@ def issues(timeline: Timeline, until: int) -> Iterator[Issue]:
         return
     windows = _windows(timeline, timeline.started_at)
     current = next(windows, None)
+    if current is None:   # ended as it started: nothing to bill
+        return
     yield Issue(timeline.started_at, None, current, timeline.tz)
     while current is not None and current.ends_at <= until:
         following = next(windows, None)
