@@ -113,3 +113,27 @@ def test_corrections_give_back_unused_days_and_charge_new_ones_per_version() -> 
                                                                  for span in found)] == [
         ("base_fee_credit", "21/31", Decimal("-20.32")), ("base_fee_charge", "21/31", Decimal("42.00"))]
     assert corrections(period, billed, billed) == []
+
+
+def test_a_change_to_another_cycle_gives_back_the_old_fee_and_bills_the_new_period_at_the_change() -> None:
+    monthly = fee_version("basic", "30")
+    weekly = PlanVersion("w", parse_plan({"currency": "USD", "interval": "week", "billing_anchor": "anniversary",
+                                          "base_fee": "7"}), {}, ())
+    known = {"basic": monthly, "weekly": weekly}
+
+    def bill(timeline: Timeline, issue: Issue, billed: tuple[FeeSpan, ...] = ()) -> Bill:
+        return Bill({}, timeline, issue, segments(timeline, issue.arrears, lambda p: known[p.plan_id]),
+                    segments(timeline, issue.advance, lambda p: known[p.plan_id]), billed)
+
+    before = Timeline.start(at(UTC, 2027, 3, 1), UTC, "basic", 1, monthly)
+    [opening] = issues(before, at(UTC, 2027, 3, 2))
+    paid = bill(before, opening)
+    assert fee_lines(paid) == [("base_fee", "basic", "1", "30.00")]            # March, whole
+    after = before.switch(at(UTC, 2027, 3, 10, 12), "weekly", 1, weekly)
+    _, change, _ = issues(after, at(UTC, 2027, 3, 17))
+    assert (change.at, change.period_end) == (at(UTC, 2027, 3, 10, 12), at(UTC, 2027, 3, 17))
+    # issued at the change: basic's Mar 10-31 back (the change's day is the new plan's), 30 × 22/31 =
+    # 21.2903... -> -21.29; the first week on weekly, Mar 10-16, 7 of 7 days: 7.00; -21.29 + 7.00 = -14.29
+    settled = bill(after, change, paid.advance_fees)
+    assert fee_lines(settled) == [("base_fee_credit", "basic", "22/31", "-21.29"), ("base_fee", "w", "1", "7.00")]
+    assert settled.lines([])[1].total_minor == -1429
