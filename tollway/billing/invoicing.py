@@ -54,11 +54,6 @@ class Window:
     starts_at: int
     ends_at: int
 
-    @property
-    def month(self) -> str:
-        """YYYY-MM of the local start: what `--period` and `?period=` select."""
-        return local(self.starts_at, self.period.tz).strftime("%Y-%m")
-
 
 def _cycle_key(phase: Phase) -> tuple[str, str, int]:
     return phase.interval, phase.billing_anchor, phase.anchored_at
@@ -107,7 +102,8 @@ class Issue:
 
     @property
     def month(self) -> str:
-        """YYYY-MM of the local issue time (the advance period's start): what `--period` selects."""
+        """YYYY-MM of the local issue time (the advance period's start): what `--period` and
+        `?period=` select."""
         return local(self.at, self.tz).strftime("%Y-%m")
 
 
