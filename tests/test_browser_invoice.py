@@ -81,6 +81,8 @@ def test_the_printable_page_renders_every_line_and_prints_to_pdf(world: Billing,
     rows = page.locator("tbody tr.line").all_inner_texts()
     assert len(rows) == len(invoice["lines"]) == 2
     assert "1.50" in rows[0] and "20.00" in rows[1]
+    # each line says which period it bills: July's usage in arrears, August's fee in advance
+    assert "2027-07-01 – 2027-08-01" in rows[0] and "2027-08-01 – 2027-09-01" in rows[1]
     assert [t.split("\t")[0] for t in page.locator("tbody tr.tier").all_inner_texts()] == [
         "1–100: 100 units × 0", "101–∞: 30 units × 0.05"]
     assert page.inner_text("#total") == "21.50 USD" and page.inner_text("#subtotal") == "21.50 USD"
