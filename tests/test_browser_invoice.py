@@ -70,16 +70,19 @@ def test_the_printable_page_renders_every_line_and_prints_to_pdf(world: Billing,
     seed(world)
     world.bill(at(UTC, 2027, 8, 1, 1, 30))
     world.bill(at(UTC, 2027, 8, 1, 2, 30))
-    invoice = get(world.api, "/invoices", consumer="poppy")["data"][0]
+    # issued Aug 1: July's usage, August's base fee in advance
+    invoice = get(world.api, "/invoices", consumer="poppy", period="2027-08")["data"][0]
     page = browser.new_page()
     page.goto(f"{world.api.base_url}/invoices/{invoice['id']}.html")
     text = page.inner_text("body")
     assert f"Invoice {invoice['number']}" in text and "poppy" in text and "cus_42" in text
-    assert invoice["number"] in ("TW-000001", "TW-000002")   # digit's invoice may come first
-    assert "2027-07-01 – 2027-08-01" in text
+    assert invoice["number"] in ("TW-000001", "TW-000002", "TW-000003", "TW-000004")   # with the opening ones
+    assert "2027-08-01 – 2027-09-01" in text
     rows = page.locator("tbody tr.line").all_inner_texts()
     assert len(rows) == len(invoice["lines"]) == 2
-    assert "20.00" in rows[0] and "1.50" in rows[1]
+    assert "1.50" in rows[0] and "20.00" in rows[1]
+    # each line says which period it bills: July's usage in arrears, August's fee in advance
+    assert "2027-07-01 – 2027-08-01" in rows[0] and "2027-08-01 – 2027-09-01" in rows[1]
     assert [t.split("\t")[0] for t in page.locator("tbody tr.tier").all_inner_texts()] == [
         "1–100: 100 units × 0", "101–∞: 30 units × 0.05"]
     assert page.inner_text("#total") == "21.50 USD" and page.inner_text("#subtotal") == "21.50 USD"

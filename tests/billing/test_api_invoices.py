@@ -46,18 +46,19 @@ def test_list_show_and_act_on_invoices(world: Billing) -> None:
     seed(world)
     world.bill(at(UTC, 2027, 8, 1, 0, 30))
     api = world.api
-    july = get(api, "/invoices", consumer="poppy")["data"]
-    assert [(i["period"], i["status"], i["total"], i["total_minor"]) for i in july] == [("2027-07", "draft", "21.50",
-                                                                                         2150)]
-    invoice = july[0]
+    poppys = sorted(get(api, "/invoices", consumer="poppy")["data"], key=lambda item: item["period"])
+    # issued Jul 1: July's fee in advance, 20.00; issued Aug 1: July's usage and August's fee
+    assert [(i["period"], i["status"], i["total"], i["total_minor"]) for i in poppys] == [
+        ("2027-07", "draft", "20.00", 2000), ("2027-08", "draft", "21.50", 2150)]
+    invoice = poppys[1]
     assert invoice["customer"] == {"id": world.ids["poppy"], "username": "poppy", "custom_id": None,
                                    "external_customer_id": "cus_42"}
-    # 130 calls: 100 free, 30 × 0.05 = 1.50
-    assert [(line["kind"], line["amount"]) for line in invoice["lines"]] == [("base_fee", "20.00"), ("usage", "1.50")]
-    assert len(get(api, "/invoices")["data"]) == 2
+    # 130 calls: 100 free, 30 × 0.05 = 1.50; 1.50 + 20.00 = 21.50
+    assert [(line["kind"], line["amount"]) for line in invoice["lines"]] == [("usage", "1.50"), ("base_fee", "20.00")]
+    assert len(get(api, "/invoices")["data"]) == 4
     assert [i["currency"] for i in get(api, "/invoices", status="draft", period="2027-07", consumer="digit")["data"]] \
         == ["JPY"]
-    assert get(api, "/invoices", period="2027-08")["data"] == []
+    assert get(api, "/invoices", period="2027-09")["data"] == []
     first = get(api, "/invoices", size=1)
     assert len(first["data"]) == 1 and first["next"].startswith("/invoices?offset=")
     assert api.get(first["next"]).json()["data"][0]["id"] != first["data"][0]["id"]
@@ -72,14 +73,16 @@ def test_list_show_and_act_on_invoices(world: Billing) -> None:
     assert get(api, "/invoices/INV-000001")["id"] == invoice["id"]
     again = api.post(f"/invoices/{invoice['id']}/finalize")
     assert again.status_code == 409 and "only a draft invoice can be finalized" in again.json()["message"]
-    digit = get(api, "/invoices", consumer="digit")["data"][0]
+    digit = get(api, "/invoices", consumer="digit", period="2027-07")["data"][0]
     assert api.post(f"/invoices/{digit['id']}/void").json()["status"] == "void"
     assert api.post(f"/invoices/{digit['id']}/void").status_code == 409
     assert api.post(f"/invoices/{digit['id']}/finalize").status_code == 409
     # the next run neither bills the voided period again nor touches the finalized invoice
     world.bill(at(UTC, 2027, 8, 1, 3, 0))
     digits = get(api, "/invoices", consumer="digit")["data"]
-    assert [(i["period"], i["status"]) for i in digits] == [("2027-07", "void")]
+    assert sorted((i["period"], i["status"], i["total"]) for i in digits) == [("2027-07", "void", "500"),
+                                                                              ("2027-08", "finalized", "500")]
+    assert get(api, f"/invoices/{invoice['id']}")["number"] == "INV-000001"
 
 
 def test_the_finance_export_and_an_invoices_csv(world: Billing) -> None:
@@ -89,28 +92,30 @@ def test_the_finance_export_and_an_invoices_csv(world: Billing) -> None:
     rows = list(csv.reader(io.StringIO(get(api, "/invoices", format="csv", consumer="poppy"))))
     assert tuple(rows[0]) == EXPORT_COLUMNS
     body = sorted((r[5], r[6], r[7][:10], r[9], r[10], r[11], r[12], r[13]) for r in rows[1:])
-    # August: 90 calls, all free
+    # issued Jul 1, Aug 1, Sep 1: each month's fee in advance; July's usage (130 calls: 1.50) and
+    # August's (90 calls, all free) on the invoice issued at the month's end
     assert body == [("pro", "base_fee", "2027-07-01", "1", "20", "20.00", "2000", "USD"),
                     ("pro", "base_fee", "2027-08-01", "1", "20", "20.00", "2000", "USD"),
+                    ("pro", "base_fee", "2027-09-01", "1", "20", "20.00", "2000", "USD"),
                     ("pro", "calls", "2027-07-01", "130", "", "1.50", "150", "USD"),
                     ("pro", "calls", "2027-08-01", "90", "0", "0.00", "0", "USD")]
     ranged = list(csv.reader(io.StringIO(get(api, "/invoices", format="csv", period_from="2027-08",
                                              period_to="2027-09"))))
-    assert sorted((row[4], row[6], row[11]) for row in ranged[1:]) == [("digit", "base_fee", "500"),
-                                                                      ("poppy", "base_fee", "20.00"),
-                                                                      ("poppy", "calls", "0.00")]
+    assert sorted((row[4], row[6], row[11]) for row in ranged[1:]) == [
+        ("digit", "base_fee", "500"), ("digit", "base_fee", "500"), ("poppy", "base_fee", "20.00"),
+        ("poppy", "base_fee", "20.00"), ("poppy", "calls", "0.00"), ("poppy", "calls", "1.50")]
     assert get(api, "/invoices", 400, period_to="2027-8")["options"] == {"period_to": "expected a month as YYYY-MM"}
-    august = get(api, "/invoices", consumer="poppy", period="2027-08")["data"][0]
-    lines = list(csv.reader(io.StringIO(get(api, f"/invoices/{august['id']}.csv"))))
-    assert [line[11] for line in lines[1:]] == ["20.00", "0.00"]
+    september = get(api, "/invoices", consumer="poppy", period="2027-09")["data"][0]
+    lines = list(csv.reader(io.StringIO(get(api, f"/invoices/{september['id']}.csv"))))
+    assert [line[11] for line in lines[1:]] == ["0.00", "20.00"]
 
 
 def test_a_credit_note_is_deducted_on_the_next_invoice(world: Billing) -> None:
     seed(world)
     world.bill(at(UTC, 2027, 8, 1, 0, 30))
-    world.bill(at(UTC, 2027, 8, 1, 1, 30))                     # July finalized: 21.50
+    world.bill(at(UTC, 2027, 8, 1, 1, 30))     # issued Aug 1, finalized: July's usage 1.50 + August's fee 20.00
     api = world.api
-    july = get(api, "/invoices", consumer="poppy")["data"][0]
+    july = get(api, "/invoices", consumer="poppy", period="2027-08")["data"][0]
     assert july["status"] == "finalized"
     refused = api.post("/credit_notes", json={"invoice": july["id"], "amount": "21.51", "reason": "refund"})
     assert refused.status_code == 400 and refused.json()["code"] == 2
@@ -125,7 +130,7 @@ def test_a_credit_note_is_deducted_on_the_next_invoice(world: Billing) -> None:
     left = api.post("/credit_notes", json={"invoice": july["number"], "amount": "16.26", "reason": "other"})
     assert left.json()["fields"] == {"amount": "is more than what is left to credit on the invoice (1625 minor units)"}
     assert get(api, f"/invoices/{july['id']}")["creditable_minor"] == 1625
-    digit = get(api, "/invoices", consumer="digit")["data"][0]
+    digit = get(api, "/invoices", consumer="digit", period="2027-07")["data"][0]
     assert api.post(f"/invoices/{digit['id']}/void").status_code == 200
     assert api.post("/credit_notes", json={"invoice": digit["id"], "amount": "1", "reason": "other"}).json()[
         "fields"] == {"invoice": "is void: only a finalized invoice can be credited"}
@@ -133,20 +138,20 @@ def test_a_credit_note_is_deducted_on_the_next_invoice(world: Billing) -> None:
         "product_unsatisfactory"]
     world.bill(at(UTC, 2027, 9, 1, 0, 30))
     world.bill(at(UTC, 2027, 9, 1, 1, 30))
-    august = get(api, "/invoices", consumer="poppy", period="2027-08")["data"][0]
-    # 20.00 base fee, 90 free calls, minus the 5.25 credit: 14.75
+    august = get(api, "/invoices", consumer="poppy", period="2027-09")["data"][0]
+    # August's 90 free calls, September's 20.00 base fee, minus the 5.25 credit: 14.75
     assert [(line["kind"], line["amount"]) for line in august["lines"]] == [
-        ("base_fee", "20.00"), ("usage", "0.00"), ("credit", "-5.25")]
+        ("usage", "0.00"), ("base_fee", "20.00"), ("credit", "-5.25")]
     assert (august["subtotal"], august["credits"], august["total"], august["total_minor"], august["status"]) == (
         "20.00", "-5.25", "14.75", 1475, "finalized")
     assert get(api, "/credit_notes", consumer="poppy")["data"][0]["applied_minor"] == 525
     world.bill(at(UTC, 2027, 10, 1, 1, 30))
     world.bill(at(UTC, 2027, 10, 1, 2, 30))
-    september = get(api, "/invoices", consumer="poppy", period="2027-09")["data"][0]
+    september = get(api, "/invoices", consumer="poppy", period="2027-10")["data"][0]
     assert september["credits"] == "0.00" and september["total"] == "20.00"   # used up
     # voiding August gives its credit back: October deducts it
     assert api.post(f"/invoices/{august['id']}/void").json()["status"] == "void"
     assert get(api, "/credit_notes", consumer="poppy")["data"][0]["applied_minor"] == 0
     world.bill(at(UTC, 2027, 11, 1, 1, 30))
-    october = get(api, "/invoices", consumer="poppy", period="2027-10")["data"][0]
+    october = get(api, "/invoices", consumer="poppy", period="2027-11")["data"][0]
     assert (october["credits"], october["total"], october["status"]) == ("-5.25", "14.75", "draft")

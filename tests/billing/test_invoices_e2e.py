@@ -1,6 +1,7 @@
 """Invoices from calls through a real proxy: a node meters two consumers on two plans in two zones,
-`tollway invoices run` (real processes, the clock fixed with --at) closes their periods; two runs at
-once bill each period once, a late flush lands in its draft, and the totals are hand-computed."""
+`tollway invoices run` (real processes, the clock fixed with --at) bills the first week's fee in
+advance and closes their periods; two runs at once bill each period once, a late flush lands in its
+draft, and the totals are hand-computed."""
 
 from __future__ import annotations
 
@@ -58,7 +59,8 @@ def metered(node: Node, consumer: str, units: int) -> dict[str, Any]:
 
 
 def invoices(node: Node) -> dict[str, dict[str, Any]]:
-    found = node.json("/invoices")["data"]
+    """Each consumer's latest invoice."""
+    found = sorted(node.json("/invoices")["data"], key=lambda item: item["period_start_epoch"])
     return {item["customer"]["username"]: item for item in found}
 
 
@@ -80,28 +82,35 @@ def test_traffic_through_the_proxy_becomes_exact_invoices(node: Node) -> None:
     calls(node, "digit-secret", 5)
     ends = [metered(node, "poppy", 8)["period"]["end_epoch"], metered(node, "digit", 5)["period"]["end_epoch"]]
     closed = max(ends) + 10
-    assert bill(node, min(ends) - 60) == ["0 draft(s) created, 0 refreshed, 0 finalized, 0 skipped"]
+    # the opening invoices (the first week's fee in advance), by this run or the node's own billing service
+    bill(node, min(ends) - 60)
+    openings = invoices(node)
+    assert [(line["kind"], line["amount"]) for line in openings["poppy"]["lines"]] == [("base_fee", "7.00")]
+    assert [(line["kind"], line["amount"]) for line in openings["digit"]["lines"]] == [("base_fee", "700")]
+    assert len(node.json("/invoices")["data"]) == 2
     # two runs at once: each period billed once, whichever run got there first
     outputs = bill(node, closed, runs=2)
     assert sum(int(output.split()[0]) for output in outputs) == 2, outputs
-    assert len(node.json("/invoices")["data"]) == 2
+    assert len(node.json("/invoices")["data"]) == 4
     # usage of the period flushed after the drafts were made (a node that was behind) lands in them
     calls(node, "poppy-secret", 3)
     metered(node, "poppy", 11)
     bill(node, closed + 60)
     drafts = invoices(node)
-    assert drafts["poppy"]["status"] == "draft" and drafts["poppy"]["lines"][1]["quantity"] == "11"
+    assert drafts["poppy"]["status"] == "draft" and drafts["poppy"]["lines"][0]["quantity"] == "11"
     bill(node, closed + GRACE + 60)
     final = invoices(node)
-    # poppy: the whole week's fee 7.00 (it started on the period's first local day); 11 calls, 5 free,
-    # 6 × 0.125 = 0.75: 7.75 USD. digit: 700 yen, 5 × 0.5 = 2.5 -> 3 yen (half up): 703 JPY.
-    assert [(line["kind"], line["amount"]) for line in final["poppy"]["lines"]] == [("base_fee", "7.00"),
-                                                                                    ("usage", "0.75")]
+    # poppy: 11 calls, 5 free, 6 × 0.125 = 0.75, and the next week's fee 7.00: 7.75 USD (the first
+    # week's fee, billed in advance, was whole: it started on the period's first local day).
+    # digit: 5 × 0.5 = 2.5 -> 3 yen (half up), and the next week's 700 yen: 703 JPY.
+    assert [(line["kind"], line["amount"]) for line in final["poppy"]["lines"]] == [("usage", "0.75"),
+                                                                                    ("base_fee", "7.00")]
     assert (final["poppy"]["total"], final["poppy"]["total_minor"], final["poppy"]["currency"]) == ("7.75", 775, "USD")
     assert (final["digit"]["total"], final["digit"]["total_minor"], final["digit"]["currency"]) == ("703", 703, "JPY")
-    assert sorted(item["number"] for item in final.values()) == ["INV-000001", "INV-000002"]
-    assert {item["status"] for item in final.values()} == {"finalized"}
-    assert final["poppy"]["period_end_epoch"] in ends and final["poppy"]["tz"] == "America/New_York"
+    everything = node.json("/invoices")["data"]
+    assert sorted(item["number"] for item in everything) == [f"INV-{n:06d}" for n in range(1, 5)]
+    assert {item["status"] for item in everything} == {"finalized"}
+    assert final["poppy"]["period_start_epoch"] in ends and final["poppy"]["tz"] == "America/New_York"
     assert bill(node, closed + GRACE + 120) == ["0 draft(s) created, 0 refreshed, 0 finalized, 0 skipped"]
     # the node's own billing service ran (at the real time, when no period had ended)
     status = node.json("/status")["billing"]

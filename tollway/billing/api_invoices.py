@@ -271,7 +271,8 @@ INVOICE = docs.obj({
     "credits_minor": MINOR, "total": AMOUNT, "total_minor": MINOR,
     "issued_at": {"type": "string", "nullable": True}, "due_at": {"type": "string", "nullable": True},
     "lines": {"type": "array", "items": docs.obj({
-        "kind": {"type": "string", "enum": ["base_fee", "usage", "minimum_commitment", "credit"]},
+        "kind": {"type": "string", "enum": ["base_fee", "usage", "minimum_commitment",
+                                              "base_fee_credit", "base_fee_charge", "credit"]},
         "plan": {"type": "object", "nullable": True}, "meter": {"type": "string", "nullable": True},
         "quantity": {"type": "string", "nullable": True}, "unit_price": {"type": "string", "nullable": True},
         "tiers": {"type": "array", "items": {"type": "object"}}, "amount": AMOUNT, "amount_minor": MINOR})}},

@@ -21,8 +21,9 @@ from tollway.metering.periods import iso
 
 EXPORT_COLUMNS = ("invoice_id", "invoice_number", "status", "consumer_id", "consumer", "plan", "charge",
                   "period_start", "period_end", "quantity", "unit_price", "amount", "amount_minor", "currency")
-KIND_NAMES = {"base_fee": "Base fee", "usage": "Usage", "minimum_commitment": "Minimum commitment true-up",
-              "credit": "Credit note"}
+KIND_NAMES = {"base_fee": "Base fee (in advance)", "usage": "Usage",
+              "minimum_commitment": "Minimum commitment true-up",
+              "base_fee_credit": "Unused base fee", "base_fee_charge": "Base fee (prorated)", "credit": "Credit note"}
 
 
 def _when(epoch: int | None, tz: ZoneInfo) -> str | None:

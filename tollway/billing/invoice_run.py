@@ -1,9 +1,10 @@
-"""The billing run: drafts for the periods that ended, refreshed until finalized after the grace period.
+"""The billing run: drafts for the invoices due, refreshed until finalized after the grace period.
 
     run(db, settings, clock)   one pass over every subscription, at the clock's now:
-      1. a draft for each billing period that ended (invoicing.billing_windows) and has no invoice;
+      1. a draft for each invoice due (invoicing.issues: at the start, the first period's base fee
+         in advance; at each period's end, its usage and the next period's base fee) not yet written;
       2. every draft refreshed from the ledger, so usage flushed late lands in its own period;
-      3. a draft whose period ended `invoice_grace_period` ago or more is finalized instead.
+      3. a draft issued `invoice_grace_period` ago or more is finalized instead.
 
 Reads go first (subscriptions, their invoices, plan versions, ledger figures for every bill at once,
 grouped as ledger_usage.read_many groups them); then writes, BATCH invoices per transaction, each
@@ -15,19 +16,22 @@ The clock is handed in, so tests close a period with a fixed one.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tollway.billing import invoice_store, plan_store, tables
+from tollway.billing.advance_fees import FeeSpan
 from tollway.billing.daos import SUBSCRIPTIONS
-from tollway.billing.invoicing import Bill, Credit, InvoiceLine, Totals, Window, billing_windows, segments
+from tollway.billing.invoicing import Bill, Credit, InvoiceLine, Totals, issues, segments
 from tollway.billing.ledger_usage import RetentionExceeded, read_many
 from tollway.billing.meters import Figure
 from tollway.billing.subscription_writes import timeline_of
@@ -120,6 +124,21 @@ async def _invoices(conn: AsyncConnection, only: str | None) -> dict[str, list[d
     return found
 
 
+async def _advance_fees(conn: AsyncConnection, invoice_ids: Sequence[str]) -> dict[str, list[FeeSpan]]:
+    """invoice id -> the base fees it bills in advance (its `base_fee` lines)."""
+    line = tables.invoice_lines
+    found: dict[str, list[FeeSpan]] = {}
+    for start in range(0, len(invoice_ids), BATCH):
+        rows = await conn.execute(select(line.c.invoice_id, line.c.plan_id, line.c.plan_name, line.c.plan_version,
+                                         line.c.unit_price, line.c.starts_at, line.c.ends_at)
+                                  .where(line.c.invoice_id.in_(invoice_ids[start:start + BATCH]),
+                                         line.c.kind == "base_fee"))
+        for row in rows:
+            found.setdefault(row.invoice_id, []).append(FeeSpan(row.plan_id, row.plan_name, row.plan_version,
+                                                                Decimal(row.unit_price), row.starts_at, row.ends_at))
+    return found
+
+
 async def _collect(conn: AsyncConnection, now: int, month: str | None,
                    only: str | None = None) -> tuple[list[_Pending], dict[str, Any]]:
     """Every bill to write (of subscription `only`, if given): new periods, then drafts; and the
@@ -133,29 +152,37 @@ async def _collect(conn: AsyncConnection, now: int, month: str | None,
     invoices = await _invoices(conn, only)
     customers = await _customers(conn)
     pending: list[_Pending] = []
+    # what each bill settles its arrears period's fee against: the advance fee as this run writes it
+    # (a bill of the same run), or else as the invoice issued at the period's start stored it
+    in_run: dict[tuple[str, int], tuple[FeeSpan, ...]] = {}
+    stored: dict[tuple[str, int], str] = {}
     for subscription in subscriptions:
         timeline = timeline_of(subscription)
-        billed = invoices.get(subscription["id"], [])
-        taken = {invoice["period_start"] for invoice in billed}
-        for window in billing_windows(timeline, timeline.started_at, now):
-            if window.starts_at not in taken and (month is None or window.month == month):
-                pending.append(_Pending(Bill(subscription, timeline, window, segments(timeline, window, version_of)),
-                                        None))
-        for invoice in billed:
-            if invoice["status"] == "draft" and (month is None or invoice["period"] == month):
-                start, end = invoice["period_start"], invoice["period_end"]
-                period = timeline.current(start).cycle(timeline.tz).period_at(start)
-                window = Window(period, start, end)
-                pending.append(_Pending(Bill(subscription, timeline, window, segments(timeline, window, version_of)),
-                                        invoice))
+        taken = {invoice["period_start"]: invoice for invoice in invoices.get(subscription["id"], [])}
+        # a draft is refreshed whatever the clock says (POST /invoices/{id}/refresh before its date)
+        drafts = [start for start, invoice in taken.items() if invoice["status"] == "draft"]
+        for issue in issues(timeline, max([now, *drafts])):
+            invoice = taken.get(issue.at)
+            if (month is not None and issue.month != month) or (invoice is None and issue.at > now) or (
+                    invoice is not None and invoice["status"] != "draft"):
+                continue
+            bill = Bill(subscription, timeline, issue, segments(timeline, issue.arrears, version_of),
+                        segments(timeline, issue.advance, version_of))
+            in_run[(subscription["id"], issue.at)] = bill.advance_fees
+            if issue.arrears is not None and issue.arrears.starts_at in taken:
+                stored[(subscription["id"], issue.arrears.starts_at)] = taken[issue.arrears.starts_at]["id"]
+            pending.append(_Pending(bill, invoice))
+    fees = await _advance_fees(conn, sorted(set(stored.values())))
     consumer_ids = sorted({item.bill.subscription["consumer"]["id"] for item in pending})
     credits = _Credits(await invoice_store.available_credits(conn, consumer_ids))
     priced = []
     # credit notes go to a consumer's oldest period first (a draft still in its grace period before a new one)
-    for item in sorted(pending, key=lambda item: item.bill.window.starts_at):
+    for item in sorted(pending, key=lambda item: item.bill.issue.at):
         consumer_id = item.bill.subscription["consumer"]["id"]
-        bill = Bill(item.bill.subscription, item.bill.timeline, item.bill.window, item.bill.segments,
-                    credits.take(consumer_id, item.bill.currency.code))
+        arrears = item.bill.issue.arrears
+        key = (item.bill.subscription["id"], -1 if arrears is None else arrears.starts_at)
+        billed = in_run[key] if key in in_run else tuple(fees.get(stored.get(key, ""), ()))
+        bill = dataclasses.replace(item.bill, billed=billed, credits=credits.take(consumer_id, item.bill.currency.code))
         priced.append(_Pending(bill, item.invoice))
     return priced, customers
 
@@ -167,13 +194,16 @@ async def _figures(conn: AsyncConnection, settings: Settings, pending: Sequence[
     # read_many answers per consumer: a consumer's second bill (two periods ended) goes in a second round.
     rounds: list[list[tuple[int, str, tuple[Figure, ...]]]] = []
     seen: dict[str, int] = {}
+    found: list[list[int] | None] = [None] * len(pending)
     for index, item in enumerate(pending):
+        if not item.bill.figures:   # an opening invoice: no usage
+            found[index] = []
+            continue
         consumer = item.bill.subscription["consumer"]["id"]
         number = seen[consumer] = seen.get(consumer, -1) + 1
         if number == len(rounds):
             rounds.append([])
         rounds[number].append((index, consumer, item.bill.figures))
-    found: list[list[int] | None] = [None] * len(pending)
     for batch in rounds:
         try:
             answers = await read_many(conn, settings, [(consumer, figures) for _, consumer, figures in batch], now)
@@ -219,8 +249,9 @@ async def run(db: Database, settings: Settings, clock: Clock = time.time, *, per
         if item.invoice is None:
             new.append(_new_invoice(item.bill, lines, totals, customers, now))
         else:
-            final = now >= item.invoice["period_end"] + settings.invoice_grace_period
-            drafts.append(invoice_store.DraftUpdate(item.invoice["id"], lines, totals, final))
+            final = now >= item.invoice["period_start"] + settings.invoice_grace_period
+            drafts.append(invoice_store.DraftUpdate(item.invoice["id"], lines, totals, final,
+                                                    item.bill.issue.period_end))
     if not dry_run:
         for start in range(0, len(drafts), BATCH):
             await _update_drafts(db, settings, drafts[start:start + BATCH], now, report)
@@ -237,9 +268,9 @@ async def run(db: Database, settings: Settings, clock: Clock = time.time, *, per
 
 def _new_invoice(bill: Bill, lines: list[InvoiceLine], totals: Totals, customers: dict[str, Any],
                  now: int) -> invoice_store.NewInvoice:
-    window = bill.window
+    issue = bill.issue
     row = invoice_store.draft_row(subscription=bill.subscription, consumer_id=bill.subscription["consumer"]["id"],
-                                  month=window.month, starts_at=window.starts_at, ends_at=window.ends_at,
+                                  month=issue.month, starts_at=issue.at, ends_at=issue.period_end,
                                   tz=bill.timeline.tz.key, totals=totals, customer=_customer(bill, customers),
                                   now=now)
     return invoice_store.NewInvoice(row, lines)
@@ -287,7 +318,7 @@ async def bill_one(db: Database, settings: Settings, invoice_id: str, clock: Clo
         raise RetentionExceeded(report.failed[0]["error"])
     lines, totals = mine[0].bill.lines(figures[0])
     async with db.begin() as conn:
-        update = invoice_store.DraftUpdate(invoice_id, lines, totals, finalize)
+        update = invoice_store.DraftUpdate(invoice_id, lines, totals, finalize, mine[0].bill.issue.period_end)
         written = await invoice_store.write_drafts(conn, [update], prefix=settings.invoice_prefix, now=now,
                                                    due_at=_due(settings, now))
     if written.skipped:

@@ -92,6 +92,7 @@ class DraftUpdate:
     lines: Sequence[InvoiceLine]
     totals: Totals
     final: bool
+    period_end: int           # the end of the period it bills in advance (moves if the subscription ends in it)
 
 
 @dataclass
@@ -120,7 +121,7 @@ async def write_drafts(conn: AsyncConnection, updates: Sequence[DraftUpdate], *,
     written = Written([], [], [])
     if not updates:
         return written
-    totals = [{"key": item.invoice_id, **_totals(item.totals)} for item in updates]
+    totals = [{"key": item.invoice_id, "period_end": item.period_end, **_totals(item.totals)} for item in updates]
     await conn.execute(update(INVOICES).where(INVOICES.c.id == bindparam("key"), INVOICES.c.status == "draft")
                        .values(updated_at=now, **{name: bindparam(name) for name in totals[0] if name != "key"}),
                        totals)

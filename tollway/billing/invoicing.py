@@ -6,10 +6,16 @@ with another cycle (a re-anchoring change ends the period there, as Stripe does)
 into segments, one per phase (plan version) in effect during it: a mid-period plan change splits
 the usage at the change's minute and prorates each version's base fee by its local days.
 
-`Bill.figures` says which ledger figures the window needs; `Bill.lines(figures)` prices them:
+`issues(timeline, until)` lists its invoices: one when it starts (the first window's base fee, in
+advance) and one at each window's end (that window's usage, in arrears, and the next window's base
+fee, in advance, if it continues). `Bill.figures` says which ledger figures an invoice needs;
+`Bill.lines(figures)` prices them:
 
-    per segment, in order:  base_fee (its share of the period, out of trial), one usage line per
-                            charge with its tier breakdown, the minimum commitment's true-up
+    per arrears segment:    one usage line per charge with its tier breakdown, the minimum
+                            commitment's true-up (against the segment's base fee and usage)
+    arrears window:         base_fee_credit / base_fee_charge lines settling the fee billed in
+                            advance against the timeline now (advance_fees.corrections)
+    per advance segment:    base_fee (its share of the period, out of trial)
     then:                   credit lines (negative), credit notes of earlier invoices deducted
 
 Money is the engine's (quote.price_period): each line rounded once, half up, to the minor unit;
@@ -24,7 +30,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cached_property
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from tollway.billing.advance_fees import FeeLine, FeeSpan, corrections, fee_line
 from tollway.billing.charge_models import TierRow
 from tollway.billing.currency import Currency
 from tollway.billing.meters import Figure
@@ -46,18 +54,12 @@ class Window:
     starts_at: int
     ends_at: int
 
-    @property
-    def month(self) -> str:
-        """YYYY-MM of the local start: what `--period` and `?period=` select."""
-        return local(self.starts_at, self.period.tz).strftime("%Y-%m")
-
 
 def _cycle_key(phase: Phase) -> tuple[str, str, int]:
     return phase.interval, phase.billing_anchor, phase.anchored_at
 
 
-def billing_windows(timeline: Timeline, since: int, until: int) -> Iterator[Window]:
-    """The windows of `timeline` that start at or after `since` and end at or before `until`."""
+def _windows(timeline: Timeline, since: int) -> Iterator[Window]:
     at = max(since, timeline.started_at)
     tz = timeline.tz
     while timeline.ends_at is None or at < timeline.ends_at:
@@ -69,10 +71,56 @@ def billing_windows(timeline: Timeline, since: int, until: int) -> Iterator[Wind
         for later in timeline.phases:
             if at < later.starts_at < end and _cycle_key(later) != _cycle_key(phase):
                 end = later.starts_at
-        if end > until:
-            return
         yield Window(period, max(period.start_epoch, at), end)
         at = end
+
+
+def billing_windows(timeline: Timeline, since: int, until: int) -> Iterator[Window]:
+    """The windows of `timeline` that start at or after `since` and end at or before `until`."""
+    for window in _windows(timeline, since):
+        if window.ends_at > until:
+            return
+        yield window
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One invoice of a subscription, issued `at` its start or a window's end: the usage of the window
+    that ended then (`arrears`), the base fee of the window that starts then (`advance`).
+
+    Its period (the unique key with the subscription) is the advance window; the last invoice, when
+    nothing follows, has the empty period [at, at)."""
+
+    at: int
+    arrears: Window | None
+    advance: Window | None
+    tz: ZoneInfo
+
+    @property
+    def period_end(self) -> int:
+        return self.at if self.advance is None else self.advance.ends_at
+
+    @property
+    def month(self) -> str:
+        """YYYY-MM of the local issue time (the advance period's start): what `--period` and
+        `?period=` select."""
+        return local(self.at, self.tz).strftime("%Y-%m")
+
+
+def issues(timeline: Timeline, until: int) -> Iterator[Issue]:
+    """Every invoice of `timeline` due by `until`: the opening one at its start, then one at each
+    window's end."""
+    if timeline.started_at > until:
+        return
+    windows = _windows(timeline, timeline.started_at)
+    current = next(windows, None)
+    if current is None:   # ended as it started: nothing to bill
+        return
+    yield Issue(timeline.started_at, None, current, timeline.tz)
+    while current is not None and current.ends_at <= until:
+        following = next(windows, None)
+        yield Issue(current.ends_at, current, following, timeline.tz)
+        current = following
 
 
 @dataclass(frozen=True)
@@ -85,8 +133,11 @@ class Segment:
     ends_at: int
 
 
-def segments(timeline: Timeline, window: Window, version_of: Callable[[Phase], PlanVersion]) -> tuple[Segment, ...]:
-    found = []
+def segments(timeline: Timeline, window: Window | None,
+             version_of: Callable[[Phase], PlanVersion]) -> tuple[Segment, ...]:
+    found: list[Segment] = []
+    if window is None:
+        return ()
     for phase in timeline.phases:
         lo = max(window.starts_at, phase.starts_at)
         hi = min(window.ends_at, phase.ends_at if phase.ends_at is not None else window.ends_at)
@@ -172,7 +223,7 @@ class Totals:
                 "total_minor": self.total_minor}
 
 
-def credit_lines(window: Window, currency: Currency, charged_minor: int,
+def credit_lines(issue: Issue, currency: Currency, charged_minor: int,
                  credits: Sequence[Credit]) -> list[InvoiceLine]:
     """Credit notes deducted, oldest first, up to what the charge lines add up to."""
     left = max(charged_minor, 0)
@@ -182,50 +233,87 @@ def credit_lines(window: Window, currency: Currency, charged_minor: int,
         if taken <= 0:
             continue
         left -= taken
-        lines.append(InvoiceLine("credit", window.starts_at, window.ends_at, from_minor(-taken, currency), -taken,
+        lines.append(InvoiceLine("credit", issue.at, issue.period_end, from_minor(-taken, currency), -taken,
                                  credit_note_id=credit.note_id))
     return lines
 
 
+def _fee_span(timeline: Timeline, segment: Segment) -> FeeSpan:
+    """The days a segment's base fee pays for: the segment out of its plan's trial."""
+    plan = segment.version.plan
+    starts = max(segment.starts_at, trial_end(timeline.started_at, plan.trial_days, timeline.tz))
+    return FeeSpan(segment.phase.plan_id, segment.version.name, segment.phase.version, plan.base_fee,
+                   min(starts, segment.ends_at), segment.ends_at)
+
+
+def _fee_invoice_line(line: FeeLine) -> InvoiceLine:
+    span = line.span
+    return InvoiceLine(line.kind, span.starts_at, span.ends_at, line.amount, line.amount_minor, span.plan_id,
+                       span.plan_name, span.plan_version, quantity=line.quantity, unit_price=line.unit_price,
+                       proration=line.share.to_json())
+
+
 @dataclass(frozen=True)
 class Bill:
-    """One window of one subscription: what to read from the ledger, and how to price it."""
+    """One invoice of one subscription: what to read from the ledger, and how to price it.
+
+    `arrears` are the segments of the window that ended at the issue (usage, commitment true-up,
+    base fee corrections against `billed`, the base_fee lines the window was billed in advance);
+    `advance` those of the window that starts then (its base fee)."""
 
     subscription: dict[str, Any]
     timeline: Timeline
-    window: Window
-    segments: tuple[Segment, ...]
+    issue: Issue
+    arrears: tuple[Segment, ...]
+    advance: tuple[Segment, ...]
+    billed: tuple[FeeSpan, ...] = field(default=())
     credits: tuple[Credit, ...] = field(default=())
 
     @property
     def currency(self) -> Currency:
-        return self.segments[-1].version.plan.currency if self.segments else _no_currency()
+        found = self.advance or self.arrears
+        return found[-1].version.plan.currency if found else _no_currency()
 
     @cached_property
     def figures(self) -> tuple[Figure, ...]:
-        """Each charged meter of each segment's version over the segment."""
+        """Each charged meter of each arrears segment's version over the segment."""
         return tuple(Figure(segment.version.meters[meter], segment.starts_at, segment.ends_at)
-                     for segment in self.segments for meter in segment.version.plan.charges)
+                     for segment in self.arrears for meter in segment.version.plan.charges)
+
+    @property
+    def advance_fees(self) -> tuple[FeeSpan, ...]:
+        """The days each advance segment's base fee pays for."""
+        return tuple(_fee_span(self.timeline, segment) for segment in self.advance)
 
     def charge_lines(self, figures: Sequence[int]) -> list[InvoiceLine]:
         lines: list[InvoiceLine] = []
         counts = iter(figures)
         tz = self.timeline.tz
-        for segment in self.segments:
-            plan = segment.version.plan
-            usage = {meter: next(counts) for meter in plan.charges}
-            ends = None if segment.ends_at >= self.window.period.end_epoch else segment.ends_at
-            share = billable_share(self.window.period, segment.starts_at, ends,
-                                   trial_end(self.timeline.started_at, plan.trial_days, tz))
-            lines.extend(_line(segment, line) for line in price_period(plan, usage, share).lines)
+        window = self.issue.arrears
+        if window is not None:
+            for segment in self.arrears:
+                plan = segment.version.plan
+                usage = {meter: next(counts) for meter in plan.charges}
+                ends = None if segment.ends_at >= window.period.end_epoch else segment.ends_at
+                share = billable_share(window.period, segment.starts_at, ends,
+                                       trial_end(self.timeline.started_at, plan.trial_days, tz))
+                # the true-up counts the segment's base fee (billed in advance) with its usage
+                lines.extend(_line(segment, line) for line in price_period(plan, usage, share).lines
+                             if line.kind != "base_fee")
+            due = [_fee_span(self.timeline, segment) for segment in self.arrears]
+            lines.extend(_fee_invoice_line(fee_line(window.period, span, self.currency, "base_fee_charge"))
+                         for span in corrections(window.period, self.billed, due))
+        if self.issue.advance is not None:
+            period = self.issue.advance.period
+            lines.extend(_fee_invoice_line(fee_line(period, span, self.currency)) for span in self.advance_fees)
         return lines
 
     def lines(self, figures: Sequence[int]) -> tuple[list[InvoiceLine], Totals]:
         charged = self.charge_lines(figures)
         subtotal = sum(line.amount_minor for line in charged)
-        credits = credit_lines(self.window, self.currency, subtotal, self.credits)
+        credits = credit_lines(self.issue, self.currency, subtotal, self.credits)
         return charged + credits, Totals(self.currency, subtotal, sum(line.amount_minor for line in credits))
 
 
 def _no_currency() -> Currency:
-    raise ValueError("a window without segments has no currency")
+    raise ValueError("an invoice without segments has no currency")
