@@ -124,11 +124,13 @@ def test_sync_rate_is_kongs_only_with_redis(api: httpx.Client) -> None:
     assert _post(api, {"second": 10, "policy": "redis", "redis": {"host": "h"}, "sync_rate": 1}).status_code == 201
 
 
-def test_cluster_is_refused_as_not_available_yet(api: httpx.Client) -> None:
+def test_cluster_is_accepted_and_an_unknown_policy_refused(api: httpx.Client) -> None:
     answer = _post(api, {"minute": 10, "policy": "cluster"})
+    assert answer.status_code == 201
+    assert answer.json()["config"]["policy"] == "cluster"
+    answer = _post(api, {"minute": 10, "policy": "cassandra"})
     assert answer.status_code == 400
-    assert answer.json()["fields"] == {"config": {
-        "policy": "the cluster policy is not available yet in Tollway; use one of: local, redis"}}
+    assert answer.json()["fields"]["config"]["policy"].startswith("expected one of: local, cluster, redis")
 
 
 def test_tz_is_an_iana_zone(api: httpx.Client) -> None:

@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 from tollway.counters import Key, SharedCounters, TableFull, key_of
 from tollway.plugins import base
+from tollway.plugins.rate_limiting.cluster import ClusterPolicy, ClusterUnavailable
 from tollway.plugins.rate_limiting.local import LocalPolicy
 from tollway.plugins.rate_limiting.redis_policy import RedisPolicy, RedisUnavailable
 from tollway.plugins.rate_limiting.schema import PERIODS, SCHEMA
@@ -102,13 +103,17 @@ class Handler(base.Handler):
         self.error_message: str = conf.get("error_message") or "API rate limit exceeded"
         self.scope = _scope(conf, runtime)
         self.redis = RedisPolicy.of(conf["redis"]) if conf.get("policy") == "redis" else None
-        self.local = LocalPolicy(self.counters) if self.redis is None and self.counters is not None else None
+        self.cluster = ClusterPolicy(self.scope, self.periods) if conf.get("policy") == "cluster" else None
+        self.local = LocalPolicy(self.counters) if self.redis is None and self.cluster is None \
+            and self.counters is not None else None
         self._keys: dict[str, list[Key]] = {}
 
     @classmethod
     def init_worker(cls, worker: Any) -> None:
         Handler.counters = worker.counters
         Handler.figures = Figures(str(getattr(worker, "writer_id", "")))
+        if getattr(worker, "settings", None) is not None:
+            ClusterPolicy.prefix = str(worker.settings.prefix)
         reports = getattr(worker, "reports", None)
         if reports is not None:
             reports[REPORT_NAME] = Handler.figures.take
@@ -138,6 +143,8 @@ class Handler(base.Handler):
             keys = [f"tollway:rate-limiting:{self.scope}:{period}:{end}:{identity}"
                     for period, end in zip(self.periods, ends, strict=True)]
             return self._take_remote(call, keys, ends, now)
+        if self.cluster is not None:
+            return self._take_cluster(call, identity, ends, now)
         local = self.local
         if local is None:
             return self._unavailable("the node's shared counters are not open")
@@ -153,6 +160,14 @@ class Handler(base.Handler):
             admitted, counts = await self.redis.take(keys, ends, self.limits)
         except RedisUnavailable as exc:
             return self._unavailable(f"Redis failed: {exc}")
+        return self._answer(call, admitted, counts, ends, now)
+
+    async def _take_cluster(self, call: base.Call, identity: str, ends: list[int], now: int) -> base.Reply | None:
+        assert self.cluster is not None
+        try:
+            admitted, counts = await self.cluster.take(identity, ends, self.limits)
+        except ClusterUnavailable as exc:
+            return self._unavailable(f"the cluster's counters failed: {exc}")
         return self._answer(call, admitted, counts, ends, now)
 
     def _local_keys(self, identity: str) -> list[Key]:

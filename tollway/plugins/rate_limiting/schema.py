@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 PERIODS = ("second", "minute", "hour", "day", "month", "year")  # shortest first, as Kong orders them
 POLICIES = ("local", "cluster", "redis")
-AVAILABLE_POLICIES = ("local", "redis")
+AVAILABLE_POLICIES = ("local", "cluster", "redis")
 SYNC_RATE_REALTIME = -1
 
 REDIS_FIELDS: dict[str, dict[str, Any]] = {
@@ -82,8 +82,8 @@ SCHEMA: dict[str, Any] = {
                         "description": "the header whose value is counted (limit_by = header)"},
         "path": {"type": "string", "starts_with": ("/",), "description": "the path counted (limit_by = path)"},
         "policy": {"type": "string", "default": "local", "len_min": 0, "one_of": POLICIES,
-                   "description": "where counters live: local (the node's workers share them), redis "
-                                  "(every node shares them); cluster is not available yet"},
+                   "description": "where counters live: local (the node's workers share them), cluster "
+                                  "(the database: every node shares them), redis (every node shares them)"},
         "fault_tolerant": {"type": "boolean", "required": True, "default": True,
                            "description": "serve calls when the counters' store fails (true), or answer 500"},
         "redis": {"type": "record", "fields": REDIS_FIELDS, "description": "the Redis server (policy = redis)"},

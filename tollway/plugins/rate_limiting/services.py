@@ -1,10 +1,12 @@
-"""The rate-limiting plugin's node service: the workers' figures summed for GET /status."""
+"""The rate-limiting plugin's node services: the workers' figures summed for GET /status, and the
+cluster policy's counting on the database (cluster_service.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from tollway.plugins.node import NodeContext
+from tollway.plugins.rate_limiting.cluster_service import ClusterCounting
 from tollway.plugins.rate_limiting.handler import REPORT_NAME
 
 COUNTS = ("refused", "store_failures", "served_unlimited")
@@ -37,5 +39,5 @@ class RateLimitingStatus:
         return {"failing": any(self.failing.values()), **self.totals}
 
 
-def services(node: NodeContext) -> list[RateLimitingStatus]:
-    return [RateLimitingStatus(node)]
+def services(node: NodeContext) -> list[RateLimitingStatus | ClusterCounting]:
+    return [RateLimitingStatus(node), ClusterCounting(node)]

@@ -1,0 +1,1 @@
+"""rate-limiting migrations (subsystem `rate-limiting`): the cluster policy's counters."""
