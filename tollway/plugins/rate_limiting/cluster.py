@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from typing import Any
+import socket
+from typing import Any, ClassVar
 
 import orjson
 
@@ -32,6 +33,18 @@ def address(prefix: str) -> str:
     """The abstract Unix socket of the counting service of the node whose prefix this is."""
     digest = hashlib.blake2b(str(prefix).encode(), digest_size=12).hexdigest()
     return f"\0tollway-rate-limiting-{digest}"
+
+
+async def _connect(where: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A stream to the abstract socket (connected by hand: uvloop takes no abstract path)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, where)
+    except BaseException:
+        sock.close()
+        raise
+    return await asyncio.open_unix_connection(sock=sock, limit=MAX_LINE)
 
 
 Counter = list[Any]    # [scope, period, identity, window_end, limit]
@@ -74,7 +87,7 @@ class _Client:
                 if self.connecting is None:
                     self.connecting = asyncio.get_running_loop().create_future()
                     try:
-                        reader, writer = await asyncio.open_unix_connection(self.where, limit=MAX_LINE)
+                        reader, writer = await _connect(self.where)
                     except OSError as exc:
                         self.connecting.set_exception(exc)
                         self.connecting.exception()  # retrieved: the waiters below re-raise it
@@ -123,8 +136,8 @@ class _Client:
 class ClusterPolicy:
     """Take one call from every period's counter at once, in the database, through the master."""
 
-    prefix: str = ""                                  # the node's (set by the handler's init_worker)
-    _clients: dict[tuple[str, int], _Client] = {}     # (address, id(loop)) -> its client
+    prefix: ClassVar[str] = ""                                  # the node's (set by the handler's init_worker)
+    _clients: ClassVar[dict[tuple[str, int], _Client]] = {}     # (address, id(loop)) -> its client
 
     def __init__(self, scope: str, periods: tuple[str, ...]) -> None:
         self.scope = scope
