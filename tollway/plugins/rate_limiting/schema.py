@@ -12,7 +12,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 PERIODS = ("second", "minute", "hour", "day", "month", "year")  # shortest first, as Kong orders them
 POLICIES = ("local", "cluster", "redis")
-AVAILABLE_POLICIES = ("local", "cluster", "redis")
 SYNC_RATE_REALTIME = -1
 
 REDIS_FIELDS: dict[str, dict[str, Any]] = {
@@ -35,7 +34,7 @@ def _limit(period: str) -> dict[str, Any]:
 
 def validate_config(config: dict[str, Any]) -> str | dict[str, Any] | None:
     """Kong's custom validator (a longer period's limit not lower, sync_rate only with redis),
-    then Tollway's own checks: a known time zone, a usable status, an available policy."""
+    then Tollway's own checks: a known time zone, a usable status."""
     for i, shorter in enumerate(PERIODS):
         low = config.get(shorter)
         if low is None:
@@ -51,10 +50,6 @@ def validate_config(config: dict[str, Any]) -> str | dict[str, Any] | None:
             and sync_rate < 0.02:
         return "sync_rate must be greater than 0.02, or -1 to disable"
     problems: dict[str, Any] = {}
-    policy = config.get("policy")
-    if policy not in AVAILABLE_POLICIES:
-        problems["policy"] = (f"the {policy} policy is not available yet in Tollway; "
-                              f"use one of: {', '.join(AVAILABLE_POLICIES)}")
     try:
         ZoneInfo(config.get("tz") or "")
     except (ZoneInfoNotFoundError, ValueError):
