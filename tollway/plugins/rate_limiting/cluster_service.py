@@ -40,6 +40,7 @@ log = logging.getLogger("tollway.rate-limiting")
 TABLE = "ratelimiting_cluster"
 CLEAN_EVERY = 60.0    # seconds between two deletions of ended windows' rows
 MAX_BATCH = 2048      # calls decided in one transaction at most
+LOG_EVERY = 10.0      # seconds between two logs of a failing database
 
 meta = MetaData()
 counters_table = Table(
@@ -70,6 +71,7 @@ class ClusterCounting:
         self.decided = self.admitted = self.batches = self.failures = 0
         self.last_error = ""
         self.last_clean = 0.0
+        self.last_logged = -LOG_EVERY
 
     async def start(self) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -121,7 +123,10 @@ class ClusterCounting:
         except Exception as exc:  # noqa: BLE001 - any failure of the database fails the batch, said to each call
             self.failures += 1
             self.last_error = f"{type(exc).__name__}: {exc}"[:300]
-            log.error("rate-limiting cluster: the database failed: %s", self.last_error)
+            if time.monotonic() - self.last_logged >= LOG_EVERY:
+                self.last_logged = time.monotonic()
+                log.error("rate-limiting cluster: the database failed: %s (%d failed transactions so far)",
+                          self.last_error, self.failures)
             for request_id, _, writer in batch:
                 _answer(writer, {"i": request_id, "e": f"the database failed: {self.last_error}"})
             return
