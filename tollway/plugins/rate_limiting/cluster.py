@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 import orjson
 
+MAX_IDENTITY = 200     # characters of an identity stored as is; a longer one (a header's value) by its digest
 TIMEOUT = 5.0          # seconds a call waits for the master's answer at most
 MAX_LINE = 1 << 20     # the longest message line either side accepts
 
@@ -153,6 +154,8 @@ class ClusterPolicy:
 
     async def take(self, identity: str, window_ends: list[int], limits: list[int]) -> tuple[bool, list[int]]:
         """(admitted, the counts after); ClusterUnavailable when no answer comes in time."""
+        if len(identity) > MAX_IDENTITY:  # a row key stays small, whatever a client sends
+            identity = "blake2b:" + hashlib.blake2b(identity.encode("utf-8", "surrogatepass")).hexdigest()
         counters = [[self.scope, period, identity, end, limit]
                     for period, end, limit in zip(self.periods, window_ends, limits, strict=True)]
         client = self._client()

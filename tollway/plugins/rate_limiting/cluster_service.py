@@ -39,7 +39,7 @@ log = logging.getLogger("tollway.rate-limiting")
 
 TABLE = "ratelimiting_cluster"
 CLEAN_EVERY = 60.0    # seconds between two deletions of ended windows' rows
-MAX_BATCH = 2048      # calls decided in one transaction at most
+MAX_BATCH = 1000      # calls decided in one transaction at most (6 periods x 4 columns: < 32,766 parameters)
 LOG_EVERY = 10.0      # seconds between two logs of a failing database
 
 meta = MetaData()
