@@ -27,7 +27,7 @@ from tests.server.nodes import Node
 from tests.server.test_metering_e2e import seed
 from tests.server.test_node import _all_workers_applied
 from tollway.config import Settings
-from tollway.plugins.rate_limiting.cluster_service import decide, meta
+from tollway.plugins.rate_limiting.cluster_service import counters_table, decide, meta
 from tollway.store.db import Database
 
 LIMIT = 60
@@ -43,9 +43,11 @@ def test_concurrent_decisions_of_two_nodes_admit_exactly_the_limit(settings: Set
                 await conn.run_sync(meta.create_all)
             end = int(time.time()) + 3600
             call = [["plugin-1", "hour", "poppy", end, LIMIT], ["plugin-1", "day", "poppy", end + 1, LIMIT * 2]]
-            # batches of 1 to 7 calls, from both nodes at once
+            # batches of 1 to 7 calls, from both nodes at once (one remembering the rows it made)
+            known: set[Any] = set()
             batches = [nodes[i % 2] for i in range(80)]
-            results = await asyncio.gather(*(decide(db, [call] * (1 + i % 7)) for i, db in enumerate(batches)))
+            results = await asyncio.gather(*(decide(db, [call] * (1 + i % 7), known if i % 2 else None)
+                                             for i, db in enumerate(batches)))
             return [answer for batch in results for answer in batch]
         finally:
             for db in nodes:
@@ -56,6 +58,24 @@ def test_concurrent_decisions_of_two_nodes_admit_exactly_the_limit(settings: Set
     assert len(answers) > LIMIT and len(admitted) == LIMIT
     assert sorted(counts[0] for counts in admitted) == list(range(1, LIMIT + 1))  # each unit once
     assert all(counts == [LIMIT, LIMIT] for ok, counts in answers if not ok)  # a refusal consumed nothing
+
+
+def test_a_row_gone_since_a_node_made_it_is_made_again(settings: Settings) -> None:
+    async def run() -> list[tuple[bool, list[int]]]:
+        db = Database.from_settings(settings)
+        try:
+            async with db.begin() as conn:
+                await conn.run_sync(meta.create_all)
+            known: set[Any] = set()
+            call = [["plugin-1", "minute", "poppy", int(time.time()) + 60, 2]]
+            answers = await decide(db, [call, call, call], known)
+            async with db.begin() as conn:
+                await conn.execute(counters_table.delete())
+            return answers + await decide(db, [call], known)
+        finally:
+            await db.dispose()
+
+    assert asyncio.run(run()) == [(True, [1]), (True, [2]), (False, [2]), (True, [1])]
 
 
 class Relay:

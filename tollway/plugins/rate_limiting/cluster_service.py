@@ -4,9 +4,10 @@ The workers' calls arrive on the node's abstract Unix socket (cluster.py). What 
 transaction ran is decided in the next one, all together, in a single transaction:
 
 1. every counter the calls need gets its row (`INSERT ... ON CONFLICT DO NOTHING`): one row per
-   (plugin, period, identity, window end) in `ratelimiting_cluster`, shared by every node;
+   (plugin, period, identity, window end) in `ratelimiting_cluster`, shared by every node (on
+   PostgreSQL only for rows the node has not made yet: a round trip saved);
 2. those rows are read and locked, in one global order (`SELECT ... ORDER BY ... FOR UPDATE` on
-   PostgreSQL, so two nodes never deadlock; SQLite has one writer at a time, and one node);
+   PostgreSQL, so two nodes never deadlock; on SQLite the INSERT took the database's write lock);
 3. each call is decided in turn, as the local policy does: admitted when each of its counters has
    room (used + 1 <= limit), and then each grows by one; a refused call changes nothing;
 4. the rows that grew are written, the transaction commits, and each call gets its answer.
@@ -40,6 +41,7 @@ log = logging.getLogger("tollway.rate-limiting")
 TABLE = "ratelimiting_cluster"
 CLEAN_EVERY = 60.0    # seconds between two deletions of ended windows' rows
 MAX_BATCH = 1000      # calls decided in one transaction at most (6 periods x 4 columns: < 32,766 parameters)
+KNOWN_ROWS = 100_000  # rows a node remembers having made
 LOG_EVERY = 10.0      # seconds between two logs of a failing database
 
 meta = MetaData()
@@ -72,6 +74,7 @@ class ClusterCounting:
         self.last_error = ""
         self.last_clean = 0.0
         self.last_logged = -LOG_EVERY
+        self.known: set[CounterKey] = set()   # rows made already (decide)
 
     async def start(self) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -119,7 +122,7 @@ class ClusterCounting:
     async def _decide(self, batch: list[Waiting]) -> None:
         try:
             async with asyncio.timeout(max(float(self.node.settings.pg_timeout), 1.0) * 2):
-                answers = await decide(self.node.db, [counters for _, counters, _ in batch])
+                answers = await decide(self.node.db, [counters for _, counters, _ in batch], self.known)
         except Exception as exc:  # noqa: BLE001 - any failure of the database fails the batch, said to each call
             self.failures += 1
             self.last_error = f"{type(exc).__name__}: {exc}"[:300]
@@ -150,22 +153,40 @@ def _answer(writer: asyncio.StreamWriter, message: dict[str, Any]) -> None:
         writer.write(orjson.dumps(message) + b"\n")
 
 
-async def decide(db: Any, calls: list[list[Any]]) -> list[tuple[bool, list[int]]]:
+async def decide(db: Any, calls: list[list[Any]], known: set[CounterKey] | None = None) -> list[tuple[bool, list[int]]]:
     """Decide each call (its counters: [scope, period, identity, window_end, limit] each) in one
-    transaction, in order: (admitted, the counts after) for each."""
+    transaction, in order: (admitted, the counts after) for each. `known`: the rows this node saw
+    already (they need no INSERT: a round trip saved), updated."""
     keys: list[CounterKey] = sorted({(c[0], c[1], c[2], int(c[3])) for counters in calls for c in counters})
     if not keys:
         return [(True, []) for _ in calls]
     table = counters_table
     columns = (table.c.scope, table.c.period, table.c.identity, table.c.window_end)
     dialect = postgresql if db.dialect == "postgresql" else sqlite
-    async with db.begin() as conn:
-        rows = [{"scope": k[0], "period": k[1], "identity": k[2], "window_end": k[3], "used": 0} for k in keys]
+    query = select(*columns, table.c.used).where(tuple_(*columns).in_(keys)).order_by(*columns)
+    if db.dialect == "postgresql":
+        query = query.with_for_update()
+
+    async def insert(conn: Any, missing: list[CounterKey]) -> None:
+        rows = [{"scope": k[0], "period": k[1], "identity": k[2], "window_end": k[3], "used": 0} for k in missing]
         await conn.execute(dialect.insert(table).on_conflict_do_nothing(), rows)
-        query = select(*columns, table.c.used).where(tuple_(*columns).in_(keys)).order_by(*columns)
-        if db.dialect == "postgresql":
-            query = query.with_for_update()
+
+    if db.dialect != "postgresql":
+        # SQLite's driver begins the transaction at the first write: the INSERT must come first,
+        # so that the rows are read under the write lock (a SELECT first would run outside it)
+        known = None
+    async with db.begin() as conn:
+        missing = keys if known is None else [k for k in keys if k not in known]
+        if missing:
+            await insert(conn, missing)
         used: dict[CounterKey, int] = {(r[0], r[1], r[2], int(r[3])): int(r[4]) for r in await conn.execute(query)}
+        if len(used) < len(keys):  # a row this node knew is gone (deleted as ended): made again
+            await insert(conn, [k for k in keys if k not in used])
+            used = {(r[0], r[1], r[2], int(r[3])): int(r[4]) for r in await conn.execute(query)}
+        if known is not None:
+            if len(known) > KNOWN_ROWS:
+                known.clear()
+            known.update(keys)
         before = dict(used)
         answers: list[tuple[bool, list[int]]] = []
         for counters in calls:
