@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from tests.billing.test_usage_e2e import admin
@@ -27,6 +28,7 @@ from tests.server.nodes import Node
 from tests.server.test_metering_e2e import seed
 from tests.server.test_node import _all_workers_applied
 from tollway.config import Settings
+from tollway.plugins.rate_limiting.cluster import ClusterPolicy, ClusterUnavailable, address
 from tollway.plugins.rate_limiting.cluster_service import counters_table, decide, meta
 from tollway.store.db import Database
 
@@ -76,6 +78,35 @@ def test_a_row_gone_since_a_node_made_it_is_made_again(settings: Settings) -> No
             await db.dispose()
 
     assert asyncio.run(run()) == [(True, [1]), (True, [2]), (False, [2]), (True, [1])]
+
+
+def test_the_worker_asks_its_master_and_a_long_identity_goes_as_its_digest(tmp_path: Path) -> None:
+    received: list[Any] = []
+
+    async def master(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while line := await reader.readline():
+            request = orjson.loads(line)
+            received.append(request["c"])
+            writer.write(orjson.dumps({"i": request["i"], "a": True, "n": [7]}) + b"\n")
+
+    async def run() -> tuple[Any, Any]:
+        ClusterPolicy.prefix = str(tmp_path / "no-master")
+        policy = ClusterPolicy("plugin-1", ("minute",))
+        with pytest.raises(ClusterUnavailable, match="not reachable"):
+            await policy.take("poppy", [120], [10])
+        ClusterPolicy.prefix = str(tmp_path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(address(str(tmp_path)))
+        server = await asyncio.start_unix_server(master, sock=sock)
+        try:
+            return await asyncio.gather(policy.take("x" * 5000, [120], [10]), policy.take("poppy", [120], [10]))
+        finally:
+            server.close()
+
+    assert asyncio.run(run()) == [(True, [7]), (True, [7])]
+    long_one, short_one = (counters[0][2] for counters in received)
+    assert long_one.startswith("blake2b:") and len(long_one) < 200 and short_one == "poppy"
+    assert received[1] == [["plugin-1", "minute", "poppy", 120, 10]]
 
 
 class Relay:
