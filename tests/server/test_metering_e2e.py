@@ -4,6 +4,7 @@ through graceful stops, reloads, worker restarts, kill -9 of every process, and 
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import signal
 import threading
@@ -97,6 +98,19 @@ def seed(node: Node, upstream: str) -> None:
     wait_seeded(node)
 
 
+@contextlib.contextmanager
+def seeded_node(settings: Settings, upstream_port: int, workers: int) -> Iterator[Node]:
+    """A running node with `workers` workers and the seed's configuration (seed()), closed after."""
+    node = Node(settings.with_overrides(workers=workers))
+    node.bootstrap()
+    node.start()
+    try:
+        seed(node, f"http://127.0.0.1:{upstream_port}")
+        yield node
+    finally:
+        node.close()
+
+
 def wait_seeded(node: Node, timeout: float = 3.0) -> None:
     node.wait_until(lambda: httpx.get(node.proxy + "/ready/", headers={"connection": "close"}).status_code == 200,
                     timeout=timeout, what="the seed configuration applied")
@@ -107,14 +121,8 @@ KEYS = {"poppy": "poppy-secret", "digit": "digit-secret"}
 
 @pytest.fixture
 def node(settings: Settings, echo_upstream: int) -> Iterator[Node]:
-    n = Node(settings.with_overrides(workers=2))
-    n.bootstrap()
-    n.start()
-    seed(n, f"http://127.0.0.1:{echo_upstream}")
-    try:
-        yield n
-    finally:
-        n.close()
+    with seeded_node(settings, echo_upstream, workers=2) as running:
+        yield running
 
 
 def test_usage_is_visible_within_two_seconds(node: Node) -> None:
