@@ -34,14 +34,9 @@ from bench import billing_usage as base  # noqa: E402
 from tests.conftest import make_settings  # noqa: E402
 from tollway.metering.latency import bucket_of  # noqa: E402
 from tollway.metering.periods import bucket_floor  # noqa: E402
+from tollway.metering.tables import ROLLUP_FROM_LEDGER  # noqa: E402
 
 DAY = 86_400
-ROLLUP_BACKFILL = (  # tollway/metering/migrations/003_route_rollup.py's
-    "INSERT INTO billable_usage_routes (grain, bucket_start, service_id, route_id, status, requests, "
-    "request_bytes, response_bytes, latency_us_sum) "
-    "SELECT grain, bucket_start, service_id, route_id, status, SUM(requests), SUM(request_bytes), "
-    "SUM(response_bytes), SUM(latency_us_sum) FROM billable_usage "
-    "GROUP BY grain, bucket_start, service_id, route_id, status")
 
 
 def ledger_rows(now: int, consumers: int, routes: int) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
@@ -90,7 +85,7 @@ def load(settings: Any, usage: list[tuple[Any, ...]], latency: list[tuple[Any, .
         conn.executemany("INSERT INTO billable_latency VALUES (?,?,?,?,?,?)", latency)
     begin = time.perf_counter()
     with conn:  # the rollup without the consumer, as migration 003_route_rollup builds it from the ledger
-        conn.execute(ROLLUP_BACKFILL)
+        conn.execute(ROLLUP_FROM_LEDGER)
     print(f"sqlite: the rollup built from the ledger in {time.perf_counter() - begin:.1f} s (the migration's work)")
     conn.execute("ANALYZE")
     conn.close()

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-
 from sqlalchemy import text
 
 from tests.server.nodes import Node, tollway

@@ -38,8 +38,8 @@ def test_bootstrap_twice_is_harmless(settings: Settings) -> None:
     ran = run(settings, lambda db: migrations.bootstrap(db, settings))
     assert [(m.subsystem, m.name) for m in ran][:9] == [
         ("core", "000_base"), ("metering", "000_base"), ("metering", "001_week_grain"), ("metering", "002_latency"),
-        ("metering", "003_route_rollup"), ("billing", "000_base"), ("billing", "001_invoices"), ("dashboard", "000_portal_tokens"),
-        ("key-auth", "000_base")]
+        ("metering", "003_route_rollup"), ("billing", "000_base"), ("billing", "001_invoices"),
+        ("dashboard", "000_portal_tokens"), ("key-auth", "000_base")]
     assert run(settings, lambda db: migrations.bootstrap(db, settings)) == []
     assert run(settings, lambda db: migrations.pending(db, settings)) == []
     assert run(settings, config_version) == 1

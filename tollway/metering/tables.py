@@ -87,4 +87,12 @@ latency = Table(
     sqlite_with_rowid=False,
 )
 
+# The rollup's rows as the ledger's sums over consumers (migration 003 and the benchmarks' loaders).
+ROLLUP_FROM_LEDGER = (
+    "INSERT INTO billable_usage_routes (grain, bucket_start, service_id, route_id, status, requests, "
+    "request_bytes, response_bytes, latency_us_sum) "
+    "SELECT grain, bucket_start, service_id, route_id, status, SUM(requests), SUM(request_bytes), "
+    "SUM(response_bytes), SUM(latency_us_sum) FROM billable_usage "
+    "GROUP BY grain, bucket_start, service_id, route_id, status")
+
 LEDGER_TABLES = [usage, rollup, names, spool_offsets, latency]

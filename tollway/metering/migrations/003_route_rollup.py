@@ -10,15 +10,10 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from tollway.metering.tables import rollup
+from tollway.metering.tables import ROLLUP_FROM_LEDGER, rollup
 
 
 def up(conn: Connection) -> None:
     rollup.create(conn, checkfirst=True)
     conn.execute(text("DELETE FROM billable_usage_routes"))
-    conn.execute(text(
-        "INSERT INTO billable_usage_routes (grain, bucket_start, service_id, route_id, status, requests, "
-        "request_bytes, response_bytes, latency_us_sum) "
-        "SELECT grain, bucket_start, service_id, route_id, status, SUM(requests), SUM(request_bytes), "
-        "SUM(response_bytes), SUM(latency_us_sum) FROM billable_usage "
-        "GROUP BY grain, bucket_start, service_id, route_id, status"))
+    conn.execute(text(ROLLUP_FROM_LEDGER))
