@@ -153,6 +153,12 @@ class UsageReport:
         more = len(rows) > size
         return shaped, offset + size if more else None
 
+    async def calls_by(self, kind: str) -> dict[str, int]:
+        """Calls per id of `kind` (grouped by) over the whole report, summed in the database, unnamed."""
+        statement = calls_statement(self.query, self.plan, self.filters, kind)
+        async with _connection(self.db) as conn:
+            return {str(ident): int(calls) for ident, calls in await conn.execute(statement)}
+
     async def batches(self) -> AsyncIterator[Sequence[Any]]:
         """Every row of the report, in order, in batches of STREAM_ROWS rows.
 
@@ -242,8 +248,18 @@ def source_table(query: UsageQuery, filters: dict[str, list[str]]) -> Any:
     return usage if "consumer" in query.group_by or "consumer" in filters else rollup
 
 
-def _statement(query: UsageQuery, the_plan: Plan, filters: dict[str, list[str]], live: set[str]) -> Select[Any]:
-    """SELECT period, dimensions (with names), sums ... GROUP BY period, dimensions ORDER BY the same."""
+def calls_statement(query: UsageQuery, the_plan: Plan, filters: dict[str, list[str]], kind: str) -> Select[Any]:
+    """SELECT id, calls per `kind` (grouped by in `query`) summed over every period of the report,
+    without names: what a ranking reads before naming the few it shows."""
+    grouped = _grouped(query, the_plan, filters, summed=False)
+    key = grouped.c[_ID_COLUMN[kind]]
+    return select(key, func.sum(grouped.c.requests)).group_by(key)
+
+
+def _grouped(query: UsageQuery, the_plan: Plan, filters: dict[str, list[str]], summed: bool = True) -> Any:
+    """The report's rows without names, as a subquery: period, dimensions, sums. Not `summed`: the
+    rows read (and those subtracted, negated) before they are summed per period and key, which
+    add up to the same totals per key (where the ledger rows are the report's rows already, those)."""
     t = source_table(query, filters)  # the ledger, or its rollup without the consumer
     conditions: list[Any] = []
     for kind, ids in filters.items():
@@ -292,6 +308,8 @@ def _statement(query: UsageQuery, the_plan: Plan, filters: dict[str, list[str]],
             mapped = mapped.union_all(select(minus.c.pstart, *(minus.c[d.name] for d in dimensions),
                                              *(-minus.c[c.name] for c in sums)))
         flat = mapped.subquery("mapped")
+        if not summed:
+            return flat
         keys = [flat.c.pstart, *(flat.c[d.name] for d in dimensions)]
         grouped_select = select(*keys, func.sum(flat.c.requests).label("requests"),
                                 func.sum(flat.c.request_bytes).label("request_bytes"),
@@ -300,7 +318,15 @@ def _statement(query: UsageQuery, the_plan: Plan, filters: dict[str, list[str]],
         if minus is not None:
             grouped_select = grouped_select.having(func.sum(flat.c.requests) > 0)  # nothing left inside the range
         grouped = grouped_select.subquery("grouped")
+    return grouped
 
+
+def _statement(query: UsageQuery, the_plan: Plan, filters: dict[str, list[str]], live: set[str]) -> Select[Any]:
+    """SELECT period, dimensions (with names), sums ... GROUP BY period, dimensions ORDER BY the same."""
+    grouped = _grouped(query, the_plan, filters)
+    dimensions = [grouped.c[_ID_COLUMN[kind]] for kind in ("consumer", "service", "route") if kind in query.group_by]
+    if "status" in query.group_by:
+        dimensions.append(grouped.c.status)
     source: Any = grouped
     columns: list[Any] = [grouped.c.pstart]
     for kind in ("consumer", "service", "route"):
@@ -321,5 +347,5 @@ def _statement(query: UsageQuery, the_plan: Plan, filters: dict[str, list[str]],
         columns += [grouped.c[id_name], name_col] + ([custom_col] if kind == "consumer" else [])
     columns.append(grouped.c.status if "status" in query.group_by else null())
     columns += [grouped.c.requests, grouped.c.request_bytes, grouped.c.response_bytes, grouped.c.latency]
-    order = [grouped.c.pstart, *(grouped.c[d.name] for d in dimensions)]
+    order = [grouped.c.pstart, *dimensions]
     return select(*columns).select_from(source).order_by(*order)
