@@ -252,7 +252,10 @@ def calls_statement(query: UsageQuery, the_plan: Plan, filters: dict[str, list[s
     """SELECT id, calls per `kind` (grouped by in `query`) summed over every period of the report,
     without names: what a ranking reads before naming the few it shows."""
     grouped = _grouped(query, the_plan, filters, summed=False)
-    key = grouped.c[_ID_COLUMN[kind]]
+    # The same ids (never NULL), as an expression: grouped by the column, SQLite would read the
+    # range through the consumer index (a skip-scan of every consumer, four times slower here
+    # than the primary key's range).
+    key = func.coalesce(grouped.c[_ID_COLUMN[kind]], "")
     return select(key, func.sum(grouped.c.requests)).group_by(key)
 
 
