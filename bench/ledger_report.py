@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 from tests.conftest import PG, _pg_exec, free_port, make_settings  # noqa: E402
 from tollway.config import Settings  # noqa: E402
 from tollway.metering.periods import bucket_floor  # noqa: E402
+from tollway.metering.tables import ROLLUP_FROM_LEDGER  # noqa: E402
 from tollway.plugins.billable.api import routes  # noqa: E402
 from tollway.store.db import Database  # noqa: E402
 
@@ -98,6 +99,7 @@ async def load_postgres(settings: Settings, usage: list[tuple[Any, ...]], names:
     try:
         await conn.copy_records_to_table("billable_usage", records=usage)
         await conn.copy_records_to_table("billable_names", records=names)
+        await conn.execute(ROLLUP_FROM_LEDGER)  # the rollup without the consumer, as the flusher keeps it
         await conn.execute("ANALYZE")
     finally:
         await conn.close()
@@ -109,6 +111,7 @@ def load_sqlite(settings: Settings, usage: list[tuple[Any, ...]], names: list[tu
     with conn:
         conn.executemany("INSERT INTO billable_usage VALUES (?,?,?,?,?,?,?,?,?,?)", usage)
         conn.executemany("INSERT INTO billable_names VALUES (?,?,?,?,?)", names)
+        conn.execute(ROLLUP_FROM_LEDGER)  # the rollup without the consumer, as the flusher keeps it
     conn.execute("ANALYZE")
     conn.close()
 

@@ -14,7 +14,7 @@ import pytest
 
 from tests.billing.test_usage_e2e import admin
 from tests.server.nodes import Node
-from tests.server.test_metering_e2e import seed
+from tests.server.test_metering_e2e import seeded_node
 from tests.server.test_node import _all_workers_applied
 from tollway.config import Settings
 
@@ -24,14 +24,8 @@ TRIES = 160
 
 @pytest.fixture
 def node(settings: Settings, echo_upstream: int) -> Iterator[Node]:
-    n = Node(settings.with_overrides(workers=2))
-    n.bootstrap()
-    n.start()
-    seed(n, f"http://127.0.0.1:{echo_upstream}")
-    try:
-        yield n
-    finally:
-        n.close()
+    with seeded_node(settings, echo_upstream, workers=2) as running:
+        yield running
 
 
 def _hammer(node: Node, key: str, tries: int, threads: int = 16) -> tuple[collections.Counter[int], list[Any]]:

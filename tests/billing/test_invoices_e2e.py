@@ -16,7 +16,7 @@ import pytest
 
 from tests.billing.test_usage_e2e import admin
 from tests.server.nodes import Node, node_env
-from tests.server.test_metering_e2e import seed
+from tests.server.test_metering_e2e import seeded_node
 from tollway.config import Settings
 
 GRACE = 600
@@ -24,14 +24,8 @@ GRACE = 600
 
 @pytest.fixture
 def node(settings: Settings, echo_upstream: int) -> Iterator[Node]:
-    n = Node(settings.with_overrides(workers=1))
-    n.bootstrap()
-    n.start()
-    seed(n, f"http://127.0.0.1:{echo_upstream}")
-    try:
-        yield n
-    finally:
-        n.close()
+    with seeded_node(settings, echo_upstream, workers=1) as running:
+        yield running
 
 
 def bill(node: Node, at: int, runs: int = 1) -> list[str]:

@@ -10,20 +10,14 @@ import httpx
 import pytest
 
 from tests.server.nodes import Node
-from tests.server.test_metering_e2e import seed
+from tests.server.test_metering_e2e import seeded_node
 from tollway.config import Settings
 
 
 @pytest.fixture
 def node(settings: Settings, echo_upstream: int) -> Iterator[Node]:
-    n = Node(settings.with_overrides(workers=2))
-    n.bootstrap()
-    n.start()
-    seed(n, f"http://127.0.0.1:{echo_upstream}")
-    try:
-        yield n
-    finally:
-        n.close()
+    with seeded_node(settings, echo_upstream, workers=2) as running:
+        yield running
 
 
 def admin(node: Node, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -116,6 +116,12 @@ def test_the_overview_draws_its_chart_with_billables_figures_and_refreshes_live(
     assert cells[3] == f"{mock['latency_ms_p95']:,.3f} ms".replace(".000 ms", " ms")
     consumers = page.locator('[data-table="consumers"] tbody tr').all_text_contents()
     assert consumers[0].startswith("poppy") and consumers[0].endswith("11")
+    # Every consumer shown, named and counted as /billable names and counts it.
+    shown = [tuple(row.locator("td").all_text_contents()[:2]) for row in
+             page.locator('[data-table="consumers"] tbody tr').all()]
+    billed = node.json(f"/billable?period=year&start={start}&group_by=consumer")["data"]
+    assert sorted(shown) == sorted(((row["consumer"] or {}).get("username") or "(no consumer)", str(row["requests"]))
+                                   for row in billed)
     page.wait_for_selector('[data-table="alerts"] tbody tr')  # checked in the background, shown by a refresh
     alerts = page.locator('[data-table="alerts"] tbody tr').all_text_contents()
     assert any("poppy" in row and "11 of 10" in row for row in alerts)  # 11 of its 10 a day

@@ -13,10 +13,11 @@ from tollway.config import Settings
 from tollway.dashboard import figures
 from tollway.dashboard.overview import Overview, settled_until
 from tollway.metering.latency import bucket_of
+from tollway.metering.ledger import add_usage
 from tollway.metering.periods import bucket_floor
 from tollway.metering.query import UsageQuery
 from tollway.metering.report import UsageReport
-from tollway.metering.tables import latency, usage
+from tollway.metering.tables import latency
 from tollway.store.db import Database
 
 NOW = 1_796_000_000 + 5 * 3600 + 17 * 60 + 5   # a morning, UTC
@@ -56,7 +57,7 @@ async def _check(settings: Settings) -> None:
     try:
         rows, counts = _ledger()
         async with db.begin() as conn:
-            await conn.execute(insert(usage), rows)
+            await add_usage(conn, rows)  # the ledger and its rollup, as the flusher writes them
             await conn.execute(insert(latency), counts)
         overview = Overview(db, settings)
         for name in ("month", "day", "hour"):

@@ -15,7 +15,7 @@ import pytest
 from tests.billing.test_usage_e2e import admin
 from tests.plugins.rate_limiting_load import Answer, hammer, wait_for_room
 from tests.server.nodes import Node
-from tests.server.test_metering_e2e import seed
+from tests.server.test_metering_e2e import seeded_node
 from tests.server.test_node import _all_workers_applied
 from tollway.config import Settings
 
@@ -31,14 +31,8 @@ def database() -> str:
 
 @pytest.fixture
 def node(settings: Settings, echo_upstream: int) -> Iterator[Node]:
-    n = Node(settings.with_overrides(workers=2))
-    n.bootstrap()
-    n.start()
-    seed(n, f"http://127.0.0.1:{echo_upstream}")
-    try:
-        yield n
-    finally:
-        n.close()
+    with seeded_node(settings, echo_upstream, workers=2) as running:
+        yield running
 
 
 def _limit(node: Node, config: dict[str, Any]) -> None:

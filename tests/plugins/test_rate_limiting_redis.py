@@ -23,7 +23,7 @@ from tests.billing.test_usage_e2e import admin
 from tests.conftest import free_port
 from tests.plugins.rate_limiting_load import Answer, hammer, wait_for_room
 from tests.server.nodes import Node
-from tests.server.test_metering_e2e import seed
+from tests.server.test_metering_e2e import seed, seeded_node
 from tests.server.test_node import _all_workers_applied
 from tollway.config import Settings
 
@@ -99,14 +99,8 @@ def database() -> str:
 
 @pytest.fixture
 def node(settings: Settings, echo_upstream: int) -> Iterator[Node]:
-    n = Node(settings.with_overrides(workers=1))
-    n.bootstrap()
-    n.start()
-    seed(n, f"http://127.0.0.1:{echo_upstream}")
-    try:
-        yield n
-    finally:
-        n.close()
+    with seeded_node(settings, echo_upstream, workers=1) as running:
+        yield running
 
 
 def _limit(nodes: list[Node], config: dict[str, Any]) -> None:

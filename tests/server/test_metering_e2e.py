@@ -3,7 +3,9 @@ through graceful stops, reloads, worker restarts, kill -9 of every process, and 
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import contextlib
 import os
 import signal
 import threading
@@ -12,9 +14,11 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from tests.server.nodes import Node, tollway
 from tollway.config import Settings
+from tollway.store.db import Database
 
 
 class Load:
@@ -79,6 +83,35 @@ def wait_for_totals(node: Node, want: collections.Counter[tuple[str, int]], time
     raise AssertionError(f"metered {dict(got)} != received {dict(want)}\n{node.log()}")
 
 
+_KEY = "grain, bucket_start, service_id, route_id, status"
+_SUMS = "requests, request_bytes, response_bytes, latency_us_sum"
+
+
+def rollup_and_ledger(settings: Settings) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    """(the rollup's rows, the ledger's rows summed over consumers), both in key order."""
+    async def read() -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+        db = Database.from_settings(settings)
+        try:
+            async with db.connect() as conn:
+                rollup = (await conn.execute(text(
+                    f"SELECT {_KEY}, {_SUMS} FROM billable_usage_routes ORDER BY {_KEY}"))).all()
+                summed = (await conn.execute(text(
+                    f"SELECT {_KEY}, SUM(requests), SUM(request_bytes), SUM(response_bytes), SUM(latency_us_sum) "
+                    f"FROM billable_usage GROUP BY {_KEY} ORDER BY {_KEY}"))).all()
+        finally:
+            await db.dispose()
+        # PostgreSQL sums bigints as numeric: compare the sums as ints.
+        return ([(*row[:5], *map(int, row[5:])) for row in rollup], [(*row[:5], *map(int, row[5:])) for row in summed])
+    return asyncio.run(read())
+
+
+def assert_rollup_matches(node: Node) -> None:
+    """The rollup without the consumer holds, for every grain, the ledger's rows summed over consumers."""
+    rollup, summed = rollup_and_ledger(node.settings)
+    assert {row[0] for row in rollup} == {"minute", "hour", "day", "week", "month"}
+    assert rollup == summed
+
+
 def seed(node: Node, upstream: str) -> None:
     for path, data in [
         ("/plugins", {"name": "billable"}),
@@ -97,6 +130,19 @@ def seed(node: Node, upstream: str) -> None:
     wait_seeded(node)
 
 
+@contextlib.contextmanager
+def seeded_node(settings: Settings, upstream_port: int, workers: int) -> Iterator[Node]:
+    """A running node with `workers` workers and the seed's configuration (seed()), closed after."""
+    node = Node(settings.with_overrides(workers=workers))
+    node.bootstrap()
+    node.start()
+    try:
+        seed(node, f"http://127.0.0.1:{upstream_port}")
+        yield node
+    finally:
+        node.close()
+
+
 def wait_seeded(node: Node, timeout: float = 3.0) -> None:
     node.wait_until(lambda: httpx.get(node.proxy + "/ready/", headers={"connection": "close"}).status_code == 200,
                     timeout=timeout, what="the seed configuration applied")
@@ -107,14 +153,8 @@ KEYS = {"poppy": "poppy-secret", "digit": "digit-secret"}
 
 @pytest.fixture
 def node(settings: Settings, echo_upstream: int) -> Iterator[Node]:
-    n = Node(settings.with_overrides(workers=2))
-    n.bootstrap()
-    n.start()
-    seed(n, f"http://127.0.0.1:{echo_upstream}")
-    try:
-        yield n
-    finally:
-        n.close()
+    with seeded_node(settings, echo_upstream, workers=2) as running:
+        yield running
 
 
 def test_usage_is_visible_within_two_seconds(node: Node) -> None:
@@ -125,6 +165,7 @@ def test_usage_is_visible_within_two_seconds(node: Node) -> None:
     started = time.monotonic()
     wait_for_totals(node, want, timeout=2.0)
     assert time.monotonic() - started <= 2.0
+    assert_rollup_matches(node)
     metering = node.json("/status")["metering"]
     assert metering["calls_committed"] >= 6
     # The spool's files are allocated in full when opened; what they hold is what counts here.
@@ -181,3 +222,4 @@ def test_kill_9_of_every_process_under_load_loses_no_answered_call(node: Node) -
     node.start()
     time.sleep(1.0)
     assert metered(node) == got
+    assert_rollup_matches(node)

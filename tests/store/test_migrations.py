@@ -36,10 +36,10 @@ def cli(settings: Settings, *args: str) -> tuple[int, str]:
 
 def test_bootstrap_twice_is_harmless(settings: Settings) -> None:
     ran = run(settings, lambda db: migrations.bootstrap(db, settings))
-    assert [(m.subsystem, m.name) for m in ran][:8] == [
+    assert [(m.subsystem, m.name) for m in ran][:9] == [
         ("core", "000_base"), ("metering", "000_base"), ("metering", "001_week_grain"), ("metering", "002_latency"),
-        ("billing", "000_base"), ("billing", "001_invoices"), ("dashboard", "000_portal_tokens"),
-        ("key-auth", "000_base")]
+        ("metering", "003_route_rollup"), ("billing", "000_base"), ("billing", "001_invoices"),
+        ("dashboard", "000_portal_tokens"), ("key-auth", "000_base")]
     assert run(settings, lambda db: migrations.bootstrap(db, settings)) == []
     assert run(settings, lambda db: migrations.pending(db, settings)) == []
     assert run(settings, config_version) == 1
@@ -57,7 +57,8 @@ def test_up_runs_the_migrations_of_newly_enabled_plugins(settings: Settings) -> 
     run(core_only, lambda db: migrations.bootstrap(db, core_only))
     states = run(settings, lambda db: migrations.list_state(db, settings))
     assert states[0] == migrations.SubsystemState("core", ("000_base",), ())
-    assert states[1] == migrations.SubsystemState("metering", ("000_base", "001_week_grain", "002_latency"), ())
+    assert states[1] == migrations.SubsystemState("metering", ("000_base", "001_week_grain", "002_latency",
+                                                                "003_route_rollup"), ())
     assert states[2] == migrations.SubsystemState("billing", ("000_base", "001_invoices"), ())
     assert states[3] == migrations.SubsystemState("dashboard", ("000_portal_tokens",), ())
     assert states[4] == migrations.SubsystemState("key-auth", (), ("000_base", "001_ttl_expiry"))
@@ -81,7 +82,7 @@ def test_the_ledger_migrations_recorded_as_billable_count_as_run(settings: Setti
     run(settings, record_as_billable)
     assert run(settings, lambda db: migrations.pending(db, settings)) == []
     states = {s.subsystem: s for s in run(settings, lambda db: migrations.list_state(db, settings))}
-    assert states["metering"].executed == ("000_base", "001_week_grain", "002_latency")
+    assert states["metering"].executed == ("000_base", "001_week_grain", "002_latency", "003_route_rollup")
     assert not states["metering"].pending
 
 
@@ -114,6 +115,38 @@ def test_key_auth_ttls_become_expiry_times(settings: Settings) -> None:
             return [(ident, ttl) for ident, ttl in rows]
 
     assert run(settings, migrate) == [("hundred", 1100), ("never", None), ("zero", None)]
+
+
+def test_the_route_rollup_is_built_from_the_ledger(settings: Settings) -> None:
+    """003 sums the ledger rows already there over consumers, grain by grain; run again, the same."""
+    run(settings, lambda db: migrations.bootstrap(db, settings))
+    rollup = importlib.import_module("tollway.metering.migrations.003_route_rollup")
+    rows = [("day", 86_400, consumer, "s", route, status, requests)
+            for consumer, route, status, requests in (("c1", "r1", 200, 3), ("c2", "r1", 200, 4), ("", "r1", 401, 1),
+                                                      ("c1", "r2", 200, 5), ("c2", "r1", 500, 2))]
+    rows += [("month", 0, consumer, service, route, status, requests * 2)
+             for _grain, _start, consumer, service, route, status, requests in rows]
+
+    async def migrate(db: Database) -> list[tuple[object, ...]]:
+        async with db.begin() as conn:
+            await conn.execute(text("DELETE FROM billable_usage_routes"))
+            for grain, start, consumer, service, route, status, requests in rows:
+                await conn.execute(text(
+                    "INSERT INTO billable_usage VALUES (:grain, :start, :consumer, :service, :route, :status, "
+                    ":requests, :request_bytes, :response_bytes, :latency)"),
+                    {"grain": grain, "start": start, "consumer": consumer, "service": service, "route": route,
+                     "status": status, "requests": requests, "request_bytes": requests * 10,
+                     "response_bytes": requests * 100, "latency": requests * 1000})
+            await conn.run_sync(rollup.up)
+            await conn.run_sync(rollup.up)
+            found = await conn.execute(text("SELECT * FROM billable_usage_routes ORDER BY grain, route_id, status"))
+            return [tuple(row) for row in found]
+
+    assert run(settings, migrate) == [
+        ("day", 86_400, "s", "r1", 200, 7, 70, 700, 7000), ("day", 86_400, "s", "r1", 401, 1, 10, 100, 1000),
+        ("day", 86_400, "s", "r1", 500, 2, 20, 200, 2000), ("day", 86_400, "s", "r2", 200, 5, 50, 500, 5000),
+        ("month", 0, "s", "r1", 200, 14, 140, 1400, 14000), ("month", 0, "s", "r1", 401, 2, 20, 200, 2000),
+        ("month", 0, "s", "r1", 500, 4, 40, 400, 4000), ("month", 0, "s", "r2", 200, 10, 100, 1000, 10000)]
 
 
 def test_cli_bootstrap_up_list_reset(settings: Settings) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import func, select
@@ -24,6 +24,7 @@ from tollway.metering import latency_report
 from tollway.metering.latency import merge, percentile
 from tollway.metering.query import MAX_SIZE, UsageQuery
 from tollway.metering.report import UsageReport
+from tollway.metering.tables import names
 from tollway.store.db import Database
 from tollway.store.entities.consumers import CONSUMERS
 from tollway.store.entities.dao import Dao
@@ -161,7 +162,7 @@ class Latency:
 class Totals:
     """Calls per consumer and per route over a range, and each route's latency histogram."""
 
-    consumers: dict[str, list[Any]] = field(default_factory=dict)   # id -> [name, calls]
+    consumers: dict[str, list[Any]] = field(default_factory=dict)   # id -> [None, calls] (named when ranked)
     routes: dict[str, list[Any]] = field(default_factory=dict)
     histograms: dict[str, dict[int, int]] = field(default_factory=dict)  # route id -> bucket -> calls
 
@@ -180,6 +181,7 @@ class Totals:
         return found
 
     def top_consumers(self) -> list[Ranked]:
+        """The TOP consumers by calls, unnamed (`named` names them)."""
         ranked = sorted(self.consumers.items(), key=lambda item: (-item[1][1], item[0]))[:TOP]
         return [Ranked(ident, name, calls) for ident, (name, calls) in ranked]
 
@@ -211,11 +213,9 @@ async def totals(db: Database, settings: Settings, start: int, end: int | None, 
     """Calls per consumer and per route, and routes' histograms, over [start, end) (end None: now),
     read as /billable reads them with `period` (any: the periods are summed)."""
     found = Totals()
+    # Every consumer's calls, unnamed (the few shown are named by `named`): thousands of rows.
     report = await _report(db, settings, range_params(start, end, "consumer", period), now)
-    async for batch in report.batches():
-        for row in batch:
-            entry = found.consumers.setdefault(row[1], [row[2] or row[3] or row[1] or "(no consumer)", 0])
-            entry[1] += int(row[9])
+    found.consumers = {ident: [None, calls] for ident, calls in (await report.calls_by("consumer")).items()}
     report = await _report(db, settings, range_params(start, end, "route", period), now)
     async for batch in report.batches():
         for row in batch:
@@ -225,6 +225,21 @@ async def totals(db: Database, settings: Settings, start: int, end: int | None, 
         histograms = await latency_report.over_range(conn, report.query, report.plan, report.filters)
     found.histograms = {key[0]: counts for key, counts in histograms.items()}
     return found
+
+
+async def named(db: Database, ranked: list[Ranked]) -> list[Ranked]:
+    """Ranked consumers with the names /billable gives them: the consumer's username or custom id,
+    the last known ones once it is deleted, else its id ("(no consumer)": calls without one)."""
+    ids = [entry.id for entry in ranked if entry.id]
+    consumers = _CONSUMERS.table
+    async with db.connect() as conn:
+        live = {row.id: row.username or row.custom_id for row in await conn.execute(
+            select(consumers.c.id, consumers.c.username, consumers.c.custom_id).where(consumers.c.id.in_(ids)))}
+        known = {row.id: row.name or row.custom_id for row in await conn.execute(
+            select(names.c.id, names.c.name, names.c.custom_id).where(names.c.kind == "consumer",
+                                                                    names.c.id.in_(ids)))}
+    return [replace(entry, name=(live[entry.id] if entry.id in live else known.get(entry.id)) or entry.id
+                    or "(no consumer)") for entry in ranked]
 
 
 @dataclass(frozen=True)

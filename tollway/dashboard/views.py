@@ -88,7 +88,8 @@ def routes(ctx: AdminContext) -> list[BaseRoute]:
     async def overview_figures(span: figures.Span, now: int) -> str:
         traffic, totals = await overview_reads.figures(span, now)
         alerts, checked_at = quota.current(now)
-        return pages.overview_figures(BASE, traffic, totals.top_consumers(), totals.top_routes(), totals.latency(),
+        top_consumers = await figures.named(ctx.db, totals.top_consumers())
+        return pages.overview_figures(BASE, traffic, top_consumers, totals.top_routes(), totals.latency(),
                                       alerts, checked_at)
 
     async def overview(request: Request, csrf: str) -> Response:

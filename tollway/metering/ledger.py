@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tollway.metering.tables import latency, names, spool_offsets, usage
+from tollway.metering.tables import latency, names, rollup, spool_offsets, usage
 
 BATCH = 2000  # rows per executemany
 
@@ -40,16 +40,43 @@ async def _execute_many(conn: AsyncConnection, statement: Any, rows: Sequence[di
         await conn.execute(statement, list(rows[start:start + BATCH]))
 
 
+_ROLLUP_KEY = ["grain", "bucket_start", "service_id", "route_id", "status"]
+
+
+async def _add_sums(conn: AsyncConnection, table: Any, key: list[str], rows: Sequence[dict[str, Any]]) -> None:
+    insert = _insert(conn)(table)
+    statement = insert.on_conflict_do_update(
+        index_elements=key,
+        set_={name: table.c[name] + insert.excluded[name] for name in _USAGE_SUMS},
+    )
+    await _execute_many(conn, statement, sorted(rows, key=lambda row: [row[k] for k in key]))
+
+
+def rollup_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The usage rows summed over consumers: billable_usage_routes rows."""
+    sums: dict[tuple[Any, ...], list[int]] = {}
+    for row in rows:
+        key = (row["grain"], row["bucket_start"], row["service_id"], row["route_id"], row["status"])
+        found = sums.get(key)
+        if found is None:
+            sums[key] = [row["requests"], row["request_bytes"], row["response_bytes"], row["latency_us_sum"]]
+        else:
+            found[0] += row["requests"]
+            found[1] += row["request_bytes"]
+            found[2] += row["response_bytes"]
+            found[3] += row["latency_us_sum"]
+    return [{"grain": grain, "bucket_start": start, "service_id": service, "route_id": route, "status": status,
+             "requests": found[0], "request_bytes": found[1], "response_bytes": found[2], "latency_us_sum": found[3]}
+            for (grain, start, service, route, status), found in sums.items()]
+
+
 async def add_usage(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
-    """Add each row's totals to the ledger row of the same key (inserting it when new)."""
+    """Add each row's totals to the ledger row of the same key (inserting it when new), and their
+    sums over consumers to the rollup (billable_usage_routes): one transaction keeps both exact."""
     if not rows:
         return
-    insert = _insert(conn)(usage)
-    statement = insert.on_conflict_do_update(
-        index_elements=_USAGE_KEY,
-        set_={name: usage.c[name] + insert.excluded[name] for name in _USAGE_SUMS},
-    )
-    await _execute_many(conn, statement, sorted(rows, key=lambda row: [row[k] for k in _USAGE_KEY]))
+    await _add_sums(conn, usage, _USAGE_KEY, rows)
+    await _add_sums(conn, rollup, _ROLLUP_KEY, rollup_rows(rows))
 
 
 _LATENCY_KEY = ["grain", "bucket_start", "service_id", "route_id", "bucket"]
@@ -114,9 +141,10 @@ async def forget_offsets(conn: AsyncConnection, node_id: str, files: dict[str, i
 
 
 async def purge_expired(conn: AsyncConnection, now: float, minute_days: int, hour_days: int) -> int:
-    """Delete minute rows older than `minute_days` and hour rows older than `hour_days`; rows deleted."""
+    """Delete minute rows older than `minute_days` and hour rows older than `hour_days` (usage, its
+    rollup and latency histograms); rows deleted."""
     deleted = 0
-    for table in (usage, latency):
+    for table in (usage, rollup, latency):
         for grain, days in (("minute", minute_days), ("hour", hour_days)):
             result = await conn.execute(delete(table).where(
                 table.c.grain == grain, table.c.bucket_start < int(now) - days * 86_400))
