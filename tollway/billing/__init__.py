@@ -18,7 +18,7 @@ Pure too, over the engine: what is counted and what a subscription is entitled t
     windows.py        entitlement windows (minute ... billing_period) in the subscription's zone
     subscriptions.py  `Timeline`: a subscription's phases (plan versions over time), changes, cancels
     usage.py          a subscription's current period: figures to read, then units, money, limits
-    gate.py           phase 2: the hard entitlements a call counts against, from a worker's snapshot
+    gate.py           the hard entitlements a call counts against, from a worker's snapshot
     invoicing.py      a subscription's billing windows, their segments (plan versions) and invoice lines
     invoice_documents.py  an invoice as JSON, CSV (the finance export) and a printable HTML page
 
