@@ -248,11 +248,12 @@ class JoinedLines:
     headers differ from the last ones: a client, or an upstream, sends the same headers over and
     over (an upstream's Date changes once a second). One per connection."""
 
-    __slots__ = ("headers", "joined")
+    __slots__ = ("headers", "joined", "names")
 
     def __init__(self) -> None:
         self.headers: list[tuple[bytes, bytes]] = []
         self.joined = b""
+        self.names: frozenset[bytes] | None = None  # lower-cased, of `headers`: made on first ask
 
     def join(self, headers: list[tuple[bytes, bytes]]) -> bytes:
         """The lines of `headers`."""
@@ -263,7 +264,15 @@ class JoinedLines:
         joined = join_lines(headers)
         self.headers = headers.copy()  # a copy: a plugin may still change the call's list in place
         self.joined = joined
+        self.names = None
         return joined
+
+    def lowered_names(self) -> frozenset[bytes]:
+        """The lower-cased names of the headers last joined (kept with them)."""
+        names = self.names
+        if names is None:
+            names = self.names = frozenset([lower_name(item[0]) for item in self.headers])
+        return names
 
 
 def same_items(headers: list[Any], other: list[Any]) -> bool:
@@ -276,8 +285,9 @@ def same_items(headers: list[Any], other: list[Any]) -> bool:
 
 
 def response_head(status_line: bytes, lines: bytes, via: bytes, framing: bytes, connection: bytes,
-                  latency: bytes) -> bytes:
+                  latency: bytes, added: bytes = b"") -> bytes:
     """The response head sent to the client: status line, the upstream's header `lines` (joined),
-    Via (the upstream's `via` value, if any, and this proxy), then the proxy's own ready lines."""
+    the `added` lines plugins set after them, Via (the upstream's `via` value, if any, and this
+    proxy), then the proxy's own ready lines."""
     via_line = b"Via: " + via + b", " + VIA + b"\r\n" if via else _VIA_LINE
-    return b"%s%s%s%s%s%s\r\n" % (status_line, lines, via_line, framing, connection, latency)
+    return b"%s%s%s%s%s%s%s\r\n" % (status_line, lines, added, via_line, framing, connection, latency)
