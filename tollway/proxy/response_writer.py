@@ -72,17 +72,24 @@ class ResponseWriter:
         lines: bytes | None = None  # the header lines, when known before header_filter
         added_lines = b""
         changes = call.changes
-        if changes is not None and changes.response_headers:  # made in access
-            added = None
-            if not filtered:  # the upstream's lines stay kept, the plugins' come after them (Performance notes: added lines)
+        if changes is not None and (changes.response_block is not None or changes.response_headers):  # made in access
+            if filtered:
+                apply_header_changes(headers, changes.header_changes())
+            else:  # the upstream's lines stay kept, the plugins' come after them (Performance notes: added lines)
                 lines = self.joined_lines.join(headers)
-                added = appended_headers(self.joined_lines.lowered_names(), changes.response_headers)
-            if added is not None:
-                headers.extend(added)
-                added_lines = join_lines(added)
-            else:
-                apply_header_changes(headers, changes.response_headers)
-                lines = None if filtered else join_lines(headers)
+                names = self.joined_lines.lowered_names()
+                block = changes.response_block
+                if block is not None and block.names.isdisjoint(names):
+                    headers.extend(block.items)
+                    added_lines = block.lines
+                else:
+                    added = appended_headers(names, changes.header_changes())
+                    if added is not None:
+                        headers.extend(added)
+                        added_lines = join_lines(added)
+                    else:
+                        apply_header_changes(headers, changes.response_headers)
+                        lines = join_lines(headers)
         if filtered:
             run_header_filter(call)
         length = upstream.content_length
@@ -229,7 +236,7 @@ class ResponseWriter:
         call.keep_alive = keep_alive
         headers = responses.reply_headers(reply)
         changes = call.changes
-        if changes is not None and changes.response_headers:  # made in access
+        if changes is not None and changes.header_changes():  # made in access
             apply_header_changes(headers, changes.response_headers)
         data, status = responses.render(reply, keep_alive, call.method == "HEAD", headers=headers)
         call.status = status
