@@ -112,6 +112,8 @@ class Handler(base.Handler):
         self.redis = RedisPolicy.of(conf["redis"]) if conf.get("policy") == "redis" else None
         self.local = LocalPolicy(self.counters) if self.redis is None and self.counters is not None else None
         self._keys: dict[str, list[Key]] = {}
+        self.last_reset = -1             # the last RateLimit-Reset value, and as bytes
+        self.last_reset_value = b""
 
     @classmethod
     def init_worker(cls, worker: Any) -> None:
@@ -196,6 +198,7 @@ class Handler(base.Handler):
         limits = self.limits
         tightest = -1
         remaining = 0
+        remaining_value = b""
         for i, remaining_name in enumerate(self.remaining_names):
             left = limits[i] - counts[i]
             if left < 0:
@@ -208,10 +211,14 @@ class Handler(base.Handler):
             parts.append(value)
             parts.append(b"\r\n")
             if tightest < 0 or left <= remaining:  # on a tie, the later period: the longer window
-                tightest, remaining = i, left
+                tightest, remaining, remaining_value = i, left, value
         reset = ends[tightest] - now
-        reset_value = _digits(reset if reset > 1 else 1)
-        remaining_value = _digits(remaining)
+        if reset < 1:
+            reset = 1
+        if reset != self.last_reset:  # the same for a second, and formatting an int is a generic call
+            self.last_reset = reset
+            self.last_reset_value = _digits(reset)
+        reset_value = self.last_reset_value
         items.append(self.tightest_items[tightest])
         items.append((RATELIMIT_REMAINING, remaining_value))
         items.append((RATELIMIT_RESET, reset_value))
