@@ -145,20 +145,26 @@ async def _run(requests: int, plugins: list[str], profile: bool, prefix: Path, a
     # with Redis, access awaits: the loop runs until the request is out
     waits = (rate_limiting_config or {}).get("policy") == "redis"
 
-    async def one() -> None:
+    def one() -> None:
+        client.data_received(REQUEST)
+        upstream.data_received(RESPONSE)
+
+    async def one_waiting() -> None:
         sent = upstream_transport.written
         client.data_received(REQUEST)
-        if waits:
-            for _ in range(10_000):
-                if upstream_transport.written != sent:
-                    break
-                await asyncio.sleep(0)
-            else:
-                raise SystemExit("the request never reached the upstream (is Redis running?)")
+        for _ in range(10_000):
+            if upstream_transport.written != sent:
+                break
+            await asyncio.sleep(0)
+        else:
+            raise SystemExit("the request never reached the upstream (is Redis running?)")
         upstream.data_received(RESPONSE)
 
     for _ in range(WARMUP):
-        await one()
+        if waits:
+            await one_waiting()
+        else:
+            one()
     await asyncio.sleep(0)
     profiler = cProfile.Profile() if profile else None
     written = client_transport.written
@@ -166,7 +172,10 @@ async def _run(requests: int, plugins: list[str], profile: bool, prefix: Path, a
     if profiler is not None:
         profiler.enable()
     for done in range(requests):
-        await one()
+        if waits:
+            await one_waiting()
+        else:
+            one()
         if done % 256 == 0:
             await asyncio.sleep(0)  # what the loop would run between reads (scheduled log phases)
     elapsed = time.perf_counter() - started
