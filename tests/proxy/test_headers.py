@@ -101,8 +101,12 @@ def test_joined_lines_know_the_lower_cased_names_of_the_headers_last_joined():
     assert joined.lowered_names() == {b"server", b"x-ratelimit-limit-second"}
     joined.join([(b"Server", b"up"), (b"X-RateLimit-Limit-Second", b"5")])  # the same: kept
     assert joined.lowered_names() == {b"server", b"x-ratelimit-limit-second"}
+    limits = frozenset([b"x-ratelimit-limit-second"])
+    assert not joined.has_none_of(limits) and not joined.has_none_of(limits)  # asked again: kept
     joined.join([(b"Date", b"now")])
     assert joined.lowered_names() == {b"date"}
+    assert joined.has_none_of(limits)
+    assert not joined.has_none_of(frozenset([b"date"]))
 
 
 def test_header_names_by_position_carry_their_kind():

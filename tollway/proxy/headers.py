@@ -248,12 +248,15 @@ class JoinedLines:
     headers differ from the last ones: a client, or an upstream, sends the same headers over and
     over (an upstream's Date changes once a second). One per connection."""
 
-    __slots__ = ("headers", "joined", "names")
+    __slots__ = ("headers", "joined", "names", "other_names", "disjoint")
 
     def __init__(self) -> None:
         self.headers: list[tuple[bytes, bytes]] = []
         self.joined = b""
         self.names: frozenset[bytes] | None = None  # lower-cased, of `headers`: made on first ask
+        # the last names has_none_of() was asked about (a plugin's, one object), and its answer
+        self.other_names: frozenset[bytes] | None = None
+        self.disjoint = False
 
     def join(self, headers: list[tuple[bytes, bytes]]) -> bytes:
         """The lines of `headers`."""
@@ -265,7 +268,16 @@ class JoinedLines:
         self.headers = headers.copy()  # a copy: a plugin may still change the call's list in place
         self.joined = joined
         self.names = None
+        self.other_names = None
         return joined
+
+    def has_none_of(self, names: frozenset[bytes]) -> bool:
+        """Whether the headers last joined have none of `names` (lower-cased), kept for the same
+        `names` object: a method call on a frozenset is a generic one."""
+        if names is not self.other_names:
+            self.other_names = names
+            self.disjoint = self.lowered_names().isdisjoint(names)
+        return self.disjoint
 
     def lowered_names(self) -> frozenset[bytes]:
         """The lower-cased names of the headers last joined (kept with them)."""

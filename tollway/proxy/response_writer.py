@@ -77,13 +77,12 @@ class ResponseWriter:
                 apply_header_changes(headers, changes.header_changes())
             else:  # the upstream's lines stay kept, the plugins' come after them (Performance notes: added lines)
                 lines = self.joined_lines.join(headers)
-                names = self.joined_lines.lowered_names()
                 block = changes.response_block
-                if block is not None and block.names.isdisjoint(names):
+                if block is not None and self.joined_lines.has_none_of(block.names):
                     headers.extend(block.items)
                     added_lines = block.lines
                 else:
-                    added = appended_headers(names, changes.header_changes())
+                    added = appended_headers(self.joined_lines.lowered_names(), changes.header_changes())
                     if added is not None:
                         headers.extend(added)
                         added_lines = join_lines(added)
