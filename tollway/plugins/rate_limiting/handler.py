@@ -85,7 +85,7 @@ class Handler(base.Handler):
         super().__init__(conf, runtime)
         self.periods = tuple(period for period in PERIODS if conf.get(period) is not None)
         # Kong admits while what remains is above 0: a limit of 2.5 admits 3 calls
-        self.limits = [math.ceil(conf[period]) for period in self.periods]
+        self.limits: list[int] = [math.ceil(conf[period]) for period in self.periods]
         self.shown_limits = [_number(conf[period]) for period in self.periods]
         self.shown_bytes = [shown.encode() for shown in self.shown_limits]
         # the headers that are the same for every call, and their lines, made once
