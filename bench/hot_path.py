@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/hot_path.py [--requests 200000] [--plugins key-auth,billable] [--profile]
                                        [--access-log off|stdout|FILE] [--access-log-format text|json]
+                                       [--rate-limiting '{"hide_client_headers": true}']
 
 A ClientProtocol and a pooled UpstreamConnection are driven with in-memory transports: each
 iteration feeds a request head to the client side and a canned 200 response to the upstream side,
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import json
 import pstats
 import sys
 import tempfile
@@ -86,7 +88,7 @@ class MemoryTransport(asyncio.Transport):
         return True
 
 
-def _snapshot(plugins: list[str]) -> dict[str, Any]:
+def _snapshot(plugins: list[str], rate_limiting: dict[str, Any] | None = None) -> dict[str, Any]:
     service = {"id": "s1", "name": "bench", "protocol": "http", "host": "127.0.0.1", "port": UPSTREAM_PORT,
                "path": None, "retries": 5, "connect_timeout": 60000, "write_timeout": 60000,
                "read_timeout": 60000, "enabled": True, "tls_verify": None, "tags": None}
@@ -104,7 +106,10 @@ def _snapshot(plugins: list[str]) -> dict[str, Any]:
             config = {"allow": ["premium"], "deny": None, "hide_groups_header": False,
                       "always_use_authenticated_groups": False, "include_consumer_groups": False}
         elif name == "rate-limiting":  # the local policy, with a limit never reached: every call counted
-            config, _ = validate(plugin_config_field(name)["fields"], {"second": 10**12, "hour": 10**12})
+            config, errors = validate(plugin_config_field(name)["fields"],
+                                      {"second": 10**12, "hour": 10**12, **(rate_limiting or {})})
+            if errors:
+                raise SystemExit(f"--rate-limiting: {errors}")
         elif name == "prometheus":  # every per-request metric, per consumer
             config = {"per_consumer": True, "status_code_metrics": True, "latency_metrics": True,
                       "bandwidth_metrics": True, "upstream_health_metrics": False}
@@ -117,7 +122,7 @@ def _snapshot(plugins: list[str]) -> dict[str, Any]:
 
 
 async def _run(requests: int, plugins: list[str], profile: bool, prefix: Path, access_log: str = "off",
-               access_log_format: str = "text") -> float:
+               access_log_format: str = "text", rate_limiting_config: dict[str, Any] | None = None) -> float:
     settings = load_settings(environ={}, prefix=str(prefix), proxy_listen="127.0.0.1:8000",
                              plugins=",".join(["bundled", *plugins]), access_log=access_log,
                              access_log_format=access_log_format)
@@ -129,20 +134,37 @@ async def _run(requests: int, plugins: list[str], profile: bool, prefix: Path, a
         rate_limiting = handler_class("rate-limiting")
         assert rate_limiting is not None
         rate_limiting.init_worker(SimpleNamespace(counters=counters, writer_id="hot-path", reports={}))
-    server.apply(_snapshot(plugins))
+    server.apply(_snapshot(plugins, rate_limiting_config))
     client = ClientProtocol(server)
     client_transport = MemoryTransport(("127.0.0.1", 40000), ("127.0.0.1", 8000))
     client.connection_made(client_transport)
     upstream = UpstreamConnection(server.pool, PoolKey("http", "127.0.0.1", UPSTREAM_PORT, True))
-    upstream.connection_made(MemoryTransport(("127.0.0.1", UPSTREAM_PORT), ("127.0.0.1", 40001)))
+    upstream_transport = MemoryTransport(("127.0.0.1", UPSTREAM_PORT), ("127.0.0.1", 40001))
+    upstream.connection_made(upstream_transport)
     server.pool.release(upstream)
+    # with Redis, access awaits: the loop runs until the request is out
+    waits = (rate_limiting_config or {}).get("policy") == "redis"
 
     def one() -> None:
         client.data_received(REQUEST)
         upstream.data_received(RESPONSE)
 
+    async def one_waiting() -> None:
+        sent = upstream_transport.written
+        client.data_received(REQUEST)
+        for _ in range(10_000):
+            if upstream_transport.written != sent:
+                break
+            await asyncio.sleep(0)
+        else:
+            raise SystemExit("the request never reached the upstream (is Redis running?)")
+        upstream.data_received(RESPONSE)
+
     for _ in range(WARMUP):
-        one()
+        if waits:
+            await one_waiting()
+        else:
+            one()
     await asyncio.sleep(0)
     profiler = cProfile.Profile() if profile else None
     written = client_transport.written
@@ -150,7 +172,10 @@ async def _run(requests: int, plugins: list[str], profile: bool, prefix: Path, a
     if profiler is not None:
         profiler.enable()
     for done in range(requests):
-        one()
+        if waits:
+            await one_waiting()
+        else:
+            one()
         if done % 256 == 0:
             await asyncio.sleep(0)  # what the loop would run between reads (scheduled log phases)
     elapsed = time.perf_counter() - started
@@ -180,11 +205,15 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="print cProfile's top functions")
     parser.add_argument("--access-log", default="off", help="off, stdout or a file (relative: in a temporary prefix)")
     parser.add_argument("--access-log-format", default="text", choices=("text", "json"))
+    parser.add_argument("--rate-limiting", default="{}",
+                        help='rate-limiting config fields (JSON) over second and hour limits never reached, '
+                             'e.g. \'{"hide_client_headers": true}\' or '
+                             '\'{"policy": "redis", "redis": {"host": "127.0.0.1"}}\'')
     args = parser.parse_args()
     plugins = [] if args.plugins == "none" else [p for p in args.plugins.split(",") if p]
     with tempfile.TemporaryDirectory() as prefix:
         micros = uvloop.run(_run(args.requests, plugins, args.profile, Path(prefix), args.access_log,
-                                 args.access_log_format))
+                                 args.access_log_format, json.loads(args.rate_limiting)))
     print(f"{micros:.2f} us per request ({'+'.join(plugins) or 'no plugins'}, {args.requests} requests)")
 
 

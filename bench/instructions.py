@@ -45,6 +45,7 @@ from tests.conftest import free_port, wait_for_port  # noqa: E402
 
 PLUGINS = ["key-auth", "billable"]
 ACCESS_LOG = {"access_log": "off", "access_log_format": "text"}  # --access-log, --access-log-format
+RATE_LIMITING = {"config": "{}"}  # --rate-limiting: hot_path.py's
 ENV = {**os.environ, "PYTHONHASHSEED": "0"}
 
 # The proxy process: tests/proxy/serve_proxy.py's server with key-auth + billable (a spool in a
@@ -75,7 +76,8 @@ def hot_path(workdir: Path) -> int:
         subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
                         str(ROOT / "bench" / "hot_path.py"), "--requests", str(requests), "--plugins",
                         ",".join(PLUGINS), "--access-log", ACCESS_LOG["access_log"], "--access-log-format",
-                        ACCESS_LOG["access_log_format"]], capture_output=True, check=True, cwd=ROOT, env=ENV)
+                        ACCESS_LOG["access_log_format"], "--rate-limiting", RATE_LIMITING["config"]],
+                       capture_output=True, check=True, cwd=ROOT, env=ENV)
         counts.append(total(out))
     return (counts[1] - counts[0]) // 4000
 
@@ -146,8 +148,12 @@ def main() -> None:
     parser.add_argument("--access-log", default="off",
                         help="the proxy's access_log: off, or a file (relative: in the run's temporary prefix)")
     parser.add_argument("--access-log-format", default="text", choices=("text", "json"))
+    parser.add_argument("--rate-limiting", default="{}",
+                        help="bench/hot_path.py's rate-limiting config fields (JSON), "
+                             "e.g. '{\"hide_client_headers\": true}'")
     args = parser.parse_args()
     PLUGINS[:] = [name for name in args.plugins.split(",") if name]
+    RATE_LIMITING["config"] = args.rate_limiting
     ACCESS_LOG.update(access_log=args.access_log, access_log_format=args.access_log_format)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=ROOT).stdout.strip()

@@ -104,3 +104,32 @@ def test_a_worker_killed_while_it_holds_the_lock_does_not_block_the_others(tmp_p
     started = time.monotonic()
     assert table.add([key_of("k")], [60], [10], 1, 0) == (True, [1])
     assert time.monotonic() - started < 1.0
+
+
+def test_a_slot_remembered_by_a_process_and_taken_by_another_key_is_not_counted_in(tmp_path: Path) -> None:
+    path = tmp_path / "c"
+    first = SharedCounters(path, PROBES, create=True)  # every key shares one neighbourhood
+    second = SharedCounters(path, PROBES)               # another worker's mapping, with hints of its own
+    keys = [key_of(f"k{i}") for i in range(PROBES)]
+    for key in keys:
+        assert second.add([key], [100], [10], 1, 0) == (True, [1])
+    assert first.add([keys[0]], [100], [10], 1, 0) == (True, [2])
+    # the windows ended: a new key takes a slot that both remember for one of the old keys
+    newcomer = key_of("newcomer")
+    assert first.add([newcomer], [200], [10], 5, 100) == (True, [5])
+    taken = first.hints[newcomer]
+    old = next(key for key in keys if second.hints[key] == taken)
+    assert second.add([old], [200], [10], 1, 100) == (True, [1])  # a slot of its own, from 0
+    assert second.hints[old] != taken
+    assert first.get(newcomer, 200, 100) == 5 and second.get(newcomer, 200, 100) == 5
+    assert first.get(old, 200, 100) == 1
+
+
+def test_a_remembered_slot_starts_a_new_window_at_zero(tmp_path: Path) -> None:
+    table = SharedCounters(tmp_path / "c", SLOTS, create=True)
+    key = key_of("k")
+    assert table.add([key], [60], [3], 3, 0) == (True, [3])
+    assert table.add([key], [60], [3], 1, 0) == (False, [3])
+    assert key in table.hints
+    assert table.add([key], [120], [3], 1, 60) == (True, [1])
+    assert table.add([key], [60], [3], 1, 59) == (True, [2])  # a caller behind counts in the later window

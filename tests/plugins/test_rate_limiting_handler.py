@@ -13,6 +13,7 @@ from tollway.plugins.base import Reply
 from tollway.plugins.rate_limiting.handler import Figures, Handler, limit_headers
 from tollway.plugins.rate_limiting.schema import SCHEMA
 from tollway.plugins.rate_limiting.services import RateLimitingStatus
+from tollway.proxy.headers import join_lines
 from tollway.store.entities.validation import validate
 
 
@@ -111,7 +112,7 @@ def test_counters_are_the_plugins_own() -> None:
     assert Handler(config(minute=1), runtime(rows)).scope != "plugin-a"
 
 
-def test_the_proxys_ready_made_header_changes_say_what_limit_headers_says() -> None:
+def test_the_proxys_ready_made_header_block_says_what_limit_headers_says() -> None:
     limited = handler(second=3, minute=10, hour=10, month=2000.5)
     rng = random.Random(7)
     for _ in range(500):
@@ -119,9 +120,11 @@ def test_the_proxys_ready_made_header_changes_say_what_limit_headers_says() -> N
         ends = [100 + rng.randint(1, 5000) for _ in limited.periods]
         rejected = rng.random() < 0.5
         plain = limit_headers(limited.periods, limited.shown_limits, limited.limits, counts, ends, 100, rejected)
-        fast = [(name.decode(), (value or b"").decode()) for name, value, replace in
-                limited.header_changes(counts, ends, 100, rejected) if replace]
-        assert fast == plain
+        block = limited.header_block(counts, ends, 100, rejected)
+        assert [(name.decode(), value.decode()) for name, value in block.items] == plain
+        assert block.lines == join_lines(block.items)
+        assert block.names == frozenset(name.lower() for name, _ in block.items)
+        assert len(block.names) == len(block.items)  # distinct: each replaces those of its name
 
 
 def test_the_node_status_sums_the_workers_reports() -> None:

@@ -95,6 +95,20 @@ def test_joined_lines_are_joined_again_when_the_headers_change():
     assert joined.join([(b"A", b"1"), (b"B", b"2")]) == b"A: 1\r\nB: 2\r\n"
 
 
+def test_joined_lines_know_the_lower_cased_names_of_the_headers_last_joined():
+    joined = JoinedLines()
+    joined.join([(b"Server", b"up"), (b"X-RateLimit-Limit-Second", b"5")])
+    assert joined.lowered_names() == {b"server", b"x-ratelimit-limit-second"}
+    joined.join([(b"Server", b"up"), (b"X-RateLimit-Limit-Second", b"5")])  # the same: kept
+    assert joined.lowered_names() == {b"server", b"x-ratelimit-limit-second"}
+    limits = frozenset([b"x-ratelimit-limit-second"])
+    assert not joined.has_none_of(limits) and not joined.has_none_of(limits)  # asked again: kept
+    joined.join([(b"Date", b"now")])
+    assert joined.lowered_names() == {b"date"}
+    assert joined.has_none_of(limits)
+    assert not joined.has_none_of(frozenset([b"date"]))
+
+
 def test_header_names_by_position_carry_their_kind():
     names = HeaderNames({b"content-length": 2, b"via": 3})
     first = [b"Content-Length", b"X-A", b"Proxy-Foo", b"VIA"]

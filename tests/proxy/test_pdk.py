@@ -30,7 +30,8 @@ from tests.proxy.conftest import (
 )
 from tollway.plugins.base import Handler, Reply
 from tollway.proxy import chain as chain_module
-from tollway.proxy.call import Call
+from tollway.proxy.call import Call, HeaderBlock
+from tollway.proxy.headers import join_lines
 
 GET = b"GET /a/x?q=1 HTTP/1.1\r\nHost: api.test\r\nX-Remove-Me: 1\r\nX-Keep: k\r\n\r\n"
 
@@ -316,6 +317,43 @@ def test_response_headers_set_in_access_are_on_the_gateways_own_error(proxy, mon
     resp = request(proxy.port, "GET", "/a")
     assert resp.status == 503
     assert resp.headers["x-limit"] == "1" and resp.headers["x-note"] == "access"
+
+
+class BlockSetter(Handler):
+    """Sets a ready-made block of response headers in access (as rate-limiting does): X-Count
+    changes every call, X-Limit replaces the upstream's; on the third call another change follows
+    the block, from the fourth on the call is refused."""
+
+    PRIORITY = 10
+    calls = 0
+
+    def access(self, call: Any) -> Reply | None:
+        BlockSetter.calls += 1
+        count = b"%d" % BlockSetter.calls
+        items = [(b"X-Count", count), (b"X-Limit", b"block")] if BlockSetter.calls != 2 else [(b"X-Count", count)]
+        call.set_response_block(HeaderBlock(items, join_lines(items), frozenset(name.lower() for name, _ in items)))
+        if BlockSetter.calls == 3:
+            call.set_response_header("X-Count", "after the block")
+        if BlockSetter.calls > 3:
+            return Reply(429, {"message": "API rate limit exceeded"}, {"X-Count": "reply", "X-Limit": "reply"})
+        return None
+
+
+def test_a_block_of_response_headers_set_in_access_is_as_the_same_headers_set_one_by_one(
+        proxy, raw_upstreams, monkeypatch):
+    BlockSetter.calls = 0
+    use(monkeypatch, billable=BlockSetter)
+    upstream = RecordingUpstream(raw_upstreams, response=UPSTREAM_RESPONSE)
+    one_route(proxy, upstream.port, [plugin("billable")])
+    responses, _ = on_one_connection(proxy, [GET] * 5)  # the upstream's head repeats: kept after two
+    heads = [head for head, _ in responses]
+    assert [header_values(head, b"X-Count") for head in heads] == [
+        [b"1"], [b"2"], [b"after the block"], [b"4"], [b"5"]]  # over a Reply's too, as set_response_header
+    assert [header_values(head, b"X-Limit") for head in heads] == [[b"block"], [b"upstream"]] + [[b"block"]] * 3
+    assert [header_values(head, b"X-Up") for head in heads] == [[b"1"]] * 3 + [[]] * 2
+    # after the upstream's own lines, in the block's order
+    assert heads[1].index(b"X-Up: 1") < heads[1].index(b"X-Count: 2")
+    assert heads[0].index(b"X-Up: 1") < heads[0].index(b"X-Count: 1") < heads[0].index(b"X-Limit: block")
 
 
 # An access phase that awaits ---------------------------------------------------------------------

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from tollway.proxy.router import Match
     from tollway.proxy.upstream_connection import UpstreamConnection
 
-__all__ = ["UNLIMITED", "Call", "Changes", "HeaderChange", "Identity", "apply_header_changes", "identity_headers"]
+__all__ = ["UNLIMITED", "Call", "Changes", "HeaderBlock", "HeaderChange", "Identity", "appended_headers",
+           "apply_header_changes", "identity_headers"]
 
 UNLIMITED = 1 << 62  # a limit that is never reached
 
@@ -64,16 +65,46 @@ def identity_headers(consumer: dict[str, Any] | None, credential: dict[str, Any]
     return tuple(headers)
 
 
+class HeaderBlock:
+    """Response headers a plugin of the proxy's own sets together in access, each replacing those
+    of its name, ready to be written: rate-limiting's seven a call. `items` are (name, value) with
+    distinct names, `lines` their header lines joined, `names` their names lower-cased. Set by
+    `Call.set_response_block`; the response head appends `lines` after the upstream's, which stay
+    kept, when the upstream's have none of `names` (Performance notes: added lines)."""
+
+    __slots__ = ("items", "lines", "names")
+
+    def __init__(self, items: list[tuple[bytes, bytes]], lines: bytes, names: frozenset[bytes]) -> None:
+        self.items = items
+        self.lines = lines
+        self.names = names
+
+    def changes(self) -> list[HeaderChange]:
+        """The same as set_response_header() changes, one a header."""
+        return [(name, value, True) for name, value in self.items]
+
+
 class Changes:
     """What plugins changed of a call besides its request headers and query, made on the first
     change (a call no plugin changes allocates none): applied where the heads are built."""
 
-    __slots__ = ("method", "path", "response_headers")
+    __slots__ = ("method", "path", "response_block", "response_headers")
 
     def __init__(self) -> None:
         self.path: bytes | None = None      # set_path()'s, instead of the route's
         self.method: str | None = None      # set_method()'s, instead of the client's
         self.response_headers: list[HeaderChange] = []  # made before the response (in access)
+        # set_response_block()'s, while it is the only change of the response's headers (else
+        # it is among response_headers, in its place)
+        self.response_block: HeaderBlock | None = None
+
+    def header_changes(self) -> list[HeaderChange]:
+        """Every change of the response's headers, in order (a block's among them)."""
+        block = self.response_block
+        if block is not None:
+            self.response_block = None
+            self.response_headers.extend(block.changes())
+        return self.response_headers
 
 
 def apply_header_changes(headers: list[tuple[bytes, bytes]], changes: list[HeaderChange]) -> None:
@@ -102,6 +133,22 @@ def apply_header_changes(headers: list[tuple[bytes, bytes]], changes: list[Heade
         for name, value, _ in run.values():
             if value is not None:
                 headers.append((name, value))
+
+
+def appended_headers(names: frozenset[bytes], changes: list[HeaderChange]) -> list[tuple[bytes, bytes]] | None:
+    """What apply_header_changes() adds to headers whose lower-cased names are `names`, when it
+    only appends: every change sets a value, replacing, of a name neither those headers nor another
+    change has (rate-limiting's seven headers a call). None when it would do more (Performance
+    notes: added lines)."""
+    added: list[tuple[bytes, bytes]] = []
+    seen: set[bytes] = set()
+    for name, value, replace in changes:
+        lowered = _lowered(name)
+        if value is None or not replace or lowered in names or lowered in seen:
+            return None
+        seen.add(lowered)
+        added.append((name, value))
+    return added
 
 
 # Header names lower-cased, by name: a compiled bytes.lower() is a generic method call and
@@ -348,9 +395,20 @@ class Call:
             raise ValueError(f"response header {name!r} is written by the proxy; a plugin cannot set it")
         change = (key, None if value is None else _checked_value(name, value), replace)
         if self.status == 0:  # no response yet (access): kept for the one that will be sent
-            self._changes().response_headers.append(change)
+            self._changes().header_changes().append(change)
         else:  # the upstream's head is known (header_filter)
             apply_header_changes(self.response_headers, [change])
+
+    def set_response_block(self, block: HeaderBlock) -> None:
+        """Set the headers of `block` in access, as set_response_header() would one by one (its
+        names and values are the plugin's to check)."""
+        if self.head_sent or self.status != 0:
+            raise RuntimeError("a block of response headers is set in access, before the response")
+        changes = self._changes()
+        if changes.response_headers or changes.response_block is not None:
+            changes.header_changes().extend(block.changes())
+        else:
+            changes.response_block = block
 
     def authenticate(self, consumer: dict[str, Any] | None, credential: dict[str, Any] | None,
                      anonymous: bool = False, identity: Identity | None = None) -> None:

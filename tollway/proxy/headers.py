@@ -248,11 +248,15 @@ class JoinedLines:
     headers differ from the last ones: a client, or an upstream, sends the same headers over and
     over (an upstream's Date changes once a second). One per connection."""
 
-    __slots__ = ("headers", "joined")
+    __slots__ = ("headers", "joined", "names", "other_names", "disjoint")
 
     def __init__(self) -> None:
         self.headers: list[tuple[bytes, bytes]] = []
         self.joined = b""
+        self.names: frozenset[bytes] | None = None  # lower-cased, of `headers`: made on first ask
+        # the last names has_none_of() was asked about (a plugin's, one object), and its answer
+        self.other_names: frozenset[bytes] | None = None
+        self.disjoint = False
 
     def join(self, headers: list[tuple[bytes, bytes]]) -> bytes:
         """The lines of `headers`."""
@@ -263,7 +267,24 @@ class JoinedLines:
         joined = join_lines(headers)
         self.headers = headers.copy()  # a copy: a plugin may still change the call's list in place
         self.joined = joined
+        self.names = None
+        self.other_names = None
         return joined
+
+    def has_none_of(self, names: frozenset[bytes]) -> bool:
+        """Whether the headers last joined have none of `names` (lower-cased), kept for the same
+        `names` object: a method call on a frozenset is a generic one."""
+        if names is not self.other_names:
+            self.other_names = names
+            self.disjoint = self.lowered_names().isdisjoint(names)
+        return self.disjoint
+
+    def lowered_names(self) -> frozenset[bytes]:
+        """The lower-cased names of the headers last joined (kept with them)."""
+        names = self.names
+        if names is None:
+            names = self.names = frozenset([lower_name(item[0]) for item in self.headers])
+        return names
 
 
 def same_items(headers: list[Any], other: list[Any]) -> bool:
@@ -276,8 +297,9 @@ def same_items(headers: list[Any], other: list[Any]) -> bool:
 
 
 def response_head(status_line: bytes, lines: bytes, via: bytes, framing: bytes, connection: bytes,
-                  latency: bytes) -> bytes:
+                  latency: bytes, added: bytes = b"") -> bytes:
     """The response head sent to the client: status line, the upstream's header `lines` (joined),
-    Via (the upstream's `via` value, if any, and this proxy), then the proxy's own ready lines."""
+    the `added` lines plugins set after them, Via (the upstream's `via` value, if any, and this
+    proxy), then the proxy's own ready lines."""
     via_line = b"Via: " + via + b", " + VIA + b"\r\n" if via else _VIA_LINE
-    return b"%s%s%s%s%s%s\r\n" % (status_line, lines, via_line, framing, connection, latency)
+    return b"%s%s%s%s%s%s%s\r\n" % (status_line, lines, added, via_line, framing, connection, latency)

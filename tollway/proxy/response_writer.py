@@ -17,10 +17,10 @@ from typing import Final
 
 from tollway.plugins.base import Reply
 from tollway.proxy import responses
-from tollway.proxy.call import Call, apply_header_changes
+from tollway.proxy.call import Call, appended_headers, apply_header_changes
 from tollway.proxy.chain import Chain, run_body_filter, run_header_filter, run_log, run_meter
 from tollway.proxy.connection import ClientConnection
-from tollway.proxy.headers import JoinedLines, response_head
+from tollway.proxy.headers import JoinedLines, join_lines, response_head
 from tollway.proxy.responses import Rejected
 from tollway.proxy.upstream_connection import UpstreamConnection
 
@@ -67,11 +67,29 @@ class ResponseWriter:
         via = upstream.via
         call.status = status
         call.response_headers = headers
-        changes = call.changes
-        if changes is not None and changes.response_headers:  # made in access
-            apply_header_changes(headers, changes.response_headers)
         chain: Chain | None = call.chain
-        if chain is not None and chain.header_filter:
+        filtered = chain is not None and bool(chain.header_filter)
+        lines: bytes | None = None  # the header lines, when known before header_filter
+        added_lines = b""
+        changes = call.changes
+        if changes is not None and (changes.response_block is not None or changes.response_headers):  # made in access
+            if filtered:
+                apply_header_changes(headers, changes.header_changes())
+            else:  # the upstream's lines stay kept, the plugins' come after them (Performance notes: added lines)
+                lines = self.joined_lines.join(headers)
+                block = changes.response_block
+                if block is not None and self.joined_lines.has_none_of(block.names):
+                    headers.extend(block.items)
+                    added_lines = block.lines
+                else:
+                    added = appended_headers(self.joined_lines.lowered_names(), changes.header_changes())
+                    if added is not None:
+                        headers.extend(added)
+                        added_lines = join_lines(added)
+                    else:
+                        apply_header_changes(headers, changes.response_headers)
+                        lines = join_lines(headers)
+        if filtered:
             run_header_filter(call)
         length = upstream.content_length
         size = 0  # an int, which mypyc formats inline (Performance notes: compiled hot path)
@@ -104,8 +122,9 @@ class ResponseWriter:
         latency = self._latency_lines(int((call.first_byte_at - call.sent_at) * 1000),
                                       int((call.sent_at - call.received_at) * 1000))
         line = responses.STATUS_LINE.get(status) or b"HTTP/1.1 %d \r\n" % status
-        head = response_head(line, self.joined_lines.join(call.response_headers), via, framing, connection,
-                             latency)
+        if lines is None:
+            lines = self.joined_lines.join(call.response_headers)
+        head = response_head(line, lines, via, framing, connection, latency, added_lines)
         self.out_mode = mode
         self.remaining = length or 0
         call.head_sent = True
@@ -216,7 +235,7 @@ class ResponseWriter:
         call.keep_alive = keep_alive
         headers = responses.reply_headers(reply)
         changes = call.changes
-        if changes is not None and changes.response_headers:  # made in access
+        if changes is not None and changes.header_changes():  # made in access
             apply_header_changes(headers, changes.response_headers)
         data, status = responses.render(reply, keep_alive, call.method == "HEAD", headers=headers)
         call.status = status

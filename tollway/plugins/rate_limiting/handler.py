@@ -31,6 +31,7 @@ from tollway.plugins.rate_limiting.redis_policy import RedisPolicy, RedisUnavail
 from tollway.plugins.rate_limiting.schema import PERIODS, SCHEMA
 from tollway.plugins.rate_limiting.windows import Windows
 from tollway.proxy.call import Call as ProxyCall
+from tollway.proxy.call import HeaderBlock
 
 log = logging.getLogger("tollway.rate-limiting")
 
@@ -44,6 +45,7 @@ UNEXPECTED = "An unexpected error occurred"  # Kong's 500 body
 ROWS = "rate-limiting.rows"   # runtime.indexes: id(config) -> the plugin row, to key counters by plugin
 KEY_CACHE_SIZE = 65_536       # identities whose counter keys a handler remembers
 LOG_EVERY = 10.0              # seconds between two logs of a failing store
+_clock: Final = time.time     # bound once (Performance notes: shared counters)
 
 
 REPORT_NAME: Final = "rate-limiting"  # the worker's report to the master (services.py)
@@ -85,14 +87,21 @@ class Handler(base.Handler):
         super().__init__(conf, runtime)
         self.periods = tuple(period for period in PERIODS if conf.get(period) is not None)
         # Kong admits while what remains is above 0: a limit of 2.5 admits 3 calls
-        self.limits = [math.ceil(conf[period]) for period in self.periods]
+        self.limits: list[int] = [math.ceil(conf[period]) for period in self.periods]
         self.shown_limits = [_number(conf[period]) for period in self.periods]
         self.shown_bytes = [shown.encode() for shown in self.shown_limits]
-        # the header changes that are the same for every call, made once
-        self.limit_changes = [(HEADER_NAMES[period][0].encode(), shown, True)
-                              for period, shown in zip(self.periods, self.shown_bytes, strict=True)]
-        self.tightest_changes = [(RATELIMIT_LIMIT, shown, True) for shown in self.shown_bytes]
+        # the headers that are the same for every call, and their lines, made once
+        self.limit_items = [(HEADER_NAMES[period][0].encode(), shown)
+                            for period, shown in zip(self.periods, self.shown_bytes, strict=True)]
+        self.limit_lines = [b"%s: %s\r\n" % item for item in self.limit_items]
+        self.tightest_items = [(RATELIMIT_LIMIT, shown) for shown in self.shown_bytes]
+        self.tightest_lines = [b"%s: %s\r\n" % item for item in self.tightest_items]
         self.remaining_names = [HEADER_NAMES[period][1].encode() for period in self.periods]
+        self.remaining_starts = [name + b": " for name in self.remaining_names]
+        names = [name.lower() for name, _ in self.limit_items] + [name.lower() for name in self.remaining_names] \
+            + [RATELIMIT_LIMIT.lower(), RATELIMIT_REMAINING.lower(), RATELIMIT_RESET.lower()]
+        self.header_names = frozenset(names)
+        self.refusal_header_names = frozenset([*names, RETRY_AFTER.lower()])
         self.windows = Windows(self.periods, ZoneInfo(conf.get("tz") or "UTC"))
         self.limit_by: str = conf.get("limit_by") or "consumer"
         self.header_name: str = conf.get("header_name") or ""
@@ -107,6 +116,8 @@ class Handler(base.Handler):
         self.local = LocalPolicy(self.counters) if self.redis is None and self.cluster is None \
             and self.counters is not None else None
         self._keys: dict[str, list[Key]] = {}
+        self.last_reset = -1             # the last RateLimit-Reset value, and as bytes
+        self.last_reset_value = b""
 
     @classmethod
     def init_worker(cls, worker: Any) -> None:
@@ -137,7 +148,7 @@ class Handler(base.Handler):
 
     def access(self, call: base.Call) -> Any:
         identity = self.identify(call)
-        now = int(time.time())
+        now = int(_clock())
         ends = self.windows.ends(now)
         if self.redis is not None:
             keys = [f"tollway:rate-limiting:{self.scope}:{period}:{end}:{identity}"
@@ -185,9 +196,8 @@ class Handler(base.Handler):
         if figures.failing:
             figures.failing = False
         if not self.hide:
-            if isinstance(call, ProxyCall):  # the proxy's own: its header changes are appended ready-made
-                call._changes().response_headers.extend(
-                    self.header_changes(counts, ends, now, rejected=not admitted))
+            if isinstance(call, ProxyCall):  # the proxy's own: the headers go as one ready-made block
+                call.set_response_block(self.header_block(counts, ends, now, rejected=not admitted))
             else:
                 for name, value in limit_headers(self.periods, self.shown_limits, self.limits, counts, ends, now,
                                                  rejected=not admitted):
@@ -197,29 +207,46 @@ class Handler(base.Handler):
         figures.refused += 1
         return base.Reply(self.error_code, {"message": self.error_message})
 
-    def header_changes(self, counts: list[int], ends: list[int], now: int,
-                       rejected: bool) -> list[tuple[bytes, bytes | None, bool]]:
-        """limit_headers() as the proxy's response header changes (set: replacing the upstream's)."""
-        changes: list[tuple[bytes, bytes | None, bool]] = []
+    def header_block(self, counts: list[int], ends: list[int], now: int, rejected: bool) -> HeaderBlock:
+        """limit_headers() as a block of the proxy's response headers (set: replacing the upstream's)."""
+        items: list[tuple[bytes, bytes]] = []
+        parts: list[bytes] = []
         limits = self.limits
         tightest = -1
         remaining = 0
+        remaining_value = b""
         for i, remaining_name in enumerate(self.remaining_names):
             left = limits[i] - counts[i]
             if left < 0:
                 left = 0
-            changes.append(self.limit_changes[i])
-            changes.append((remaining_name, _digits(left), True))
+            value = _digits(left)
+            items.append(self.limit_items[i])
+            items.append((remaining_name, value))
+            parts.append(self.limit_lines[i])
+            parts.append(self.remaining_starts[i])
+            parts.append(value)
+            parts.append(b"\r\n")
             if tightest < 0 or left <= remaining:  # on a tie, the later period: the longer window
-                tightest, remaining = i, left
+                tightest, remaining, remaining_value = i, left, value
         reset = ends[tightest] - now
-        reset_value = _digits(reset if reset > 1 else 1)
-        changes.append(self.tightest_changes[tightest])
-        changes.append((RATELIMIT_REMAINING, _digits(remaining), True))
-        changes.append((RATELIMIT_RESET, reset_value, True))
+        if reset < 1:
+            reset = 1
+        if reset != self.last_reset:  # the same for a second, and formatting an int is a generic call
+            self.last_reset = reset
+            self.last_reset_value = _digits(reset)
+        reset_value = self.last_reset_value
+        items.append(self.tightest_items[tightest])
+        items.append((RATELIMIT_REMAINING, remaining_value))
+        items.append((RATELIMIT_RESET, reset_value))
+        parts.append(self.tightest_lines[tightest])
         if rejected:
-            changes.append((RETRY_AFTER, reset_value, True))
-        return changes
+            items.append((RETRY_AFTER, reset_value))
+            # Performance notes: one formatting
+            parts.append(b"RateLimit-Remaining: %s\r\nRateLimit-Reset: %s\r\nRetry-After: %s\r\n" % (
+                remaining_value, reset_value, reset_value))
+            return HeaderBlock(items, b"".join(parts), self.refusal_header_names)
+        parts.append(b"RateLimit-Remaining: %s\r\nRateLimit-Reset: %s\r\n" % (remaining_value, reset_value))
+        return HeaderBlock(items, b"".join(parts), self.header_names)
 
     def _unavailable(self, why: str) -> base.Reply | None:
         """The counters could not be reached: serve (fault_tolerant) or answer Kong's 500."""
