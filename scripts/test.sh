@@ -18,5 +18,5 @@ echo "mypy: type check" >&2
 .venv/bin/mypy tollway
 # Two test processes (pytest-xdist), a file each at a time: most tests wait on real processes and
 # sockets, so two share two cores well. `./scripts/test.sh -n 0` runs them one at a time.
-echo "pytest: the whole suite in 2 processes, about 8 to 10 minutes on 2 cores (a dot per test passed)" >&2
+echo "pytest: the whole suite in 2 processes, about 6 minutes on 2 cores (a dot per test passed)" >&2
 exec .venv/bin/pytest -q -n 2 --dist loadfile "$@"
