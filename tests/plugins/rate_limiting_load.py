@@ -11,6 +11,10 @@ from typing import Any
 import httpx
 import orjson
 
+from tests.billing.test_usage_e2e import admin
+from tests.server.nodes import Node
+from tests.server.test_node import _all_workers_applied
+
 
 @dataclass
 class Answer:
@@ -59,3 +63,31 @@ def wait_for_room(period_seconds: int, room: float) -> None:
     left = period_seconds - time.time() % period_seconds
     if left < room:
         time.sleep(left + 0.05)
+
+
+def limit_on_mock(nodes: list[Node], config: dict[str, Any], header: str = "X-RateLimit-Limit-Hour") -> None:
+    """rate-limiting with `config` on the route mock, once every node's workers answer with `header`."""
+    admin(nodes[0], "POST", "/routes/mock/plugins", {"name": "rate-limiting", "config": config})
+    for node in nodes:
+        node.wait_until(lambda n=node: _all_workers_applied(n) and httpx.get(  # type: ignore[misc]
+            n.proxy + "/mock/requests", headers={"apikey": "digit-secret"}).headers.get(header)
+            is not None, timeout=10, what="the plugin at every node")
+
+
+def load_while(node: Node, action: Any, after: float) -> tuple[list[Answer], float]:
+    """Load on the node; once 20 calls were answered, `action` runs, and the load goes on for
+    `after` seconds. The answers, and the time.time() of the action."""
+    answers: list[Answer] = []
+    stop = threading.Event()
+    thread = threading.Thread(target=hammer, args=([node.proxy], "/mock/requests", 0, 16),
+                              kwargs={"headers": {"apikey": "poppy-secret"}, "stop": stop, "answers": answers})
+    thread.start()
+    try:
+        node.wait_until(lambda: len(answers) >= 20, timeout=30, what="calls answered before the action")
+        moment = time.time()
+        action()
+        time.sleep(after)
+    finally:
+        stop.set()
+        thread.join(60)
+    return answers, moment

@@ -21,12 +21,10 @@ import httpx
 import orjson
 import pytest
 
-from tests.billing.test_usage_e2e import admin
 from tests.conftest import free_port
-from tests.plugins.rate_limiting_load import Answer, hammer, wait_for_room
+from tests.plugins.rate_limiting_load import Answer, hammer, limit_on_mock, load_while, wait_for_room
 from tests.server.nodes import Node
 from tests.server.test_metering_e2e import seed
-from tests.server.test_node import _all_workers_applied
 from tollway.config import Settings
 from tollway.plugins.rate_limiting.cluster import ClusterPolicy, ClusterUnavailable, address
 from tollway.plugins.rate_limiting.cluster_service import counters_table, decide, meta
@@ -208,17 +206,9 @@ def relayed_node(pg_settings: Settings, relay: Relay, tmp_path: Path, echo_upstr
         node.close()
 
 
-def _limit(nodes: list[Node], config: dict[str, Any], header: str = "X-RateLimit-Limit-Hour") -> None:
-    admin(nodes[0], "POST", "/routes/mock/plugins",
-          {"name": "rate-limiting", "config": {"policy": "cluster", **config}})
-    for node in nodes:
-        node.wait_until(lambda n=node: _all_workers_applied(n) and httpx.get(  # type: ignore[misc]
-            n.proxy + "/mock/requests", headers={"apikey": "digit-secret"}).headers.get(header)
-            is not None, timeout=10, what="the plugin at every node")
-
 
 def test_two_nodes_of_two_workers_admit_exactly_the_limit(two_nodes: list[Node]) -> None:
-    _limit(two_nodes, {"hour": LIMIT, "day": LIMIT * 10})
+    limit_on_mock(two_nodes, {"policy": "cluster", "hour": LIMIT, "day": LIMIT * 10})
     wait_for_room(3600, 30)
     started = time.monotonic()
     answers = hammer([node.proxy for node in two_nodes], "/mock/requests", TRIES, CLIENTS,
@@ -240,7 +230,7 @@ def test_two_nodes_of_two_workers_admit_exactly_the_limit(two_nodes: list[Node])
 
 def test_windows_fill_exactly_then_reset_at_each_boundary(two_nodes: list[Node]) -> None:
     per_second = 5
-    _limit(two_nodes, {"second": per_second}, header="X-RateLimit-Limit-Second")
+    limit_on_mock(two_nodes, {"policy": "cluster", "second": per_second}, header="X-RateLimit-Limit-Second")
     answers: list[Answer] = []
     stop = threading.Event()
     load = threading.Thread(target=hammer, args=([node.proxy for node in two_nodes], "/mock/requests", 0, 32),
@@ -264,26 +254,10 @@ def test_windows_fill_exactly_then_reset_at_each_boundary(two_nodes: list[Node])
     assert sum(seen.values()) <= per_second * windows
 
 
-def _load_while(node: Node, action: Any, after: float) -> tuple[list[Answer], float]:
-    answers: list[Answer] = []
-    stop = threading.Event()
-    thread = threading.Thread(target=hammer, args=([node.proxy], "/mock/requests", 0, 16),
-                              kwargs={"headers": {"apikey": "poppy-secret"}, "stop": stop, "answers": answers})
-    thread.start()
-    try:
-        node.wait_until(lambda: len(answers) >= 20, timeout=30, what="calls answered before the action")
-        moment = time.time()
-        action()
-        time.sleep(after)
-    finally:
-        stop.set()
-        thread.join(60)
-    return answers, moment
-
 
 def test_database_cut_off_mid_load_is_served_through_when_fault_tolerant(relayed_node: Node, relay: Relay) -> None:
-    _limit([relayed_node], {"hour": 1_000_000, "fault_tolerant": True})
-    answers, stopped = _load_while(relayed_node, relay.stop, 2.0)
+    limit_on_mock([relayed_node], {"policy": "cluster", "hour": 1_000_000, "fault_tolerant": True})
+    answers, stopped = load_while(relayed_node, relay.stop, 2.0)
     assert {a.status for a in answers} == {200}
     before = [a for a in answers if a.received < stopped]
     after = [a for a in answers if a.sent > stopped + 1.0]
@@ -299,8 +273,8 @@ def test_database_cut_off_mid_load_is_served_through_when_fault_tolerant(relayed
 
 
 def test_database_cut_off_mid_load_answers_500_when_not_fault_tolerant(relayed_node: Node, relay: Relay) -> None:
-    _limit([relayed_node], {"hour": 1_000_000, "fault_tolerant": False})
-    answers, stopped = _load_while(relayed_node, relay.stop, 2.0)
+    limit_on_mock([relayed_node], {"policy": "cluster", "hour": 1_000_000, "fault_tolerant": False})
+    answers, stopped = load_while(relayed_node, relay.stop, 2.0)
     after = [a for a in answers if a.sent > stopped + 1.0]
     assert after and {a.status for a in after} == {500}
     assert after[0].json() == {"message": "An unexpected error occurred"}

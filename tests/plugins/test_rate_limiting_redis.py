@@ -10,21 +10,16 @@ import os
 import signal
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
-from tests.billing.test_usage_e2e import admin
 from tests.conftest import free_port
-from tests.plugins.rate_limiting_load import Answer, hammer, wait_for_room
+from tests.plugins.rate_limiting_load import hammer, limit_on_mock, load_while, wait_for_room
 from tests.server.nodes import Node
 from tests.server.test_metering_e2e import seed, seeded_node
-from tests.server.test_node import _all_workers_applied
 from tollway.config import Settings
 
 LIMIT = 60
@@ -103,16 +98,10 @@ def node(settings: Settings, echo_upstream: int) -> Iterator[Node]:
         yield running
 
 
-def _limit(nodes: list[Node], config: dict[str, Any]) -> None:
-    admin(nodes[0], "POST", "/routes/mock/plugins", {"name": "rate-limiting", "config": config})
-    for node in nodes:
-        node.wait_until(lambda n=node: _all_workers_applied(n) and httpx.get(  # type: ignore[misc]
-            n.proxy + "/mock/requests", headers={"apikey": "digit-secret"}).headers.get("X-RateLimit-Limit-Hour")
-            is not None, timeout=10, what="the plugin at every node")
-
 
 def test_two_nodes_sharing_redis_admit_exactly_the_limit(two_nodes: list[Node], redis_server: RedisServer) -> None:
-    _limit(two_nodes, {"hour": LIMIT, "policy": "redis", "redis": {"host": "127.0.0.1", "port": redis_server.port}})
+    limit_on_mock(two_nodes, {"hour": LIMIT, "policy": "redis",
+                              "redis": {"host": "127.0.0.1", "port": redis_server.port}})
     wait_for_room(3600, 30)
     answers = hammer([node.proxy for node in two_nodes], "/mock/requests", TRIES, CLIENTS,
                      {"apikey": "poppy-secret"})
@@ -122,29 +111,11 @@ def test_two_nodes_sharing_redis_admit_exactly_the_limit(two_nodes: list[Node], 
     assert next(a for a in answers if a.status == 429).json() == {"message": "API rate limit exceeded"}
 
 
-def _load_while(node: Node, action: Any, after: float) -> tuple[list[Answer], float]:
-    """Load on the node; once 20 calls were answered, `action` runs, and the load goes on for
-    `after` seconds. The answers, and the time.time() of the action."""
-    answers: list[Answer] = []
-    stop = threading.Event()
-    thread = threading.Thread(target=hammer, args=([node.proxy], "/mock/requests", 0, 16),
-                              kwargs={"headers": {"apikey": "poppy-secret"}, "stop": stop, "answers": answers})
-    thread.start()
-    try:
-        node.wait_until(lambda: len(answers) >= 20, timeout=30, what="calls answered before the action")
-        moment = time.time()
-        action()
-        time.sleep(after)
-    finally:
-        stop.set()
-        thread.join(60)
-    return answers, moment
-
 
 def test_redis_stopped_mid_load_is_served_through_when_fault_tolerant(node: Node, redis_server: RedisServer) -> None:
-    _limit([node], {"hour": 1_000_000, "policy": "redis", "fault_tolerant": True,
+    limit_on_mock([node], {"hour": 1_000_000, "policy": "redis", "fault_tolerant": True,
                     "redis": {"host": "127.0.0.1", "port": redis_server.port, "timeout": 300}})
-    answers, stopped = _load_while(node, redis_server.stop, 1.5)
+    answers, stopped = load_while(node, redis_server.stop, 1.5)
     assert {a.status for a in answers} == {200}
     before = [a for a in answers if a.received < stopped]
     after = [a for a in answers if a.sent > stopped + 0.5]
@@ -160,9 +131,9 @@ def test_redis_stopped_mid_load_is_served_through_when_fault_tolerant(node: Node
 
 
 def test_redis_stopped_mid_load_answers_500_when_not_fault_tolerant(node: Node, redis_server: RedisServer) -> None:
-    _limit([node], {"hour": 1_000_000, "policy": "redis", "fault_tolerant": False,
+    limit_on_mock([node], {"hour": 1_000_000, "policy": "redis", "fault_tolerant": False,
                     "redis": {"host": "127.0.0.1", "port": redis_server.port, "timeout": 300}})
-    answers, stopped = _load_while(node, redis_server.stop, 1.5)
+    answers, stopped = load_while(node, redis_server.stop, 1.5)
     after = [a for a in answers if a.sent > stopped + 0.5]
     assert after and {a.status for a in after} == {500}
     assert after[0].json() == {"message": "An unexpected error occurred"}
@@ -170,9 +141,9 @@ def test_redis_stopped_mid_load_answers_500_when_not_fault_tolerant(node: Node, 
 
 
 def test_a_hung_redis_costs_at_most_its_timeout(node: Node, redis_server: RedisServer) -> None:
-    _limit([node], {"hour": 1_000_000, "policy": "redis",
+    limit_on_mock([node], {"hour": 1_000_000, "policy": "redis",
                     "redis": {"host": "127.0.0.1", "port": redis_server.port, "timeout": 250}})
-    answers, paused = _load_while(node, redis_server.pause, 1.5)
+    answers, paused = load_while(node, redis_server.pause, 1.5)
     after = [a for a in answers if a.sent > paused + 0.1]
     assert after and {a.status for a in after} == {200}
     # each waited for Redis no longer than its timeout (the rest is the proxy and the loaded machine)
