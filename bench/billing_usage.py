@@ -37,7 +37,7 @@ import uvicorn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import PG, _pg_exec, free_port, make_settings  # noqa: E402
+from tests.conftest import PG, free_port, fresh_database  # noqa: E402
 from tollway.admin.app import create_app  # noqa: E402
 from tollway.billing import plan_store, usage_reads  # noqa: E402
 from tollway.billing.daos import SUBSCRIPTIONS  # noqa: E402
@@ -257,36 +257,26 @@ def main(databases: list[str]) -> None:
     print(f"synthetic ledger: {len(usage):,} usage rows for {CONSUMERS:,} consumers "
           f"(built in {time.perf_counter() - begin:.1f} s); now {datetime.fromtimestamp(now, UTC).isoformat()}")
     for database in databases:
-        with tempfile.TemporaryDirectory() as tmp:
-            schema = "bench_" + uuid.uuid4().hex[:12]
-            if database == "postgres":
-                asyncio.run(_pg_exec(f'CREATE SCHEMA "{schema}"'))
-                settings = make_settings(Path(tmp), "postgres", pg_schema=schema)
-            else:
-                settings = make_settings(Path(tmp), "sqlite")
+        with tempfile.TemporaryDirectory() as tmp, fresh_database(Path(tmp), database) as settings:
+            asyncio.run(_bootstrap(settings))
+            base, server, thread = serve(settings)
             try:
-                asyncio.run(_bootstrap(settings))
-                base, server, thread = serve(settings)
-                try:
-                    for path, body in PLAN:
-                        curl("-X", "POST", "-H", "Content-Type: application/json", "--data-binary",
-                             orjson.dumps(body).decode(), base + path)
-                    subs = asyncio.run(_subscriptions(settings, period_start(now, "month", BERLIN)))
-                    begin = time.perf_counter()
-                    if database == "postgres":
-                        asyncio.run(load_postgres(settings, usage, consumers, subs))
-                    else:
-                        load_sqlite(settings, list(usage), consumers, subs)
-                    print(f"{database}: loaded in {time.perf_counter() - begin:.1f} s")
-                    measure_http(base, database)
-                    asyncio.run(measure_bulk(settings, database))
-                    asyncio.run(measure_snapshot(settings, database))
-                finally:
-                    server.should_exit = True
-                    thread.join(30)
-            finally:
+                for path, body in PLAN:
+                    curl("-X", "POST", "-H", "Content-Type: application/json", "--data-binary",
+                         orjson.dumps(body).decode(), base + path)
+                subs = asyncio.run(_subscriptions(settings, period_start(now, "month", BERLIN)))
+                begin = time.perf_counter()
                 if database == "postgres":
-                    asyncio.run(_pg_exec(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+                    asyncio.run(load_postgres(settings, usage, consumers, subs))
+                else:
+                    load_sqlite(settings, list(usage), consumers, subs)
+                print(f"{database}: loaded in {time.perf_counter() - begin:.1f} s")
+                measure_http(base, database)
+                asyncio.run(measure_bulk(settings, database))
+                asyncio.run(measure_snapshot(settings, database))
+            finally:
+                server.should_exit = True
+                thread.join(30)
 
 
 async def _bootstrap(settings: Settings) -> None:

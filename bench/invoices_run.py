@@ -18,7 +18,6 @@ import asyncio
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ from bench.billing_usage import (  # noqa: E402
     serve,
     subscriptions,
 )
-from tests.conftest import _pg_exec, make_settings  # noqa: E402
+from tests.conftest import fresh_database  # noqa: E402
 from tollway.billing import invoice_run  # noqa: E402
 from tollway.config import Settings  # noqa: E402
 from tollway.metering.periods import bucket_floor  # noqa: E402
@@ -110,34 +109,24 @@ def main(databases: list[str], count: int) -> None:
     consumers = [(consumer_id(i), STARTED, STARTED, f"user{i}", None, None) for i in range(count)]
     print(f"synthetic ledger: {len(usage):,} usage rows for {count:,} subscriptions (3 charges each)", flush=True)
     for database in databases:
-        with tempfile.TemporaryDirectory() as tmp:
-            schema = "bench_" + uuid.uuid4().hex[:12]
-            if database == "postgres":
-                asyncio.run(_pg_exec(f'CREATE SCHEMA "{schema}"'))
-                settings = make_settings(Path(tmp), "postgres", pg_schema=schema)
-            else:
-                settings = make_settings(Path(tmp), "sqlite")
+        with tempfile.TemporaryDirectory() as tmp, fresh_database(Path(tmp), database) as settings:
+            asyncio.run(_bootstrap(settings))
+            base, server, thread = serve(settings)
             try:
-                asyncio.run(_bootstrap(settings))
-                base, server, thread = serve(settings)
-                try:
-                    for path, body in PLAN:
-                        curl("-X", "POST", "-H", "Content-Type: application/json", "--data-binary",
-                             orjson.dumps(body).decode(), base + path)
-                finally:
-                    server.should_exit = True
-                    thread.join(30)
-                subs = asyncio.run(_subscriptions(settings, count))
-                begin = time.perf_counter()
-                if database == "postgres":
-                    asyncio.run(load_postgres(settings, usage, consumers, subs))
-                else:
-                    load_sqlite(settings, list(usage), consumers, subs)
-                print(f"{database}: loaded in {time.perf_counter() - begin:.1f} s", flush=True)
-                asyncio.run(timed_runs(settings, database, count))
+                for path, body in PLAN:
+                    curl("-X", "POST", "-H", "Content-Type: application/json", "--data-binary",
+                         orjson.dumps(body).decode(), base + path)
             finally:
-                if database == "postgres":
-                    asyncio.run(_pg_exec(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+                server.should_exit = True
+                thread.join(30)
+            subs = asyncio.run(_subscriptions(settings, count))
+            begin = time.perf_counter()
+            if database == "postgres":
+                asyncio.run(load_postgres(settings, usage, consumers, subs))
+            else:
+                load_sqlite(settings, list(usage), consumers, subs)
+            print(f"{database}: loaded in {time.perf_counter() - begin:.1f} s", flush=True)
+            asyncio.run(timed_runs(settings, database, count))
 
 
 async def _subscriptions(settings: Settings, count: int) -> list[dict[str, Any]]:

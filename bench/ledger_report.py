@@ -21,7 +21,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from starlette.applications import Starlette
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import PG, _pg_exec, free_port, make_settings  # noqa: E402
+from tests.conftest import PG, free_port, fresh_database  # noqa: E402
 from tollway.config import Settings  # noqa: E402
 from tollway.metering.periods import bucket_floor  # noqa: E402
 from tollway.metering.tables import ROLLUP_FROM_LEDGER  # noqa: E402
@@ -196,31 +195,21 @@ def main(databases: list[str]) -> None:
     print(f"synthetic ledger: {len(usage):,} usage rows, {len(names):,} names "
           f"(built in {time.perf_counter() - begin:.1f} s)")
     for database in databases:
-        with tempfile.TemporaryDirectory() as tmp:
-            schema = "bench_" + uuid.uuid4().hex[:12]
+        with tempfile.TemporaryDirectory() as tmp, fresh_database(Path(tmp), database) as settings:
+            asyncio.run(create_ledger(settings))
+            begin = time.perf_counter()
             if database == "postgres":
-                asyncio.run(_pg_exec(f'CREATE SCHEMA "{schema}"'))
-                settings = make_settings(Path(tmp), "postgres", pg_schema=schema)
+                asyncio.run(load_postgres(settings, usage, names))
             else:
-                settings = make_settings(Path(tmp), "sqlite")
+                load_sqlite(settings, list(usage), names)
+            print(f"{database}: loaded in {time.perf_counter() - begin:.1f} s")
+            base, server, thread = serve(settings)
             try:
-                asyncio.run(create_ledger(settings))
-                begin = time.perf_counter()
-                if database == "postgres":
-                    asyncio.run(load_postgres(settings, usage, names))
-                else:
-                    load_sqlite(settings, list(usage), names)
-                print(f"{database}: loaded in {time.perf_counter() - begin:.1f} s")
-                base, server, thread = serve(settings)
-                try:
-                    measure(base, database)
-                    measure_cli(settings, database)
-                finally:
-                    server.should_exit = True
-                    thread.join(30)
+                measure(base, database)
+                measure_cli(settings, database)
             finally:
-                if database == "postgres":
-                    asyncio.run(_pg_exec(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+                server.should_exit = True
+                thread.join(30)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ skipped locally and ends the session under CI, which must always run both.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -118,6 +119,12 @@ def _fresh_settings(tmp_path: Path, database: str) -> Iterator[Settings]:
             asyncio.run(_pg_exec(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
     else:
         yield make_settings(tmp_path / "prefix", "sqlite")
+
+
+@contextlib.contextmanager
+def fresh_database(tmp_path: Path, database: str) -> Iterator[Settings]:
+    """Settings on a fresh database for the benches: as the `settings` fixture, outside pytest."""
+    yield from _fresh_settings(tmp_path, database)
 
 
 @pytest.fixture
