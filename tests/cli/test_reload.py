@@ -8,18 +8,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port, make_settings
-from tests.server.nodes import Node, node_env, tollway
+from tests.server.nodes import Node, node_env, running, tollway
 
 
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[Node]:
-    n = Node(make_settings(tmp_path / "prefix", "sqlite", workers="1"))
-    n.bootstrap()
-    n.start()
-    try:
+    with running(make_settings(tmp_path / "prefix", "sqlite", workers="1")) as n:
         yield n
-    finally:
-        n.close()
 
 
 def test_reload_lists_what_changes_from_how_the_node_runs(node: Node) -> None:

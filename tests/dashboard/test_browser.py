@@ -18,7 +18,7 @@ import pytest
 
 from tests.admin.conftest import _bootstrap, serve
 from tests.conftest import free_port, make_settings
-from tests.server.nodes import Node
+from tests.server.nodes import Node, running
 from tests.server.test_metering_e2e import seed
 
 # A pixel of the chart drawn in a status class's colour (uPlot's canvas, 2xx green, 4xx amber).
@@ -57,10 +57,7 @@ def metered(node: Node) -> int:
 def node(tmp_path_factory: pytest.TempPathFactory, echo_upstream: int) -> Iterator[Node]:
     settings = make_settings(tmp_path_factory.mktemp("dashboard") / "prefix", "sqlite",
                              portal_listen=f"127.0.0.1:{free_port()}")
-    n = Node(settings)
-    n.bootstrap()
-    n.start()
-    try:
+    with running(settings) as n:
         seed(n, f"http://127.0.0.1:{echo_upstream}")
         admin(n, "POST", "/meters", {"name": "calls", "route": {"name": "mock"}})
         admin(n, "POST", "/plans", {"name": "pro", "currency": "USD"})
@@ -76,8 +73,6 @@ def node(tmp_path_factory: pytest.TempPathFactory, echo_upstream: int) -> Iterat
         calls(n, None, 2)  # 401: no consumer
         n.wait_until(lambda: metered(n) == 16, timeout=10, what="the calls metered")
         yield n
-    finally:
-        n.close()
 
 
 @pytest.fixture

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -120,3 +121,15 @@ class Node:
                 except ProcessLookupError:
                     pass
             self.proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def running(settings: Settings) -> Iterator[Node]:
+    """A node on `settings`, bootstrapped and started; closed after."""
+    node = Node(settings)
+    node.bootstrap()
+    node.start()
+    try:
+        yield node
+    finally:
+        node.close()

@@ -15,22 +15,17 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.server.nodes import Node, node_env
+from tests.server.nodes import Node, node_env, running
 from tests.server.test_metering_e2e import KEYS, Load, seed, wait_for_totals
 from tollway.config import Settings
 
 
 @pytest.fixture
 def node(sqlite_settings: Settings) -> Iterator[Node]:
-    n = Node(sqlite_settings.with_overrides(admin_header_timeout=1.0, admin_body_timeout=1.0,
-                                            admin_keepalive_timeout=1.0, admin_max_connections=20,
-                                            admin_max_body_size=1024))
-    n.bootstrap()
-    n.start()
-    try:
+    with running(sqlite_settings.with_overrides(admin_header_timeout=1.0, admin_body_timeout=1.0,
+                                                admin_keepalive_timeout=1.0, admin_max_connections=20,
+                                                admin_max_body_size=1024)) as n:
         yield n
-    finally:
-        n.close()
 
 
 def _connect(node: Node) -> socket.socket:

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from tests.server.nodes import Node, tollway
+from tests.server.nodes import Node, running, tollway
 from tollway.config import Settings
 from tollway.store.db import Database
 
@@ -133,14 +133,9 @@ def seed(node: Node, upstream: str) -> None:
 @contextlib.contextmanager
 def seeded_node(settings: Settings, upstream_port: int, workers: int) -> Iterator[Node]:
     """A running node with `workers` workers and the seed's configuration (seed()), closed after."""
-    node = Node(settings.with_overrides(workers=workers))
-    node.bootstrap()
-    node.start()
-    try:
+    with running(settings.with_overrides(workers=workers)) as node:
         seed(node, f"http://127.0.0.1:{upstream_port}")
         yield node
-    finally:
-        node.close()
 
 
 def wait_seeded(node: Node, timeout: float = 3.0) -> None:

@@ -12,21 +12,15 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.server.nodes import Node, tollway
+from tests.server.nodes import Node, running, tollway
 from tollway.config import Settings
 
 
 @pytest.fixture
 def node(settings: Settings, echo_upstream: int) -> Iterator[Node]:
-    settings = settings.with_overrides(workers=2)
-    n = Node(settings)
-    n.bootstrap()
-    n.start()
-    n.upstream = f"http://127.0.0.1:{echo_upstream}"  # type: ignore[attr-defined]
-    try:
+    with running(settings.with_overrides(workers=2)) as n:
+        n.upstream = f"http://127.0.0.1:{echo_upstream}"  # type: ignore[attr-defined]
         yield n
-    finally:
-        n.close()
 
 
 def _seed(node: Node) -> None:
