@@ -99,10 +99,18 @@ def test_reload_applies_a_changed_plugins_list(settings: Settings) -> None:
         node.close()
 
 
+def _config_version(node: Node) -> int:
+    status = node.json("/status")
+    return int((status.get("node") or status)["config_version"])
+
+
 def test_stop_lets_an_in_flight_request_finish(node: Node) -> None:
+    before = _config_version(node)
     assert node.post("/services/", name="slow", url=node.upstream).status_code == 201  # type: ignore[attr-defined]
     assert node.post("/services/slow/routes", **{"paths[]": "/slow"}).status_code == 201
-    node.wait_until(lambda: _all_workers_applied(node), timeout=2)
+    # The master takes up a write a moment later: until then its workers hold the version before it.
+    node.wait_until(lambda: _config_version(node) > before and _all_workers_applied(node), timeout=5,
+                    what="the route at every worker")
     result: dict[str, int] = {}
 
     def call() -> None:
