@@ -16,7 +16,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 # Everything a proxied request runs through, and the flusher's per-record loop (aggregate.py);
@@ -59,6 +59,10 @@ HOT_PATH = [
     "tollway/metering/spool.py",
 ]
 
+# Written in C, not compiled from Python: the shared counters' operations, under a lock that a
+# compiled Python module cannot take without a system call (tollway/_counters.c).
+C_MODULES = [Extension("tollway._counters", ["tollway/_counters.c"], libraries=["pthread"])]
+
 OBJECTS_DIR = os.path.join("build", "temp")
 JOBS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
@@ -70,7 +74,7 @@ def compiled_modules() -> list:
 
     # multi_file: one C file per module (and the runtime's own files), so that the compiler can
     # work on them in parallel and skip those that did not change.
-    return mypycify(HOT_PATH, opt_level="3", group_name="tollway_hot_path", multi_file=True)
+    return [*mypycify(HOT_PATH, opt_level="3", group_name="tollway_hot_path", multi_file=True), *C_MODULES]
 
 
 def _metadata_only() -> bool:

@@ -25,8 +25,10 @@ log=.venv/install.log
 # source: build again whenever one of those sources changed since the last build.
 stale=
 for so in $(find tollway -name '*.so' 2>/dev/null); do
-  [ "${so%%.*}.py" -nt "$so" ] && stale=1
-  grep -q "\"${so%%.*}.py\"" setup.py || stale=1  # no longer in setup.py's HOT_PATH
+  source=${so%%.*}.py
+  [ -f "${so%%.*}.c" ] && source=${so%%.*}.c  # a module written in C (setup.py's C_MODULES)
+  [ "$source" -nt "$so" ] && stale=1
+  grep -q "\"$source\"" setup.py || stale=1  # no longer in setup.py's HOT_PATH or C_MODULES
 done
 pip_install() {  # pip install "$@", its output in the log; progress on stderr
   .venv/bin/python scripts/progress.py "$log" -- .venv/bin/python -m pip install -v "$@"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import importlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,15 +41,29 @@ def test_the_hot_path_is_compiled():
     assert not interpreted, f"not compiled: {interpreted}; run scripts/setup.sh"
 
 
+def c_modules() -> Iterator[str]:
+    """setup.py's C_MODULES: modules written in C, built beside the compiled hot path."""
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Extension":
+            yield ast.literal_eval(node.args[0])
+
+
+def _source(so: Path) -> Path:
+    stem = so.name.split(".")[0]
+    written_in_c = so.with_name(stem + ".c")
+    return written_in_c if written_in_c.is_file() else so.with_name(stem + ".py")
+
+
 def test_no_compiled_module_is_older_than_its_source():
     stale = [str(so.relative_to(ROOT)) for so in (ROOT / "tollway").rglob("*.so")
-             if so.with_name(so.name.split(".")[0] + ".py").stat().st_mtime > so.stat().st_mtime]
+             if _source(so).stat().st_mtime > so.stat().st_mtime]
     assert not stale, f"compiled before their sources changed: {stale}; run scripts/setup.sh"
 
 
 def test_only_the_hot_path_is_compiled():
     compiled = {".".join(so.relative_to(ROOT).with_name(so.name.split(".")[0]).parts)
                 for so in (ROOT / "tollway").rglob("*.so")}
-    leftover = compiled - set(hot_path_modules())
+    leftover = compiled - set(hot_path_modules()) - set(c_modules())
     assert not leftover, f"compiled by an earlier build, shadowing their sources: {sorted(leftover)}; " \
                          "run scripts/setup.sh"

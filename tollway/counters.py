@@ -1,10 +1,14 @@
 """Exact counters shared by the workers of one node, with no database and no network on the way.
 
 `SharedCounters` is a hash table in a file of the prefix (PREFIX/shared_counters), mapped by every
-worker. An operation takes the file's exclusive lock (flock), reads and writes the slots it needs,
-and releases the lock: two system calls, and no other process sees a half-done operation. The
-kernel releases a lock whose holder dies, even by kill -9, so a killed worker never blocks the
-others. The file outlives the workers (and a restart of the node): a window's count goes on.
+worker. An operation takes the table's lock, reads and writes the slots it needs, and releases the
+lock, so no other process sees a half-done operation. The lock is a robust, process-shared mutex
+in the file's header, taken and released by the C operations of tollway/_counters.c: one atomic
+instruction each when uncontended, no system call. A build without a C compiler
+(TOLLWAY_PURE_PYTHON) runs the same operations in Python under the file's flock (two system calls).
+Either way a lock whose holder dies, even by kill -9, is released (the kernel's robust futex list,
+or flock's), so a killed worker never blocks the others. The file outlives the workers (and a
+restart of the node): a window's count goes on.
 
 A counter is a `Key`: a 128-bit digest of what it counts (`key_of(text)`, computed once per
 identity by its user), and it counts within a window that ends at `window_end` (epoch seconds).
@@ -25,13 +29,14 @@ import mmap
 import os
 import struct
 from pathlib import Path
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
 __all__ = ["FILE_NAME", "Key", "SharedCounters", "TableFull", "key_of"]
 
 FILE_NAME: Final = "shared_counters"
-MAGIC: Final = 0x544F4C4C43540001   # "TOLLCT", layout 1
-HEADER: Final = 4                   # int64 words: magic, slot count, 2 reserved
+MAGIC_MUTEX: Final = 0x544F4C4C43540002   # "TOLLCT", layout 2, locked by the header's mutex
+MAGIC_FLOCK: Final = 0x544F4C4C43540003   # the same layout, locked by flock (a pure Python build)
+HEADER: Final = 16                  # int64 words: magic, slot count, reserved; the mutex at byte 64
 WORDS: Final = 4                    # per slot: digest high, digest low, window end, count
 PROBES: Final = 32
 HINTS: Final = 65_536               # keys whose last slot a process remembers
@@ -42,6 +47,13 @@ _flock: Final = fcntl.flock
 _LOCK_EX: Final = fcntl.LOCK_EX
 _LOCK_UN: Final = fcntl.LOCK_UN
 _read_slot: Final = struct.Struct("4q").unpack_from  # a slot's four words in one call
+
+try:
+    from tollway import _counters  # the C operations (setup.py builds them)
+except ImportError:  # built without a C compiler
+    _counters = None  # type: ignore[assignment]
+
+NATIVE: Final = _counters is not None
 
 
 class Key(NamedTuple):
@@ -64,24 +76,36 @@ class TableFull(Exception):
 
 
 class SharedCounters:
-    """The node's shared counter table (see the module docstring)."""
+    """The node's shared counter table (see the module docstring).
 
-    def __init__(self, path: Path | str, slots: int, create: bool = False) -> None:
+    `native` says which lock and operations: the C ones (the default where they were built) or
+    Python's under flock. The file's magic number says which it was made for, so the two never
+    share a table: opened the other way, a table is made anew (create) or refused."""
+
+    def __init__(self, path: Path | str, slots: int, create: bool = False, native: bool = NATIVE) -> None:
         if slots < PROBES:
             raise ValueError(f"a shared counter table needs at least {PROBES} slots")
+        if native and _counters is None:
+            raise ValueError("the shared counters' C operations were not built (TOLLWAY_PURE_PYTHON)")
         self.path = Path(path)
         self.slots = slots
+        self.magic = MAGIC_MUTEX if native else MAGIC_FLOCK
         self.hints: dict[Key, int] = {}  # the word index where a key was last found (checked before use)
         size = (HEADER + slots * WORDS) * 8
         flags = os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT if create else 0)
         self.fd = os.open(self.path, flags, 0o600)
+        self.table: Any = None  # the C operations' mapping, when native
         try:
             if create:
                 self._prepare(size)
             self.map = mmap.mmap(self.fd, size)
             self.words = memoryview(self.map).cast("q")
-            if self.words[0] != MAGIC or self.words[1] != slots:
+            if self.words[0] != self.magic or self.words[1] != slots:
                 raise ValueError(f"{self.path} is not a table of {slots} shared counters")
+            if native:
+                self.table = _counters.Table(self.fd, slots)
+                if create:  # the node starts: no other process holds the table's mutex
+                    self.table.reset_lock()
         except BaseException:
             os.close(self.fd)
             raise
@@ -91,16 +115,18 @@ class SharedCounters:
         fcntl.flock(self.fd, fcntl.LOCK_EX)
         try:
             header = os.pread(self.fd, 16, 0)
-            if len(header) == 16 and header == MAGIC.to_bytes(8, "little") + self.slots.to_bytes(8, "little") \
+            if len(header) == 16 and header == self.magic.to_bytes(8, "little") + self.slots.to_bytes(8, "little") \
                     and os.fstat(self.fd).st_size == size:
                 return
             os.ftruncate(self.fd, 0)
             os.ftruncate(self.fd, size)  # a sparse file: pages are allocated as slots are used
-            os.pwrite(self.fd, MAGIC.to_bytes(8, "little") + self.slots.to_bytes(8, "little"), 0)
+            os.pwrite(self.fd, self.magic.to_bytes(8, "little") + self.slots.to_bytes(8, "little"), 0)
         finally:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
+        if self.table is not None:
+            self.table.close()
         self.words.release()
         self.map.close()
         os.close(self.fd)
@@ -108,6 +134,12 @@ class SharedCounters:
     def add(self, keys: list[Key], window_ends: list[int], limits: list[int], cost: int,
             now: int) -> tuple[bool, list[int]]:
         """Add `cost` to every counter when each has room for it; (added, the counts after)."""
+        table = self.table
+        if table is not None:
+            done: tuple[bool, list[int]] | None = table.add(keys, window_ends, limits, cost, now)
+            if done is None:
+                raise TableFull(f"no free slot among {PROBES} for a counter; raise shared_counters_slots")
+            return done
         fd = self.fd
         _flock(fd, _LOCK_EX)
         try:
@@ -133,6 +165,8 @@ class SharedCounters:
 
     def get(self, key: Key, window_end: int, now: int) -> int:
         """A counter's count in the window ending at `window_end` (0 when it has none)."""
+        if self.table is not None:
+            return int(self.table.get(key, window_end))
         _flock(self.fd, _LOCK_EX)
         try:
             return self._slot(key, window_end, now)[1]
@@ -143,9 +177,10 @@ class SharedCounters:
         """The word index of `key`'s slot for this window and its count, the slot taken (count 0)
         when it has none.
 
-        Called with the lock held. A slot of the key's from an earlier window starts this one.
-        A key is in one slot at most, so the slot it was last found in, still holding it, is its
-        slot: read in one call, it spares the probing (Performance notes: shared counters).
+        The Python operations' (a build without the C ones), called with the flock held. A slot
+        of the key's from an earlier window starts this one. A key is in one slot at most, so the
+        slot it was last found in, still holding it, is its slot: read in one call, it spares the
+        probing (Performance notes: shared counters).
         """
         slot = self.hints.get(key, -1)
         if slot >= 0:
