@@ -90,14 +90,15 @@ class Handler(base.Handler):
         self.limits: list[int] = [math.ceil(conf[period]) for period in self.periods]
         self.shown_limits = [_number(conf[period]) for period in self.periods]
         self.shown_bytes = [shown.encode() for shown in self.shown_limits]
-        # the headers that are the same for every call, and their lines, made once
+        # the headers that are the same for every call, made once
         self.limit_items = [(HEADER_NAMES[period][0].encode(), shown)
                             for period, shown in zip(self.periods, self.shown_bytes, strict=True)]
-        self.limit_lines = [b"%s: %s\r\n" % item for item in self.limit_items]
         self.tightest_items = [(RATELIMIT_LIMIT, shown) for shown in self.shown_bytes]
-        self.tightest_lines = [b"%s: %s\r\n" % item for item in self.tightest_items]
         self.remaining_names = [HEADER_NAMES[period][1].encode() for period in self.periods]
-        self.remaining_starts = [name + b": " for name in self.remaining_names]
+        # the header lines, one template for each tightest period, refused or not: the values
+        # that change (what remains of each period, of the tightest, the reset) filled in at once
+        self.templates = [_template(self.limit_items, self.remaining_names, item) for item in self.tightest_items]
+        self.refusal_templates = [template + RETRY_AFTER + b": %s\r\n" for template in self.templates]
         names = [name.lower() for name, _ in self.limit_items] + [name.lower() for name in self.remaining_names] \
             + [RATELIMIT_LIMIT.lower(), RATELIMIT_REMAINING.lower(), RATELIMIT_RESET.lower()]
         self.header_names = frozenset(names)
@@ -210,22 +211,21 @@ class Handler(base.Handler):
     def header_block(self, counts: list[int], ends: list[int], now: int, rejected: bool) -> HeaderBlock:
         """limit_headers() as a block of the proxy's response headers (set: replacing the upstream's)."""
         items: list[tuple[bytes, bytes]] = []
-        parts: list[bytes] = []
+        values: list[bytes] = []
         limits = self.limits
+        limit_items = self.limit_items
+        remaining_names = self.remaining_names
         tightest = -1
         remaining = 0
         remaining_value = b""
-        for i, remaining_name in enumerate(self.remaining_names):
+        for i in range(len(limits)):
             left = limits[i] - counts[i]
             if left < 0:
                 left = 0
-            value = _digits(left)
-            items.append(self.limit_items[i])
-            items.append((remaining_name, value))
-            parts.append(self.limit_lines[i])
-            parts.append(self.remaining_starts[i])
-            parts.append(value)
-            parts.append(b"\r\n")
+            value = DIGITS[left] if left < DIGITS_KEPT else str(left).encode()
+            values.append(value)
+            items.append(limit_items[i])
+            items.append((remaining_names[i], value))
             if tightest < 0 or left <= remaining:  # on a tie, the later period: the longer window
                 tightest, remaining, remaining_value = i, left, value
         reset = ends[tightest] - now
@@ -233,20 +233,18 @@ class Handler(base.Handler):
             reset = 1
         if reset != self.last_reset:  # the same for a second, and formatting an int is a generic call
             self.last_reset = reset
-            self.last_reset_value = _digits(reset)
+            self.last_reset_value = str(reset).encode()
         reset_value = self.last_reset_value
+        values.append(remaining_value)
+        values.append(reset_value)
         items.append(self.tightest_items[tightest])
         items.append((RATELIMIT_REMAINING, remaining_value))
         items.append((RATELIMIT_RESET, reset_value))
-        parts.append(self.tightest_lines[tightest])
         if rejected:
             items.append((RETRY_AFTER, reset_value))
-            # Performance notes: one formatting
-            parts.append(b"RateLimit-Remaining: %s\r\nRateLimit-Reset: %s\r\nRetry-After: %s\r\n" % (
-                remaining_value, reset_value, reset_value))
-            return HeaderBlock(items, b"".join(parts), self.refusal_header_names)
-        parts.append(b"RateLimit-Remaining: %s\r\nRateLimit-Reset: %s\r\n" % (remaining_value, reset_value))
-        return HeaderBlock(items, b"".join(parts), self.header_names)
+            values.append(reset_value)
+            return HeaderBlock(items, self.refusal_templates[tightest] % tuple(values), self.refusal_header_names)
+        return HeaderBlock(items, self.templates[tightest] % tuple(values), self.header_names)
 
     def _unavailable(self, why: str) -> base.Reply | None:
         """The counters could not be reached: serve (fault_tolerant) or answer Kong's 500."""
@@ -286,12 +284,20 @@ def limit_headers(periods: tuple[str, ...], shown: list[str], limits: list[int],
     return headers
 
 
-DIGITS: Final = [b"%d" % number for number in range(4096)]
+DIGITS_KEPT: Final = 4096
+DIGITS: Final = [b"%d" % number for number in range(DIGITS_KEPT)]  # small counts' header values, made once
 
 
-def _digits(number: int) -> bytes:
-    """A count as a header value (small ones from a table: formatting is a generic call)."""
-    return DIGITS[number] if 0 <= number < 4096 else b"%d" % number
+def _template(limit_items: list[tuple[bytes, bytes]], remaining_names: list[bytes],
+              tightest_item: tuple[bytes, bytes]) -> bytes:
+    """The header lines of a call as a bytes template (names and limits hold no %): each period's
+    limit and %s for what remains of it, then the tightest's limit, %s for what remains of it and
+    %s for the reset."""
+    template = b""
+    for (name, shown), remaining_name in zip(limit_items, remaining_names, strict=True):
+        template += b"%s: %s\r\n%s: %%s\r\n" % (name, shown, remaining_name)
+    name, shown = tightest_item
+    return template + b"%s: %s\r\n%s: %%s\r\n%s: %%s\r\n" % (name, shown, RATELIMIT_REMAINING, RATELIMIT_RESET)
 
 
 def _number(value: float) -> str:
