@@ -8,6 +8,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from tollway.counters import SharedCounters
 from tollway.plugins.base import Reply
 from tollway.plugins.rate_limiting.handler import Figures, Handler, limit_headers
@@ -112,15 +114,19 @@ def test_counters_are_the_plugins_own() -> None:
     assert Handler(config(minute=1), runtime(rows)).scope != "plugin-a"
 
 
-def test_the_proxys_ready_made_header_block_says_what_limit_headers_says() -> None:
-    limited = handler(second=3, minute=10, hour=10, month=2000.5)
+@pytest.mark.parametrize("limits", [{"second": 3, "minute": 10, "hour": 10, "month": 2000.5},
+                                    {"minute": 10**12}, {"second": 5, "hour": 10**12, "year": 10**15}])
+@pytest.mark.parametrize("built", ["header_block", "python_block"])  # C where built, and Python's
+def test_the_proxys_ready_made_header_block_says_what_limit_headers_says(built: str, limits: dict[str, float]) -> None:
+    limited = handler(**limits)
+    make = getattr(limited, built)
     rng = random.Random(7)
     for _ in range(500):
-        counts = [rng.randint(0, 12) for _ in limited.periods]
-        ends = [100 + rng.randint(1, 5000) for _ in limited.periods]
+        counts = [rng.choice([rng.randint(0, 12), rng.randint(0, 10**13)]) for _ in limited.periods]
+        ends = [100 + rng.choice([rng.randint(-5, 5000), rng.randint(0, 10**9)]) for _ in limited.periods]
         rejected = rng.random() < 0.5
         plain = limit_headers(limited.periods, limited.shown_limits, limited.limits, counts, ends, 100, rejected)
-        block = limited.header_block(counts, ends, 100, rejected)
+        block = make(counts, ends, 100, rejected)
         assert [(name.decode(), value.decode()) for name, value in block.items] == plain
         assert block.lines == join_lines(block.items)
         assert block.names == frozenset(name.lower() for name, _ in block.items)

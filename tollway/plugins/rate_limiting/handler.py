@@ -33,6 +33,11 @@ from tollway.plugins.rate_limiting.windows import Windows
 from tollway.proxy.call import Call as ProxyCall
 from tollway.proxy.call import HeaderBlock
 
+try:  # the header block built in C (setup.py's C_MODULES); Handler.python_block() without it
+    from tollway.plugins.rate_limiting._headers import block as _c_block
+except ImportError:  # built without a C compiler
+    _c_block = None  # type: ignore[assignment]
+
 log = logging.getLogger("tollway.rate-limiting")
 
 HEADER_NAMES = {period: (f"X-RateLimit-Limit-{period.title()}", f"X-RateLimit-Remaining-{period.title()}")
@@ -99,6 +104,10 @@ class Handler(base.Handler):
         # that change (what remains of each period, of the tightest, the reset) filled in at once
         self.templates = [_template(self.limit_items, self.remaining_names, item) for item in self.tightest_items]
         self.refusal_templates = [template + RETRY_AFTER + b": %s\r\n" for template in self.templates]
+        # the same, as _headers.c takes them
+        self.layout = (self.limit_items, [b"%s: %s\r\n" % item for item in self.limit_items], self.remaining_names,
+                       [name + b": " for name in self.remaining_names], self.tightest_items,
+                       [b"%s: %s\r\n" % item for item in self.tightest_items])
         names = [name.lower() for name, _ in self.limit_items] + [name.lower() for name in self.remaining_names] \
             + [RATELIMIT_LIMIT.lower(), RATELIMIT_REMAINING.lower(), RATELIMIT_RESET.lower()]
         self.header_names = frozenset(names)
@@ -210,6 +219,13 @@ class Handler(base.Handler):
 
     def header_block(self, counts: list[int], ends: list[int], now: int, rejected: bool) -> HeaderBlock:
         """limit_headers() as a block of the proxy's response headers (set: replacing the upstream's)."""
+        if _c_block is None:
+            return self.python_block(counts, ends, now, rejected)
+        items, lines, _ = _c_block(self.layout, self.limits, counts, ends, now, rejected)
+        return HeaderBlock(items, lines, self.refusal_header_names if rejected else self.header_names)
+
+    def python_block(self, counts: list[int], ends: list[int], now: int, rejected: bool) -> HeaderBlock:
+        """header_block() in Python, for a build without _headers.c (and to test it against)."""
         items: list[tuple[bytes, bytes]] = []
         values: list[bytes] = []
         limits = self.limits
