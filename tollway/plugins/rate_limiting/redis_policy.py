@@ -1,9 +1,9 @@
 """The `redis` policy: counters in Redis, shared by every node, exact, one round trip per call.
 
-A Lua script takes one unit from every period's counter of a call: it reads them and, only when
-each has room, increments them all, setting a new key to expire a second after its window ends.
-Redis runs a script atomically, so no other node's call comes between the read and the write, and
-a refused call changes nothing.
+A Lua script takes one unit from every period's counter of a call: it increments them all and,
+when one went over its limit, takes the units back and refuses the call; a new key is set to expire
+a second after its window ends. Redis runs a script atomically, so no other node's call sees a
+count between the increment and the taking back, and a refused call changes nothing.
 
 The calls a worker takes in one turn of its event loop go to Redis together, in one script call
 that decides each in turn (Redis's atomicity covers the whole batch, so each decision is what it
@@ -29,25 +29,28 @@ from redis.exceptions import RedisError
 # KEYS: every call's counters, one per period, call after call.
 # ARGV: for each call, its number of counters n, then n limits, then n window ends (epoch seconds).
 # Returns, for each call, 1 when admitted else 0, then its n counts after.
+# Optimistic, and still exact because Redis runs the script atomically: increment every counter
+# (INCR makes a missing key and answers its new count, so no GET is needed), and when one went over
+# its limit, take the units back (DECR) and refuse. A key INCR made (count 1) gets its expiry then,
+# refused or not. One INCR per counter for an admitted call, against a GET and an INCR before.
 TAKE = """
 local out = {}
 local k = 0
 local a = 1
 while a <= #ARGV do
   local n = tonumber(ARGV[a])
-  local room = true
+  local room = 1
   local counts = {}
   for i = 1, n do
-    counts[i] = tonumber(redis.call('GET', KEYS[k + i]) or '0')
-    if counts[i] + 1 > tonumber(ARGV[a + i]) then room = false end
+    local count = redis.call('INCR', KEYS[k + i])
+    if count == 1 then redis.call('EXPIREAT', KEYS[k + i], ARGV[a + n + i] + 1) end
+    if count > tonumber(ARGV[a + i]) then room = 0 end
+    counts[i] = count
   end
-  if room then
-    for i = 1, n do
-      counts[i] = redis.call('INCR', KEYS[k + i])
-      if counts[i] == 1 then redis.call('EXPIREAT', KEYS[k + i], tonumber(ARGV[a + n + i]) + 1) end
-    end
+  if room == 0 then
+    for i = 1, n do counts[i] = redis.call('DECR', KEYS[k + i]) end
   end
-  out[#out + 1] = room and 1 or 0
+  out[#out + 1] = room
   for i = 1, n do out[#out + 1] = counts[i] end
   k = k + n
   a = a + 1 + 2 * n
