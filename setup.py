@@ -62,8 +62,10 @@ HOT_PATH = [
 # Written in C, not compiled from Python: the shared counters' operations, under a lock that a
 # compiled Python module cannot take without a system call (tollway/_counters.c), and
 # rate-limiting's response headers, which compiled Python builds at a third of the plugin's cost.
-C_MODULES = [Extension("tollway._counters", ["tollway/_counters.c"], libraries=["pthread"]),
-             Extension("tollway.plugins.rate_limiting._headers", ["tollway/plugins/rate_limiting/_headers.c"])]
+C_MODULES = [Extension("tollway._counters", ["tollway/_counters.c"], depends=["tollway/_c_ints.h"],
+                       libraries=["pthread"]),
+             Extension("tollway.plugins.rate_limiting._headers", ["tollway/plugins/rate_limiting/_headers.c"],
+                       depends=["tollway/_c_ints.h"])]
 
 OBJECTS_DIR = os.path.join("build", "temp")
 JOBS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -18,6 +18,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "_c_ints.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -102,17 +104,6 @@ static int64_t find(Table *self, int64_t high, int64_t low, int64_t end, int64_t
     w[1] = low;
     w[0] = high;
     return free_slot;
-}
-
-/* A Python int as int64, saturated (a limit beyond 2**63 is no limit): 0, or -1 with an error. */
-static int as_int64(PyObject *number, int64_t *out) {
-    int overflow = 0;
-    long long value = PyLong_AsLongLongAndOverflow(number, &overflow);
-    if (value == -1 && PyErr_Occurred()) {
-        return -1;
-    }
-    *out = overflow > 0 ? INT64_MAX : overflow < 0 ? INT64_MIN : (int64_t)value;
-    return 0;
 }
 
 static int key_of(PyObject *key, int64_t *high, int64_t *low) {

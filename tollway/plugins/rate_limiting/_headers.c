@@ -17,6 +17,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "../../_c_ints.h"
+
 #include <stdint.h>
 #include <string.h>
 
@@ -28,16 +30,6 @@ static const char RESET_START[] = "RateLimit-Reset: ";
 static const char RETRY_START[] = "Retry-After: ";
 
 static PyObject *remaining_name, *reset_name, *retry_name;  /* the item names, made once */
-
-static int as_int64(PyObject *number, int64_t *out) {
-    int overflow = 0;
-    long long value = PyLong_AsLongLongAndOverflow(number, &overflow);
-    if (value == -1 && PyErr_Occurred()) {
-        return -1;
-    }
-    *out = overflow > 0 ? INT64_MAX : overflow < 0 ? INT64_MIN : (int64_t)value;
-    return 0;
-}
 
 /* A count's decimal digits into `out` (24 bytes); their number. (snprintf costs ten times this.) */
 static int digits_of(int64_t number, char *out) {
