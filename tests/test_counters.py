@@ -176,3 +176,11 @@ def test_a_remembered_slot_starts_a_new_window_at_zero(tmp_path: Path, native: b
     assert native or key in table.hints
     assert table.add([key], [120], [3], 1, 60) == (True, [1])
     assert table.add([key], [60], [3], 1, 59) == (True, [2])  # a caller behind counts in the later window
+
+
+@pytest.mark.skipif(not NATIVE, reason="not built")
+def test_the_c_operations_read_the_layout_counters_py_writes() -> None:
+    from tollway import _counters
+    from tollway.counters import HEADER
+
+    assert (_counters.HEADER_WORDS, _counters.PROBES) == (HEADER, PROBES)

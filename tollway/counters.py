@@ -98,25 +98,30 @@ class SharedCounters:
         try:
             if create:
                 self._prepare(size)
-            self.map = mmap.mmap(self.fd, size)
-            self.words = memoryview(self.map).cast("q")
-            if self.words[0] != self.magic or self.words[1] != slots:
+            if not self._holds_table(size):
                 raise ValueError(f"{self.path} is not a table of {slots} shared counters")
-            if native:
+            if native:  # the C operations map the file themselves
                 self.table = _counters.Table(self.fd, slots)
                 if create:  # the node starts: no other process holds the table's mutex
                     self.table.reset_lock()
+            else:
+                self.map = mmap.mmap(self.fd, size)
+                self.words = memoryview(self.map).cast("q")
         except BaseException:
             os.close(self.fd)
             raise
+
+    def _holds_table(self, size: int) -> bool:
+        """Whether the file is a table of this engine (its magic), slot count and size."""
+        header = os.pread(self.fd, 16, 0)
+        return header == self.magic.to_bytes(8, "little") + self.slots.to_bytes(8, "little") \
+            and os.fstat(self.fd).st_size == size
 
     def _prepare(self, size: int) -> None:
         """A table of this size: kept when the file holds one (its counts go on), else made anew."""
         fcntl.flock(self.fd, fcntl.LOCK_EX)
         try:
-            header = os.pread(self.fd, 16, 0)
-            if len(header) == 16 and header == self.magic.to_bytes(8, "little") + self.slots.to_bytes(8, "little") \
-                    and os.fstat(self.fd).st_size == size:
+            if self._holds_table(size):
                 return
             os.ftruncate(self.fd, 0)
             os.ftruncate(self.fd, size)  # a sparse file: pages are allocated as slots are used
@@ -127,8 +132,9 @@ class SharedCounters:
     def close(self) -> None:
         if self.table is not None:
             self.table.close()
-        self.words.release()
-        self.map.close()
+        else:
+            self.words.release()
+            self.map.close()
         os.close(self.fd)
 
     def add(self, keys: list[Key], window_ends: list[int], limits: list[int], cost: int,
