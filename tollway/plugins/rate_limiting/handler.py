@@ -100,14 +100,12 @@ class Handler(base.Handler):
                             for period, shown in zip(self.periods, self.shown_bytes, strict=True)]
         self.tightest_items = [(RATELIMIT_LIMIT, shown) for shown in self.shown_bytes]
         self.remaining_names = [HEADER_NAMES[period][1].encode() for period in self.periods]
-        # the header lines, one template for each tightest period, refused or not: the values
-        # that change (what remains of each period, of the tightest, the reset) filled in at once
-        self.templates = [_template(self.limit_items, self.remaining_names, item) for item in self.tightest_items]
-        self.refusal_templates = [template + RETRY_AFTER + b": %s\r\n" for template in self.templates]
-        # the same, as _headers.c takes them
-        self.layout = (self.limit_items, [b"%s: %s\r\n" % item for item in self.limit_items], self.remaining_names,
-                       [name + b": " for name in self.remaining_names], self.tightest_items,
-                       [b"%s: %s\r\n" % item for item in self.tightest_items])
+        # their lines, and the start of each period's remaining line, made once
+        self.limit_lines = [b"%s: %s\r\n" % item for item in self.limit_items]
+        self.remaining_starts = [name + b": " for name in self.remaining_names]
+        self.tightest_lines = [b"%s: %s\r\n" % item for item in self.tightest_items]
+        self.layout = (self.limit_items, self.limit_lines, self.remaining_names, self.remaining_starts,
+                       self.tightest_items, self.tightest_lines)  # as _headers.c takes them
         names = [name.lower() for name, _ in self.limit_items] + [name.lower() for name in self.remaining_names] \
             + [RATELIMIT_LIMIT.lower(), RATELIMIT_REMAINING.lower(), RATELIMIT_RESET.lower()]
         self.header_names = frozenset(names)
@@ -126,8 +124,6 @@ class Handler(base.Handler):
         self.local = LocalPolicy(self.counters) if self.redis is None and self.cluster is None \
             and self.counters is not None else None
         self._keys: dict[str, list[Key]] = {}
-        self.last_reset = -1             # the last RateLimit-Reset value, and as bytes
-        self.last_reset_value = b""
 
     @classmethod
     def init_worker(cls, worker: Any) -> None:
@@ -227,40 +223,32 @@ class Handler(base.Handler):
     def python_block(self, counts: list[int], ends: list[int], now: int, rejected: bool) -> HeaderBlock:
         """header_block() in Python, for a build without _headers.c (and to test it against)."""
         items: list[tuple[bytes, bytes]] = []
-        values: list[bytes] = []
+        parts: list[bytes] = []
         limits = self.limits
-        limit_items = self.limit_items
-        remaining_names = self.remaining_names
         tightest = -1
         remaining = 0
         remaining_value = b""
-        for i in range(len(limits)):
+        for i, remaining_name in enumerate(self.remaining_names):
             left = limits[i] - counts[i]
             if left < 0:
                 left = 0
-            value = DIGITS[left] if left < DIGITS_KEPT else str(left).encode()
-            values.append(value)
-            items.append(limit_items[i])
-            items.append((remaining_names[i], value))
+            value = str(left).encode()
+            items.append(self.limit_items[i])
+            items.append((remaining_name, value))
+            parts += [self.limit_lines[i], self.remaining_starts[i], value, b"\r\n"]
             if tightest < 0 or left <= remaining:  # on a tie, the later period: the longer window
                 tightest, remaining, remaining_value = i, left, value
-        reset = ends[tightest] - now
-        if reset < 1:
-            reset = 1
-        if reset != self.last_reset:  # the same for a second, and formatting an int is a generic call
-            self.last_reset = reset
-            self.last_reset_value = str(reset).encode()
-        reset_value = self.last_reset_value
-        values.append(remaining_value)
-        values.append(reset_value)
+        reset_value = str(max(ends[tightest] - now, 1)).encode()
         items.append(self.tightest_items[tightest])
         items.append((RATELIMIT_REMAINING, remaining_value))
         items.append((RATELIMIT_RESET, reset_value))
-        if rejected:
-            items.append((RETRY_AFTER, reset_value))
-            values.append(reset_value)
-            return HeaderBlock(items, self.refusal_templates[tightest] % tuple(values), self.refusal_header_names)
-        return HeaderBlock(items, self.templates[tightest] % tuple(values), self.header_names)
+        parts.append(self.tightest_lines[tightest])
+        parts.append(b"RateLimit-Remaining: %s\r\nRateLimit-Reset: %s\r\n" % (remaining_value, reset_value))
+        if not rejected:
+            return HeaderBlock(items, b"".join(parts), self.header_names)
+        items.append((RETRY_AFTER, reset_value))
+        parts.append(b"Retry-After: %s\r\n" % reset_value)
+        return HeaderBlock(items, b"".join(parts), self.refusal_header_names)
 
     def _unavailable(self, why: str) -> base.Reply | None:
         """The counters could not be reached: serve (fault_tolerant) or answer Kong's 500."""
@@ -298,22 +286,6 @@ def limit_headers(periods: tuple[str, ...], shown: list[str], limits: list[int],
     if rejected:
         headers.append(("Retry-After", reset))
     return headers
-
-
-DIGITS_KEPT: Final = 4096
-DIGITS: Final = [b"%d" % number for number in range(DIGITS_KEPT)]  # small counts' header values, made once
-
-
-def _template(limit_items: list[tuple[bytes, bytes]], remaining_names: list[bytes],
-              tightest_item: tuple[bytes, bytes]) -> bytes:
-    """The header lines of a call as a bytes template (names and limits hold no %): each period's
-    limit and %s for what remains of it, then the tightest's limit, %s for what remains of it and
-    %s for the reset."""
-    template = b""
-    for (name, shown), remaining_name in zip(limit_items, remaining_names, strict=True):
-        template += b"%s: %s\r\n%s: %%s\r\n" % (name, shown, remaining_name)
-    name, shown = tightest_item
-    return template + b"%s: %s\r\n%s: %%s\r\n%s: %%s\r\n" % (name, shown, RATELIMIT_REMAINING, RATELIMIT_RESET)
 
 
 def _number(value: float) -> str:
