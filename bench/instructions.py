@@ -1,6 +1,8 @@
-"""Instructions per proxied call (key-auth + billable), counted by valgrind's callgrind.
+"""Instructions per proxied call (key-auth + billable, or --plugins), counted by valgrind's callgrind.
 
-    .venv/bin/python bench/instructions.py [--seconds 20] [--skip-real] [--access-log FILE --access-log-format json]
+    .venv/bin/python bench/instructions.py [--seconds 20] [--skip-real] [--keep DIR]
+        [--plugins key-auth,billable,rate-limiting] [--rate-limiting '{"policy": "redis", ...}']
+        [--access-log FILE --access-log-format json]
 
 Callgrind counts instructions, not seconds: the same build gives the same count whatever else
 the machine is doing, which makes it the measure for comparing two versions of the hot path on a
@@ -48,15 +50,24 @@ ACCESS_LOG = {"access_log": "off", "access_log_format": "text"}  # --access-log,
 RATE_LIMITING = {"config": "{}"}  # --rate-limiting: hot_path.py's
 ENV = {**os.environ, "PYTHONHASHSEED": "0"}
 
-# The proxy process: tests/proxy/serve_proxy.py's server with key-auth + billable (a spool in a
-# temporary prefix) and the access log settings (argv[3]), run from the project's root.
+# The proxy process: tests/proxy/serve_proxy.py's server with the plugins of argv[4] (billable: a spool
+# in a temporary prefix; rate-limiting: the node's shared counters there, as a worker maps them) and
+# the access log settings (argv[3]), run from the project's root.
 SERVE = r'''
-import asyncio, json, sys
+import asyncio, json, sys, tempfile
+from pathlib import Path
+from types import SimpleNamespace
 import uvloop
 from tests.proxy.serve_proxy import main
 uvloop.install()
-overrides = {"plugins": "bundled,key-auth,billable", **json.loads(sys.argv[3])}
-asyncio.run(main(int(sys.argv[1]), json.loads(sys.argv[2]), overrides, billable=True))
+plugins = json.loads(sys.argv[4])
+if "rate-limiting" in plugins:
+    from tollway.counters import SharedCounters
+    from tollway.plugins.rate_limiting.handler import Handler
+    counters = SharedCounters(Path(tempfile.mkdtemp()) / "shared_counters", 4096, create=True)
+    Handler.init_worker(SimpleNamespace(counters=counters, writer_id="instructions", reports={}))
+overrides = {"plugins": ",".join(["bundled", *plugins]), **json.loads(sys.argv[3])}
+asyncio.run(main(int(sys.argv[1]), json.loads(sys.argv[2]), overrides, billable="billable" in plugins))
 '''
 
 
@@ -114,12 +125,13 @@ def real(workdir: Path, seconds: int, varying: bool = False) -> tuple[int, int]:
         workdir = workdir / "varying"
         workdir.mkdir()
     with NginxServer.upstream(workdir / "nginx", vary_heads=varying) as upstream:
-        snapshot = _snapshot(PLUGINS)
+        snapshot = _snapshot(PLUGINS, json.loads(RATE_LIMITING["config"]))
         snapshot["services"][0]["port"] = upstream.port
         port = free_port()
         out = workdir / "real"
         proc = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
-                                 "-c", SERVE, str(port), json.dumps(snapshot), json.dumps(ACCESS_LOG)],
+                                 "-c", SERVE, str(port), json.dumps(snapshot), json.dumps(ACCESS_LOG),
+                                 json.dumps(PLUGINS)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT, env=ENV)
         try:
             wait_for_port(port, timeout=120)
@@ -142,14 +154,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=20, help="wrk's measured run against the real process")
     parser.add_argument("--skip-real", action="store_true", help="only count bench/hot_path.py")
     parser.add_argument("--plugins", default=",".join(PLUGINS),
-                        help="plugins of bench/hot_path.py's count (comma separated; e.g. key-auth,acl,billable)")
+                        help="plugins of both counts (comma separated; e.g. key-auth,acl,billable)")
     parser.add_argument("--varying-heads", action="store_true",
                         help="also count a real process whose requests and responses never repeat a head")
     parser.add_argument("--access-log", default="off",
                         help="the proxy's access_log: off, or a file (relative: in the run's temporary prefix)")
     parser.add_argument("--access-log-format", default="text", choices=("text", "json"))
+    parser.add_argument("--keep", metavar="DIR",
+                        help="work in DIR (made if missing) and leave callgrind's files there, for callgrind_annotate")
     parser.add_argument("--rate-limiting", default="{}",
-                        help="bench/hot_path.py's rate-limiting config fields (JSON), "
+                        help="rate-limiting's config fields (JSON) over bench/hot_path.py's limits, "
                              "e.g. '{\"hide_client_headers\": true}'")
     args = parser.parse_args()
     PLUGINS[:] = [name for name in args.plugins.split(",") if name]
@@ -158,7 +172,8 @@ def main() -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=ROOT).stdout.strip()
     with tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(tmp)
+        workdir = Path(args.keep or tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
         result: dict[str, object] = {"commit": commit, "plugins": "+".join(PLUGINS), **ACCESS_LOG,
                                      "hot_path": hot_path(workdir)}
         if not args.skip_real:
