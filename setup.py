@@ -49,6 +49,8 @@ HOT_PATH = [
     "tollway/plugins/key_auth/keys.py",
     "tollway/plugins/rate_limiting/handler.py",
     "tollway/plugins/rate_limiting/local.py",
+    "tollway/plugins/rate_limiting/redis_client.py",
+    "tollway/plugins/rate_limiting/redis_policy.py",
     "tollway/plugins/rate_limiting/windows.py",
     "tollway/counters.py",
     "tollway/plugins/prometheus/handler.py",

@@ -6,11 +6,6 @@ redis.timeout."""
 from __future__ import annotations
 
 import collections
-import os
-import signal
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +13,7 @@ import pytest
 
 from tests.conftest import free_port
 from tests.plugins.rate_limiting_load import hammer, limit_on_mock, load_while, wait_for_room
+from tests.plugins.redis_server import RedisServer
 from tests.server.nodes import Node
 from tests.server.test_metering_e2e import seed, seeded_node
 from tollway.config import Settings
@@ -25,37 +21,6 @@ from tollway.config import Settings
 LIMIT = 60
 TRIES = 300
 CLIENTS = 200
-
-
-class RedisServer:
-    """A redis-server of the test's own, on a free port, with no persistence."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                                      "--save", "", "--appendonly", "no", "--dir", str(directory)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.02)
-        raise AssertionError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-
-    def pause(self) -> None:
-        os.kill(self.proc.pid, signal.SIGSTOP)
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGCONT)
-        self.stop()
 
 
 @pytest.fixture

@@ -375,6 +375,14 @@ class Slow(Recorder):
             future = asyncio.get_running_loop().create_future()
             asyncio.get_running_loop().call_later(0.01, future.set_result, None)
             return future
+        if call.path.startswith("/a/future-"):  # a future the loop settles later: answered without a task
+            future = asyncio.get_running_loop().create_future()
+            outcome = {"/a/future-answer": Reply(429, {"message": "slow down"}), "/a/future-odd": "yes"}
+            if call.path == "/a/future-fail":
+                asyncio.get_running_loop().call_soon(future.set_exception, ConnectionError("unreachable"))
+            else:
+                asyncio.get_running_loop().call_soon(future.set_result, outcome.get(call.path))
+            return future
         if call.path == "/a/answer":
             return self._answer(call)
         if call.path == "/a/fail":
@@ -439,6 +447,42 @@ def test_an_access_that_awaits_a_future_goes_on_to_the_upstream(proxy, recording
     one_route(proxy, recording_upstream.port, [plugin("billable")])
     assert request(proxy.port, "GET", "/a/future").body == b"ok"
     assert recording_upstream.requests == 1
+
+
+@pytest.mark.parametrize(("path", "status", "body"), [
+    ("/a/future-answer", 429, {"message": "slow down"}),
+    ("/a/future-fail", 500, {"message": "An unexpected error occurred"}),
+    ("/a/future-odd", 500, {"message": "An unexpected error occurred"}),  # neither a Reply nor None
+])
+def test_a_future_an_access_returns_answers_as_its_result_says(proxy, recording_upstream, slow, recorder,
+                                                                path, status, body):
+    one_route(proxy, recording_upstream.port, [plugin("billable")])
+    resp = request(proxy.port, "GET", path)
+    assert (resp.status, resp.json()) == (status, body)
+    assert recording_upstream.requests == 0
+    assert [m["status"] for m in recorder.metered] == [status]
+
+
+def test_the_last_handlers_future_is_waited_for_as_it_is_and_an_earlier_ones_through_the_chain():
+    class Answers(Handler):
+        def access(self, call: Any) -> Any:
+            return self.conf["future"]
+
+    loop = asyncio.new_event_loop()
+    try:
+        first, last = loop.create_future(), loop.create_future()
+        handlers = [("one", Answers({"future": first}, None)), ("two", Answers({"future": last}, None))]
+        call = Call(b"GET", "/", "", [], "127.0.0.1", 0.0, 0.0)
+        call.chain = chain_module.Chain(handlers[1:])  # type: ignore[arg-type]
+        assert chain_module.run_access(call, chain_module.RoutePlugins(call.chain, {})) is last
+        call.chain = chain_module.Chain(handlers)  # type: ignore[arg-type]
+        outcome = chain_module.run_access(call, chain_module.RoutePlugins(call.chain, {}))
+        assert outcome is not first and asyncio.iscoroutine(outcome)  # the handler after it is still to run
+        first.set_result(None)
+        last.set_result(Reply(403, None))
+        assert loop.run_until_complete(outcome).status == 403  # type: ignore[arg-type]
+    finally:
+        loop.close()
 
 
 def test_an_access_that_awaits_can_answer_with_a_reply(proxy, recording_upstream, slow, recorder):

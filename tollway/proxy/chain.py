@@ -18,6 +18,7 @@ applies. A handler that raises is logged and skipped, but in access, where the r
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Iterable
 from typing import Any
@@ -170,8 +171,10 @@ def run_access(call: Call, plugins: RoutePlugins) -> Reply | Awaitable[Reply | N
 
     Returns the Reply of the handler that answered, or None when all let the request through; or,
     when a handler's access returned an awaitable, a coroutine that awaits it and runs the
-    handlers after it (to a Reply or None). Raises what a handler raised (the caller answers 500).
-    A synchronous handler pays nothing for this: its result is checked for None, then for a Reply.
+    handlers after it (to a Reply or None); when the last handler returned an asyncio.Future, that
+    future itself (the caller adds a done callback: no task per call). Raises what a handler raised
+    (the caller answers 500). A synchronous handler pays nothing for this: its result is checked for
+    None, then for a Reply.
     """
     chain: Chain = call.chain
     entries = chain.access
@@ -182,7 +185,10 @@ def run_access(call: Call, plugins: RoutePlugins) -> Reply | Awaitable[Reply | N
         if result is not None:
             if isinstance(result, Reply):
                 return result
-            return _access_later(call, result, entries, entries.index(entry) + 1, None, set())
+            index = entries.index(entry) + 1
+            if index == len(entries) and isinstance(result, asyncio.Future):
+                return result  # the last handler's future: the caller waits for it without a task
+            return _access_later(call, result, entries, index, None, set())
     return None
 
 
@@ -196,6 +202,8 @@ def _run_from(call: Call, entries: tuple[tuple[str, Handler], ...],
         if result is not None:
             if isinstance(result, Reply):
                 return result
+            if index == len(entries) and isinstance(result, asyncio.Future):
+                return result  # the last handler's future: the caller waits for it without a task
             return _access_later(call, result, entries, index, None, set())
     return None
 

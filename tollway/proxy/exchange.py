@@ -19,6 +19,7 @@ Kong's answer (502, 503 or 504), or, when part of the response is already out, a
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable
 from typing import Final
@@ -110,6 +111,8 @@ class Exchange(UpstreamListener):
             if outcome is not None:
                 if isinstance(outcome, Reply):
                     self.reply(call, outcome)
+                elif isinstance(outcome, asyncio.Future):  # the last access phase's answer, to come
+                    outcome.add_done_callback(functools.partial(self._access_done, call))
                 else:  # a plugin awaits something: the rest of the cycle runs when it is done
                     self.access_task = self.conn.loop.create_task(self._access_later(call, outcome))
                 return
@@ -125,6 +128,21 @@ class Exchange(UpstreamListener):
             log.exception("plugin access phase failed")
             reply = Reply(500, {"message": responses.MSG_UNEXPECTED})
         self.access_task = None
+        self._access_end(call, reply)
+
+    def _access_done(self, call: Call, outcome: asyncio.Future[Reply | None]) -> None:
+        """The access phase's end, when its last plugin answered with a future (no task needed)."""
+        reply: Reply | None
+        try:
+            reply = outcome.result()
+            if reply is not None and not isinstance(reply, Reply):
+                raise TypeError(f"a plugin's access phase gave {type(reply).__name__}, not a Reply or None")
+        except Exception:  # the plugin's failure, or its future cancelled
+            log.exception("plugin access phase failed")
+            reply = Reply(500, {"message": responses.MSG_UNEXPECTED})
+        self._access_end(call, reply)
+
+    def _access_end(self, call: Call, reply: Reply | None) -> None:
         conn = self.conn
         if conn.lost or call is not conn.current or call.response_done:
             return  # the client went away meanwhile (the call was metered then), or the request broke

@@ -2,11 +2,12 @@
 
 For each call: who it counts for (`limit_by`, with Kong's fallbacks to the client's IP), the end of
 each configured period's window (windows.py, in `tz`), then one atomic take on every period's
-counter by the policy: `local` (local.py, the node's shared counters) or `redis` (redis_policy.py,
-one script per call). Admitted, the call goes on with Kong's X-RateLimit-* and RateLimit-* headers;
-refused, it is answered `error_code` with {"message": error_message} and Retry-After, and consumes
-nothing. billable (priority 5) meters every call in its meter phase, which runs for a call this
-plugin refused too: usage shows the refusals with their status.
+counter by the policy: `local` (local.py, the node's shared counters), `cluster` (cluster.py, the
+database) or `redis` (redis_policy.py, one script for the calls of a turn of the event loop; the call
+waits on a future, no task of its own). Admitted, the call goes on with Kong's X-RateLimit-* and
+RateLimit-* headers; refused, it is answered `error_code` with {"message": error_message} and
+Retry-After, and consumes nothing. billable (priority 5) meters every call in its meter phase, which
+runs for a call this plugin refused too: usage shows the refusals with their status.
 
 When the counters cannot be reached (Redis down or slow beyond redis.timeout, the shared counter
 table full), `fault_tolerant` serves the call without limit or headers and logs it (at most once
@@ -17,6 +18,7 @@ otherwise the call gets Kong's 500. Each worker reports its figures to the maste
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -119,7 +121,8 @@ class Handler(base.Handler):
         self.error_code = int(conf.get("error_code") or 429)
         self.error_message: str = conf.get("error_message") or "API rate limit exceeded"
         self.scope = _scope(conf, runtime)
-        self.redis = RedisPolicy.of(conf["redis"]) if conf.get("policy") == "redis" else None
+        self.redis = RedisPolicy.of(conf["redis"], self.scope, self.periods, self.limits) \
+            if conf.get("policy") == "redis" else None
         self.cluster = ClusterPolicy(self.scope, self.periods) if conf.get("policy") == "cluster" else None
         self.local = LocalPolicy(self.counters) if self.redis is None and self.cluster is None \
             and self.counters is not None else None
@@ -157,9 +160,7 @@ class Handler(base.Handler):
         now = int(_clock())
         ends = self.windows.ends(now)
         if self.redis is not None:
-            keys = [f"tollway:rate-limiting:{self.scope}:{period}:{end}:{identity}"
-                    for period, end in zip(self.periods, ends, strict=True)]
-            return self._take_remote(call, keys, ends, now)
+            return self._take_remote(call, identity, ends, now)
         if self.cluster is not None:
             return self._take_cluster(call, identity, ends, now)
         local = self.local
@@ -171,13 +172,11 @@ class Handler(base.Handler):
             return self._unavailable("the shared counter table is full (raise shared_counters_slots)")
         return self._answer(call, admitted, counts, ends, now)
 
-    async def _take_remote(self, call: base.Call, keys: list[str], ends: list[int], now: int) -> base.Reply | None:
+    def _take_remote(self, call: base.Call, identity: str, ends: list[int], now: int) -> asyncio.Future[Any]:
         assert self.redis is not None
-        try:
-            admitted, counts = await self.redis.take(keys, ends, self.limits)
-        except RedisUnavailable as exc:
-            return self._unavailable(f"Redis failed: {exc}")
-        return self._answer(call, admitted, counts, ends, now)
+        answer: asyncio.Future[base.Reply | None] = asyncio.get_running_loop().create_future()
+        self.redis.take(identity, ends, _RemoteCall(self, call, ends, now, answer))
+        return answer
 
     async def _take_cluster(self, call: base.Call, identity: str, ends: list[int], now: int) -> base.Reply | None:
         assert self.cluster is not None
@@ -263,6 +262,34 @@ class Handler(base.Handler):
             log.error("rate-limiting: %s; %s", why,
                       "serving calls without limits (fault_tolerant)" if self.fault_tolerant else "answering 500")
         return None if self.fault_tolerant else base.Reply(500, {"message": UNEXPECTED})
+
+
+class _RemoteCall:
+    """A call waiting for Redis: Redis's answer, (admitted, counts after) or RedisUnavailable, made
+    into the call's Reply (or None), which its future gives the proxy."""
+
+    __slots__ = ("handler", "call", "ends", "now", "answer")
+
+    def __init__(self, handler: Handler, call: base.Call, ends: list[int], now: int,
+                 answer: asyncio.Future[Any]) -> None:
+        self.handler = handler
+        self.call = call
+        self.ends = ends
+        self.now = now
+        self.answer = answer
+
+    def __call__(self, taken: Any) -> None:
+        answer = self.answer
+        if answer.done():  # cancelled
+            return
+        handler = self.handler
+        try:
+            if isinstance(taken, RedisUnavailable):
+                answer.set_result(handler._unavailable(f"Redis failed: {taken}"))
+            else:
+                answer.set_result(handler._answer(self.call, taken[0], taken[1], self.ends, self.now))
+        except Exception as exc:
+            answer.set_exception(exc)
 
 
 def limit_headers(periods: tuple[str, ...], shown: list[str], limits: list[int], counts: list[int],

@@ -7,24 +7,28 @@ count between the increment and the taking back, and a refused call changes noth
 
 The calls a worker takes in one turn of its event loop go to Redis together, in one script call
 that decides each in turn (Redis's atomicity covers the whole batch, so each decision is what it
-would be alone): under load a round trip, and redis-py's work, serve many calls. The script is
-sent once, then called by its SHA (EVALSHA; redis-py's Script sends it again after a restart).
+would be alone): under load a round trip serves many calls. The script is called by its SHA1
+(EVALSHA); when Redis does not know it (restarted, or SCRIPT FLUSH), that batch is sent again with
+the script itself (EVAL), which Redis then keeps.
 
-The client is redis-py's asyncio client, without retries: a call waits without blocking the event
-loop, and no longer than `redis.timeout` (connect and answer); a failure raises RedisUnavailable,
-which the handler answers as `fault_tolerant` says.
+The client (redis_client.py) is one pipelined connection per event loop: a call waits without
+blocking the loop, and no longer than `redis.timeout` (connecting included); a failure gives
+RedisUnavailable, which the handler answers as `fault_tolerant` says.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ssl
-from typing import Any, NamedTuple
+import functools
+import hashlib
+from collections.abc import Callable
+from typing import Any, Final
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+import hiredis
+
+from tollway.plugins.rate_limiting.redis_client import Address, RedisClient, RedisUnavailable, bulk
+
+__all__ = ["RedisPolicy", "RedisUnavailable"]
 
 # KEYS: every call's counters, one per period, call after call.
 # ARGV: for each call, its number of counters n, then n limits, then n window ends (epoch seconds).
@@ -58,125 +62,119 @@ end
 return out
 """
 
-MAX_BATCH = 256  # calls in one script call at most
+MAX_BATCH = 256          # calls in one script call at most
+KEY_CACHE_SIZE = 65_536  # identities whose keys a policy keeps encoded
+SHA: Final = hashlib.sha1(TAKE.encode()).hexdigest().encode()
+EVALSHA: Final = b"$7\r\nEVALSHA\r\n" + bulk(SHA)
+EVAL: Final = b"$4\r\nEVAL\r\n" + bulk(TAKE.encode())
+
+Taken = Callable[[Any], None]  # gets (admitted, counts after), or a RedisUnavailable
+Pending = tuple[bytes, bytes, int, Taken]  # a call's KEYS and ARGV (RESP), its number of counters, and who is told
 
 
-class RedisUnavailable(Exception):
-    """Redis could not answer within the timeout (down, refused, slow, or an error)."""
-
-
-class Connection(NamedTuple):
-    """What a Redis client is for: plugins configured alike share one client per worker."""
-
-    host: str
-    port: int
-    database: int
-    username: str | None
-    password: str | None
-    ssl: bool
-    ssl_verify: bool
-    server_name: str | None
-    timeout_ms: int
-
-    @classmethod
-    def of(cls, conf: dict[str, Any]) -> Connection:
-        return cls(conf["host"], int(conf.get("port") or 6379), int(conf.get("database") or 0), conf.get("username"),
-                   conf.get("password"), bool(conf.get("ssl")), bool(conf.get("ssl_verify")), conf.get("server_name"),
-                   int(conf.get("timeout") or 0) if conf.get("timeout") is not None else 2000)
-
-
-Pending = tuple[list[str], list[int], list[int], "asyncio.Future[tuple[bool, list[int]]]"]
+def address_of(conf: dict[str, Any]) -> Address:
+    """The plugin's `redis` record as an Address."""
+    return Address(conf["host"], int(conf.get("port") or 6379), int(conf.get("database") or 0),
+                   conf.get("username"), conf.get("password"), bool(conf.get("ssl")), bool(conf.get("ssl_verify")),
+                   conf.get("server_name"))
 
 
 class _Batcher:
     """One loop's client of one Redis, and the calls waiting for the next script call."""
 
-    def __init__(self, connection: Connection, timeout: float) -> None:
-        self.connection = connection
-        self.timeout = timeout
-        extra: dict[str, Any] = {}
-        if connection.ssl:
-            extra = {"ssl": True, "ssl_check_hostname": connection.ssl_verify,
-                     "ssl_cert_reqs": ssl.CERT_REQUIRED if connection.ssl_verify else ssl.CERT_NONE}
-        self.client = aioredis.Redis(
-            host=connection.host, port=connection.port, db=connection.database, username=connection.username,
-            password=connection.password, socket_timeout=timeout, socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0), max_connections=512, **extra)
-        self.script = self.client.register_script(TAKE)
+    def __init__(self, client: RedisClient, loop: asyncio.AbstractEventLoop) -> None:
+        self.client = client
+        self.loop = loop  # held: while this batcher is known by id(loop), no other loop gets that id
         self.pending: list[Pending] = []
-        self.tasks: set[asyncio.Task[None]] = set()
 
-    def add(self, keys: list[str], window_ends: list[int], limits: list[int]) -> asyncio.Future[tuple[bool, list[int]]]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[tuple[bool, list[int]]] = loop.create_future()
-        if not self.pending:
-            loop.call_soon(self._flush)  # once the calls of this turn of the loop are in
-        self.pending.append((keys, window_ends, limits, future))
-        if len(self.pending) >= MAX_BATCH:
+    def add(self, call: Pending) -> None:
+        pending = self.pending
+        if not pending:
+            self.loop.call_soon(self._flush)  # once the calls of this turn of the loop are in
+        pending.append(call)
+        if len(pending) >= MAX_BATCH:
             self._flush()
-        return future
 
     def _flush(self) -> None:
         batch, self.pending = self.pending, []
-        if batch:
-            task = asyncio.get_running_loop().create_task(self._send(batch))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+        if not batch:
+            return
+        keys = 0
+        for call in batch:
+            keys += call[2]
+        # KEYS: the calls' keys, in order; ARGV: their n, limits and window ends, in the same order
+        body = b"".join([bulk(b"%d" % keys), *[call[0] for call in batch], *[call[1] for call in batch]])
+        items = 3 + keys + keys * 2 + len(batch)
+        deadline = self.loop.time() + self.client.timeout
+        self.client.send(b"*%d\r\n%s%s" % (items, EVALSHA, body),
+                         functools.partial(self._answered, batch, items, body, deadline), deadline)
 
-    async def _send(self, batch: list[Pending]) -> None:
-        keys: list[str] = []
-        args: list[int] = []
-        for call_keys, ends, limits, _ in batch:
-            keys += call_keys
-            args.append(len(call_keys))
-            args += limits
-            args += ends
-        try:
-            async with asyncio.timeout(self.timeout):
-                answer = await self.script(keys=keys, args=args)
-        except (RedisError, OSError, TimeoutError) as exc:
-            where = f"{self.connection.host}:{self.connection.port}"
-            failure = RedisUnavailable(f"{where}: {exc or type(exc).__name__}")
-            failure.__cause__ = exc
-            for *_, future in batch:
-                if not future.done():
-                    future.set_exception(failure)
+    def _answered(self, batch: list[Pending], items: int, body: bytes | None, deadline: float, answer: Any) -> None:
+        if isinstance(answer, hiredis.ReplyError):
+            if body is not None and str(answer).startswith("NOSCRIPT"):  # sent again with the script itself
+                self.client.send(b"*%d\r\n%s%s" % (items, EVAL, body),
+                                 functools.partial(self._answered, batch, items, None, deadline), deadline)
+                return
+            answer = RedisUnavailable(f"{self.client.address}: {answer}")
+        if isinstance(answer, Exception):
+            for call in batch:
+                call[3](answer)
             return
         at = 0
-        for call_keys, _, _, future in batch:
-            n = len(call_keys)
-            if not future.done():  # a call whose client left is cancelled
-                future.set_result((bool(answer[at]), [int(count) for count in answer[at + 1:at + 1 + n]]))
+        for call in batch:
+            n = call[2]
+            call[3]((answer[at] == 1, answer[at + 1:at + 1 + n]))
             at += 1 + n
 
 
 class RedisPolicy:
-    """Take one call from every period's counter at once, in Redis.
+    """One plugin's counters in Redis: a key per period and identity, named after the plugin (its
+    scope), the period and the window's end; one unit taken from each at once.
 
-    A client (and its connection pool) belongs to an event loop: one is made per loop on first use,
-    and shared by every plugin of the worker configured for the same Redis."""
+    What a call sends is mostly the same from call to call: its ARGV (the limits and the windows'
+    ends) changes when a window does, an identity's keys too. Both are kept encoded (RESP) until
+    then. A connection belongs to an event loop: one is made per loop on first use, and shared by
+    every plugin of the worker configured for the same Redis and timeout."""
 
-    _batchers: dict[tuple[Connection, int], _Batcher] = {}  # (connection, id(loop)) -> its batcher
+    _batchers: dict[tuple[Address, float, int], _Batcher] = {}  # (address, timeout, id(loop)) -> its batcher
 
-    def __init__(self, connection: Connection) -> None:
-        self.connection = connection
-        self.timeout = connection.timeout_ms / 1000
+    def __init__(self, address: Address, timeout: float, scope: str, periods: tuple[str, ...],
+                 limits: list[int]) -> None:
+        self.address = address
+        self.timeout = timeout
+        self.prefixes = [f"tollway:rate-limiting:{scope}:{period}:" for period in periods]
+        self.limits = limits
+        self.count = len(periods)
+        self.ends: list[int] = []        # the windows the encoded pieces are for
+        self.argv = b""                  # n, the limits, the windows' ends
+        self.keys: dict[str, bytes] = {}  # identity -> its keys in these windows
+        self.loop: asyncio.AbstractEventLoop | None = None  # the loop of the last call, and its batcher
+        self.batcher: _Batcher | None = None
 
     @classmethod
-    def of(cls, conf: dict[str, Any]) -> RedisPolicy:
-        return cls(Connection.of(conf))
+    def of(cls, conf: dict[str, Any], scope: str, periods: tuple[str, ...], limits: list[int]) -> RedisPolicy:
+        timeout_ms = int(conf["timeout"]) if conf.get("timeout") is not None else 2000
+        return cls(address_of(conf), timeout_ms / 1000, scope, periods, limits)
 
-    def _batcher(self) -> _Batcher:
-        place = (self.connection, id(asyncio.get_running_loop()))
-        batcher = self._batchers.get(place)
-        if batcher is None:
-            batcher = self._batchers[place] = _Batcher(self.connection, self.timeout)
-        return batcher
-
-    async def take(self, keys: list[str], window_ends: list[int], limits: list[int]) -> tuple[bool, list[int]]:
-        """(admitted, the counts after); RedisUnavailable when Redis does not answer in time."""
-        try:
-            future = self._batcher().add(keys, window_ends, limits)
-        except (RedisError, OSError) as exc:
-            raise RedisUnavailable(f"{self.connection.host}:{self.connection.port}: {exc}") from exc
-        return await future
+    def take(self, identity: str, window_ends: list[int], done: Taken) -> None:
+        """Take one unit from each period's counter of `identity`; `done` gets (admitted, the counts
+        after), or a RedisUnavailable when Redis does not answer in time. The event loop calls it, later."""
+        if window_ends != self.ends:
+            self.ends = window_ends
+            self.argv = b"".join([bulk(b"%d" % value) for value in [self.count, *self.limits, *window_ends]])
+            self.keys.clear()
+        keys = self.keys.get(identity)
+        if keys is None:
+            if len(self.keys) >= KEY_CACHE_SIZE:
+                self.keys.clear()
+            keys = self.keys[identity] = b"".join([bulk(f"{prefix}{end}:{identity}".encode())
+                                                   for prefix, end in zip(self.prefixes, window_ends, strict=True)])
+        loop = asyncio.get_running_loop()
+        batcher = self.batcher
+        if loop is not self.loop or batcher is None:
+            place = (self.address, self.timeout, id(loop))
+            batcher = self._batchers.get(place)
+            if batcher is None:
+                batcher = self._batchers[place] = _Batcher(RedisClient(self.address, self.timeout), loop)
+            self.loop, self.batcher = loop, batcher
+        batcher.add((keys, self.argv, self.count, done))
