@@ -326,22 +326,28 @@ class BlockSetter(Handler):
 
     PRIORITY = 10
     calls = 0
+    logged: list[list[tuple[bytes, bytes]]] = []  # each call's response headers as the log phase saw them
 
     def access(self, call: Any) -> Reply | None:
         BlockSetter.calls += 1
         count = b"%d" % BlockSetter.calls
         items = [(b"X-Count", count), (b"X-Limit", b"block")] if BlockSetter.calls != 2 else [(b"X-Count", count)]
-        call.set_response_block(HeaderBlock(items, join_lines(items), frozenset(name.lower() for name, _ in items)))
+        call.set_response_block(HeaderBlock(join_lines(items), frozenset(name.lower() for name, _ in items)))
         if BlockSetter.calls == 3:
             call.set_response_header("X-Count", "after the block")
         if BlockSetter.calls > 3:
             return Reply(429, {"message": "API rate limit exceeded"}, {"X-Count": "reply", "X-Limit": "reply"})
         return None
 
+    def log(self, call: Any) -> None:
+        BlockSetter.logged.append([(name, value) for name, value in call.response_headers
+                                   if name.lower() in (b"x-count", b"x-limit", b"x-up")])
+
 
 def test_a_block_of_response_headers_set_in_access_is_as_the_same_headers_set_one_by_one(
         proxy, raw_upstreams, monkeypatch):
     BlockSetter.calls = 0
+    BlockSetter.logged = []
     use(monkeypatch, billable=BlockSetter)
     upstream = RecordingUpstream(raw_upstreams, response=UPSTREAM_RESPONSE)
     one_route(proxy, upstream.port, [plugin("billable")])
@@ -354,6 +360,12 @@ def test_a_block_of_response_headers_set_in_access_is_as_the_same_headers_set_on
     # after the upstream's own lines, in the block's order
     assert heads[1].index(b"X-Up: 1") < heads[1].index(b"X-Count: 2")
     assert heads[0].index(b"X-Up: 1") < heads[0].index(b"X-Count: 1") < heads[0].index(b"X-Limit: block")
+    # what the log phase sees: the headers as written, a block's read back from its lines
+    settle(proxy)
+    written = [[tuple(line.split(b": ", 1)) for line in head.split(b"\r\n")[1:]
+                if line.split(b":", 1)[0].lower() in (b"x-count", b"x-limit", b"x-up")] for head in heads]
+    assert BlockSetter.logged == written
+    assert written[1] == [(b"X-Limit", b"upstream"), (b"X-Up", b"1"), (b"X-Count", b"2")]  # the block as lines
 
 
 # An access phase that awaits ---------------------------------------------------------------------

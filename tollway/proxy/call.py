@@ -67,21 +67,31 @@ def identity_headers(consumer: dict[str, Any] | None, credential: dict[str, Any]
 
 class HeaderBlock:
     """Response headers a plugin of the proxy's own sets together in access, each replacing those
-    of its name, ready to be written: rate-limiting's seven a call. `items` are (name, value) with
-    distinct names, `lines` their header lines joined, `names` their names lower-cased. Set by
+    of its name, ready to be written: rate-limiting's seven a call. `lines` are their header lines
+    joined (`Name: value\r\n` each, distinct names), `names` their names lower-cased. Set by
     `Call.set_response_block`; the response head appends `lines` after the upstream's, which stay
-    kept, when the upstream's have none of `names` (Performance notes: added lines)."""
+    kept, when the upstream's have none of `names` (Performance notes: added lines). The headers as
+    (name, value) pairs are read back from the lines only when asked for (`items()`): most calls
+    write the lines and never look at the pairs."""
 
-    __slots__ = ("items", "lines", "names")
+    __slots__ = ("lines", "names")
 
-    def __init__(self, items: list[tuple[bytes, bytes]], lines: bytes, names: frozenset[bytes]) -> None:
-        self.items = items
+    def __init__(self, lines: bytes, names: frozenset[bytes]) -> None:
         self.lines = lines
         self.names = names
 
+    def items(self) -> list[tuple[bytes, bytes]]:
+        """The headers as (name, value), in the order of the lines."""
+        items: list[tuple[bytes, bytes]] = []
+        for line in self.lines.split(b"\r\n"):
+            if line:
+                name, _, value = line.partition(b": ")
+                items.append((name, value))
+        return items
+
     def changes(self) -> list[HeaderChange]:
         """The same as set_response_header() changes, one a header."""
-        return [(name, value, True) for name, value in self.items]
+        return [(name, value, True) for name, value in self.items()]
 
 
 class Changes:
@@ -196,7 +206,7 @@ class Call:
     __slots__ = (
         # What plugins see
         "method", "path", "query", "client_ip", "forwarded_ip", "started_at", "route", "service", "consumer",
-        "credential", "status", "response_headers", "request_bytes", "response_bytes",
+        "credential", "status", "headers_out", "added_block", "request_bytes", "response_bytes",
         # Request
         "method_bytes", "headers", "host", "http_11", "keep_alive", "upgrade", "expect_continue", "bare_query",
         "has_body", "chunked", "content_length", "body_limit", "hop_tokens",
@@ -224,7 +234,8 @@ class Call:
         self.consumer: dict[str, Any] | None = None
         self.credential: dict[str, Any] | None = None
         self.status = 0
-        self.response_headers: list[tuple[bytes, bytes]] = []
+        self.headers_out: list[tuple[bytes, bytes]] = []  # response_headers, but for added_block's
+        self.added_block: HeaderBlock | None = None       # a block whose lines the head took as they are
         self.request_bytes = 0
         self.response_bytes = 0
         self.host = b""
@@ -266,6 +277,21 @@ class Call:
         if context is None:
             context = self.context = {}
         return context
+
+    @property
+    def response_headers(self) -> list[tuple[bytes, bytes]]:
+        """The response's headers (name, value): the upstream's, or the gateway's own reply's,
+        with the plugins' changes; a HeaderBlock the head appended as lines is read back on first use."""
+        block = self.added_block
+        if block is not None:
+            self.added_block = None
+            self.headers_out.extend(block.items())
+        return self.headers_out
+
+    @response_headers.setter
+    def response_headers(self, headers: list[tuple[bytes, bytes]]) -> None:
+        self.headers_out = headers
+        self.added_block = None
 
     def header(self, name: str) -> str | None:
         """The first request header of that name (case-insensitive), or None."""

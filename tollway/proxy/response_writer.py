@@ -79,7 +79,7 @@ class ResponseWriter:
                 lines = self.joined_lines.join(headers)
                 block = changes.response_block
                 if block is not None and self.joined_lines.has_none_of(block.names):
-                    headers.extend(block.items)
+                    call.added_block = block  # in call.response_headers when first read
                     added_lines = block.lines
                 else:
                     added = appended_headers(self.joined_lines.lowered_names(), changes.header_changes())

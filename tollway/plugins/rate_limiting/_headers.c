@@ -1,17 +1,18 @@
-/* rate-limiting's response headers for one call, built in one C call.
+/* rate-limiting's response header lines for one call, built in one C call.
  *
- * handler.py's Handler.header_block() in C, for the proxy's hot path: the same items and lines
- * (tests/plugins/test_rate_limiting_headers.py compares the two). Every call's block differs
- * (what remains changes each call), and in compiled Python building it was a third of the
- * plugin's cost: formatting each count, a tuple per header, a list and a join.
+ * handler.py's Handler.header_block() in C, for the proxy's hot path: the same lines as
+ * Handler.python_block() (tests/plugins/test_rate_limiting_handler.py compares both with
+ * limit_headers()). Every call's lines differ (what remains changes each call), and in compiled
+ * Python building them was a third of the plugin's cost: formatting each count, a tuple per
+ * header, a list and a join. The (name, value) pairs are not built: the proxy reads them back from
+ * the lines when a plugin asks for the response's headers (HeaderBlock.items()).
  *
- * block(layout, limits, counts, ends, now, rejected) -> (items, lines, reset)
- *   layout: (limit_items, limit_lines, remaining_names, remaining_starts, tightest_items,
- *            tightest_lines), one entry per configured period, made once by the handler;
- *   items:  [(name, value)] of X-RateLimit-Limit-<P> and -Remaining-<P> for each period, then
- *           RateLimit-Limit, -Remaining, -Reset of the tightest (least remaining; on a tie the
- *           later period), and Retry-After (its reset) when rejected;
- *   lines:  those headers' lines joined; reset: the seconds the tightest window has left (>= 1).
+ * block(layout, limits, counts, ends, now, rejected) -> lines
+ *   layout: (limit_lines, remaining_starts, tightest_lines), one entry per configured period,
+ *           made once by the handler;
+ *   lines:  X-RateLimit-Limit-<P> and -Remaining-<P> for each period, then RateLimit-Limit,
+ *           -Remaining, -Reset of the tightest (least remaining; on a tie the later period), and
+ *           Retry-After (its reset) when rejected, joined.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -28,8 +29,6 @@
 static const char REMAINING_START[] = "RateLimit-Remaining: ";
 static const char RESET_START[] = "RateLimit-Reset: ";
 static const char RETRY_START[] = "Retry-After: ";
-
-static PyObject *remaining_name, *reset_name, *retry_name;  /* the item names, made once */
 
 /* A count's decimal digits into `out` (24 bytes); their number. (snprintf costs ten times this.) */
 static int digits_of(int64_t number, char *out) {
@@ -69,44 +68,20 @@ static int put_bytes(char *lines, Py_ssize_t *at, PyObject *bytes) {
     return put(lines, at, PyBytes_AS_STRING(bytes), PyBytes_GET_SIZE(bytes));
 }
 
-static PyObject *item(PyObject *name, PyObject *value) {
-    PyObject *pair = PyTuple_New(2);
-    if (pair != NULL) {
-        Py_INCREF(name);
-        Py_INCREF(value);
-        PyTuple_SET_ITEM(pair, 0, name);
-        PyTuple_SET_ITEM(pair, 1, value);
-    }
-    return pair;
-}
-
-/* Append `pair` to `items`, consuming it; 0, or -1 with an error. */
-static int add_item(PyObject *items, PyObject *pair) {
-    if (pair == NULL) {
-        return -1;
-    }
-    int rc = PyList_Append(items, pair);
-    Py_DECREF(pair);
-    return rc;
-}
-
 static PyObject *block(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 6 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 6 || !PyList_Check(args[1])
+    if (nargs != 6 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 3 || !PyList_Check(args[1])
             || !PyList_Check(args[2]) || !PyList_Check(args[3])) {
         PyErr_SetString(PyExc_TypeError, "block(layout, limits, counts, ends, now, rejected)");
         return NULL;
     }
     PyObject *layout = args[0];
-    PyObject *limit_items = PyTuple_GET_ITEM(layout, 0), *limit_lines = PyTuple_GET_ITEM(layout, 1);
-    PyObject *remaining_names = PyTuple_GET_ITEM(layout, 2), *remaining_starts = PyTuple_GET_ITEM(layout, 3);
-    PyObject *tightest_items = PyTuple_GET_ITEM(layout, 4), *tightest_lines = PyTuple_GET_ITEM(layout, 5);
+    PyObject *limit_lines = PyTuple_GET_ITEM(layout, 0), *remaining_starts = PyTuple_GET_ITEM(layout, 1);
+    PyObject *tightest_lines = PyTuple_GET_ITEM(layout, 2);
     Py_ssize_t n = PyList_GET_SIZE(args[1]);
     if (n < 1 || n > MAX_PERIODS || PyList_GET_SIZE(args[2]) != n || PyList_GET_SIZE(args[3]) != n
-            || !PyList_Check(limit_items) || !PyList_Check(limit_lines) || !PyList_Check(remaining_names)
-            || !PyList_Check(remaining_starts) || !PyList_Check(tightest_items) || !PyList_Check(tightest_lines)
-            || PyList_GET_SIZE(limit_items) != n || PyList_GET_SIZE(limit_lines) != n
-            || PyList_GET_SIZE(remaining_names) != n || PyList_GET_SIZE(remaining_starts) != n
-            || PyList_GET_SIZE(tightest_items) != n || PyList_GET_SIZE(tightest_lines) != n) {
+            || !PyList_Check(limit_lines) || !PyList_Check(remaining_starts) || !PyList_Check(tightest_lines)
+            || PyList_GET_SIZE(limit_lines) != n || PyList_GET_SIZE(remaining_starts) != n
+            || PyList_GET_SIZE(tightest_lines) != n) {
         PyErr_SetString(PyExc_ValueError, "block(): one limit, count, end and layout entry per period");
         return NULL;
     }
@@ -137,80 +112,46 @@ static PyObject *block(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ss
 
     char lines[LINES_MAX], digits[24];
     Py_ssize_t at = 0;
-    PyObject *items = PyList_New(0), *values[MAX_PERIODS] = {NULL}, *reset_value = NULL, *result = NULL;
-    if (items == NULL) {
-        return NULL;
-    }
     for (Py_ssize_t i = 0; i < n; i++) {
         int size = digits_of(left[i], digits);
-        values[i] = PyBytes_FromStringAndSize(digits, size);
-        if (values[i] == NULL || put_bytes(lines, &at, PyList_GET_ITEM(limit_lines, i)) < 0
+        if (put_bytes(lines, &at, PyList_GET_ITEM(limit_lines, i)) < 0
                 || put_bytes(lines, &at, PyList_GET_ITEM(remaining_starts, i)) < 0
                 || put(lines, &at, digits, size) < 0 || put(lines, &at, "\r\n", 2) < 0) {
-            goto done;
-        }
-        PyObject *limit_item = PyList_GET_ITEM(limit_items, i);
-        if (PyList_Append(items, limit_item) < 0
-                || add_item(items, item(PyList_GET_ITEM(remaining_names, i), values[i])) < 0) {
-            goto done;
+            return NULL;
         }
     }
-    int size = digits_of(reset, digits);
-    reset_value = PyBytes_FromStringAndSize(digits, size);
-    if (reset_value == NULL || put_bytes(lines, &at, PyList_GET_ITEM(tightest_lines, tightest)) < 0
-            || PyList_Append(items, PyList_GET_ITEM(tightest_items, tightest)) < 0
-            || put(lines, &at, REMAINING_START, sizeof REMAINING_START - 1) < 0
-            || put(lines, &at, PyBytes_AS_STRING(values[tightest]), PyBytes_GET_SIZE(values[tightest])) < 0
-            || put(lines, &at, "\r\n", 2) < 0
-            || add_item(items, item(remaining_name, values[tightest])) < 0
-            || put(lines, &at, RESET_START, sizeof RESET_START - 1) < 0 || put(lines, &at, digits, size) < 0
-            || put(lines, &at, "\r\n", 2) < 0 || add_item(items, item(reset_name, reset_value)) < 0) {
-        goto done;
+    int size = digits_of(left[tightest], digits);
+    if (put_bytes(lines, &at, PyList_GET_ITEM(tightest_lines, tightest)) < 0
+            || put(lines, &at, REMAINING_START, sizeof REMAINING_START - 1) < 0 || put(lines, &at, digits, size) < 0
+            || put(lines, &at, "\r\n", 2) < 0) {
+        return NULL;
+    }
+    size = digits_of(reset, digits);
+    if (put(lines, &at, RESET_START, sizeof RESET_START - 1) < 0 || put(lines, &at, digits, size) < 0
+            || put(lines, &at, "\r\n", 2) < 0) {
+        return NULL;
     }
     if (rejected && (put(lines, &at, RETRY_START, sizeof RETRY_START - 1) < 0 || put(lines, &at, digits, size) < 0
-                     || put(lines, &at, "\r\n", 2) < 0 || add_item(items, item(retry_name, reset_value)) < 0)) {
-        goto done;
+                     || put(lines, &at, "\r\n", 2) < 0)) {
+        return NULL;
     }
-    PyObject *built = PyBytes_FromStringAndSize(lines, at), *seconds = PyLong_FromLongLong(reset);
-    result = built == NULL || seconds == NULL ? NULL : PyTuple_New(3);
-    if (result == NULL) {
-        Py_XDECREF(built);
-        Py_XDECREF(seconds);
-        goto done;
-    }
-    PyTuple_SET_ITEM(result, 0, items);
-    PyTuple_SET_ITEM(result, 1, built);
-    PyTuple_SET_ITEM(result, 2, seconds);
-    items = NULL;  /* the result holds it */
-done:
-    Py_XDECREF(items);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        Py_XDECREF(values[i]);
-    }
-    Py_XDECREF(reset_value);
-    return result;
+    return PyBytes_FromStringAndSize(lines, at);
 }
 
 static PyMethodDef methods[] = {
     {"block", (PyCFunction)(void (*)(void))block, METH_FASTCALL,
-     "block(layout, limits, counts, ends, now, rejected) -> (items, lines, reset)"},
+     "block(layout, limits, counts, ends, now, rejected) -> lines"},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "tollway.plugins.rate_limiting._headers",
-    .m_doc = "rate-limiting's response headers for one call, built in one C call.",
+    .m_doc = "rate-limiting's response header lines for one call, built in one C call.",
     .m_size = -1,
     .m_methods = methods,
 };
 
 PyMODINIT_FUNC PyInit__headers(void) {
-    remaining_name = PyBytes_FromString("RateLimit-Remaining");
-    reset_name = PyBytes_FromString("RateLimit-Reset");
-    retry_name = PyBytes_FromString("Retry-After");
-    if (remaining_name == NULL || reset_name == NULL || retry_name == NULL) {
-        return NULL;
-    }
     return PyModule_Create(&module);
 }

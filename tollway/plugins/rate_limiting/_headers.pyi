@@ -1,6 +1,6 @@
-"""rate-limiting's response headers for one call, built in C (_headers.c; handler.py uses it)."""
+"""rate-limiting's response header lines for one call, built in C (_headers.c; handler.py uses it)."""
 
 from typing import Any
 
 def block(layout: tuple[Any, ...], limits: list[int], counts: list[int], ends: list[int], now: int,
-          rejected: bool, /) -> tuple[list[tuple[bytes, bytes]], bytes, int]: ...
+          rejected: bool, /) -> bytes: ...

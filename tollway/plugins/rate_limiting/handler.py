@@ -97,18 +97,14 @@ class Handler(base.Handler):
         self.limits: list[int] = [math.ceil(conf[period]) for period in self.periods]
         self.shown_limits = [_number(conf[period]) for period in self.periods]
         self.shown_bytes = [shown.encode() for shown in self.shown_limits]
-        # the headers that are the same for every call, made once
-        self.limit_items = [(HEADER_NAMES[period][0].encode(), shown)
-                            for period, shown in zip(self.periods, self.shown_bytes, strict=True)]
-        self.tightest_items = [(RATELIMIT_LIMIT, shown) for shown in self.shown_bytes]
+        # the lines that are the same for every call, and the start of each period's remaining line, made once
+        limit_names = [HEADER_NAMES[period][0].encode() for period in self.periods]
         self.remaining_names = [HEADER_NAMES[period][1].encode() for period in self.periods]
-        # their lines, and the start of each period's remaining line, made once
-        self.limit_lines = [b"%s: %s\r\n" % item for item in self.limit_items]
+        self.limit_lines = [b"%s: %s\r\n" % item for item in zip(limit_names, self.shown_bytes, strict=True)]
         self.remaining_starts = [name + b": " for name in self.remaining_names]
-        self.tightest_lines = [b"%s: %s\r\n" % item for item in self.tightest_items]
-        self.layout = (self.limit_items, self.limit_lines, self.remaining_names, self.remaining_starts,
-                       self.tightest_items, self.tightest_lines)  # as _headers.c takes them
-        names = [name.lower() for name, _ in self.limit_items] + [name.lower() for name in self.remaining_names] \
+        self.tightest_lines = [b"%s: %s\r\n" % (RATELIMIT_LIMIT, shown) for shown in self.shown_bytes]
+        self.layout = (self.limit_lines, self.remaining_starts, self.tightest_lines)  # as _headers.c takes them
+        names = [name.lower() for name in limit_names] + [name.lower() for name in self.remaining_names] \
             + [RATELIMIT_LIMIT.lower(), RATELIMIT_REMAINING.lower(), RATELIMIT_RESET.lower()]
         self.header_names = frozenset(names)
         self.refusal_header_names = frozenset([*names, RETRY_AFTER.lower()])
@@ -214,40 +210,32 @@ class Handler(base.Handler):
 
     def header_block(self, counts: list[int], ends: list[int], now: int, rejected: bool) -> HeaderBlock:
         """limit_headers() as a block of the proxy's response headers (set: replacing the upstream's)."""
+        names = self.refusal_header_names if rejected else self.header_names
         if _c_block is None:
-            return self.python_block(counts, ends, now, rejected)
-        items, lines, _ = _c_block(self.layout, self.limits, counts, ends, now, rejected)
-        return HeaderBlock(items, lines, self.refusal_header_names if rejected else self.header_names)
+            return HeaderBlock(self.python_lines(counts, ends, now, rejected), names)
+        return HeaderBlock(_c_block(self.layout, self.limits, counts, ends, now, rejected), names)
 
-    def python_block(self, counts: list[int], ends: list[int], now: int, rejected: bool) -> HeaderBlock:
-        """header_block() in Python, for a build without _headers.c (and to test it against)."""
-        items: list[tuple[bytes, bytes]] = []
+    def python_lines(self, counts: list[int], ends: list[int], now: int, rejected: bool) -> bytes:
+        """header_block()'s lines in Python, for a build without _headers.c (and to test it against)."""
         parts: list[bytes] = []
         limits = self.limits
         tightest = -1
         remaining = 0
         remaining_value = b""
-        for i, remaining_name in enumerate(self.remaining_names):
+        for i, remaining_start in enumerate(self.remaining_starts):
             left = limits[i] - counts[i]
             if left < 0:
                 left = 0
             value = str(left).encode()
-            items.append(self.limit_items[i])
-            items.append((remaining_name, value))
-            parts += [self.limit_lines[i], self.remaining_starts[i], value, b"\r\n"]
+            parts += [self.limit_lines[i], remaining_start, value, b"\r\n"]
             if tightest < 0 or left <= remaining:  # on a tie, the later period: the longer window
                 tightest, remaining, remaining_value = i, left, value
         reset_value = str(max(ends[tightest] - now, 1)).encode()
-        items.append(self.tightest_items[tightest])
-        items.append((RATELIMIT_REMAINING, remaining_value))
-        items.append((RATELIMIT_RESET, reset_value))
         parts.append(self.tightest_lines[tightest])
         parts.append(b"RateLimit-Remaining: %s\r\nRateLimit-Reset: %s\r\n" % (remaining_value, reset_value))
-        if not rejected:
-            return HeaderBlock(items, b"".join(parts), self.header_names)
-        items.append((RETRY_AFTER, reset_value))
-        parts.append(b"Retry-After: %s\r\n" % reset_value)
-        return HeaderBlock(items, b"".join(parts), self.refusal_header_names)
+        if rejected:
+            parts.append(b"Retry-After: %s\r\n" % reset_value)
+        return b"".join(parts)
 
     def _unavailable(self, why: str) -> base.Reply | None:
         """The counters could not be reached: serve (fault_tolerant) or answer Kong's 500."""
