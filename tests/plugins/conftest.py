@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.admin.conftest import _bootstrap, admin, api, serve  # noqa: F401 (admin, api: fixtures)
+from tests.plugins.redis_server import RedisServer
 from tests.proxy.conftest import ProxyHarness, Response, request
 from tollway.config import Settings
 from tollway.store.db import Database
@@ -59,3 +61,13 @@ def gateway(settings: Settings, echo_upstream: int) -> Iterator[Gateway]:
             yield Gateway(settings, admin.client, proxy, echo_upstream)
     finally:
         proxy.close()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own (tests/plugins/redis_server.py), closed after it."""
+    server = RedisServer(tmp_path)
+    try:
+        yield server
+    finally:
+        server.close()

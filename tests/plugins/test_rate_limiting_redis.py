@@ -23,15 +23,6 @@ TRIES = 300
 CLIENTS = 200
 
 
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    try:
-        yield server
-    finally:
-        server.close()
-
-
 def _nodes(settings: Settings, tmp_path: Path, count: int) -> list[Node]:
     return [Node(settings.with_overrides(prefix=str(tmp_path / f"node{i}"), workers=1,
                                          proxy_listen=f"127.0.0.1:{free_port()}",

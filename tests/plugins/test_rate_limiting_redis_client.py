@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +26,6 @@ Run = Callable[[Coroutine[Any, Any, Any]], Any]
 @pytest.fixture(params=["asyncio", "uvloop"])
 def run(request: pytest.FixtureRequest) -> Run:
     return asyncio.run if request.param == "asyncio" else uvloop.run  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[RedisServer]:
-    redis = RedisServer(tmp_path)
-    try:
-        yield redis
-    finally:
-        redis.close()
 
 
 def address(port: int, **changes: Any) -> Address:
@@ -59,9 +50,9 @@ async def take(policy: RedisPolicy, identity: str, ends: list[int]) -> Any:
     return await future
 
 
-def test_pipelined_commands_get_their_own_replies_in_order(server: RedisServer, run: Run) -> None:
+def test_pipelined_commands_get_their_own_replies_in_order(redis_server: RedisServer, run: Run) -> None:
     async def main() -> list[Any]:
-        client = RedisClient(address(server.port), timeout=2.0)
+        client = RedisClient(address(redis_server.port), timeout=2.0)
         # all sent before the connection is even made: they wait for it, then go in order
         return await asyncio.gather(*[command(client, "INCR", "n") for _ in range(300)],
                                     command(client, "LPUSH", "n", "x"), command(client, "GET", "n"))
@@ -71,22 +62,22 @@ def test_pipelined_commands_get_their_own_replies_in_order(server: RedisServer, 
     assert replies[301] == b"300"  # an error reply is its sender's alone: the connection goes on
 
 
-def test_an_acl_user_logs_in_and_a_wrong_password_fails_with_redis_message(server: RedisServer,
+def test_an_acl_user_logs_in_and_a_wrong_password_fails_with_redis_message(redis_server: RedisServer,
                                                                                  run: Run) -> None:
-    server.cli("ACL", "SETUSER", "tollway", "on", ">s3cret", "~tollway:*", "+@all")
+    redis_server.cli("ACL", "SETUSER", "tollway", "on", ">s3cret", "~tollway:*", "+@all")
 
     async def main() -> tuple[Any, Any, str]:
-        good = RedisClient(address(server.port, username="tollway", password="s3cret"), timeout=2.0)
+        good = RedisClient(address(redis_server.port, username="tollway", password="s3cret"), timeout=2.0)
         stored = await command(good, "SET", "tollway:k", "v")
         denied = await command(good, "SET", "other:k", "v")  # outside the user's keys: Redis's own error
-        bad = RedisClient(address(server.port, username="tollway", password="wrong"), timeout=2.0)
+        bad = RedisClient(address(redis_server.port, username="tollway", password="wrong"), timeout=2.0)
         with pytest.raises(RedisUnavailable) as failed:
             await command(bad, "GET", "tollway:k")
         return stored, denied, str(failed.value)
     stored, denied, failure = run(main())
     assert stored == b"OK"
     assert isinstance(denied, hiredis.ReplyError) and str(denied).startswith("NOPERM")
-    assert failure.startswith(f"127.0.0.1:{server.port}: login failed: WRONGPASS")
+    assert failure.startswith(f"127.0.0.1:{redis_server.port}: login failed: WRONGPASS")
 
 
 def test_the_default_user_logs_in_with_requirepass(tmp_path: Path, run: Run) -> None:
@@ -106,10 +97,10 @@ def test_the_default_user_logs_in_with_requirepass(tmp_path: Path, run: Run) -> 
         redis.close()
 
 
-def test_select_puts_the_keys_in_the_configured_database(server: RedisServer, run: Run) -> None:
-    run(command(RedisClient(address(server.port, database=3), 2.0), "SET", "where", "three"))
-    assert server.cli("-n", "3", "GET", "where") == "three"
-    assert server.cli("-n", "0", "EXISTS", "where") == "0"
+def test_select_puts_the_keys_in_the_configured_database(redis_server: RedisServer, run: Run) -> None:
+    run(command(RedisClient(address(redis_server.port, database=3), 2.0), "SET", "where", "three"))
+    assert redis_server.cli("-n", "3", "GET", "where") == "three"
+    assert redis_server.cli("-n", "0", "EXISTS", "where") == "0"
 
 
 def test_tls_with_and_without_verification(tmp_path: Path, run: Run) -> None:
@@ -146,15 +137,15 @@ def test_a_refused_connection_fails_at_once(run: Run) -> None:
     assert "cannot connect" in failure
 
 
-def test_a_hung_server_costs_a_command_its_timeout_and_the_client_recovers(server: RedisServer, run: Run) -> None:
+def test_a_hung_server_costs_a_command_its_timeout_and_the_client_recovers(redis_server: RedisServer, run: Run) -> None:
     async def main() -> tuple[float, list[Any], Any]:
-        client = RedisClient(address(server.port), timeout=0.3)
+        client = RedisClient(address(redis_server.port), timeout=0.3)
         assert await command(client, "INCR", "k") == 1
-        server.pause()
+        redis_server.pause()
         started = time.monotonic()
         hung = await asyncio.gather(*[command(client, "INCR", "k") for _ in range(5)], return_exceptions=True)
         waited = time.monotonic() - started
-        server.resume()
+        redis_server.resume()
         return waited, hung, await command(client, "PING")
     waited, hung, after = run(main())
     assert 0.25 <= waited < 0.3 + 0.5
@@ -162,43 +153,44 @@ def test_a_hung_server_costs_a_command_its_timeout_and_the_client_recovers(serve
     assert after == b"PONG"  # on a new connection
 
 
-def test_a_restarted_server_is_connected_again(server: RedisServer, run: Run) -> None:
+def test_a_restarted_server_is_connected_again(redis_server: RedisServer, run: Run) -> None:
     async def main() -> tuple[Any, Any, Any]:
-        client = RedisClient(address(server.port), timeout=1.0)
+        client = RedisClient(address(redis_server.port), timeout=1.0)
         first = await command(client, "PING")
-        server.stop()
+        redis_server.stop()
         try:
             await command(client, "PING")
             down: Any = None
         except RedisUnavailable as exc:
             down = exc
-        server.start()
+        redis_server.start()
         return first, down, await command(client, "PING")
     first, down, again = run(main())
     assert first == b"PONG" and again == b"PONG"
     assert isinstance(down, RedisUnavailable)
 
 
-def test_a_script_redis_forgot_is_sent_again_with_its_text(server: RedisServer, run: Run) -> None:
+def test_a_script_redis_forgot_is_sent_again_with_its_text(redis_server: RedisServer, run: Run) -> None:
     ends = [int(time.time()) + 60, int(time.time()) + 3600]
 
     async def main() -> list[Any]:
-        policy = RedisPolicy.of({"host": "127.0.0.1", "port": server.port}, "scope", ("minute", "hour"), [2, 10])
+        policy = RedisPolicy.of({"host": "127.0.0.1", "port": redis_server.port}, "scope", ("minute", "hour"), [2, 10])
         answers = [await take(policy, "alice", ends)]
-        server.cli("SCRIPT", "FLUSH")
+        redis_server.cli("SCRIPT", "FLUSH")
         answers += await asyncio.gather(*[take(policy, "alice", ends) for _ in range(2)])
         answers.append(await take(policy, "alice", ends))  # by its SHA again
         return answers
     assert run(main()) == [(True, [1, 1]), (True, [2, 2]), (False, [2, 2]), (False, [2, 2])]
-    assert server.cli("GET", f"tollway:rate-limiting:scope:hour:{ends[1]}:alice") == "2"
-    assert int(server.cli("TTL", f"tollway:rate-limiting:scope:minute:{ends[0]}:alice")) in range(55, 62)
+    assert redis_server.cli("GET", f"tollway:rate-limiting:scope:hour:{ends[1]}:alice") == "2"
+    assert int(redis_server.cli("TTL", f"tollway:rate-limiting:scope:minute:{ends[0]}:alice")) in range(55, 62)
 
 
-def test_calls_of_one_batch_are_decided_in_turn_across_identities_and_windows(server: RedisServer, run: Run) -> None:
+def test_calls_of_one_batch_are_decided_in_turn_across_identities_and_windows(redis_server: RedisServer,
+                                                                            run: Run) -> None:
     now = int(time.time())
 
     async def main() -> list[Any]:
-        policy = RedisPolicy.of({"host": "127.0.0.1", "port": server.port}, "scope", ("second", "hour"), [2, 3])
+        policy = RedisPolicy.of({"host": "127.0.0.1", "port": redis_server.port}, "scope", ("second", "hour"), [2, 3])
         calls = [("alice", [now + 1, now + 3600])] * 3 + [("bob", [now + 1, now + 3600])] \
             + [("alice", [now + 2, now + 3600])] * 2  # alice's next second: her hour has one unit left
         return await asyncio.gather(*[take(policy, who, ends) for who, ends in calls])
