@@ -40,7 +40,7 @@ class TollwayProfile:
     label: str
     key_auth: bool
     billable: bool
-    rate_limiting: str | None = None  # the rate-limiting policy (local, redis), or None for no rate-limiting
+    rate_limiting: str | None = None  # the rate-limiting policy (local, redis, cluster), or None for none
 
     @property
     def plugins(self) -> str:
@@ -58,6 +58,9 @@ PROFILES = (
                    key_auth=True, billable=True, rate_limiting="local"),
     TollwayProfile("keyauth-billable-ratelimit-redis", "key-auth + billable + rate-limiting (redis)",
                    key_auth=True, billable=True, rate_limiting="redis"),
+    # the node's database (SQLite in the bench) through its master: one transaction per batch
+    TollwayProfile("keyauth-billable-ratelimit-cluster", "key-auth + billable + rate-limiting (cluster)",
+                   key_auth=True, billable=True, rate_limiting="cluster"),
 )
 # The Redis of the redis policy's profile (the machine's own, as the tests' REDIS_URL)
 BENCH_REDIS = os.environ.get("BENCH_REDIS", "127.0.0.1:6379")

@@ -68,6 +68,7 @@ def test_nginx_proxy_config_keeps_upstream_connections_alive(tmp_path: Path) -> 
 def test_tollway_profiles_enable_and_configure_their_plugins() -> None:
     assert [profile.plugins for profile in PROFILES] == ["off", "key-auth", "key-auth,billable",
                                                         "key-auth,billable,rate-limiting",
+                                                        "key-auth,billable,rate-limiting",
                                                         "key-auth,billable,rate-limiting"]
     steps = [(method, path) for method, path, _ in _admin_steps(PROFILES[2], "http://127.0.0.1:1/")]
     assert steps == [("PUT", "/services/bench"), ("POST", "/services/bench/routes"),
@@ -88,9 +89,11 @@ def test_rate_limiting_cost_is_compared_within_rounds_against_its_target() -> No
 
     lines = rate_limiting_table([runs("tollway-keyauth-billable-w1", [1000, 1000]),
                                  runs("tollway-keyauth-billable-ratelimit-local-w1", [950, 900]),
-                                 runs("tollway-keyauth-billable-ratelimit-redis-w1", [600, 700])])
+                                 runs("tollway-keyauth-billable-ratelimit-redis-w1", [600, 700]),
+                                 runs("tollway-keyauth-billable-ratelimit-cluster-w1", [500, 800])])
     assert lines[2] == "| 1 | local | 5.0% / 10.0% | 7.5% | 10% | yes |"
     assert lines[3] == "| 1 | redis | 40.0% / 30.0% | 35.0% | 35% | yes |"
+    assert lines[4] == "| 1 | cluster | 50.0% / 20.0% | 35.0% | – | – |"  # no target: measured, not judged
 
 
 def test_markdown_shows_medians_ratios_rss_added_latency_and_what_was_not_measured() -> None:
