@@ -196,3 +196,52 @@ def test_calls_of_one_batch_are_decided_in_turn_across_identities_and_windows(re
         return await asyncio.gather(*[take(policy, who, ends) for who, ends in calls])
     assert run(main()) == [(True, [1, 1]), (True, [2, 2]), (False, [2, 2]), (True, [1, 1]),
                            (True, [1, 3]), (False, [1, 3])]
+
+
+def test_plugins_configured_alike_share_one_connection_across_configuration_changes(redis_server: RedisServer,
+                                                                                      run: Run) -> None:
+    ends = [int(time.time()) + 3600]
+
+    async def main() -> list[str]:
+        conf = {"host": "127.0.0.1", "port": redis_server.port}
+        for scope in ("first", "second", "reloaded"):  # a handler each, as each configuration change makes
+            await take(RedisPolicy.of(conf, scope, ("hour",), [10]), "alice", ends)
+        return [line for line in redis_server.cli("CLIENT", "LIST").splitlines() if "cmd=client|list" not in line]
+    clients = run(main())  # counted while the loop runs (uvloop closes its connections with the loop)
+    assert len(clients) == 1 and "cmd=evalsha" in clients[0]
+
+
+def test_no_password_means_no_auth_as_kong(redis_server: RedisServer, run: Run) -> None:
+    async def main() -> list[Any]:
+        return [await command(RedisClient(address(redis_server.port, **login), 2.0), "PING")
+                for login in ({"password": ""}, {"username": "someone"}, {"username": "someone", "password": ""})]
+    assert run(main()) == [b"PONG"] * 3
+
+
+def test_a_host_that_cannot_be_resolved_fails_each_command_at_once(run: Run) -> None:
+    async def main() -> tuple[float, list[str]]:
+        client = RedisClient(address(6379, host="a" * 64 + ".example"), timeout=5.0)  # not even a valid name
+        started = time.monotonic()
+        failures = []
+        for _ in range(2):  # the second tries again: the first attempt's failure left nothing stuck
+            with pytest.raises(RedisUnavailable) as failed:
+                await command(client, "PING")
+            failures.append(str(failed.value))
+        return time.monotonic() - started, failures
+    waited, failures = run(main())
+    assert waited < 2.0
+    assert all("cannot connect" in failure for failure in failures)
+
+
+def test_a_sender_that_fails_on_its_answer_does_not_keep_the_others_from_theirs(redis_server: RedisServer,
+                                                                                  run: Run) -> None:
+    ends = [int(time.time()) + 3600]
+
+    async def main() -> Any:
+        policy = RedisPolicy.of({"host": "127.0.0.1", "port": redis_server.port}, "scope", ("hour",), [10])
+
+        def broken(answer: Any) -> None:
+            raise RuntimeError("a sender's bug")
+        policy.take("alice", ends, broken)  # the same batch as the next call
+        return await take(policy, "alice", ends)
+    assert run(main()) == (True, [2])

@@ -392,6 +392,8 @@ class Slow(Recorder):
             outcome = {"/a/future-answer": Reply(429, {"message": "slow down"}), "/a/future-odd": "yes"}
             if call.path == "/a/future-fail":
                 asyncio.get_running_loop().call_soon(future.set_exception, ConnectionError("unreachable"))
+            elif call.path == "/a/future-cancel":
+                asyncio.get_running_loop().call_soon(future.cancel)
             else:
                 asyncio.get_running_loop().call_soon(future.set_result, outcome.get(call.path))
             return future
@@ -465,6 +467,7 @@ def test_an_access_that_awaits_a_future_goes_on_to_the_upstream(proxy, recording
     ("/a/future-answer", 429, {"message": "slow down"}),
     ("/a/future-fail", 500, {"message": "An unexpected error occurred"}),
     ("/a/future-odd", 500, {"message": "An unexpected error occurred"}),  # neither a Reply nor None
+    ("/a/future-cancel", 500, {"message": "An unexpected error occurred"}),
 ])
 def test_a_future_an_access_returns_answers_as_its_result_says(proxy, recording_upstream, slow, recorder,
                                                                 path, status, body):

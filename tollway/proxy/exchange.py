@@ -137,7 +137,7 @@ class Exchange(UpstreamListener):
             reply = outcome.result()
             if reply is not None and not isinstance(reply, Reply):
                 raise TypeError(f"a plugin's access phase gave {type(reply).__name__}, not a Reply or None")
-        except Exception:  # the plugin's failure, or its future cancelled
+        except (Exception, asyncio.CancelledError):  # the plugin's failure, or its future cancelled
             log.exception("plugin access phase failed")
             reply = Reply(500, {"message": responses.MSG_UNEXPECTED})
         self._access_end(call, reply)

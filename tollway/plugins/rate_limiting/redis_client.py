@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 from collections.abc import Callable
-from ssl import CERT_NONE, SSLContext, SSLError, create_default_context
+from ssl import CERT_NONE, SSLContext, create_default_context
 from typing import Any, NamedTuple
 
 import hiredis
 
 Done = Callable[[Any], None]  # takes the reply, or a RedisUnavailable
+
+log = logging.getLogger("tollway.rate-limiting")
 
 
 def pack(*args: str | int | bytes) -> bytes:
@@ -61,10 +64,12 @@ class Address(NamedTuple):
         return f"{self.host}:{self.port}"
 
     def handshake(self) -> list[bytes]:
-        """The commands that start a connection: AUTH (with an ACL user, or the default one), SELECT."""
+        """The commands that start a connection: AUTH when there is a password (with the ACL user
+        when one is named, else the default user's; a username without a password logs in as no
+        one, as Kong does), then SELECT."""
         commands = []
-        if self.password is not None or self.username is not None:
-            login = (self.username, self.password or "") if self.username else (self.password or "",)
+        if self.password:
+            login = (self.username, self.password) if self.username else (self.password,)
             commands.append(pack("AUTH", *login))
         if self.database:
             commands.append(pack("SELECT", self.database))
@@ -81,15 +86,27 @@ class Address(NamedTuple):
 
 
 class _Command:
-    """A command on its way: its bytes, who gets its reply, and its deadline's timer."""
+    """A command on its way: its bytes, who gets its reply, its deadline's timer, and the
+    connection it was written on (None while it waits for one)."""
 
-    __slots__ = ("packed", "done", "timer", "written")
+    __slots__ = ("packed", "done", "timer", "link")
 
     def __init__(self, packed: bytes, done: Done, timer: asyncio.TimerHandle | None) -> None:
         self.packed = packed
         self.done = done
         self.timer = timer
-        self.written = False
+        self.link: _Link | None = None
+
+
+def _tell(command: _Command, reply: Any) -> None:
+    """Give a command its reply; a sender that raises is logged, and the others still get theirs."""
+    if command.timer is not None:
+        command.timer.cancel()
+        command.timer = None
+    try:
+        command.done(reply)
+    except Exception:
+        log.exception("a Redis command's sender failed on its reply")
 
 
 class _Link(asyncio.Protocol):
@@ -106,7 +123,7 @@ class _Link(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def write(self, command: _Command) -> None:
-        command.written = True
+        command.link = self
         self.waiting.append(command)
         assert self.transport is not None
         self.transport.write(command.packed)
@@ -126,10 +143,7 @@ class _Link(asyncio.Protocol):
             if not waiting:
                 self.break_off("a reply to no command")
                 return
-            command = waiting.popleft()
-            if command.timer is not None:
-                command.timer.cancel()
-            command.done(reply)
+            _tell(waiting.popleft(), reply)
             if self.broken is not None:  # the handshake's reply broke it
                 return
 
@@ -143,17 +157,15 @@ class _Link(asyncio.Protocol):
 
     def break_off(self, why: str) -> None:
         """Fail every command waiting here and close: the next command connects again."""
+        if self.client.link is self:
+            self.client.link = None
         if self.broken is None:
             self.broken = RedisUnavailable(f"{self.client.address}: {why}")
-            if self.client.link is self:
-                self.client.link = None
             if self.transport is not None:
                 self.transport.abort()
         waiting, self.waiting = self.waiting, collections.deque()
         for command in waiting:
-            if command.timer is not None:
-                command.timer.cancel()
-            command.done(self.broken)
+            _tell(command, self.broken)
 
 
 class RedisClient:
@@ -166,6 +178,7 @@ class RedisClient:
         self.queued: list[_Command] = []      # sent while connecting: written once connected
         self.connecting: asyncio.Task[None] | None = None
         self.tasks: set[asyncio.Task[None]] = set()
+        self.tls = address.tls()  # made once: loading the system's authorities takes milliseconds
 
     def send(self, packed: bytes, done: Done, deadline: float | None = None) -> None:
         """Send one command (hiredis.pack_command's bytes); `done` gets its reply, or a
@@ -187,34 +200,37 @@ class RedisClient:
 
     def _expired(self, command: _Command) -> None:
         command.timer = None
-        if command.written:  # its reply may still come, and would be taken for the next one's
-            link = self.link
-            if link is not None and command in link.waiting:
+        link = command.link
+        if link is not None:  # its reply may still come, and would be taken for the next one's
+            if command in link.waiting:
                 link.break_off(f"no reply within {self.timeout:g} s")
             return
         if command in self.queued:
             self.queued.remove(command)
-            command.done(RedisUnavailable(f"{self.address}: not connected within {self.timeout:g} s"))
+            _tell(command, RedisUnavailable(f"{self.address}: not connected within {self.timeout:g} s"))
 
     async def _connect(self) -> None:
         address = self.address
         loop = asyncio.get_running_loop()
+        failure: RedisUnavailable | None = None
+        link: _Link | None = None
         try:
             async with asyncio.timeout(self.timeout):
                 _, link = await loop.create_connection(
-                    lambda: _Link(self), address.host, address.port, ssl=address.tls(),
+                    lambda: _Link(self), address.host, address.port, ssl=self.tls,
                     server_hostname=(address.server_name or address.host) if address.ssl else None)
-        except (OSError, TimeoutError, SSLError) as exc:
+        except Exception as exc:  # refused, unreachable, too slow, a TLS failure, a name that is no name...
             failure = RedisUnavailable(f"{address}: cannot connect ({exc or type(exc).__name__})")
             failure.__cause__ = exc
-            queued, self.queued = self.queued, []
+        finally:
             self.connecting = None
+        if link is not None and link.broken is not None:  # closed before this task resumed
+            failure = link.broken
+        if failure is not None or link is None:
+            queued, self.queued = self.queued, []
             for command in queued:
-                if command.timer is not None:
-                    command.timer.cancel()
-                command.done(failure)
+                _tell(command, failure)
             return
-        self.connecting = None
         self.link = link
         for packed in address.handshake():
             link.write(_Command(packed, link.logged_in, None))

@@ -21,14 +21,17 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import logging
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 import hiredis
 
 from tollway.plugins.rate_limiting.redis_client import Address, RedisClient, RedisUnavailable, bulk
 
 __all__ = ["RedisPolicy", "RedisUnavailable"]
+
+log = logging.getLogger("tollway.rate-limiting")
 
 # KEYS: every call's counters, one per period, call after call.
 # ARGV: for each call, its number of counters n, then n limits, then n window ends (epoch seconds).
@@ -72,6 +75,14 @@ Taken = Callable[[Any], None]  # gets (admitted, counts after), or a RedisUnavai
 Pending = tuple[bytes, bytes, int, Taken]  # a call's KEYS and ARGV (RESP), its number of counters, and who is told
 
 
+def _fits(answer: Any, batch: list[Pending]) -> bool:
+    """Whether the script's answer has a decision and the counts for each call of the batch."""
+    expected = 0
+    for call in batch:
+        expected += 1 + call[2]
+    return isinstance(answer, list) and len(answer) == expected
+
+
 def address_of(conf: dict[str, Any]) -> Address:
     """The plugin's `redis` record as an Address."""
     return Address(conf["host"], int(conf.get("port") or 6379), int(conf.get("database") or 0),
@@ -111,19 +122,21 @@ class _Batcher:
 
     def _answered(self, batch: list[Pending], items: int, body: bytes | None, deadline: float, answer: Any) -> None:
         if isinstance(answer, hiredis.ReplyError):
-            if body is not None and str(answer).startswith("NOSCRIPT"):  # sent again with the script itself
+            # Redis forgot the script: sent again with its text, if there is time left for it
+            if body is not None and str(answer).startswith("NOSCRIPT") and self.loop.time() < deadline:
                 self.client.send(b"*%d\r\n%s%s" % (items, EVAL, body),
                                  functools.partial(self._answered, batch, items, None, deadline), deadline)
                 return
             answer = RedisUnavailable(f"{self.client.address}: {answer}")
-        if isinstance(answer, Exception):
-            for call in batch:
-                call[3](answer)
-            return
+        elif not isinstance(answer, Exception) and not _fits(answer, batch):
+            answer = RedisUnavailable(f"{self.client.address}: the script answered {answer!r:.80}")
         at = 0
         for call in batch:
             n = call[2]
-            call[3]((answer[at] == 1, answer[at + 1:at + 1 + n]))
+            try:
+                call[3](answer if isinstance(answer, Exception) else (answer[at] == 1, answer[at + 1:at + 1 + n]))
+            except Exception:
+                log.exception("rate-limiting: a call's answer from Redis failed")
             at += 1 + n
 
 
@@ -136,7 +149,9 @@ class RedisPolicy:
     then. A connection belongs to an event loop: one is made per loop on first use, and shared by
     every plugin of the worker configured for the same Redis and timeout."""
 
-    _batchers: dict[tuple[Address, float, int], _Batcher] = {}  # (address, timeout, id(loop)) -> its batcher
+    # (address, timeout, id(loop)) -> its batcher: shared by the plugins of a worker, and kept
+    # across configuration changes (a new handler finds its connection)
+    _batchers: ClassVar[dict[tuple[Address, float, int], _Batcher]] = {}
 
     def __init__(self, address: Address, timeout: float, scope: str, periods: tuple[str, ...],
                  limits: list[int]) -> None:
@@ -173,8 +188,16 @@ class RedisPolicy:
         batcher = self.batcher
         if loop is not self.loop or batcher is None:
             place = (self.address, self.timeout, id(loop))
-            batcher = self._batchers.get(place)
+            batcher = RedisPolicy._batchers.get(place)
             if batcher is None:
-                batcher = self._batchers[place] = _Batcher(RedisClient(self.address, self.timeout), loop)
+                _forget_closed_loops()
+                batcher = RedisPolicy._batchers[place] = _Batcher(RedisClient(self.address, self.timeout), loop)
             self.loop, self.batcher = loop, batcher
         batcher.add((keys, self.argv, self.count, done))
+
+
+def _forget_closed_loops() -> None:
+    """Drop the batchers of loops that are closed (a worker has one loop; tests make many)."""
+    for place, batcher in list(RedisPolicy._batchers.items()):
+        if batcher.loop.is_closed():
+            del RedisPolicy._batchers[place]
