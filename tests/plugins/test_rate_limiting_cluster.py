@@ -1,7 +1,9 @@
 """rate-limiting with the cluster policy: counters on the database every node shares, exact.
 
 The decision itself, on SQLite and PostgreSQL: two databases' clients (two nodes) deciding
-hundreds of calls at once admit exactly the limit. Then real processes on one PostgreSQL schema:
+hundreds of calls at once admit exactly the limit. A node of two workers on SQLite (its master
+keeps one connection for the decisions) admits exactly the limit. Then real processes on one
+PostgreSQL schema:
 two nodes of two workers admit exactly N of hundreds of concurrent calls; windows fill exactly and
 reset at each boundary under load; the database cut off mid-load (a TCP relay to PostgreSQL
 stopped) is served through with fault_tolerant, or answered 500 without."""
@@ -226,6 +228,27 @@ def test_two_nodes_of_two_workers_admit_exactly_the_limit(two_nodes: list[Node])
     again = httpx.get(two_nodes[1].proxy + "/mock/requests", headers={"apikey": "poppy-secret"})
     assert again.status_code == 429 and again.headers["X-RateLimit-Remaining-Day"] == str(LIMIT * 10 - LIMIT)
     print(f"{TRIES} calls from {CLIENTS} clients over 2 nodes in {took:.2f} s")
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+def test_a_node_of_two_workers_on_sqlite_admits_exactly_the_limit(settings: Settings, tmp_path: Path,
+                                                                   echo_upstream: int) -> None:
+    node = _nodes(settings, tmp_path, 1, workers=2)[0]  # its master decides on one connection it keeps
+    node.bootstrap()
+    try:
+        node.start()
+        seed(node, f"http://127.0.0.1:{echo_upstream}")
+        limit_on_mock([node], {"policy": "cluster", "hour": LIMIT})
+        wait_for_room(3600, 30)
+        answers = hammer([node.proxy], "/mock/requests", TRIES, CLIENTS, {"apikey": "poppy-secret"})
+        assert collections.Counter(a.status for a in answers) == {200: LIMIT, 429: TRIES - LIMIT}
+        admitted = [a for a in answers if a.status == 200]
+        assert sorted(int(a.headers["X-RateLimit-Remaining-Hour"]) for a in admitted) == list(range(LIMIT))
+        status = node.json("/status")["rate-limiting-cluster"]
+        # limit_on_mock's own call, which checked that the workers had the plugin, counts too
+        assert (status["decided"], status["admitted"], status["database_failures"]) == (TRIES + 1, LIMIT + 1, 0)
+    finally:
+        node.close()
 
 
 def test_windows_fill_exactly_then_reset_at_each_boundary(two_nodes: list[Node]) -> None:

@@ -27,11 +27,13 @@ import contextlib
 import logging
 import socket
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 from sqlalchemy import BigInteger, Column, MetaData, String, Table, Text, bindparam, delete, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tollway.plugins.node import NodeContext
 from tollway.plugins.rate_limiting.cluster import MAX_LINE, address
@@ -75,6 +77,9 @@ class ClusterCounting:
         self.last_clean = 0.0
         self.last_logged = -LOG_EVERY
         self.known: set[CounterKey] = set()   # rows made already (decide)
+        # SQLite: one connection kept for the decisions (the node's engine opens one, and its
+        # thread, for every transaction: most of a batch's cost); None until the first batch
+        self.held: AsyncConnection | None = None
 
     async def start(self) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -91,6 +96,13 @@ class ClusterCounting:
             self.decider.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.decider
+        await self._release()
+
+    async def _release(self) -> None:
+        held, self.held = self.held, None
+        if held is not None:
+            with contextlib.suppress(Exception):
+                await held.close()
 
     def status(self) -> dict[str, Any]:
         return {"decided": self.decided, "admitted": self.admitted, "transactions": self.batches,
@@ -122,8 +134,12 @@ class ClusterCounting:
     async def _decide(self, batch: list[Waiting]) -> None:
         try:
             async with asyncio.timeout(max(float(self.node.settings.pg_timeout), 1.0) * 2):
-                answers = await decide(self.node.db, [counters for _, counters, _ in batch], self.known)
+                db = self.node.db
+                if db.dialect == "sqlite" and self.held is None:
+                    self.held = await db.engine.connect()
+                answers = await decide(db, [counters for _, counters, _ in batch], self.known, self.held)
         except Exception as exc:  # noqa: BLE001 - any failure of the database fails the batch, said to each call
+            await self._release()  # the next batch connects again
             self.failures += 1
             self.last_error = f"{type(exc).__name__}: {exc}"[:300]
             if time.monotonic() - self.last_logged >= LOG_EVERY:
@@ -153,10 +169,12 @@ def _answer(writer: asyncio.StreamWriter, message: dict[str, Any]) -> None:
         writer.write(orjson.dumps(message) + b"\n")
 
 
-async def decide(db: Any, calls: list[list[Any]], known: set[CounterKey] | None = None) -> list[tuple[bool, list[int]]]:
+async def decide(db: Any, calls: list[list[Any]], known: set[CounterKey] | None = None,
+                 held: AsyncConnection | None = None) -> list[tuple[bool, list[int]]]:
     """Decide each call (its counters: [scope, period, identity, window_end, limit] each) in one
     transaction, in order: (admitted, the counts after) for each. `known`: the rows this node saw
-    already (they need no INSERT: a round trip saved), updated."""
+    already (they need no INSERT: a round trip saved), updated. `held`: a connection to run the
+    transaction on, instead of one of the engine's."""
     keys: list[CounterKey] = sorted({(c[0], c[1], c[2], int(c[3])) for counters in calls for c in counters})
     if not keys:
         return [(True, []) for _ in calls]
@@ -175,7 +193,7 @@ async def decide(db: Any, calls: list[list[Any]], known: set[CounterKey] | None 
         # SQLite's driver begins the transaction at the first write: the INSERT must come first,
         # so that the rows are read under the write lock (a SELECT first would run outside it)
         known = None
-    async with db.begin() as conn:
+    async with _transaction(db, held) as conn:
         missing = keys if known is None else [k for k in keys if k not in known]
         if missing:
             await insert(conn, missing)
@@ -205,3 +223,14 @@ async def decide(db: Any, calls: list[list[Any]], known: set[CounterKey] | None 
                                     table.c.window_end == bindparam("k_end")).values(used=bindparam("k_used")),
                 grown)
     return answers
+
+
+@contextlib.asynccontextmanager
+async def _transaction(db: Any, held: AsyncConnection | None) -> AsyncIterator[AsyncConnection]:
+    """A transaction on `held`, or on a connection of the engine's, committed on exit."""
+    if held is None:
+        async with db.begin() as conn:
+            yield conn
+    else:
+        async with held.begin():
+            yield held
