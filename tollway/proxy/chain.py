@@ -185,10 +185,7 @@ def run_access(call: Call, plugins: RoutePlugins) -> Reply | Awaitable[Reply | N
         if result is not None:
             if isinstance(result, Reply):
                 return result
-            index = entries.index(entry) + 1
-            if index == len(entries) and isinstance(result, asyncio.Future):
-                return result  # the last handler's future: the caller waits for it without a task
-            return _access_later(call, result, entries, index, None, set())
+            return _rest_later(call, result, entries, entries.index(entry) + 1)
     return None
 
 
@@ -202,10 +199,18 @@ def _run_from(call: Call, entries: tuple[tuple[str, Handler], ...],
         if result is not None:
             if isinstance(result, Reply):
                 return result
-            if index == len(entries) and isinstance(result, asyncio.Future):
-                return result  # the last handler's future: the caller waits for it without a task
-            return _access_later(call, result, entries, index, None, set())
+            return _rest_later(call, result, entries, index)
     return None
+
+
+def _rest_later(call: Call, pending: Awaitable[Reply | None], entries: tuple[tuple[str, Handler], ...],
+                index: int) -> Awaitable[Reply | None]:
+    """What is left of the access phase once `pending` (from `entries[index - 1]`) is done, with no
+    consumer chain to look for: the last handler's future itself (the caller waits for it without a
+    task), else a coroutine that runs the handlers after it."""
+    if index == len(entries) and isinstance(pending, asyncio.Future):
+        return pending
+    return _access_later(call, pending, entries, index, None, set())
 
 
 def _run_until_consumer(call: Call, by_consumer: dict[str, Chain], done: set[str],
@@ -240,14 +245,19 @@ def _consumer_found(call: Call, by_consumer: dict[str, Chain], handler: Handler,
     return _run_from(call, entries, index)
 
 
+def checked_reply(result: Any) -> Reply | None:
+    """What an awaited access phase gave, which must be a Reply or None (TypeError otherwise)."""
+    if result is not None and not isinstance(result, Reply):
+        raise TypeError(f"a plugin's access phase gave {type(result).__name__}, not a Reply or None")
+    return result
+
+
 async def _access_later(call: Call, pending: Awaitable[Reply | None], entries: tuple[tuple[str, Handler], ...],
                         index: int, by_consumer: dict[str, Chain] | None, done: set[str]) -> Reply | None:
     """The access phase from the awaitable `entries[index - 1]`'s handler returned; the consumer
     chain is still to be looked for when `by_consumer` is given."""
-    result = await pending
+    result = checked_reply(await pending)
     if result is not None:
-        if not isinstance(result, Reply):
-            raise TypeError(f"a plugin's access phase gave {type(result).__name__}, not a Reply or None")
         return result
     if by_consumer is None:
         rest = _run_from(call, entries, index)

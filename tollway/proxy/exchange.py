@@ -27,7 +27,7 @@ from typing import Final
 from tollway.plugins.base import Reply
 from tollway.proxy import responses
 from tollway.proxy.call import Call
-from tollway.proxy.chain import Chain, RoutePlugins, run_access, run_log, run_meter
+from tollway.proxy.chain import Chain, RoutePlugins, checked_reply, run_access, run_log, run_meter
 from tollway.proxy.connection import ClientConnection
 from tollway.proxy.headers import (
     NOT_FORWARDED,
@@ -134,9 +134,7 @@ class Exchange(UpstreamListener):
         """The access phase's end, when its last plugin answered with a future (no task needed)."""
         reply: Reply | None
         try:
-            reply = outcome.result()
-            if reply is not None and not isinstance(reply, Reply):
-                raise TypeError(f"a plugin's access phase gave {type(reply).__name__}, not a Reply or None")
+            reply = checked_reply(outcome.result())
         except (Exception, asyncio.CancelledError):  # the plugin's failure, or its future cancelled
             log.exception("plugin access phase failed")
             reply = Reply(500, {"message": responses.MSG_UNEXPECTED})

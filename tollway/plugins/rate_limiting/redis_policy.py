@@ -75,14 +75,6 @@ Taken = Callable[[Any], None]  # gets (admitted, counts after), or a RedisUnavai
 Pending = tuple[bytes, bytes, int, Taken]  # a call's KEYS and ARGV (RESP), its number of counters, and who is told
 
 
-def _fits(answer: Any, batch: list[Pending]) -> bool:
-    """Whether the script's answer has a decision and the counts for each call of the batch."""
-    expected = 0
-    for call in batch:
-        expected += 1 + call[2]
-    return isinstance(answer, list) and len(answer) == expected
-
-
 def address_of(conf: dict[str, Any]) -> Address:
     """The plugin's `redis` record as an Address."""
     return Address(conf["host"], int(conf.get("port") or 6379), int(conf.get("database") or 0),
@@ -118,17 +110,19 @@ class _Batcher:
         items = 3 + keys + keys * 2 + len(batch)
         deadline = self.loop.time() + self.client.timeout
         self.client.send(b"*%d\r\n%s%s" % (items, EVALSHA, body),
-                         functools.partial(self._answered, batch, items, body, deadline), deadline)
+                         functools.partial(self._answered, batch, items, body, deadline, len(batch) + keys), deadline)
 
-    def _answered(self, batch: list[Pending], items: int, body: bytes | None, deadline: float, answer: Any) -> None:
+    def _answered(self, batch: list[Pending], items: int, body: bytes | None, deadline: float, expected: int,
+                  answer: Any) -> None:
+        """The script's answer to `batch`: for each call its decision and counts (`expected` items)."""
         if isinstance(answer, hiredis.ReplyError):
             # Redis forgot the script: sent again with its text, if there is time left for it
             if body is not None and str(answer).startswith("NOSCRIPT") and self.loop.time() < deadline:
                 self.client.send(b"*%d\r\n%s%s" % (items, EVAL, body),
-                                 functools.partial(self._answered, batch, items, None, deadline), deadline)
+                                 functools.partial(self._answered, batch, items, None, deadline, expected), deadline)
                 return
             answer = RedisUnavailable(f"{self.client.address}: {answer}")
-        elif not isinstance(answer, Exception) and not _fits(answer, batch):
+        elif not isinstance(answer, Exception) and not (isinstance(answer, list) and len(answer) == expected):
             answer = RedisUnavailable(f"{self.client.address}: the script answered {answer!r:.80}")
         at = 0
         for call in batch:
